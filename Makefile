@@ -1,0 +1,28 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+# torch==2.13.0 is installed before the package so that pip takes the CPU wheel and never
+# pulls several GB of CUDA packages to satisfy a looser requirement.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := build
+
+.PHONY: demo test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/inductscan toy-suite $(DEMO)/toy --seeds 3
+	$(BIN)/inductscan scan $(DEMO)/toy --out $(DEMO)/toy-results
+	$(BIN)/inductscan query $(DEMO)/toy-results --best --columns seed,step,tokens,layer,head,induction,previous_token,in_context_gain
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(DEMO) results

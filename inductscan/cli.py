@@ -1,0 +1,228 @@
+"""The ``inductscan`` command: a thin layer over the library. Every command's help has an example."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from inductscan import query as queries
+from inductscan import store
+from inductscan.errors import ConfigError, InductscanError
+from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.suites import CATALOG, TOY_NAME, get_suite, suite_names, toy_home
+
+
+class Group(click.Group):
+    """Turns any InductscanError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InductscanError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Group)
+@click.version_option(store.package_version(), prog_name="inductscan")
+def main() -> None:
+    """Find when induction heads form, across public checkpoint suites and their seeds.
+
+    \b
+    Example:
+        inductscan toy-suite && inductscan scan toy --out results/
+        inductscan query results/ --best
+    """
+
+
+def _integers(text: str | None, what: str) -> list[int] | None:
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers or 'all', got {text!r}", param_hint=what) from None
+
+
+def _range(text: str | None, what: str) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low) if low else 0, int(high) if high else 2**62)
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or bounds[0] > bounds[1]:
+        raise click.BadParameter(f"expected A:B with A <= B (either may be empty), got {text!r}", param_hint=what)
+    return bounds
+
+
+@main.command("suites")
+@click.argument("name", required=False)
+def suites_command(name: str | None) -> None:
+    """List the catalogued suites, or show one suite's runs, seeds and steps.
+
+    \b
+    Example:
+        inductscan suites
+        inductscan suites stanford-gpt2-small
+    """
+    if name is None:
+        for suite in CATALOG.values():
+            click.echo(f"{suite.name:28} {len(suite.runs):2} run(s) x {len(suite.steps):3} steps  {suite.description}")
+        click.echo(f"{TOY_NAME:28} built by `inductscan toy-suite` (in {toy_home()})")
+        click.echo(f"{'FOLDER':28} any folder of checkpoint-N/, stepN/ or step_N/ Hugging Face checkpoints")
+        return
+    suite = get_suite(name)
+    steps = suite.steps
+    click.echo(f"{suite.name}: {suite.description}")
+    click.echo(f"  steps: {len(steps)} ({steps[0]} .. {steps[-1]})" if steps else "  steps: none")
+    click.echo(f"  tokens per step: {suite.tokens_per_step:,}")
+    click.echo(f"  revision: {suite.revision if suite.source == 'hub' else 'local folders'}")
+    token_range = f"[{suite.token_range[0]}, {suite.token_range[1]})" if suite.token_range else "every non-special id"
+    bos = suite.bos_token_id if suite.token_range else "the config's bos_token_id"
+    click.echo(f"  probe: {suite.probe.length} tokens x {suite.probe.repeats}, batch {suite.probe.batch}, "
+               f"tokens {token_range}, BOS {bos}")  # fmt: skip
+    click.echo("  runs:")
+    for run in suite.runs:
+        click.echo(f"    seed {run.seed:>5}  {run.repo}")
+
+
+def probe_options(command):
+    """The probe overrides every scoring command shares."""
+    options = [
+        click.option("--probe-length", type=int, help="Random tokens per repeat (default: the suite's, 25)."),
+        click.option("--probe-repeats", type=int, help="Repeats of the random tokens (default: the suite's, 4)."),
+        click.option("--probe-batch", type=int, help="Sequences in the probe (default: the suite's, 10)."),
+        click.option("--probe-seed", type=int, help="Seed of the probe's torch.Generator (default 0)."),
+    ]
+    return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
+
+
+@main.command("scan")
+@click.argument("suite_or_folder")
+@click.option("--seeds", help="Comma-separated seeds, or 'all' (default).")
+@click.option("--steps", help="Comma-separated steps (default: every step of the suite).")
+@click.option("--step-range", help="Only steps A..B inclusive, as A:B.")
+@click.option("--every", type=int, help="Only every Nth of the chosen steps.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Results folder (a re-run resumes).")  # fmt: skip
+@probe_options
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
+@click.option("--dtype", default="float32", show_default=True, help="Compute dtype.")
+@click.option("--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Path, probe_length, probe_repeats,
+                 probe_batch, probe_seed, device, dtype, tokens_per_step, quiet) -> None:  # fmt: skip
+    """Score every attention head of every checkpoint of a suite into a parquet table.
+
+    SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
+    Hugging Face checkpoints. Exits 1 if any checkpoint failed (each is recorded with its reason).
+
+    \b
+    Example:
+        inductscan scan stanford-gpt2-small --seeds 21 --steps 0,10,100 --out results/
+        inductscan scan pythia-160m-seeds --seeds 1,2 --step-range 1000:10000 --every 2
+        inductscan scan toy --out toy-results/
+    """
+    suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
+    if tokens_per_step is not None and tokens_per_step < 0:
+        raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
+    config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
+                        probe_seed=probe_seed, dtype=dtype, device=device)  # fmt: skip
+    refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
+                step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
+    if not refs:
+        raise ConfigError("no checkpoint matches the chosen seeds and steps")
+    summary = run_scan(refs, out, config, progress=not quiet)
+    click.echo(summary.line(out))
+    if summary.failed:
+        sys.exit(1)
+
+
+def _emit(frame, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", indent=1))
+    elif frame.empty:
+        click.echo("no rows match")
+    else:
+        click.echo(frame.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+
+
+@main.command("query")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--suite", help="Only this suite.")
+@click.option("--seed", help="Comma-separated seeds.")
+@click.option("--step-range", help="Only steps A..B inclusive, as A:B.")
+@click.option("--layer", type=int, help="Only this layer.")
+@click.option("--head", type=int, help="Only this head.")
+@click.option("--min-induction", type=float, help="Only heads whose induction score is at least this.")
+@click.option("--top", type=int, help="Only the K heads with the highest induction score.")
+@click.option("--best", is_flag=True, help="One row per checkpoint: its best induction head.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def query_command(results: Path, suite, seed, step_range, layer, head, min_induction, top, best, fmt) -> None:
+    """Select rows of a results table.
+
+    \b
+    Example:
+        inductscan query results/ --seed 21 --layer 5 --min-induction 0.4
+        inductscan query results/ --best --format csv
+        inductscan query results/ --top 10
+    """
+    filters = {"suite": suite, "layer": layer, "head": head}
+    filters = {name: value for name, value in filters.items() if value is not None}
+    if seed is not None:
+        filters["seed"] = _integers(seed, "--seed")
+    if step_range is not None:
+        filters["step"] = slice(*_range(step_range, "--step-range"))
+    frame = store.load_results(results, **filters)
+    if min_induction is not None:
+        frame = frame[frame["induction"] >= min_induction]
+    if best:
+        frame = queries.best_heads(frame)
+    else:
+        frame = frame.reset_index()
+        frame = frame[["suite", "run", "seed", "step", "tokens", "layer", "head"] + queries.HEAD_COLUMNS
+                      + queries.CHECKPOINT_COLUMNS]  # fmt: skip
+    if top is not None:
+        frame = queries.top_heads(frame, top)
+    _emit(frame, fmt)
+
+
+@main.command("toy-suite")
+@click.argument("out", type=click.Path(path_type=Path), required=False)
+@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0 .. N-1).")
+@click.option("--train-steps", type=int, help="Training steps per seed (default 2400).")
+@click.option("--jobs", type=int, default=min(3, os.cpu_count() or 1), show_default=True,
+              help="Seeds trained at once, one process each.")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def toy_suite_command(out: Path | None, seeds: int, train_steps: int | None, jobs: int, quiet: bool) -> None:
+    """Train the toy suite: small attention-only GPT-2s that form induction heads in minutes.
+
+    Saves Hugging Face checkpoints at log-spaced steps (step 0 included) under OUT/seedN/,
+    default the toy suite's home. Seeds already trained with the same settings are kept.
+
+    \b
+    Example:
+        inductscan toy-suite --seeds 3
+        inductscan toy-suite toy/ --seeds 2 && inductscan scan toy/ --out toy-results/
+    """
+    from inductscan.toy import ToyConfig, build_toy_suite
+
+    if seeds < 1 or jobs < 1:
+        raise ConfigError(f"--seeds and --jobs must be >= 1, got {seeds} and {jobs}")
+    config = ToyConfig() if train_steps is None else ToyConfig(train_steps=train_steps)
+    out = out or toy_home()
+    trained = build_toy_suite(out, list(range(seeds)), config, jobs=jobs, progress=not quiet)
+    kept = seeds - len(trained)
+    click.echo(f"toy suite in {out}: {len(trained)} seed(s) trained, {kept} already there")
+
+
+if __name__ == "__main__":
+    main()

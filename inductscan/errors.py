@@ -1,0 +1,46 @@
+"""The errors inductscan raises.
+
+Every error subclasses :class:`InductscanError` and the stdlib error a caller would catch anyway
+(``LookupError`` for an unknown name, ``ValueError`` for a bad value, ``OSError`` for files), so
+that library users can catch either; the CLI turns any of them into one line that says what to do.
+"""
+
+
+class InductscanError(Exception):
+    """Base of every error inductscan raises on purpose."""
+
+
+class UnknownSuiteError(InductscanError, LookupError):
+    """A suite name that is not in the catalog and is not a folder."""
+
+
+class UnknownRunError(InductscanError, LookupError):
+    """A seed or step that the suite does not have."""
+
+
+class ConfigError(InductscanError, ValueError):
+    """A bad value in a probe or scan setting."""
+
+
+class ProbeTooLongError(ConfigError):
+    """The probe does not fit in the model's context."""
+
+
+class UnsupportedArchitectureError(InductscanError, ValueError):
+    """A checkpoint whose architecture (or one of its config attributes) inductscan cannot run."""
+
+
+class CheckpointError(InductscanError, OSError):
+    """A checkpoint that cannot be scored; the scan records it and goes on."""
+
+
+class CheckpointUnavailableError(CheckpointError):
+    """The checkpoint's files cannot be found (missing branch, folder or file)."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The checkpoint's files exist but cannot be read as weights (truncated, corrupt, wrong keys)."""
+
+
+class OutputError(InductscanError, OSError):
+    """The results folder cannot be written or holds something inductscan cannot read."""

@@ -1,0 +1,128 @@
+"""The head and checkpoint scores of DESIGN.md section 4, as pure vectorised tensor functions.
+
+Each attention-pattern score is a mean over sequences and query positions of a weighted sum of
+attention probabilities, so it is one (query, key) weight matrix whose rows are already divided
+by the number of query positions: ``score[h] = sum_{b,q,k} A[b,h,q,k] W[q,k] / batch``.
+``L`` is the probe's segment length; the earlier copies of the token at ``q`` sit at
+``q - L, q - 2L, ...``, never before the first probe position ``o``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from inductscan.probe import Layout
+
+PATTERN_SCORES = ("induction", "prefix_matching", "duplicate_token", "previous_token")
+
+
+def _earlier_copies(layout: Layout, q: int) -> range:
+    return range(q - layout.length, layout.offset - 1, -layout.length)
+
+
+def pattern_weights(layout: Layout) -> dict[str, torch.Tensor]:
+    """(position, position) weight matrices for each pattern score, rows normalised by query count.
+
+    - induction: ``A[q, q - L + 1]``, the token after the most recent earlier copy (TransformerLens).
+    - prefix_matching: ``sum_c A[q, c + 1]`` over every earlier copy ``c`` (Olsson et al.).
+    - duplicate_token: ``sum_c A[q, c]``.
+    - previous_token: ``A[q, q - 1]`` for every ``q`` whose previous position holds a probe token.
+    """
+    n = layout.n_positions
+    weights = {name: torch.zeros(n, n, dtype=torch.float64) for name in PATTERN_SCORES}
+    induction_queries = layout.induction_positions()
+    for q in induction_queries:
+        weights["induction"][q, q - layout.length + 1] = 1.0
+        for c in _earlier_copies(layout, q):
+            weights["prefix_matching"][q, c + 1] += 1.0
+            weights["duplicate_token"][q, c] += 1.0
+    for name in ("induction", "prefix_matching", "duplicate_token"):
+        weights[name] /= len(induction_queries)
+    previous_queries = range(layout.offset + 1, n)
+    for q in previous_queries:
+        weights["previous_token"][q, q - 1] = 1.0 / len(previous_queries)
+    return weights
+
+
+def pattern_scores(pattern: torch.Tensor, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scores from attention probabilities.
+
+    pattern: (..., batch, head, query, key) -> each score (..., head).
+    """
+    batch = pattern.shape[-4]
+    return {
+        name: torch.einsum("...bhqk,qk->...h", pattern.double(), weight.to(pattern.device)) / batch
+        for name, weight in weights.items()
+    }
+
+
+def copying_score(
+    embed: torch.Tensor, values: torch.Tensor, outputs: torch.Tensor, unembed: torch.Tensor
+) -> torch.Tensor:
+    """Eigenvalue copying score ``sum(lambda) / sum(|lambda|)`` of the full OV circuit (Elhage et al.).
+
+    The nonzero eigenvalues of ``W_E W_V W_O W_U`` (vocab x vocab) are those of the
+    (d_head x d_head) matrix ``W_O W_U W_E W_V``, computed here. LayerNorm gains are expected
+    already folded into ``values`` and ``unembed``.
+
+    embed (vocab, d_model), values (..., d_model, d_head), outputs (..., d_head, d_model),
+    unembed (d_model, vocab) -> (...,).
+    """
+    through_vocab = (unembed @ embed).double()  # (d_model, d_model), shared by every head
+    circuit = outputs.double() @ through_vocab @ values.double()  # (..., d_head, d_head)
+    eigenvalues = torch.linalg.eigvals(circuit)
+    return eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)
+
+
+def logit_directions(
+    unembed: torch.Tensor, final_ln_weight: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Residual-stream directions whose dot product with a centred, scale-divided head output is its
+    direct logit attribution to ``targets``, relative to the mean logit.
+
+    The head output goes through the final LayerNorm as TransformerLens's ``apply_ln_to_stack``
+    does: centred over d_model, divided by the scale, times the gain; then projected on
+    ``W_U[:, t] - mean_v W_U[:, v]``. Centring is folded in by centring the direction.
+
+    unembed (d_model, vocab), final_ln_weight (d_model,), targets (batch, query) ->
+    (batch, query, d_model).
+    """
+    unembed = unembed.double()
+    relative = unembed[:, targets] - unembed.mean(dim=1)[:, None, None]  # (d_model, batch, query)
+    direction = relative.permute(1, 2, 0) * final_ln_weight.double()
+    return direction - direction.mean(dim=-1, keepdim=True)
+
+
+def head_logit_contributions(z: torch.Tensor, outputs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Each head's output ``z W_O`` projected on the logit directions, before the LayerNorm scale.
+
+    z (batch, head, query, d_head), outputs (head, d_head, d_model), directions (batch, query,
+    d_model) -> (batch, query, head).
+    """
+    per_head = torch.einsum("hed,bqd->bqhe", outputs.double(), directions)  # (B, Q, H, E)
+    return torch.einsum("bhqe,bqhe->bqh", z.double(), per_head)
+
+
+def induction_logit(contributions: torch.Tensor, final_scale: torch.Tensor) -> torch.Tensor:
+    """Mean direct logit attribution over sequences and induction positions.
+
+    contributions (..., batch, query, head), final_scale (batch, query) -> (..., head).
+    """
+    return (contributions / final_scale.double()[..., None]).mean(dim=(-3, -2))
+
+
+def losses(logits: torch.Tensor, ids: torch.Tensor, layout: Layout) -> dict[str, float]:
+    """``loss_first``, ``loss_repeat`` and ``in_context_gain`` (nats).
+
+    logits (batch, position, vocab), ids (batch, position). Token ``p`` is predicted from
+    position ``p - 1``; the first copy's tokens are ``o..o+L-1`` (less position 0, which has
+    nothing before it), the repeats' are ``o+L..P-1``.
+    """
+    # (batch, position - 1); entry p - 1 is the loss of predicting token p
+    per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none").double()
+    first = range(max(layout.offset, 1), layout.offset + layout.length)
+    repeat = range(layout.offset + layout.length, layout.n_positions)
+    loss_first = per_token[:, first.start - 1 : first.stop - 1].mean().item()
+    loss_repeat = per_token[:, repeat.start - 1 : repeat.stop - 1].mean().item()
+    return {"loss_first": loss_first, "loss_repeat": loss_repeat, "in_context_gain": loss_first - loss_repeat}

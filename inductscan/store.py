@@ -1,0 +1,251 @@
+"""The results table (DESIGN.md section 5): one parquet file per checkpoint, written atomically.
+
+Layout of a results folder::
+
+    scores/SUITE/RUN/step-000001000.parquet    one row per (layer, head)
+    failures/SUITE/RUN/step-000001000.json     why a checkpoint was not scored (removed on success)
+    probes/PROBE_ID.json                       a probe's parameters and token ids
+
+Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
+a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
+reader skips dot-prefixed names), and a re-run scores exactly the checkpoints without a file.
+This is the only module that knows the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import torch
+
+from inductscan.errors import ConfigError, OutputError
+from inductscan.probe import Probe
+
+INDEX = ["seed", "step", "layer", "head"]
+SCHEMA = pa.schema(
+    [
+        ("suite", pa.string()),
+        ("repo", pa.string()),
+        ("run", pa.string()),
+        ("revision", pa.string()),
+        ("seed", pa.int64()),
+        ("step", pa.int64()),
+        ("tokens", pa.int64()),
+        ("layer", pa.int32()),
+        ("head", pa.int32()),
+        *((name, pa.float64()) for name in (
+            "induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit",
+            "loss_first", "loss_repeat", "in_context_gain",
+        )),
+        ("weights_sha256", pa.string()),
+        ("probe", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+        ("inductscan_version", pa.string()),
+    ]
+)  # fmt: skip
+TEMP_MARK = ".tmp-"
+
+
+def package_version() -> str:
+    try:
+        return version("inductscan")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _file_stem(step: int) -> str:
+    return f"step-{step:09d}"
+
+
+def _safe(name: str) -> str:
+    return name.replace(os.sep, "_").replace("/", "_")
+
+
+def score_path(out: Path, suite: str, run: str, step: int) -> Path:
+    return Path(out) / "scores" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.parquet"
+
+
+def failure_path(out: Path, suite: str, run: str, step: int) -> Path:
+    return Path(out) / "failures" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.json"
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def check_writable(out: Path) -> None:
+    """Fail early, with one clear line, if the results folder cannot be written."""
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        with _atomic(Path(out) / ".write-check") as temporary:
+            temporary.write_bytes(b"ok")
+        (Path(out) / ".write-check").unlink()
+    except OSError as error:
+        raise OutputError(f"cannot write results to {out}: {error.strerror or error}; choose another --out") from error
+
+
+def remove_stale_temporaries(out: Path) -> int:
+    """Delete temporary files that a killed writer on this host left behind; return how many."""
+    host = socket.gethostname()
+    removed = 0
+    for path in Path(out).glob(f"*/**/.*{TEMP_MARK}{host}-*"):
+        pid = int(path.name.split(f"{TEMP_MARK}{host}-")[1].split("-")[0])
+        if not _alive(pid):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_done(out: Path, suite: str, run: str, step: int) -> bool:
+    return score_path(out, suite, run, step).is_file()
+
+
+def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], checkpoint: dict[str, float],
+                 *, weights_sha256: str, probe: Probe) -> Path:  # fmt: skip
+    """Write one checkpoint's rows, one per (layer, head), and clear any earlier failure record.
+
+    identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head).
+    """
+    n_layers, n_heads = next(iter(heads.values())).shape
+    layer = torch.arange(n_layers).repeat_interleave(n_heads)
+    head = torch.arange(n_heads).repeat(n_layers)
+    rows = n_layers * n_heads
+    columns = {name: [identity[name]] * rows for name in ("suite", "repo", "run", "revision", "seed", "step", "tokens")}
+    columns |= {"layer": layer.tolist(), "head": head.tolist()}
+    columns |= {name: values.reshape(-1).tolist() for name, values in heads.items()}
+    columns |= {name: [value] * rows for name, value in checkpoint.items()}
+    columns |= {
+        "weights_sha256": [weights_sha256] * rows,
+        "probe": [probe.record_json()] * rows,
+        "scored_at": [datetime.now(timezone.utc)] * rows,
+        "inductscan_version": [package_version()] * rows,
+    }
+    table = pa.Table.from_pydict({field.name: columns[field.name] for field in SCHEMA}, schema=SCHEMA)
+    save_probe(out, probe)
+    path = score_path(out, identity["suite"], identity["run"], identity["step"])
+    with _atomic(path) as temporary:
+        pq.write_table(table, temporary)
+    failure_path(out, identity["suite"], identity["run"], identity["step"]).unlink(missing_ok=True)
+    return path
+
+
+def write_failure(out: Path, identity: dict, *, kind: str, reason: str) -> Path:
+    """Record why a checkpoint was not scored (kind: 'failed' or 'skipped')."""
+    record = {**identity, "kind": kind, "reason": reason, "at": datetime.now(timezone.utc).isoformat()}
+    path = failure_path(out, identity["suite"], identity["run"], identity["step"])
+    with _atomic(path) as temporary:
+        temporary.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def load_failures(path: Path) -> pd.DataFrame:
+    """Every recorded failure and skip of a results folder."""
+    records = [json.loads(file.read_text()) for file in sorted(Path(path).glob("failures/*/*/step-*.json"))]
+    return pd.DataFrame.from_records(records, columns=["suite", "repo", "run", "revision", "seed", "step", "tokens",
+                                                       "kind", "reason", "at"])  # fmt: skip
+
+
+def probe_id(probe: Probe) -> str:
+    return probe.record()["ids_sha256"][:16]
+
+
+def save_probe(out: Path, probe: Probe) -> None:
+    path = Path(out) / "probes" / f"{probe_id(probe)}.json"
+    if path.is_file():
+        return
+    with _atomic(path) as temporary:
+        temporary.write_text(json.dumps({"probe": probe.record(), "ids": probe.ids.tolist()}))
+
+
+def _dataset(path: Path) -> ds.Dataset:
+    scores = Path(path) / "scores"
+    if not Path(path).is_dir():
+        raise OutputError(f"no results folder at {path}")
+    files = sorted(str(file) for file in scores.glob("*/*/step-*.parquet")) if scores.is_dir() else []
+    return ds.dataset(files, schema=SCHEMA, format="parquet")
+
+
+def _filter_expression(filters: dict) -> ds.Expression | None:
+    expression = None
+    for name, wanted in filters.items():
+        if name not in SCHEMA.names:
+            raise ConfigError(f"cannot filter on {name!r}; columns are {', '.join(SCHEMA.names)}")
+        field = ds.field(name)
+        if isinstance(wanted, slice):
+            parts = [field >= wanted.start] if wanted.start is not None else []
+            parts += [field <= wanted.stop] if wanted.stop is not None else []
+            if not parts:
+                continue
+            term = parts[0] if len(parts) == 1 else parts[0] & parts[1]
+        elif isinstance(wanted, (list, tuple, set, frozenset, range)):
+            term = field.isin(list(wanted))
+        else:
+            term = field == wanted
+        expression = term if expression is None else expression & term
+    return expression
+
+
+def load_results(path: str | os.PathLike, **filters) -> pd.DataFrame:
+    """The scan table as a DataFrame indexed by (seed, step, layer, head).
+
+    Each keyword filters a column and is pushed down to the parquet reader: a value keeps rows
+    equal to it, a list (or range) keeps rows in it, ``slice(low, high)`` keeps
+    ``low <= value <= high`` (either end may be None). Example::
+
+        load_results("results/", seed=21, layer=5, step=slice(1000, 5000))
+    """
+    table = _dataset(Path(path)).to_table(filter=_filter_expression(filters))
+    frame = table.to_pandas()
+    return frame.set_index(INDEX).sort_index()
+
+
+def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Tensor:
+    """The probe's token ids, (batch, position), as stored with the results.
+
+    A folder scanned with one probe needs no argument; one holding suites scanned with different
+    probes (different BOS or token range) needs ``suite``.
+    """
+    probes = {file.stem: file for file in sorted((Path(path) / "probes").glob("*.json"))}
+    if suite is not None:
+        records = _dataset(Path(path)).to_table(columns=["probe"], filter=ds.field("suite") == suite)
+        used = {json.loads(record)["ids_sha256"][:16] for record in set(records.column("probe").to_pylist())}
+        probes = {key: file for key, file in probes.items() if key in used}
+    if len(probes) != 1:
+        where = f" for suite {suite!r}" if suite else ""
+        found = "none" if not probes else f"{len(probes)} ({', '.join(probes)})"
+        hint = "" if suite or not probes else "; pass suite=... to choose"
+        raise OutputError(f"expected one probe in {path}{where}, found {found}{hint}")
+    stored = json.loads(next(iter(probes.values())).read_text())
+    return torch.tensor(stored["ids"], dtype=torch.int64)

@@ -1,0 +1,239 @@
+"""The catalog of checkpoint suites: data, looked up by name (DESIGN.md section 2).
+
+A suite is a set of runs (one per seed) that share a step schedule, a revision naming scheme and
+a probe token range. Hub suites name Hugging Face repos; a local suite is any folder of Hugging
+Face checkpoint folders (``checkpoint-N/``, ``stepN/``, ``step_N/``), one run or one sub-folder per
+run. The toy suite is a local suite whose folder carries a manifest (see :mod:`inductscan.toy`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from inductscan.errors import UnknownRunError, UnknownSuiteError
+from inductscan.probe import ProbeConfig
+
+MANIFEST_NAME = "inductscan-suite.json"
+STEP_FOLDER = re.compile(r"^(?:checkpoint-|step_?)(\d+)$")
+RUN_SEED = re.compile(r"(?:seed[-_]?|-x)(\d+)$")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: a Hub repo (or a local folder) and its seed."""
+
+    name: str
+    seed: int
+    repo: str  # Hub repo id, or the run's folder for a local suite
+    steps: tuple[int, ...] = ()  # a local run's discovered steps; a Hub run uses the suite's
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    runs: tuple[Run, ...]
+    steps: tuple[int, ...]
+    tokens_per_step: int
+    source: str = "hub"  # "hub" or "local"
+    revision: str = "{step}"  # Hub branch of a step; a local run's step folder
+    token_range: tuple[int, int] | None = None  # None: every id but the config's special ones
+    bos_token_id: int | None = None  # used when token_range is catalogued
+    probe: ProbeConfig = ProbeConfig()
+
+    def run(self, seed: int) -> Run:
+        for run in self.runs:
+            if run.seed == seed:
+                return run
+        raise UnknownRunError(
+            f"suite {self.name!r} has no seed {seed}; its seeds are {', '.join(map(str, self.seeds))}"
+        )
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(run.seed for run in self.runs)
+
+    def steps_of(self, run: Run) -> tuple[int, ...]:
+        return run.steps or self.steps
+
+    def revision_of(self, step: int) -> str:
+        return self.revision.format(step=step)
+
+
+def stanford_steps() -> tuple[int, ...]:
+    """The 609 checkpoint steps of every Stanford CRFM Mistral GPT-2 run."""
+    schedule = [range(0, 100, 10), range(100, 2000, 50), range(2000, 20000, 100), range(20000, 400001, 1000)]
+    return tuple(step for part in schedule for step in part)
+
+
+def pythia_steps() -> tuple[int, ...]:
+    """The 154 checkpoint steps of every Pythia run: 0, powers of two to 512, then every 1000."""
+    return (0, *(2**i for i in range(10)), *range(1000, 143001, 1000))
+
+
+STANFORD_RUNS = {
+    "small": ("alias", "battlestar", "caprica", "darkmatter", "expanse"),
+    "medium": ("arwen", "beren", "celebrimbor", "durin", "eowyn"),
+}
+STANFORD_SEEDS = (21, 49, 81, 343, 777)
+PYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")
+PYTHIA_SEED_SIZES = ("14m", "31m", "70m", "160m", "410m")
+PYTHIA_PLAIN_SEED = 1234
+GPT2_BOS = 50256
+# Olsson et al. drew probe tokens from a middle range, avoiding the most frequent and rarest ids.
+COMMON_TOKEN_RANGE = (1000, 20000)
+
+
+def _stanford(size: str) -> Suite:
+    runs = tuple(
+        Run(f"{name}-gpt2-{size}-x{seed}", seed, f"stanford-crfm/{name}-gpt2-{size}-x{seed}")
+        for name, seed in zip(STANFORD_RUNS[size], STANFORD_SEEDS)
+    )
+    return Suite(
+        name=f"stanford-gpt2-{size}",
+        description=f"Stanford CRFM Mistral GPT-2 {size}, 5 seeds (OpenWebText)",
+        runs=runs,
+        steps=stanford_steps(),
+        tokens_per_step=512 * 1024,
+        revision="checkpoint-{step}",
+        token_range=COMMON_TOKEN_RANGE,
+        bos_token_id=GPT2_BOS,
+    )
+
+
+def _pythia(name: str, description: str, runs: tuple[Run, ...]) -> Suite:
+    # Pythia was trained without a BOS token, so the probe has none.
+    return Suite(
+        name=name,
+        description=description,
+        runs=runs,
+        steps=pythia_steps(),
+        tokens_per_step=1024 * 2048,
+        revision="step{step}",
+        token_range=COMMON_TOKEN_RANGE,
+        bos_token_id=None,
+    )
+
+
+def _catalog() -> dict[str, Suite]:
+    suites = [_stanford("small"), _stanford("medium")]
+    for size in PYTHIA_SIZES:
+        for suffix, what in (("", "the Pile"), ("-deduped", "the deduplicated Pile")):
+            repo = f"EleutherAI/pythia-{size}{suffix}"
+            run = Run(f"pythia-{size}{suffix}", PYTHIA_PLAIN_SEED, repo)
+            suites.append(_pythia(f"pythia-{size}{suffix}", f"Pythia {size} on {what}", (run,)))
+    for size in PYTHIA_SEED_SIZES:
+        runs = (Run(f"pythia-{size}", PYTHIA_PLAIN_SEED, f"EleutherAI/pythia-{size}"),) + tuple(
+            Run(f"pythia-{size}-seed{seed}", seed, f"EleutherAI/pythia-{size}-seed{seed}") for seed in range(1, 10)
+        )
+        suites.append(_pythia(f"pythia-{size}-seeds", f"Pythia {size}, 10 seeds (seed 1234 is the plain run)", runs))
+    return {suite.name: suite for suite in suites}
+
+
+CATALOG: dict[str, Suite] = _catalog()
+TOY_NAME = "toy"
+# 30 tokens x 2 + BOS = 61 of the toy's 64 positions; with 4 repeats a toy head's attention spreads
+# over the earlier copies, and `induction` counts only the most recent.
+TOY_PROBE = ProbeConfig(length=30, repeats=2, batch=10, seed=0)
+
+
+def toy_home() -> Path:
+    """Where ``inductscan toy-suite`` builds the toy suite unless told otherwise."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inductscan" / "toy-suite"
+    return Path(os.environ.get("INDUCTSCAN_TOY_DIR", default))
+
+
+def suite_names() -> list[str]:
+    return [*CATALOG, TOY_NAME]
+
+
+def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Suite:
+    """The catalogued suite of that name, else the local suite in that folder."""
+    if name_or_folder in CATALOG:
+        return CATALOG[name_or_folder]
+    if name_or_folder == TOY_NAME:
+        folder = toy_home()
+        if not (folder / MANIFEST_NAME).is_file():
+            raise UnknownSuiteError(
+                f"the toy suite is not built in {folder}; run `inductscan toy-suite {folder}` first"
+            )
+        return local_suite(folder)
+    path = Path(name_or_folder)
+    if path.is_dir():
+        return local_suite(path, tokens_per_step=tokens_per_step)
+    if os.sep in name_or_folder or name_or_folder.startswith("."):
+        raise UnknownSuiteError(f"no such folder: {name_or_folder}")
+    raise UnknownSuiteError(
+        f"unknown suite {name_or_folder!r} (and no folder of that name); "
+        f"valid suites: {', '.join(suite_names())}"
+    )
+
+
+def _step_folders(folder: Path) -> dict[int, str]:
+    steps = {}
+    for child in folder.iterdir():
+        match = STEP_FOLDER.match(child.name)
+        if match and child.is_dir():
+            steps[int(match.group(1))] = child.name
+    return steps
+
+
+def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
+    """Discover the runs and steps of a folder of Hugging Face checkpoints.
+
+    The folder holds checkpoint folders (one run, seed 0 unless the folder name ends in
+    ``seedN`` or ``-xN``) or run folders that hold them. A manifest written by
+    ``inductscan toy-suite`` gives the suite's name, tokens per step and probe.
+    """
+    folder = folder.resolve()
+    manifest = _read_manifest(folder)
+    if _step_folders(folder):
+        candidates = [folder]
+    else:
+        candidates = sorted(child for child in folder.iterdir() if child.is_dir() and _step_folders(child))
+    if not candidates:
+        raise UnknownSuiteError(
+            f"{folder} holds no checkpoint folders (checkpoint-N/, stepN/ or step_N/), "
+            "neither directly nor one level down"
+        )
+    runs = []
+    for index, run_folder in enumerate(candidates):
+        seed_match = RUN_SEED.search(run_folder.name)
+        seed = int(seed_match.group(1)) if seed_match else (0 if len(candidates) == 1 else index)
+        runs.append(Run(run_folder.name, seed, str(run_folder), tuple(sorted(_step_folders(run_folder)))))
+    if len({run.seed for run in runs}) != len(runs):
+        raise UnknownSuiteError(f"two run folders of {folder} have the same seed: {[r.name for r in runs]}")
+    all_steps = tuple(sorted({step for run in runs for step in run.steps}))
+    probe = ProbeConfig(**manifest["probe"]) if "probe" in manifest else ProbeConfig()
+    return Suite(
+        name=manifest.get("suite", "local"),
+        description=manifest.get("description", f"local checkpoints in {folder}"),
+        runs=tuple(runs),
+        steps=all_steps,
+        tokens_per_step=tokens_per_step if tokens_per_step is not None else manifest.get("tokens_per_step", 0),
+        source="local",
+        probe=probe,
+    )
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UnknownSuiteError(f"cannot read the suite manifest {path}: {error}") from error
+
+
+def local_step_folder(run: Run, step: int) -> Path:
+    """The folder of one step of a local run."""
+    folder = Path(run.repo)
+    for name in (f"checkpoint-{step}", f"step{step}", f"step_{step}"):
+        if (folder / name).is_dir():
+            return folder / name
+    raise UnknownRunError(f"run {run.name} has no step {step} in {folder}")

@@ -1,0 +1,96 @@
+"""Fixtures: tiny real checkpoints made by the tests themselves (no downloads, no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def gpt2_model(seed: int, **overrides):
+    """A small random GPT-2 with both Stanford CRFM attention flags on and peaked attention."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    settings = dict(
+        n_layer=3, n_embd=64, n_head=4, vocab_size=96, n_positions=64, bos_token_id=95, eos_token_id=95,
+        scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True, initializer_range=0.35,
+        attn_implementation="eager",
+    )  # fmt: skip
+    settings.update(overrides)
+    torch.manual_seed(seed)  # transformers initialises from the global RNG; tests only
+    return GPT2LMHeadModel(GPT2Config(**settings)).eval()
+
+
+def neox_model(seed: int, **overrides):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    settings = dict(
+        num_hidden_layers=3, hidden_size=64, num_attention_heads=4, intermediate_size=128, vocab_size=96,
+        max_position_embeddings=64, rotary_pct=0.25, initializer_range=0.35, attn_implementation="eager",
+    )  # fmt: skip
+    settings.update(overrides)
+    torch.manual_seed(seed)
+    return GPTNeoXForCausalLM(GPTNeoXConfig(**settings)).eval()
+
+
+def save_checkpoint(model, folder: Path, *, fmt: str = "safetensors") -> Path:
+    """Save like the public suites do: safetensors, or an fp16 pickled pytorch_model.bin (Stanford)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "safetensors":
+        model.save_pretrained(folder)
+    else:
+        model.config.save_pretrained(folder)
+        state = {key: value.half() for key, value in model.state_dict().items()}
+        torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+def make_local_suite(root: Path, seeds=(0, 1), steps=(0, 10, 20), factory=gpt2_model, **overrides) -> Path:
+    """root/seedS/checkpoint-N, a different random model for every (seed, step)."""
+    for seed in seeds:
+        for step in steps:
+            save_checkpoint(factory(1000 * seed + step, **overrides), root / f"seed{seed}" / f"checkpoint-{step}")
+    return root
+
+
+def place_in_hub_cache(hf_home: Path, repo: str, revision: str, files: dict[str, Path]) -> None:
+    """Lay files out as huggingface_hub's cache does: blobs by hash, snapshots by commit, refs by name."""
+    storage = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
+    commit = hashlib.sha1(f"{repo}@{revision}".encode()).hexdigest()
+    snapshot = storage / "snapshots" / commit
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        blob = storage / "blobs" / digest
+        shutil.copyfile(source, blob)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+    (storage / "refs").mkdir(exist_ok=True)
+    (storage / "refs" / revision).write_text(commit)
+
+
+@pytest.fixture
+def gpt2_suite(tmp_path: Path) -> Path:
+    return make_local_suite(tmp_path / "gpt2-suite")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed command in a fresh process (huggingface_hub reads HF_* at import)."""
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "inductscan.cli", *args],
+        capture_output=True, text=True, env=environment, timeout=timeout, cwd=REPO_ROOT,
+    )  # fmt: skip
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data))
