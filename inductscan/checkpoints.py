@@ -57,7 +57,14 @@ def fetch(ref: CheckpointRef) -> CheckpointFiles:
     return _hub(ref)
 
 
-def _local(ref: CheckpointRef) -> CheckpointFiles:
+def fetch_config(ref: CheckpointRef) -> Path:
+    """Only the checkpoint's ``config.json`` (small), e.g. to build the probe before a scan starts."""
+    if ref.suite.source == "local":
+        return _local_config(ref)
+    return _hub_files(ref, weights=False).config
+
+
+def _local_config(ref: CheckpointRef) -> Path:
     try:
         folder = local_step_folder(ref.run, ref.step)
     except UnknownRunError as error:
@@ -65,6 +72,12 @@ def _local(ref: CheckpointRef) -> CheckpointFiles:
     config = folder / "config.json"
     if not config.is_file():
         raise CheckpointUnavailableError(f"{folder} has no config.json")
+    return config
+
+
+def _local(ref: CheckpointRef) -> CheckpointFiles:
+    config = _local_config(ref)
+    folder = config.parent
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
             files = [folder / name]
@@ -78,6 +91,10 @@ def _local(ref: CheckpointRef) -> CheckpointFiles:
 
 
 def _hub(ref: CheckpointRef) -> CheckpointFiles:
+    return _hub_files(ref, weights=True)
+
+
+def _hub_files(ref: CheckpointRef, *, weights: bool) -> CheckpointFiles:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
 
@@ -89,6 +106,8 @@ def _hub(ref: CheckpointRef) -> CheckpointFiles:
     where = f"{repo}@{revision}"
     try:
         config = download("config.json")
+        if not weights:
+            return CheckpointFiles(config, (), "")
         for name in WEIGHT_FILES:
             try:
                 first = download(name)

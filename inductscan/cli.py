@@ -148,7 +148,7 @@ def _emit(frame, fmt: str) -> None:
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
-        click.echo(frame.to_json(orient="records", indent=1))
+        click.echo(frame.to_json(orient="records", indent=1, double_precision=15))
     elif frame.empty:
         click.echo("no rows match")
     else:
@@ -165,15 +165,17 @@ def _emit(frame, fmt: str) -> None:
 @click.option("--min-induction", type=float, help="Only heads whose induction score is at least this.")
 @click.option("--top", type=int, help="Only the K heads with the highest induction score.")
 @click.option("--best", is_flag=True, help="One row per checkpoint: its best induction head.")
+@click.option("--columns", help="Comma-separated columns to show (default: identity and every score).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def query_command(results: Path, suite, seed, step_range, layer, head, min_induction, top, best, fmt) -> None:
+def query_command(results: Path, suite, seed, step_range, layer, head, min_induction, top, best, columns,
+                  fmt) -> None:  # fmt: skip
     """Select rows of a results table.
 
     \b
     Example:
         inductscan query results/ --seed 21 --layer 5 --min-induction 0.4
         inductscan query results/ --best --format csv
-        inductscan query results/ --top 10
+        inductscan query results/ --top 10 --columns seed,step,layer,head,induction
     """
     filters = {"suite": suite, "layer": layer, "head": head}
     filters = {name: value for name, value in filters.items() if value is not None}
@@ -192,13 +194,19 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
                       + queries.CHECKPOINT_COLUMNS]  # fmt: skip
     if top is not None:
         frame = queries.top_heads(frame, top)
+    if columns is not None:
+        wanted = [name.strip() for name in columns.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in frame.columns]
+        if unknown:
+            raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")
+        frame = frame[wanted]
     _emit(frame, fmt)
 
 
 @main.command("toy-suite")
 @click.argument("out", type=click.Path(path_type=Path), required=False)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0 .. N-1).")
-@click.option("--train-steps", type=int, help="Training steps per seed (default 2400).")
+@click.option("--train-steps", type=int, help="Training steps per seed (default 3000).")
 @click.option("--jobs", type=int, default=min(3, os.cpu_count() or 1), show_default=True,
               help="Seeds trained at once, one process each.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from inductscan import store
 from inductscan.architecture import Architecture, convert, read_architecture
-from inductscan.checkpoints import CheckpointRef, fetch
+from inductscan.checkpoints import CheckpointRef, fetch, fetch_config
 from inductscan.errors import (
     CheckpointError,
     CheckpointUnavailableError,
@@ -136,8 +136,25 @@ def identity(ref: CheckpointRef, revision: str) -> dict:
     }  # fmt: skip
 
 
+def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, Probe]:
+    """Each suite's probe, from the first of its checkpoints whose config can be read.
+
+    Made before the scan starts so that a probe that cannot fit fails at once, in one line.
+    """
+    probes: dict[str, Probe] = {}
+    for ref in refs:
+        if ref.suite.name in probes:
+            continue
+        try:
+            arch = read_architecture(fetch_config(ref))
+        except (CheckpointError, UnsupportedArchitectureError):
+            continue  # this checkpoint's own scan will record why; try the suite's next one
+        probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
+    return probes
+
+
 def score_checkpoint(ref: CheckpointRef, out: Path, config: ScanConfig, probes: dict[str, Probe]) -> None:
-    """Fetch, score and store one checkpoint; the suite's probe is made from its first checkpoint."""
+    """Fetch, score and store one checkpoint."""
     files = fetch(ref)
     arch = read_architecture(files.config)
     if ref.suite.name not in probes:
@@ -161,7 +178,8 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     store.remove_stale_temporaries(out)
     summary = ScanSummary(planned=len(refs))
     started = time.perf_counter()
-    probes: dict[str, Probe] = {}
+    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
+    probes = prepare_probes(todo, config)
     bar = tqdm(refs, total=len(refs), unit="ckpt", disable=not progress, dynamic_ncols=True)
     for ref in bar:
         bar.set_postfix_str(ref.describe())

@@ -37,12 +37,13 @@ class ToyConfig:
     vocab: int = 256
     context: int = 64
     init_std: float = 0.1  # GPT-2's 0.02 formed no induction head in 4,000 steps
+    mlp_width: int = 4  # the MLPs are zeroed and frozen; a narrow one costs nothing to run
     learning_rate: float = 3e-3
     batch: int = 32
     segments: int = 5
     segment_min: int = 3  # segments of 6-16 let some seeds settle on a windowed, offset-10 copier
     segment_max: int = 10
-    train_steps: int = 2400
+    train_steps: int = 3000
     saved_checkpoints: int = 32
 
     def __post_init__(self) -> None:
@@ -80,6 +81,7 @@ def build_model(config: ToyConfig, generator: torch.Generator):
         n_layer=config.layers, n_embd=config.d_model, n_head=config.heads, vocab_size=config.vocab,
         n_positions=config.context, initializer_range=config.init_std, resid_pdrop=0.0, embd_pdrop=0.0,
         attn_pdrop=0.0, bos_token_id=BOS, eos_token_id=BOS, tie_word_embeddings=True,
+        n_inner=config.mlp_width,
     )  # fmt: skip
     model = GPT2LMHeadModel(model_config)
     with torch.no_grad():
@@ -156,7 +158,11 @@ def seed_folder(out: Path, seed: int) -> Path:
 
 
 def _train_worker(config: ToyConfig, seed: int, folder: Path, queue) -> dict:
+    from transformers.utils import logging
+
     torch.set_num_threads(1)  # one thread per seed: tiny matrices parallelise better across processes
+    logging.set_verbosity_error()  # no per-save progress bars or notices from the workers
+    logging.disable_progress_bar()
 
     def report(step: int) -> None:
         if queue is not None and (step + 1) % 50 == 0:

@@ -16,6 +16,14 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def quiet_transformers():
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def gpt2_model(seed: int, **overrides):
     """A small random GPT-2 with both Stanford CRFM attention flags on and peaked attention."""
     from transformers import GPT2Config, GPT2LMHeadModel
