@@ -180,6 +180,13 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     started = time.perf_counter()
     todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
     probes = prepare_probes(todo, config)
+    for suite, probe in probes.items():
+        used = store.probes_used(out, suite)
+        if used and store.probe_id(probe) not in used:
+            raise ConfigError(
+                f"{out} already holds {suite} scores made with another probe ({', '.join(sorted(used))}); "
+                "scan with the same --probe-* settings or into another --out"
+            )
     bar = tqdm(refs, total=len(refs), unit="ckpt", disable=not progress, dynamic_ncols=True)
     for ref in bar:
         bar.set_postfix_str(ref.describe())

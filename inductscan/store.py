@@ -231,6 +231,14 @@ def load_results(path: str | os.PathLike, **filters) -> pd.DataFrame:
     return frame.set_index(INDEX).sort_index()
 
 
+def probes_used(path: Path, suite: str) -> set[str]:
+    """The probe ids that a suite's rows in a results folder were scored with."""
+    if not (Path(path) / "scores").is_dir():
+        return set()
+    records = _dataset(Path(path)).to_table(columns=["probe"], filter=ds.field("suite") == suite)
+    return {json.loads(record)["ids_sha256"][:16] for record in set(records.column("probe").to_pylist())}
+
+
 def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Tensor:
     """The probe's token ids, (batch, position), as stored with the results.
 
@@ -239,8 +247,7 @@ def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Te
     """
     probes = {file.stem: file for file in sorted((Path(path) / "probes").glob("*.json"))}
     if suite is not None:
-        records = _dataset(Path(path)).to_table(columns=["probe"], filter=ds.field("suite") == suite)
-        used = {json.loads(record)["ids_sha256"][:16] for record in set(records.column("probe").to_pylist())}
+        used = probes_used(Path(path), suite)
         probes = {key: file for key, file in probes.items() if key in used}
     if len(probes) != 1:
         where = f" for suite {suite!r}" if suite else ""

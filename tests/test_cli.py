@@ -121,6 +121,13 @@ def test_bad_input_gives_one_line(runner, tmp_path, scanned):
     one_line_error(runner.invoke(main, ["query", str(tmp_path / "nowhere")]), "no results folder")
 
 
+def test_a_second_probe_is_refused_in_the_same_results(runner, scanned):
+    folder, out = scanned
+    (out / "scores" / "local" / "seed1" / "step-000000020.parquet").unlink()  # leave work to do
+    result = runner.invoke(main, ["scan", str(folder), "--out", str(out), "--probe-length", "9", "--quiet"])
+    one_line_error(result, "another probe", "--probe-")
+
+
 def test_bad_checkpoints_are_recorded_and_the_scan_goes_on(runner, tmp_path):
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20, 30))
     truncated = folder / "seed0" / "checkpoint-10" / "model.safetensors"
