@@ -178,8 +178,8 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     store.remove_stale_temporaries(out)
     summary = ScanSummary(planned=len(refs))
     started = time.perf_counter()
-    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
-    probes = prepare_probes(todo, config)
+    done = [store.is_done(out, ref.suite.name, ref.run.name, ref.step) for ref in refs]
+    probes = prepare_probes([ref for ref, finished in zip(refs, done) if not finished], config)
     for suite, probe in probes.items():
         used = store.probes_used(out, suite)
         if used and store.probe_id(probe) not in used:
@@ -187,10 +187,10 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
                 f"{out} already holds {suite} scores made with another probe ({', '.join(sorted(used))}); "
                 "scan with the same --probe-* settings or into another --out"
             )
-    bar = tqdm(refs, total=len(refs), unit="ckpt", disable=not progress, dynamic_ncols=True)
-    for ref in bar:
+    bar = tqdm(zip(refs, done), total=len(refs), unit="ckpt", disable=not progress, dynamic_ncols=True)
+    for ref, finished in bar:
         bar.set_postfix_str(ref.describe())
-        if store.is_done(out, ref.suite.name, ref.run.name, ref.step):
+        if finished:
             summary.already_done += 1
             continue
         try:
