@@ -19,7 +19,9 @@ $(VENV)/.installed: setup.cfg setup.py
 demo: install
 	$(BIN)/inductscan toy-suite $(DEMO)/toy --seeds 3
 	$(BIN)/inductscan scan $(DEMO)/toy --out $(DEMO)/toy-results
-	$(BIN)/inductscan query $(DEMO)/toy-results --best --columns seed,step,tokens,layer,head,induction,previous_token,in_context_gain
+	$(BIN)/inductscan query $(DEMO)/toy-results --best --step-range 1160:3000 --columns seed,step,tokens,layer,head,induction,in_context_gain
+	$(BIN)/inductscan phases $(DEMO)/toy-results
+	$(BIN)/inductscan plot $(DEMO)/toy-results -o $(DEMO)/toy-timing.png
 
 test: install
 	$(BIN)/python -m pytest

@@ -9,11 +9,21 @@ from pathlib import Path
 
 import click
 
+from inductscan import phases as phase_timing
 from inductscan import query as queries
 from inductscan import store
 from inductscan.errors import ConfigError, InductscanError
 from inductscan.scan import ScanConfig, plan, run_scan
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, suite_names, toy_home
+
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when it runs)
+    "timing": "best head's score against tokens, one line per seed, midpoint and onset-end marked",
+    "heatmap": "every head (layer.head) against step, for one run",
+    "seeds": "midpoint tokens per seed with onset-end whiskers",
+    "gain": "in-context gain (nats) against tokens, one line per seed",
+}
 
 
 class Group(click.Group):
@@ -155,11 +165,36 @@ def _emit(frame, fmt: str) -> None:
         click.echo(frame.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
 
 
+def selection_options(command):
+    """The row selection every command that reads a results table shares (pushed down to parquet)."""
+    options = [
+        click.option("--suite", help="Only this suite."),
+        click.option("--seed", help="Comma-separated seeds."),
+        click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
+    ]
+    return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
+
+
+def _selection(suite: str | None, seed: str | None, step_range: str | None, **more) -> dict:
+    filters = {"suite": suite, **more}
+    filters = {name: value for name, value in filters.items() if value is not None}
+    if seed is not None:
+        filters["seed"] = _integers(seed, "--seed")
+    if step_range is not None:
+        filters["step"] = slice(*_range(step_range, "--step-range"))
+    return filters
+
+
+def _load(results: Path, filters: dict):
+    frame = store.load_results(results, **filters)
+    if frame.empty:
+        raise ConfigError(f"no scored checkpoints in {results}" + (" match the selection" if filters else ""))
+    return frame
+
+
 @main.command("query")
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("--suite", help="Only this suite.")
-@click.option("--seed", help="Comma-separated seeds.")
-@click.option("--step-range", help="Only steps A..B inclusive, as A:B.")
+@selection_options
 @click.option("--layer", type=int, help="Only this layer.")
 @click.option("--head", type=int, help="Only this head.")
 @click.option("--min-induction", type=float, help="Only heads whose induction score is at least this.")
@@ -177,13 +212,7 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
         inductscan query results/ --best --format csv
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
     """
-    filters = {"suite": suite, "layer": layer, "head": head}
-    filters = {name: value for name, value in filters.items() if value is not None}
-    if seed is not None:
-        filters["seed"] = _integers(seed, "--seed")
-    if step_range is not None:
-        filters["step"] = slice(*_range(step_range, "--step-range"))
-    frame = store.load_results(results, **filters)
+    frame = store.load_results(results, **_selection(suite, seed, step_range, layer=layer, head=head))
     if min_induction is not None:
         frame = frame[frame["induction"] >= min_induction]
     if best:
@@ -201,6 +230,81 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
             raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")
         frame = frame[wanted]
     _emit(frame, fmt)
+
+
+@main.command("phases")
+@click.argument("results", type=click.Path(path_type=Path))
+@selection_options
+@click.option("--metric", default="induction", show_default=True,
+              help=f"What to time: {', '.join(phase_timing.RISING_METRICS)}.")  # fmt: skip
+@click.option("--threshold", type=float, default=0.4, show_default=True,
+              help="first_above_threshold is the first checkpoint whose value reaches this.")  # fmt: skip
+@click.option("--per-head", is_flag=True, help="Time every head's own curve instead of each run's best head.")
+@click.option("--changed-only", is_flag=True, help="Only rows with a phase change.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def phases_command(results: Path, suite, seed, step_range, metric, threshold, per_head, changed_only, fmt) -> None:
+    """When the phase change happens: onset, midpoint and end per run (or per head).
+
+    On a log-token axis, the onset, midpoint and end are where the curve (the best head's score,
+    made monotone robustly) first reaches 10%, 50% and 90% of its rise from the early to the
+    late plateau, interpolated between the checkpoints that bracket them. A run without a rise
+    says "no phase change in the scanned range". csv and json hold every column.
+
+    \b
+    Example:
+        inductscan phases results/
+        inductscan phases results/ --metric in_context_gain
+        inductscan phases results/ --seed 21 --per-head --changed-only --format csv
+    """
+    frame = _load(results, _selection(suite, seed, step_range))
+    timing = phase_timing.find_phase_changes(frame, metric, threshold, per_head)
+    if changed_only:
+        timing = timing[timing["phase_change"]]
+    if fmt != "table":
+        _emit(timing, fmt)
+        return
+    curve = f"each head's {metric}" if per_head else (
+        metric if metric in queries.CHECKPOINT_COLUMNS else f"the best head's {metric}")  # fmt: skip
+    click.echo(f"{curve}: onset / midpoint / end = 10% / 50% / 90% of the rise from the early to the late "
+               f"plateau; tokens seen (interpolated in log tokens) and the checkpoints that bracket them")  # fmt: skip
+    _emit(phase_timing.readable(timing) if len(timing) else timing, fmt)
+
+
+@main.command("plot")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Image file: .png, .svg or .pdf.")  # fmt: skip
+@click.option("--kind", type=click.Choice(list(PLOTS)), default="timing", show_default=True,
+              help="; ".join(f"{name}: {what}" for name, what in PLOTS.items()) + ".")  # fmt: skip
+@selection_options
+@click.option("--metric", default="induction", show_default=True, help="Head score (timing, heatmap, seeds).")
+@click.option("--threshold", type=float, default=0.4, show_default=True, help="Dashed line of the timing plot.")
+def plot_command(results: Path, output: Path, kind, suite, seed, step_range, metric, threshold) -> None:
+    """Draw a figure of a results table.
+
+    \b
+    Example:
+        inductscan plot results/ -o timing.png
+        inductscan plot results/ -o heads.svg --kind heatmap --seed 21
+        inductscan plot results/ -o seeds.pdf --kind seeds
+        inductscan plot results/ -o gain.png --kind gain
+    """
+    from inductscan import plots
+
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    frame = _load(results, _selection(suite, seed, step_range))
+    if kind == "timing":
+        figure = plots.plot_timing(frame, metric=metric, threshold=threshold)
+    elif kind == "gain":
+        figure = plots.plot_in_context_gain(frame)
+    elif kind == "heatmap":
+        figure = plots.plot_heatmap(frame, metric=metric)
+    else:
+        figure = plots.plot_seed_comparison(phase_timing.find_phase_changes(frame, metric, threshold))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=150)
+    click.echo(f"{kind} plot written to {output}")
 
 
 @main.command("toy-suite")

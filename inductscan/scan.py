@@ -189,10 +189,10 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
             )
     bar = tqdm(zip(refs, done), total=len(refs), unit="ckpt", disable=not progress, dynamic_ncols=True)
     for ref, finished in bar:
-        bar.set_postfix_str(ref.describe())
         if finished:
             summary.already_done += 1
             continue
+        bar.set_postfix_str(ref.describe(), refresh=False)  # redrawn at tqdm's own pace, not per checkpoint
         try:
             score_checkpoint(ref, out, config, probes)
             summary.scored += 1

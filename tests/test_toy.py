@@ -65,3 +65,47 @@ def test_toy_checkpoints_load_with_from_pretrained(toy_results):
     model = GPT2LMHeadModel.from_pretrained(toy_results / "suite" / "seed0" / "checkpoint-0")
     assert model.config.n_layer == 2 and model.config.vocab_size == 256
     assert all((parameter == 0).all() for name, parameter in model.named_parameters() if ".mlp." in name)
+
+
+@pytest.mark.slow
+def test_each_seed_is_timed_between_its_last_low_and_first_high_checkpoint(toy_results):
+    results = inductscan.load_results(toy_results / "results")
+    timing = inductscan.find_phase_changes(results).set_index("seed")
+    best = best_heads(results)
+    assert sorted(timing.index) == [0, 1, 2]
+    for seed, run in best.groupby("seed"):
+        row = timing.loc[seed]
+        last_low = run[run.induction < 0.1].step.max()
+        first_high = run[run.induction > 0.4].step.min()
+        assert row.phase_change and row.note == "", seed
+        assert last_low <= row.midpoint_step_before and row.midpoint_step_after <= first_high, seed
+        assert last_low < row.midpoint_step < first_high, seed
+        assert row.first_above_threshold_step == run[run.induction >= 0.4].step.min()
+    # per head: the heads that change are exactly the ones that end as induction heads
+    heads = inductscan.find_phase_changes(results, per_head=True)
+    changed = set(map(tuple, heads[heads.phase_change][["seed", "layer", "head"]].to_numpy()))
+    final = results.xs(3000, level="step").reset_index()
+    carriers = set(map(tuple, final[final.induction >= 0.4][["seed", "layer", "head"]].to_numpy()))
+    assert changed == carriers and len({seed for seed, _, _ in changed}) == 3
+    gain = inductscan.find_phase_changes(results, "in_context_gain", threshold=2.0)
+    assert gain.phase_change.all() and (gain.late - gain.early > 2.0).all()
+
+
+@pytest.mark.slow
+def test_plots_of_the_toy_suite_mark_every_seed(toy_results, tmp_path):
+    from click.testing import CliRunner
+
+    from inductscan.cli import PLOTS, main
+
+    results = toy_results / "results"
+    for kind in PLOTS:
+        output = tmp_path / f"{kind}.png"
+        outcome = CliRunner().invoke(main, ["plot", str(results), "-o", str(output), "--kind", kind])
+        assert outcome.exit_code == 0 and output.stat().st_size > 10_000, outcome.output
+    timing = inductscan.plot_timing(inductscan.load_results(results)).axes[0]
+    seeds = [line for line in timing.get_lines() if line.get_label().startswith("seed")]
+    midpoints = [line for line in timing.get_lines() if line.get_label() == "_midpoint"]
+    assert [line.get_label() for line in seeds] == ["seed 0", "seed 1", "seed 2"]
+    assert len(midpoints) == 3 and len(timing.patches) == 3 and timing.get_xscale() == "log"
+    table = CliRunner().invoke(main, ["phases", str(results)])
+    assert table.exit_code == 0 and table.output.count("(steps ") == 3 * 3

@@ -1,0 +1,315 @@
+"""When the induction phase change happens, per run or per head (DESIGN.md section 6, issue 3).
+
+A run's curve is its best head's score at each checkpoint (or, per head, that head's own score;
+or a checkpoint score such as ``in_context_gain``), on a log axis. It is made monotone in two
+robust steps: a running median (each checkpoint with at least two neighbours on each side, more
+where checkpoints are dense), which removes dips and spikes of one or two checkpoints and leaves
+any monotone stretch, a steep step included, exactly as it is; then the least-squares
+non-decreasing fit (pool adjacent violators), which absorbs what noise remains. The early and
+late plateaus are medians of the smoothed curve near the fit's two ends; ``onset``, ``midpoint``
+and ``end`` are where the fit first reaches 10%, 50% and 90% of the rise between them, placed
+between the two checkpoints that bracket the crossing and interpolated geometrically (in log
+steps, which is log tokens: a run's tokens are its steps times a constant). A rise smaller than
+``min_rise`` or than ``NOISE_MULTIPLE`` times the checkpoint-to-checkpoint noise is reported as
+no phase change, with no timing. ``scripts/phase_noise_sweep.py`` measures all of this on
+synthetic curves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from inductscan.errors import ConfigError
+from inductscan.query import CHECKPOINT_COLUMNS, HEAD_COLUMNS, RUN_KEYS
+from inductscan.store import load_results
+
+LEVELS = {"onset": 0.1, "midpoint": 0.5, "end": 0.9}
+RISING_METRICS = HEAD_COLUMNS + ["in_context_gain"]
+NOISE_MULTIPLE = 8.0  # a rise must exceed this many noise standard deviations (see scripts/phase_noise_sweep.py)
+MIN_CHECKPOINTS = 3
+PLATEAU_SHARE = 0.05  # a plateau: where the fit is within 5% of its range of its first (last) value
+SMOOTHING_REACH = 0.25  # the running median spans +-25% of the steps (log 1.25) where checkpoints are dense
+LOCAL_SHARE = 0.2  # a crossing on a densely sampled rise is fitted to the checkpoints within +-20% of the rise
+LOCAL_POINTS = 4
+NO_CHANGE = "no phase change in the scanned range"
+EARLY_UNSEEN = "early plateau not observed"
+LATE_UNSEEN = "late plateau not observed"
+
+
+def isotonic_increasing(values: np.ndarray) -> np.ndarray:
+    """The least-squares non-decreasing fit of ``values`` (pool adjacent violators), same shape."""
+    means: list[float] = []
+    counts: list[int] = []
+    for value in np.asarray(values, dtype=float):
+        mean, count = float(value), 1
+        while means and means[-1] > mean:
+            pooled, pooled_count = means.pop(), counts.pop()
+            mean = (pooled * pooled_count + mean * count) / (pooled_count + count)
+            count += pooled_count
+        means.append(mean)
+        counts.append(count)
+    return np.repeat(means, counts)
+
+
+def running_median(values: np.ndarray, positions: np.ndarray, *, reach: float = SMOOTHING_REACH) -> np.ndarray:
+    """Median of each value and its neighbours on both sides, as many on each side.
+
+    values: (..., checkpoints), curves that share the log-step ``positions`` (checkpoints,).
+    A checkpoint's window holds, on each side, the neighbours within ``reach`` of it on the log
+    axis, and at least 2 (fewer at the ends): so a dip or spike of 1-2 checkpoints goes, a dense
+    stretch of checkpoints is averaged over a fixed share of training, and any monotone stretch,
+    however steep, stays exactly as it is (a sorted, centred window's median is its middle value).
+    """
+    values = np.asarray(values, dtype=float)
+    count = values.shape[-1]
+    index = np.arange(count)
+    left = index - np.searchsorted(positions, positions - reach, side="left")
+    right = np.searchsorted(positions, positions + reach, side="right") - 1 - index
+    edge = np.minimum(np.minimum(index, count - 1 - index), 2)
+    half = np.maximum(np.minimum(left, right), edge)  # (checkpoints,) neighbours on each side
+    smoothed = values.copy()
+    for width in np.unique(half[half > 0]):
+        where = np.flatnonzero(half == width)
+        windows = np.lib.stride_tricks.sliding_window_view(values, 2 * width + 1, axis=-1)  # (..., count - 2w, 2w + 1)
+        smoothed[..., where] = np.median(windows[..., where - width, :], axis=-1)
+    return smoothed
+
+
+def noise_level(values: np.ndarray) -> float:
+    """Robust standard deviation of checkpoint-to-checkpoint noise (MAD of successive differences).
+
+    The differences of independent noise have sqrt(2) times its standard deviation; the median
+    ignores the few large differences of the rise itself.
+    """
+    differences = np.diff(np.asarray(values, dtype=float))
+    if len(differences) == 0:
+        return 0.0
+    deviation = np.median(np.abs(differences - np.median(differences)))
+    return float(1.4826 * deviation / np.sqrt(2))
+
+
+def plateaus(smoothed: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
+    """The early and late levels: medians of the smoothed curve where the fit is within
+    ``PLATEAU_SHARE`` of its range of its first (last) value; a dip or slow drift sets neither."""
+    low, high = fit[0], fit[-1]
+    early = np.median(smoothed[fit <= low + PLATEAU_SHARE * (high - low)])
+    late = np.median(smoothed[fit >= high - PLATEAU_SHARE * (high - low)])
+    return float(early), float(late)
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where the fit first reaches a level: between checkpoints ``before`` and ``after`` (indices)."""
+
+    before: int
+    after: int
+    fraction: float  # 0 at ``before``, 1 at ``after``
+
+
+def crossing(
+    fit: np.ndarray, smoothed: np.ndarray, positions: np.ndarray, level: float, scale: float
+) -> Crossing | None:
+    """The first crossing of ``level`` by the non-decreasing ``fit``; None without one in range.
+
+    Between the two checkpoints where the fit first reaches the level, interpolated linearly in
+    the fit's value. Where the rise is densely sampled (at least ``LOCAL_POINTS`` checkpoints with
+    the fit within ``LOCAL_SHARE * scale`` of the level), a least-squares line through the
+    smoothed values there (against log step) places it instead: averaging those checkpoints keeps
+    noise from moving the crossing by several checkpoint intervals on a grid like Stanford's.
+    """
+    if fit[0] >= level or fit[-1] < level:
+        return None
+    after = int(np.argmax(fit >= level))
+    coarse = Crossing(after - 1, after, float((level - fit[after - 1]) / (fit[after] - fit[after - 1])))
+    near = np.flatnonzero((np.abs(fit - level) <= LOCAL_SHARE * scale) & np.isfinite(positions))  # contiguous
+    if len(near) < LOCAL_POINTS:
+        return coarse
+    slope, intercept = np.polyfit(positions[near], smoothed[near], 1)
+    place = (level - intercept) / slope if slope > 0 else np.nan
+    if not positions[near[0]] <= place <= positions[near[-1]]:
+        return coarse
+    after = int(np.clip(np.searchsorted(positions, place, side="right"), 1, len(fit) - 1))
+    fraction = (place - positions[after - 1]) / (positions[after] - positions[after - 1])
+    return Crossing(after - 1, after, float(fraction))
+
+
+def geometric(axis: np.ndarray, where: Crossing) -> float:
+    """The axis value (steps or tokens) at a crossing, interpolated in log space; NaN from 0."""
+    low, high = float(axis[where.before]), float(axis[where.after])
+    if low <= 0 or high <= 0:
+        return float("nan")
+    return float(np.exp(np.log(low) + where.fraction * (np.log(high) - np.log(low))))
+
+
+def _timing_columns(name: str, steps: np.ndarray, tokens: np.ndarray, where: Crossing | None) -> dict:
+    if where is None:
+        return {}
+    return {
+        f"{name}_step": geometric(steps, where),
+        f"{name}_tokens": geometric(tokens, where),
+        f"{name}_step_before": steps[where.before],
+        f"{name}_step_after": steps[where.after],
+        f"{name}_tokens_before": tokens[where.before],
+        f"{name}_tokens_after": tokens[where.after],
+    }
+
+
+def log_steps(steps: np.ndarray) -> np.ndarray:
+    """The log axis the curves are smoothed and timed on; step 0 at -inf, no one's close neighbour."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(steps, dtype=float))
+
+
+def curve_timing(steps, tokens, values, *, threshold: float, min_rise: float, smoothed=None) -> dict:
+    """Phase-change timing of one curve, checkpoints in step order. Keys: the output columns.
+
+    smoothed: ``running_median(values, log_steps(steps))`` when the caller has it already.
+    """
+    steps, tokens, values = (np.asarray(array) for array in (steps, tokens, values))
+    first_above = np.flatnonzero(values >= threshold)
+    row = {
+        "checkpoints": len(values),
+        "first_above_threshold_step": steps[first_above[0]] if len(first_above) else pd.NA,
+        "first_above_threshold_tokens": tokens[first_above[0]] if len(first_above) else pd.NA,
+    }
+    if len(values) < MIN_CHECKPOINTS:
+        return row | {"phase_change": False, "note": f"{NO_CHANGE}: needs {MIN_CHECKPOINTS} checkpoints"}
+    positions = log_steps(steps)
+    smoothed = running_median(values, positions) if smoothed is None else np.asarray(smoothed)
+    fit = isotonic_increasing(smoothed)
+    early, late = plateaus(smoothed, fit)
+    row |= {"early": early, "late": late}
+    if late - early < max(min_rise, NOISE_MULTIPLE * noise_level(values)):
+        return row | {"phase_change": False, "note": NO_CHANGE}
+    rise = late - early
+    found = {  # a level's neighbourhood reaches at most half way to the nearer plateau (curvature)
+        name: crossing(fit, smoothed, positions, early + share * rise, 2 * min(share, 1 - share) * rise)
+        for name, share in LEVELS.items()
+    }
+    for name, where in found.items():
+        row |= _timing_columns(name, steps, tokens, where)
+    notes = []
+    if found["onset"] is None or found["onset"].before == 0:
+        notes.append(EARLY_UNSEEN)
+    if found["end"] is None or found["end"].after == len(values) - 1:
+        notes.append(LATE_UNSEEN)
+    return row | {"phase_change": True, "note": "; ".join(notes)}
+
+
+def _columns(keys: list[str]) -> list[str]:
+    timing = [
+        f"{name}_{part}"
+        for name in LEVELS
+        for part in ("step", "tokens", "step_before", "step_after", "tokens_before", "tokens_after")
+    ]
+    return keys + ["metric", "checkpoints", "phase_change", "early", "late", *timing, "threshold",
+                   "first_above_threshold_step", "first_above_threshold_tokens", "note"]  # fmt: skip
+
+
+def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str], pd.DataFrame]:
+    """The curves to time, one row per (curve keys, step), and the curve keys.
+
+    Per run, the value at a step is the best head's ``metric`` (a checkpoint score is the same on
+    every head row, so its maximum is itself).
+    """
+    if metric not in RISING_METRICS:
+        falling = f" ({metric} falls as induction forms)" if metric in CHECKPOINT_COLUMNS else ""
+        raise ConfigError(f"cannot time metric {metric!r}{falling}; choose one of {', '.join(RISING_METRICS)}")
+    if per_head and metric in CHECKPOINT_COLUMNS:
+        raise ConfigError(f"{metric} is a checkpoint score, the same for every head; time it without per-head")
+    flat = results.reset_index()
+    if per_head:
+        keys = RUN_KEYS + ["layer", "head"]
+        return keys, flat[keys + ["step", "tokens", metric]].rename(columns={metric: "value"})
+    grouped = flat.groupby(RUN_KEYS + ["step"], as_index=False)
+    return RUN_KEYS, grouped.agg(tokens=("tokens", "first"), value=(metric, "max"))
+
+
+def find_phase_changes(
+    results: pd.DataFrame | str | os.PathLike,
+    metric: str = "induction",
+    threshold: float = 0.4,
+    per_head: bool = False,
+    *,
+    min_rise: float = 0.05,
+) -> pd.DataFrame:
+    """Onset, midpoint and end of the phase change, one row per run (or per head with ``per_head``).
+
+    results: a scan table (``inductscan.load_results``) or the path of a results folder.
+    metric: a head score (the run's curve is its best head's) or ``in_context_gain``.
+    threshold: ``first_above_threshold_*`` is the first checkpoint whose raw value reaches it.
+    min_rise: the smallest rise, in the metric's units, counted as a phase change.
+
+    Columns: the run keys (and ``layer``, ``head``), ``phase_change``, the plateaus ``early`` and
+    ``late``; for each of ``onset``, ``midpoint`` and ``end``: ``_step`` and ``_tokens``
+    (interpolated in log space; NaN when the crossing follows step 0, which has no logarithm) and
+    the bracketing checkpoints ``_step_before``/``_step_after`` and ``_tokens_before``/``_tokens_after``;
+    ``first_above_threshold_step``/``_tokens``; and ``note``, which says when there is no phase
+    change or a plateau lies outside the scanned range.
+    """
+    if not isinstance(results, pd.DataFrame):
+        results = load_results(results)
+    if min_rise < 0:
+        raise ConfigError(f"min_rise must be >= 0, got {min_rise}")
+    keys, table = curves(results, metric, per_head)
+    rows = []
+    for run, curve in table.groupby(RUN_KEYS, sort=True):
+        values = curve.pivot(index=keys, columns="step", values="value")  # (curves, steps), steps sorted
+        steps = values.columns.to_numpy()
+        tokens = curve.groupby("step")["tokens"].first().loc[steps].to_numpy()
+        smoothed = running_median(values.to_numpy(), log_steps(steps))  # every head of a run at once
+        for identity, curve_values, curve_smoothed in zip(values.index, values.to_numpy(), smoothed):
+            timing = curve_timing(steps, tokens, curve_values, threshold=threshold, min_rise=min_rise,
+                                  smoothed=curve_smoothed)  # fmt: skip
+            identity = identity if isinstance(identity, tuple) else (identity,)
+            rows.append(dict(zip(keys, identity)) | {"metric": metric, "threshold": threshold} | timing)
+    frame = pd.DataFrame(rows, columns=_columns(keys))
+    integer_columns = [name for name in frame.columns if name.endswith(("_before", "_after")) or "above" in name]
+    return frame.astype({name: "Int64" for name in integer_columns + ["checkpoints"]} | {"phase_change": bool})
+
+
+def _amount(value: float) -> str:
+    """4469172.6 -> '4.47M'."""
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _when(row: pd.Series, name: str) -> str:
+    if pd.isna(row.get(f"{name}_step_after")):
+        return "-"
+    bracket = f"steps {row[f'{name}_step_before']}-{row[f'{name}_step_after']}"
+    value = row[f"{name}_tokens"] if row[f"{name}_tokens_after"] > 0 else row[f"{name}_step"]
+    unit = "" if row[f"{name}_tokens_after"] > 0 else "step "
+    return f"{unit}{_amount(value)} ({bracket})" if pd.notna(value) else f"({bracket})"
+
+
+def readable(phases: pd.DataFrame) -> pd.DataFrame:
+    """A compact view of :func:`find_phase_changes`' table for people: one string column each.
+
+    onset, midpoint, end: tokens seen (interpolated) and the bracketing checkpoints' steps; a
+    suite without a token count per step shows the interpolated step instead.
+    """
+    several_suites = phases["suite"].nunique() > 1
+    rows = []
+    for _, row in phases.iterrows():
+        threshold = row["threshold"]
+        first = row["first_above_threshold_step"]
+        readable_row = {"suite": row["suite"]} if several_suites else {}
+        readable_row["seed"] = row["seed"]
+        if "layer" in phases.columns:
+            readable_row["head"] = f"{row['layer']}.{row['head']}"
+        readable_row |= {
+            "early": f"{row['early']:.3f}" if pd.notna(row["early"]) else "-",
+            "late": f"{row['late']:.3f}" if pd.notna(row["late"]) else "-",
+            **{name: _when(row, name) for name in LEVELS},
+            f"first >= {threshold:g}": "-" if pd.isna(first) else f"step {first}",
+            "note": row["note"],
+        }
+        rows.append(readable_row)
+    return pd.DataFrame(rows)

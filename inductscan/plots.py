@@ -1,0 +1,181 @@
+"""Figures of a scan table (issue 3): phase-change timing, every head's score, seeds side by side.
+
+Each ``plot_*`` function returns a :class:`matplotlib.figure.Figure` built without pyplot (no
+global state, no display needed); save it with ``figure.savefig(path)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from inductscan.errors import ConfigError
+from inductscan.phases import curves, find_phase_changes
+from inductscan.query import RUN_KEYS
+
+ATTENTION_METRICS = ("induction", "prefix_matching", "duplicate_token", "previous_token")
+METRIC_LABELS = {
+    "induction": "induction score (attention probability)",
+    "prefix_matching": "prefix-matching score (attention probability)",
+    "duplicate_token": "duplicate-token score (attention probability)",
+    "previous_token": "previous-token score (attention probability)",
+    "copying": "copying score (eigenvalue ratio, -1 to 1)",
+    "induction_logit": "direct logit to the induced token (logits)",
+    "in_context_gain": "in-context gain: loss on first copy - loss on repeats (nats)",
+}
+FIGURE_SIZE = (8.0, 5.0)
+
+
+def _axis(frame: pd.DataFrame) -> tuple[str, str]:
+    """Plot against tokens seen when the table knows them, else against the step."""
+    if (frame["tokens"] > 0).any():
+        return "tokens", "tokens seen"
+    return "step", "training step"
+
+
+def _run_label(identity: tuple, several_suites: bool) -> str:
+    suite, _, seed = identity
+    return f"{suite} seed {seed}" if several_suites else f"seed {seed}"
+
+
+def _phase_row(phases: pd.DataFrame, identity: tuple) -> pd.Series | None:
+    match = phases[(phases[RUN_KEYS] == pd.Series(identity, index=RUN_KEYS)).all(axis=1)]
+    return match.iloc[0] if len(match) else None
+
+
+def plot_timing(
+    results: pd.DataFrame,
+    phases: pd.DataFrame | None = None,
+    *,
+    metric: str = "induction",
+    threshold: float | None = 0.4,
+) -> Figure:
+    """The best head's ``metric`` against tokens seen (log x), one line per run.
+
+    Each run's midpoint is a dotted vertical line and its onset-end span is shaded, in the run's
+    colour; ``threshold`` is a dashed horizontal line. Step 0 has no place on a log axis and is
+    left out. ``phases`` defaults to ``find_phase_changes(results, metric, threshold)``.
+    """
+    _, table = curves(results, metric, per_head=False)
+    if table.empty:
+        raise ConfigError("the results table is empty: nothing to plot")
+    if phases is None:
+        phases = find_phase_changes(results, metric, 0.4 if threshold is None else threshold)
+    column, name = _axis(table)
+    several_suites = table["suite"].nunique() > 1
+    figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+    axes = figure.subplots()
+    for identity, curve in table.groupby(RUN_KEYS, sort=True):
+        shown = curve[curve[column] > 0]
+        (line,) = axes.plot(shown[column], shown["value"], marker=".", label=_run_label(identity, several_suites))
+        row = _phase_row(phases, identity)
+        if row is None or not row["phase_change"]:
+            continue
+        if pd.notna(row[f"midpoint_{column}"]):
+            axes.axvline(row[f"midpoint_{column}"], color=line.get_color(), linestyle=":", label="_midpoint")
+        if pd.notna(row[f"onset_{column}"]) and pd.notna(row[f"end_{column}"]):
+            axes.axvspan(row[f"onset_{column}"], row[f"end_{column}"], color=line.get_color(), alpha=0.12)
+    if threshold is not None:
+        axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    handles, _ = axes.get_legend_handles_labels()
+    handles += [Line2D([], [], color="grey", linestyle=":", label="midpoint (50% of the rise)"),
+                Patch(color="grey", alpha=0.25, label="onset-end (10-90%)")]  # fmt: skip
+    axes.legend(handles=handles, fontsize="small")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"{name} (log scale; step 0 not shown)")
+    best = "" if metric == "in_context_gain" else "best head's "
+    axes.set_ylabel(f"{best}{METRIC_LABELS[metric]}")
+    suites = ", ".join(sorted(table["suite"].unique()))
+    title = "In-context gain" if metric == "in_context_gain" else f"Best head's {metric.replace('_', '-')} score"
+    axes.set_title(f"{title} during training: {suites}")
+    axes.grid(True, which="major", alpha=0.3)
+    return figure
+
+
+def plot_in_context_gain(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
+    """``in_context_gain`` (nats) against tokens seen, one line per run, with its phase timing."""
+    return plot_timing(results, phases, metric="in_context_gain", threshold=None)
+
+
+def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None) -> tuple[pd.DataFrame, str, int]:
+    flat = results.reset_index()
+    runs = flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS)
+    if suite is not None:
+        runs = runs[runs["suite"] == suite]
+    if seed is not None:
+        runs = runs[runs["seed"] == seed]
+    if runs.empty:
+        known = ", ".join(f"{row.suite} seed {row.seed}" for row in flat[RUN_KEYS].drop_duplicates().itertuples())
+        raise ConfigError(f"no run matches suite={suite} seed={seed}; the table has {known or 'no runs'}")
+    chosen = runs.iloc[0]
+    rows = flat[(flat["suite"] == chosen["suite"]) & (flat["seed"] == chosen["seed"])]
+    return rows, chosen["suite"], int(chosen["seed"])
+
+
+def plot_heatmap(
+    results: pd.DataFrame, *, seed: int | None = None, suite: str | None = None, metric: str = "induction"
+) -> Figure:
+    """Every head's ``metric`` (rows: layer.head) at every checkpoint (columns, in step order) of
+    one run: the first run of the table unless ``suite``/``seed`` choose one."""
+    rows, suite, seed = _one_run(results, suite, seed)
+    if metric not in METRIC_LABELS or metric == "in_context_gain":
+        choices = ", ".join(name for name in METRIC_LABELS if name != "in_context_gain")
+        raise ConfigError(f"a heatmap needs a head score; {metric!r} is not one of {choices}")
+    grid = rows.pivot_table(index=["layer", "head"], columns="step", values=metric)  # (heads, steps)
+    figure = Figure(figsize=(max(FIGURE_SIZE[0], grid.shape[1] * 0.12), FIGURE_SIZE[1]), layout="constrained")
+    axes = figure.subplots()
+    limits = {"vmin": 0.0, "vmax": 1.0} if metric in ATTENTION_METRICS else {}
+    image = axes.imshow(grid.to_numpy(), aspect="auto", interpolation="nearest", cmap="viridis", **limits)
+    figure.colorbar(image, ax=axes, label=METRIC_LABELS[metric])
+    steps = grid.columns.to_numpy()
+    ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 12)).round().astype(int))
+    axes.set_xticks(ticks, [f"{steps[tick]:,}" for tick in ticks], rotation=45, ha="right")
+    heads = list(grid.index)
+    if len(heads) <= 48:
+        axes.set_yticks(range(len(heads)), [f"{layer}.{head}" for layer, head in heads])
+    else:  # one label per layer: its first head
+        firsts = [index for index, (layer, head) in enumerate(heads) if index == 0 or heads[index - 1][0] != layer]
+        axes.set_yticks(firsts, [f"layer {heads[index][0]}" for index in firsts])
+    axes.set_xlabel("training step (one column per checkpoint, not to scale)")
+    axes.set_ylabel("head (layer.head)")
+    axes.set_title(f"{metric.replace('_', '-')} score of every head: {suite} seed {seed}")
+    return figure
+
+
+def plot_seed_comparison(phases: pd.DataFrame) -> Figure:
+    """Midpoint tokens per run (a dot) with onset-end whiskers, from :func:`find_phase_changes`;
+    a run without a phase change is named as such."""
+    if phases.empty:
+        raise ConfigError("no runs to compare")
+    if "layer" in phases.columns:
+        raise ConfigError("plot_seed_comparison needs the per-run table, not the per-head one")
+    column = "tokens" if (phases["midpoint_tokens_after"].fillna(0) > 0).any() else "step"
+    several_suites = phases["suite"].nunique() > 1
+    figure = Figure(figsize=(FIGURE_SIZE[0], max(2.5, 0.5 * len(phases) + 1.5)), layout="constrained")
+    axes = figure.subplots()
+    labels = []
+    timed = phases[phases["phase_change"] & phases[f"midpoint_{column}"].notna()]
+    for position, (_, row) in enumerate(phases.iterrows()):
+        labels.append(_run_label(tuple(row[RUN_KEYS]), several_suites))
+        if row.name in timed.index:
+            middle = row[f"midpoint_{column}"]
+            low = middle - row[f"onset_{column}"] if pd.notna(row[f"onset_{column}"]) else 0.0
+            high = row[f"end_{column}"] - middle if pd.notna(row[f"end_{column}"]) else 0.0
+            axes.errorbar([middle], [position], xerr=[[low], [high]], fmt="o", capsize=4, color=f"C{position % 10}")
+        else:
+            axes.text(0.02, position, "no phase change in the scanned range", va="center",
+                      transform=axes.get_yaxis_transform(), color="grey")  # fmt: skip
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_ylim(-0.5, len(labels) - 0.5)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    name = "tokens seen" if column == "tokens" else "training step"
+    axes.set_xlabel(f"{name} at the midpoint (log scale); whiskers: onset to end (10-90% of the rise)")
+    metric = phases["metric"].iloc[0]
+    axes.set_title(f"When the {metric.replace('_', '-')} phase change happens, per seed")
+    axes.grid(True, axis="x", which="major", alpha=0.3)
+    return figure
+
