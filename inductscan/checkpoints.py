@@ -3,8 +3,10 @@
 Only ``config.json`` and the weights are fetched, never the whole branch: Stanford CRFM branches
 also hold DeepSpeed optimizer state (``global_stepN/``) several times the size of the weights.
 Safetensors are preferred where the revision has them; a sharded checkpoint is fetched as its
-index and the shards it names. Every weight file is hashed (sha256) so that two steps serving the
-same weights can be told apart from two that merely look alike.
+index and the shards it names. A Hub fetch is two steps, so that a pipeline can budget disk
+between them: ``locate`` (the files and their announced sizes) and ``fetch_planned`` (download
+and verify, see :mod:`inductscan.hub`). Every weight file is hashed (sha256) so that two steps
+serving the same weights can be told apart from two that merely look alike.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.errors import CheckpointUnavailableError, UnknownRunError
+from inductscan.hub import Announced, Downloaded, Retry, announce, download, hash_file
 from inductscan.model import shard_files
 from inductscan.suites import Run, Suite, local_step_folder
 
@@ -48,20 +51,91 @@ class CheckpointFiles:
     config: Path
     weights: tuple[Path, ...]
     sha256: str  # of the single weight file; of the shards' names and hashes when sharded
+    downloaded: tuple[Path, ...] = ()  # weight files whose cache blobs this fetch created: removable once scored
 
 
-def fetch(ref: CheckpointRef) -> CheckpointFiles:
-    """The checkpoint's config and weight files on local disk, downloading what is missing."""
+@dataclass(frozen=True)
+class FetchPlan:
+    """What fetching a checkpoint takes: a Hub checkpoint's files as announced (config first)."""
+
+    ref: CheckpointRef
+    files: tuple[Announced, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Bytes the fetch may add to the disk: the announced files whose blobs are not there yet."""
+        return sum(file.size or 0 for file in self.files if file.blob is None or not file.blob.is_file())
+
+    @property
+    def blobs(self) -> tuple[Path, ...]:
+        return tuple(file.blob for file in self.files if file.blob is not None)
+
+
+def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
+    """Which files the checkpoint needs and how large they are, before any weight is downloaded.
+
+    Asks the Hub for ``config.json`` and the first weight file in ``WEIGHT_FILES`` order that the
+    revision has (a sharded one's index is downloaded here, small, to name its shards).
+    """
     if ref.suite.source == "local":
-        return _local(ref)
-    return _hub(ref)
+        return FetchPlan(ref)
+    repo, revision = ref.run.repo, ref.revision
+    where = f"{repo}@{revision}"
+
+    def announced(name: str) -> Announced | None:
+        return retry.run(lambda: announce(repo, revision, name), where)
+
+    config = announced("config.json")
+    if config is None:
+        raise CheckpointUnavailableError(f"{where} has no config.json")
+    for name in WEIGHT_FILES:
+        first = announced(name)
+        if first is None:
+            continue
+        if not name.endswith(".index.json"):
+            return FetchPlan(ref, (config, first))
+        index = _download(first, retry)
+        shards = [announced(shard) for shard in shard_files(index.path)]
+        missing = [shard for shard, found in zip(shard_files(index.path), shards) if found is None]
+        if missing:
+            raise CheckpointUnavailableError(f"{where}: shards named by {name} are missing: {', '.join(missing)}")
+        return FetchPlan(ref, (config, *shards))
+    raise CheckpointUnavailableError(f"{where} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
 
 
-def fetch_config(ref: CheckpointRef) -> Path:
+def _download(file: Announced, retry: Retry) -> Downloaded:
+    where = f"{file.repo}@{file.revision}"
+    found = retry.run(lambda: download(file), where)
+    if found is None:
+        raise CheckpointUnavailableError(f"{where}: {file.name} disappeared between announcement and download")
+    return found
+
+
+def fetch_planned(plan: FetchPlan, retry: Retry = Retry()) -> CheckpointFiles:
+    """Download (or find in the cache) every file of a plan, each verified; a local one is read in place."""
+    if plan.ref.suite.source == "local":
+        return _local(plan.ref)
+    config, *weights = [_download(file, retry) for file in plan.files]
+    digest = weights[0].sha256 if len(weights) == 1 else combined_sha256(
+        [(file.path.name, file.sha256) for file in weights])  # fmt: skip
+    downloaded = tuple(file.path for file in weights if file.created)  # config.json is small: kept
+    return CheckpointFiles(config.path, tuple(file.path for file in weights), digest, downloaded)
+
+
+def fetch(ref: CheckpointRef, retry: Retry = Retry()) -> CheckpointFiles:
+    """The checkpoint's config and weight files on local disk, downloading what is missing."""
+    return fetch_planned(locate(ref, retry), retry)
+
+
+def fetch_config(ref: CheckpointRef, retry: Retry = Retry()) -> Path:
     """Only the checkpoint's ``config.json`` (small), e.g. to build the probe before a scan starts."""
     if ref.suite.source == "local":
         return _local_config(ref)
-    return _hub_files(ref, weights=False).config
+    where = f"{ref.run.repo}@{ref.revision}"
+    config = retry.run(lambda: announce(ref.run.repo, ref.revision, "config.json"), where)
+    if config is None:
+        raise CheckpointUnavailableError(f"{where} has no config.json")
+    return _download(config, retry).path
 
 
 def _local_config(ref: CheckpointRef) -> Path:
@@ -90,53 +164,13 @@ def _local(ref: CheckpointRef) -> CheckpointFiles:
     raise CheckpointUnavailableError(f"{folder} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
 
 
-def _hub(ref: CheckpointRef) -> CheckpointFiles:
-    return _hub_files(ref, weights=True)
-
-
-def _hub_files(ref: CheckpointRef, *, weights: bool) -> CheckpointFiles:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
-
-    repo, revision = ref.run.repo, ref.revision
-
-    def download(filename: str) -> Path:
-        return Path(hf_hub_download(repo, filename, revision=revision))
-
-    where = f"{repo}@{revision}"
-    try:
-        config = download("config.json")
-        if not weights:
-            return CheckpointFiles(config, (), "")
-        for name in WEIGHT_FILES:
-            try:
-                first = download(name)
-            except EntryNotFoundError:
-                continue
-            files = [first]
-            if name.endswith(".index.json"):
-                files = [download(shard) for shard in shard_files(first)]
-            return CheckpointFiles(config, tuple(files), hash_files(files))
-    except EntryNotFoundError as error:
-        raise CheckpointUnavailableError(f"{where}: file not found: {_first_line(error)}") from error
-    except (HfHubHTTPError, OfflineModeIsEnabled, OSError) as error:
-        raise CheckpointUnavailableError(f"{where}: {type(error).__name__}: {_first_line(error)}") from error
-    raise CheckpointUnavailableError(f"{where} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def hash_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def combined_sha256(named_hashes: list[tuple[str, str]]) -> str:
+    """One sha256 over a sharded checkpoint's shards: of their names and hashes, in order."""
+    return hashlib.sha256("".join(f"{name}:{digest}\n" for name, digest in named_hashes).encode()).hexdigest()
 
 
 def hash_files(files: list[Path]) -> str:
     """One sha256 for a checkpoint's weights: the file's own, or, when sharded, one over the shards'."""
     if len(files) == 1:
         return hash_file(files[0])
-    listing = "".join(f"{Path(path).name}:{hash_file(path)}\n" for path in files)
-    return hashlib.sha256(listing.encode()).hexdigest()
+    return combined_sha256([(Path(path).name, hash_file(path)) for path in files])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +72,19 @@ def _range(text: str | None, what: str) -> tuple[int, int] | None:
     return bounds
 
 
+SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}  # fmt: skip
+
+
+def _size(text: str, what: str) -> int:
+    """'20GB' -> 20_000_000_000; '800MiB' -> 838_860_800; '1234' -> 1234."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in SIZE_UNITS:
+        raise click.BadParameter(f"expected a size like 20GB, 800MiB or 1234 (bytes), got {text!r}", param_hint=what)
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
 @main.command("suites")
 @click.argument("name", required=False)
 def suites_command(name: str | None) -> None:
@@ -122,20 +136,32 @@ def probe_options(command):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Results folder (a re-run resumes).")  # fmt: skip
 @probe_options
+@click.option("--prefetch", type=int, default=2, show_default=True,
+              help="Checkpoints downloaded ahead while one is scored (0: one at a time).")  # fmt: skip
+@click.option("--max-disk", help="Most bytes of downloaded weights on disk at once, e.g. 20GB or 800MiB.")
+@click.option("--keep-weights", is_flag=True, help="Keep downloaded weights in the Hugging Face cache after scoring.")
+@click.option("--retries", type=int, default=3, show_default=True,
+              help="Retries of a dropped connection, 5xx, timeout or refused file, with exponential backoff.")  # fmt: skip
+@click.option("--retry-backoff", type=float, default=2.0, show_default=True,
+              help="Seconds before the first retry; doubled before each next one.")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option("--dtype", default="float32", show_default=True, help="Compute dtype.")
 @click.option("--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Path, probe_length, probe_repeats,
-                 probe_batch, probe_seed, device, dtype, tokens_per_step, quiet) -> None:  # fmt: skip
+                 probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries, retry_backoff, device, dtype,
+                 tokens_per_step, quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
-    Hugging Face checkpoints. Exits 1 if any checkpoint failed (each is recorded with its reason).
+    Hugging Face checkpoints. Hub checkpoints download ahead of scoring (--prefetch), their
+    weights are deleted once scored unless --keep-weights, and --max-disk bounds what is on
+    disk at once. Exits 1 if any checkpoint failed (each is recorded with its reason).
 
     \b
     Example:
         inductscan scan stanford-gpt2-small --seeds 21 --steps 0,10,100 --out results/
+        inductscan scan stanford-gpt2-small --seeds all --prefetch 3 --max-disk 5GB
         inductscan scan pythia-160m-seeds --seeds 1,2 --step-range 1000:10000 --every 2
         inductscan scan toy --out toy-results/
     """
@@ -143,13 +169,17 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
     if tokens_per_step is not None and tokens_per_step < 0:
         raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
     config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
-                        probe_seed=probe_seed, dtype=dtype, device=device)  # fmt: skip
+                        probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
+                        max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
+                        keep_weights=keep_weights, retries=retries, retry_backoff=retry_backoff)  # fmt: skip
     refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
                 step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
     if not refs:
         raise ConfigError("no checkpoint matches the chosen seeds and steps")
     summary = run_scan(refs, out, config, progress=not quiet)
     click.echo(summary.line(out))
+    for warning in summary.warnings():
+        click.echo(warning, err=True)
     if summary.failed:
         sys.exit(1)
 

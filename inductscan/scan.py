@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from inductscan import store
 from inductscan.architecture import Architecture, convert, read_architecture
-from inductscan.checkpoints import CheckpointRef, fetch, fetch_config
+from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch, fetch_config
 from inductscan.errors import (
     CheckpointError,
     CheckpointUnavailableError,
@@ -25,8 +25,10 @@ from inductscan.errors import (
     UnknownRunError,
     UnsupportedArchitectureError,
 )
+from inductscan.hub import Retry
 from inductscan.measure import score_weights
 from inductscan.model import read_state_dict
+from inductscan.pipeline import Prefetcher
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
 from inductscan.suites import Suite
 
@@ -35,7 +37,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 
 @dataclass(frozen=True)
 class ScanConfig:
-    """How to score: probe overrides (None keeps the suite's), compute dtype and device."""
+    """How to score: probe overrides (None keeps the suite's), compute dtype and device; and how
+    to fetch: checkpoints downloaded ahead, the disk budget in bytes, retries of transient faults."""
 
     probe_length: int | None = None
     probe_repeats: int | None = None
@@ -43,8 +46,21 @@ class ScanConfig:
     probe_seed: int | None = None
     dtype: str = "float32"
     device: str = "cpu"
+    prefetch: int = 2
+    max_disk: int | None = None
+    keep_weights: bool = False
+    retries: int = 3
+    retry_backoff: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.prefetch < 0:
+            raise ConfigError(f"--prefetch must be >= 0, got {self.prefetch}")
+        if self.max_disk is not None and self.max_disk <= 0:
+            raise ConfigError(f"--max-disk must be > 0 bytes, got {self.max_disk}")
+        if self.max_disk is not None and self.keep_weights:
+            raise ConfigError("--max-disk cannot bound the disk when --keep-weights keeps every checkpoint; choose one")
+        if self.retries < 0 or self.retry_backoff < 0:
+            raise ConfigError(f"--retries and --retry-backoff must be >= 0, got {self.retries}, {self.retry_backoff}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         try:
@@ -54,6 +70,10 @@ class ScanConfig:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
         self.probe_for(ProbeConfig())  # validates the overrides
+
+    @property
+    def retry(self) -> Retry:
+        return Retry(attempts=self.retries + 1, backoff=self.retry_backoff)
 
     def probe_for(self, default: ProbeConfig) -> ProbeConfig:
         return default.replace(
@@ -118,6 +138,8 @@ class ScanSummary:
     already_done: int = 0
     failed: list[tuple[CheckpointRef, str]] = field(default_factory=list)
     seconds: float = 0.0
+    peak_disk: int = 0  # bytes reserved at once for downloads
+    same_weights: list[store.SameWeights] = field(default_factory=list)
 
     def line(self, out: Path) -> str:
         text = (
@@ -127,6 +149,14 @@ class ScanSummary:
         if self.failed:
             text += f" (reasons in {Path(out) / 'failures'})"
         return text
+
+    def warnings(self) -> list[str]:
+        """One line per group of steps of a run that serve identical weights."""
+        return [
+            f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
+            f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
+            for group in self.same_weights
+        ]
 
 
 def identity(ref: CheckpointRef, revision: str) -> dict:
@@ -146,7 +176,7 @@ def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, P
         if ref.suite.name in probes:
             continue
         try:
-            arch = read_architecture(fetch_config(ref))
+            arch = read_architecture(fetch_config(ref, config.retry))
         except (CheckpointError, UnsupportedArchitectureError):
             continue  # this checkpoint's own scan will record why; try the suite's next one
         probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
@@ -155,7 +185,12 @@ def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, P
 
 def score_checkpoint(ref: CheckpointRef, out: Path, config: ScanConfig, probes: dict[str, Probe]) -> None:
     """Fetch, score and store one checkpoint."""
-    files = fetch(ref)
+    score_files(ref, fetch(ref, config.retry), out, config, probes)
+
+
+def score_files(ref: CheckpointRef, files: CheckpointFiles, out: Path, config: ScanConfig,
+                probes: dict[str, Probe]) -> None:  # fmt: skip
+    """Score and store one fetched checkpoint."""
     arch = read_architecture(files.config)
     if ref.suite.name not in probes:
         probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
@@ -187,21 +222,31 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
                 f"{out} already holds {suite} scores made with another probe ({', '.join(sorted(used))}); "
                 "scan with the same --probe-* settings or into another --out"
             )
-    bar = tqdm(zip(refs, done), total=len(refs), unit="ckpt", disable=not progress, dynamic_ncols=True)
-    for ref, finished in bar:
-        if finished:
-            summary.already_done += 1
-            continue
-        bar.set_postfix_str(ref.describe(), refresh=False)  # redrawn at tqdm's own pace, not per checkpoint
-        try:
-            score_checkpoint(ref, out, config, probes)
-            summary.scored += 1
-        except (CheckpointError, UnsupportedArchitectureError) as error:
-            kind = "skipped" if isinstance(error, CheckpointUnavailableError) else "failed"
-            store.write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=str(error))
-            summary.failed.append((ref, str(error)))
-            bar.write(f"{kind}: {ref.describe()}: {error}")
-    bar.close()
+    todo = [ref for ref, finished in zip(refs, done) if not finished]
+    summary.already_done = len(refs) - len(todo)
+    bar = tqdm(total=len(refs), initial=summary.already_done, unit="ckpt", disable=not progress, dynamic_ncols=True)
+    prefetcher = Prefetcher(todo, prefetch=config.prefetch, retry=config.retry, max_disk=config.max_disk,
+                            keep_weights=config.keep_weights)  # fmt: skip
+    with bar, prefetcher:
+        for fetched in prefetcher:
+            ref = fetched.ref
+            bar.set_postfix_str(ref.describe(), refresh=False)  # redrawn at tqdm's own pace, not per checkpoint
+            try:
+                if fetched.error is not None:
+                    raise fetched.error
+                score_files(ref, fetched.files, out, config, probes)
+                summary.scored += 1
+            except (CheckpointError, UnsupportedArchitectureError) as error:
+                kind = "skipped" if isinstance(error, CheckpointUnavailableError) else "failed"
+                store.write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=str(error))
+                summary.failed.append((ref, str(error)))
+                bar.write(f"{kind}: {ref.describe()}: {error}")
+            finally:
+                prefetcher.release(fetched)
+            bar.update()
+    summary.peak_disk = prefetcher.budget.peak
+    runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
+    summary.same_weights = store.same_weights(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -20,6 +20,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -225,10 +226,53 @@ def load_results(path: str | os.PathLike, **filters) -> pd.DataFrame:
     ``low <= value <= high`` (either end may be None). Example::
 
         load_results("results/", seed=21, layer=5, step=slice(1000, 5000))
+
+    The column ``same_weights_as`` flags a step whose weights are identical (same sha256) to
+    another loaded step of its run: it holds the earliest such other step, else <NA>.
     """
     table = _dataset(Path(path)).to_table(filter=_filter_expression(filters))
     frame = table.to_pandas()
+    frame["same_weights_as"] = _same_weights_as(frame)
     return frame.set_index(INDEX).sort_index()
+
+
+def _same_weights_as(frame: pd.DataFrame) -> pd.Series:
+    """For each row, the earliest other step of its (suite, run) with the same weights_sha256."""
+    keys = ["suite", "run", "weights_sha256"]
+    steps = frame[keys + ["step"]].drop_duplicates().sort_values("step")
+    steps["rank"] = steps.groupby(keys).cumcount()
+    first = steps[steps["rank"] == 0].set_index(keys)["step"].rename("first")
+    second = steps[steps["rank"] == 1].set_index(keys)["step"].rename("second")
+    both = frame[keys + ["step"]].join(first, on=keys).join(second, on=keys)
+    other = both["first"].where(both["step"] != both["first"], both["second"])
+    return other.astype("Int64")
+
+
+@dataclass(frozen=True)
+class SameWeights:
+    """Steps of one run whose weight files have the same sha256."""
+
+    suite: str
+    run: str
+    sha256: str
+    steps: tuple[int, ...]
+
+
+def same_weights(path: Path, runs: list[tuple[str, str]]) -> list[SameWeights]:
+    """The groups of steps, in the given (suite, run)s, that serve identical weights."""
+    if not runs or not (Path(path) / "scores").is_dir():
+        return []
+    suites = sorted({suite for suite, _ in runs})
+    table = _dataset(Path(path)).to_table(columns=["suite", "run", "step", "weights_sha256"],
+                                          filter=ds.field("suite").isin(suites))  # fmt: skip
+    frame = table.to_pandas().drop_duplicates()
+    wanted = set(runs)
+    frame = frame[[run in wanted for run in zip(frame["suite"], frame["run"])]]
+    groups = []
+    for (suite, run, sha256), group in frame.groupby(["suite", "run", "weights_sha256"]):
+        if len(group) > 1:
+            groups.append(SameWeights(suite, run, sha256, tuple(sorted(group["step"]))))
+    return groups
 
 
 def probes_used(path: Path, suite: str) -> set[str]:

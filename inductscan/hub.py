@@ -1,0 +1,206 @@
+"""One file from the Hub, through huggingface_hub: announced, downloaded, verified (issue 4).
+
+``announce`` asks the Hub (a HEAD) what a file at a revision is: its size and, for a large
+(LFS) file, its sha256, which is also the name of its blob in the cache. ``download`` fetches
+it with ``hf_hub_download`` (which resumes a broken transfer from its ``.incomplete`` file) and
+refuses it unless its size and sha256 are what was announced; a refused file is removed from the
+cache, so that a retry starts clean and nothing else ever reads it. Errors are sorted here: a
+missing revision or file is :class:`CheckpointUnavailableError`; what a retry may cure (a
+dropped connection, a 5xx, a timeout, a refused file) is :class:`TransientError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from inductscan.errors import CheckpointError, CheckpointUnavailableError, CorruptCheckpointError
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+Result = TypeVar("Result")
+
+
+class TransientError(CheckpointError):
+    """A failure that a retry may cure: dropped connection, server error, timeout."""
+
+
+class IntegrityError(TransientError):
+    """A downloaded file whose size or sha256 is not what the Hub announced."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often to retry a transient failure, waiting ``backoff * 2**k`` seconds before retry k."""
+
+    attempts: int = 4
+    backoff: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff < 0:
+            raise ValueError(f"retry attempts must be >= 1 and backoff >= 0, got {self.attempts}, {self.backoff}")
+
+    def run(self, action: Callable[[], Result], what: str) -> Result:
+        """``action()``, retried on TransientError; a lasting failure becomes a recorded one."""
+        for attempt in range(self.attempts):
+            try:
+                return action()
+            except TransientError as error:
+                last = error
+                if attempt + 1 < self.attempts:
+                    time.sleep(self.backoff * 2**attempt)
+        lasting = CorruptCheckpointError if isinstance(last, IntegrityError) else CheckpointUnavailableError
+        raise lasting(f"{what}: {last} (after {self.attempts} attempts)") from last
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What the Hub says of a file before it is fetched."""
+
+    repo: str
+    revision: str
+    name: str
+    size: int | None  # None offline: the cache decides
+    sha256: str | None  # an LFS file's; None for small git files and offline
+
+    @property
+    def blob(self) -> Path | None:
+        """Where the file's bytes live in the huggingface_hub cache, when its sha256 is known."""
+        if self.sha256 is None:
+            return None
+        from huggingface_hub import constants
+        from huggingface_hub.file_download import repo_folder_name
+
+        return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=self.repo, repo_type="model") / "blobs" / self.sha256
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path
+    sha256: str
+    created: bool  # its blob was not in the cache before this download
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network errors of whichever HTTP library this huggingface_hub uses."""
+    errors: list[type[BaseException]] = [TimeoutError, ConnectionError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _classify(error: BaseException, where: str) -> CheckpointError | None:
+    """The inductscan error for a huggingface_hub failure; None for 'no such file' (try another)."""
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(error, RemoteEntryNotFoundError):
+        return None
+    if isinstance(error, RevisionNotFoundError):
+        return CheckpointUnavailableError(f"{where}: the Hub has no such revision (RevisionNotFoundError, 404)")
+    if isinstance(error, RepositoryNotFoundError):
+        return CheckpointUnavailableError(f"{where}: the Hub has no such repository, or it is private or gated")
+    if isinstance(error, LocalEntryNotFoundError):  # offline: not in the cache; online: the HEAD failed
+        if _offline():
+            return None
+        return TransientError(f"{where}: {_first_line(error.__cause__ or error)}")
+    if isinstance(error, OfflineModeIsEnabled):
+        return CheckpointUnavailableError(f"{where}: not in the cache and HF_HUB_OFFLINE is set")
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else None
+        kind = TransientError if status in RETRY_STATUS else CheckpointUnavailableError
+        return kind(f"{where}: {_first_line(error)}")
+    if isinstance(error, OSError) and "Consistency check" in str(error):  # huggingface_hub's size check
+        return IntegrityError(f"{where}: refused: {_first_line(error)}")
+    if isinstance(error, _transport_errors()):
+        return TransientError(f"{where}: {_first_line(error)}")
+    raise error
+
+
+def announce(repo: str, revision: str, name: str) -> Announced | None:
+    """The file's size and sha256 as the Hub announces them; None if the revision has no such file."""
+    if _offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo, name, revision=revision)
+        return Announced(repo, revision, name, None, None) if isinstance(cached, str) else None
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        metadata = get_hf_file_metadata(hf_hub_url(repo, name, revision=revision))
+    except Exception as error:  # sorted by _classify; anything else is raised as it is
+        sorted_error = _classify(error, f"{repo}@{revision}/{name}")
+        if sorted_error is None:
+            return None
+        raise sorted_error from error
+    etag = (metadata.etag or "").strip('"')
+    return Announced(repo, revision, name, metadata.size, etag if SHA256.fullmatch(etag) else None)
+
+
+def hash_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def download(file: Announced) -> Downloaded | None:
+    """The file on local disk, verified against its announcement; None if the revision lacks it."""
+    from huggingface_hub import hf_hub_download
+
+    where = f"{file.repo}@{file.revision}/{file.name}"
+    blob = file.blob
+    existed = blob is not None and blob.is_file()
+    try:
+        path = Path(hf_hub_download(file.repo, file.name, revision=file.revision))
+    except Exception as error:  # sorted by _classify; anything else is raised as it is
+        sorted_error = _classify(error, where)
+        if isinstance(sorted_error, TransientError) and blob is not None:
+            blob.with_name(blob.name + ".incomplete").unlink(missing_ok=True)  # restart clean
+        if sorted_error is None:
+            return None
+        raise sorted_error from error
+    size = path.stat().st_size
+    digest = hash_file(path)
+    problem = None
+    if file.size is not None and size != file.size:
+        problem = f"{size} bytes where the Hub announced {file.size}"
+    elif file.sha256 is not None and digest != file.sha256:
+        problem = f"sha256 {digest[:12]}... where the Hub announced {file.sha256[:12]}..."
+    if problem:
+        remove_cached(path)
+        raise IntegrityError(f"{where}: refused: {problem}")
+    return Downloaded(path, digest, created=blob is not None and not existed)
+
+
+def remove_cached(path: Path) -> None:
+    """Remove a file from the huggingface_hub cache: its snapshot link and the blob it points to."""
+    path = Path(path)
+    blob = path.resolve() if path.is_symlink() else None
+    path.unlink(missing_ok=True)
+    if blob is not None:
+        blob.unlink(missing_ok=True)

@@ -1,0 +1,138 @@
+"""Fetch ahead while scoring (issue 4): a bounded look-ahead of downloads, a disk budget, clean-up.
+
+While checkpoint i is scored, checkpoints i+1 .. i+K download in K threads (hashing included;
+both release the GIL). Disk is granted in plan order by :class:`DiskBudget`, before a download
+starts and from the sizes the Hub announced, so that a later checkpoint never takes the space an
+earlier one waits for and the bytes on disk never exceed the budget. Once a checkpoint is scored
+its downloaded weights are deleted, unless another checkpoint in flight shares a blob with it
+(identical weights on two branches share one blob in the huggingface_hub cache). Files that were
+in the cache before the scan, and local folders, are never deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_planned, locate
+from inductscan.errors import CheckpointError, CheckpointUnavailableError
+from inductscan.hub import Retry, remove_cached
+
+
+class DiskBudget:
+    """At most ``limit`` bytes reserved at once (None: no limit), granted in ticket order."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._turn = 0
+        self._condition = threading.Condition()
+
+    def reserve(self, ticket: int, size: int) -> None:
+        """Wait for ``ticket``'s turn and for ``size`` bytes; raise if they can never fit."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._turn == ticket)
+            try:
+                if self.limit is not None and size > self.limit:
+                    raise CheckpointUnavailableError(f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}")
+                self._condition.wait_for(lambda: self.limit is None or self.used + size <= self.limit)
+                self.used += size
+                self.peak = max(self.peak, self.used)
+            finally:
+                self._turn += 1
+                self._condition.notify_all()
+
+    def skip(self, ticket: int) -> None:
+        """Give up ``ticket``'s turn without reserving (its checkpoint failed before its download)."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._turn == ticket)
+            self._turn += 1
+            self._condition.notify_all()
+
+    def release(self, size: int) -> None:
+        with self._condition:
+            self.used -= size
+            self._condition.notify_all()
+
+
+@dataclass
+class Fetched:
+    """A checkpoint's fetch outcome: its files, or the error that stopped it."""
+
+    ref: CheckpointRef
+    files: CheckpointFiles | None = None
+    error: CheckpointError | None = None
+    reserved: int = 0
+    blobs: tuple[Path, ...] = ()
+
+
+class Prefetcher:
+    """Yields each planned checkpoint's :class:`Fetched` in plan order, fetching up to ``prefetch``
+    ahead; the consumer calls :meth:`release` once it has scored (or given up on) each one."""
+
+    def __init__(self, refs: list[CheckpointRef], *, prefetch: int = 2, retry: Retry = Retry(),
+                 max_disk: int | None = None, keep_weights: bool = False) -> None:  # fmt: skip
+        self._refs = refs
+        self._prefetch = prefetch
+        self._retry = retry
+        self._keep = keep_weights
+        self.budget = DiskBudget(max_disk)
+        self._in_use: Counter[Path] = Counter()  # blob -> checkpoints in flight that use it
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=max(1, prefetch), thread_name_prefix="inductscan-fetch")
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+    def __iter__(self) -> Iterator[Fetched]:
+        pending: deque[Future] = deque()
+        upcoming = iter(enumerate(self._refs))
+        for ticket, ref in upcoming:
+            pending.append(self._executor.submit(self._fetch, ticket, ref))
+            if len(pending) > self._prefetch:
+                break
+        while pending:
+            fetched = pending.popleft().result()
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append(self._executor.submit(self._fetch, *following))
+            yield fetched
+
+    def _fetch(self, ticket: int, ref: CheckpointRef) -> Fetched:
+        fetched = Fetched(ref)
+        try:
+            plan = locate(ref, self._retry)
+        except CheckpointError as error:
+            self.budget.skip(ticket)
+            fetched.error = error
+            return fetched
+        with self._lock:
+            self._in_use.update(plan.blobs)
+        fetched.blobs = plan.blobs
+        try:
+            self.budget.reserve(ticket, plan.size)
+            fetched.reserved = plan.size
+            fetched.files = fetch_planned(plan, self._retry)
+        except CheckpointError as error:
+            fetched.error = error
+        return fetched
+
+    def release(self, fetched: Fetched) -> None:
+        """Delete what the checkpoint downloaded (unless kept or still shared) and free its disk."""
+        with self._lock:
+            self._in_use.subtract(fetched.blobs)
+            shared = {blob.resolve() for blob in fetched.blobs if self._in_use[blob] > 0}
+            self._in_use += Counter()  # drops zero counts
+        if fetched.files is not None and not self._keep:
+            for path in fetched.files.downloaded:
+                if Path(path).resolve() not in shared:
+                    remove_cached(path)
+        self.budget.release(fetched.reserved)

@@ -1,0 +1,212 @@
+"""Streaming a Hub suite through huggingface_hub from a real HTTP server on 127.0.0.1, with faults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import inductscan
+from inductscan.suites import get_suite
+
+from .conftest import REPO_ROOT, gpt2_model, run_cli
+from .hub_server import HubServer
+
+REPO = "stanford-crfm/alias-gpt2-small-x21"
+
+
+def stanford_checkpoints(root: Path, count: int, *, seed: int = 0) -> list[Path]:
+    """``count`` distinct tiny GPT-2s with GPT-2's vocabulary, as Stanford branches hold them
+    (config.json + fp16 pytorch_model.bin): one random model, a different perturbation each."""
+    model = gpt2_model(seed, vocab_size=50257, bos_token_id=50256, eos_token_id=50256, n_positions=128, n_embd=32,
+                       n_layer=2, n_head=2)  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    folders = []
+    for index in range(count):
+        folder = root / f"made-{index}"
+        folder.mkdir(parents=True)
+        model.config.save_pretrained(folder)
+        state = {key: (value + 0.01 * torch.randn(value.shape, generator=generator)).half()
+                 for key, value in model.state_dict().items()}  # fmt: skip
+        torch.save(state, folder / "pytorch_model.bin")
+        folders.append(folder)
+    return folders
+
+
+def serve(server: HubServer, step: int, folder: Path, *, weights: bool = True) -> None:
+    files = {"config.json": folder / "config.json"}
+    if weights:
+        files["pytorch_model.bin"] = folder / "pytorch_model.bin"
+    server.add(REPO, f"checkpoint-{step}", files)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hub_env(server: HubServer, hf_home: Path) -> dict:
+    return {"HF_ENDPOINT": server.endpoint, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+
+
+def weight_blobs(hf_home: Path) -> list[Path]:
+    blobs = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "blobs"
+    return [path for path in blobs.glob("*") if path.stat().st_size > 100_000] if blobs.is_dir() else []
+
+
+def test_every_fault_kind_through_huggingface_hub(tmp_path):
+    made = stanford_checkpoints(tmp_path, 9)
+    with HubServer() as server:
+        for step, folder in zip((0, 10, 20, 40, 50, 60, 80), made):
+            serve(server, step, folder)
+        serve(server, 70, made[7], weights=False)  # the branch lacks its weights
+        serve(server, 90, made[0])  # the same weights as step 0 (as many pythia-2.8b branches do)
+        # step 30: no such branch (as pythia-410m-seed9 step40000)
+        server.fault(REPO, "checkpoint-10", "pytorch_model.bin", "drop", times=1)
+        server.fault(REPO, "checkpoint-20", "pytorch_model.bin", "error", times=2)
+        server.fault(REPO, "checkpoint-40", "pytorch_model.bin", "truncate", times=1)
+        server.fault(REPO, "checkpoint-50", "pytorch_model.bin", "wrong-size")
+        server.fault(REPO, "checkpoint-60", "pytorch_model.bin", "corrupt")
+        server.fault(REPO, "checkpoint-80", "config.json", "error")
+        out, hf_home = tmp_path / "results", tmp_path / "hf-home"
+        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20,30,40,50,60,70,80,90",
+                         "--out", str(out), "--quiet", "--retry-backoff", "0.01", env=hub_env(server, hf_home))  # fmt: skip
+        assert result.returncode == 1, result.stderr + result.stdout
+        assert "5 scored" in result.stdout and "5 failed or skipped" in result.stdout
+        assert server.downloads(REPO, "checkpoint-10", "pytorch_model.bin") == 2  # resumed after the drop
+        assert server.downloads(REPO, "checkpoint-60", "pytorch_model.bin") == 4  # refused on every attempt
+
+    frame = inductscan.load_results(out).reset_index()
+    assert sorted(set(frame.step)) == [0, 10, 20, 40, 90]
+    assert frame.groupby("step").size().eq(2 * 2).all()  # scored exactly once: one row per head
+    served = {0: made[0], 10: made[1], 20: made[2], 40: made[3], 90: made[0]}
+    for step, folder in served.items():  # what was scored is exactly what was served
+        assert set(frame[frame.step == step].weights_sha256) == {sha256(folder / "pytorch_model.bin")}
+    failures = inductscan.load_failures(out).set_index("step")
+    assert sorted(failures.index) == [30, 50, 60, 70, 80]
+    assert failures.loc[30, "kind"] == "skipped" and "no such revision" in failures.loc[30, "reason"]
+    assert failures.loc[50, "kind"] == "failed" and "refused" in failures.loc[50, "reason"]
+    assert "should be of size" in failures.loc[50, "reason"]
+    assert failures.loc[60, "kind"] == "failed" and "refused: sha256" in failures.loc[60, "reason"]
+    assert failures.loc[70, "kind"] == "skipped" and "has no weight file" in failures.loc[70, "reason"]
+    assert failures.loc[80, "kind"] == "skipped" and "500" in failures.loc[80, "reason"]
+    assert "after 4 attempts" in failures.loc[80, "reason"]
+    # identical weights on two branches: flagged in the table and warned about
+    marks = frame.groupby("step").same_weights_as.first()
+    assert marks[0] == 90 and marks[90] == 0 and marks[[10, 20, 40]].isna().all()
+    assert "steps 0, 90 serve identical weights" in result.stderr
+    # weights are deleted once scored; no refused or partial file is left in the cache
+    assert weight_blobs(hf_home) == []
+    assert not list((hf_home / "hub").rglob("*.incomplete"))
+
+
+def test_keep_weights_keeps_them_and_a_rescan_downloads_nothing(tmp_path):
+    made = stanford_checkpoints(tmp_path, 3)
+    with HubServer() as server:
+        for step, folder in zip((0, 10, 20), made):
+            serve(server, step, folder)
+        out, hf_home = tmp_path / "results", tmp_path / "hf-home"
+        env = hub_env(server, hf_home)
+        first = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20", "--out", str(out),
+                        "--quiet", "--keep-weights", env=env)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        assert sorted(blob.name for blob in weight_blobs(hf_home)) == sorted(sha256(f / "pytorch_model.bin") for f in made)
+        again = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20", "--out", str(tmp_path / "2"),
+                        "--quiet", env=env)  # fmt: skip
+        assert again.returncode == 0 and "3 scored" in again.stdout
+        assert all(server.downloads(REPO, f"checkpoint-{step}", "pytorch_model.bin") == 1 for step in (0, 10, 20))
+        # the files were in the cache before the second scan: it leaves them there
+        assert len(weight_blobs(hf_home)) == 3
+    refused = run_cli("scan", "stanford-gpt2-small", "--keep-weights", "--max-disk", "1GB", "--out", str(out))
+    assert refused.returncode == 2 and "--max-disk cannot bound" in refused.stderr
+
+
+def directory_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except FileNotFoundError:  # deleted while we looked
+            continue
+    return total
+
+
+def test_max_disk_bounds_the_cache_while_prefetching(tmp_path):
+    made = stanford_checkpoints(tmp_path, 8)
+    size = (made[0] / "pytorch_model.bin").stat().st_size
+    budget = int(2.5 * size)  # two checkpoints at once, never three
+    with HubServer(throttle=20 * size) as server:  # 50 ms per checkpoint
+        steps = [10 * index for index in range(8)]
+        for step, folder in zip(steps, made):
+            serve(server, step, folder)
+        out, hf_home = tmp_path / "results", tmp_path / "hf-home"
+        hf_home.mkdir()
+        peak, done = [0], threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], directory_bytes(hf_home / "hub"))
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", ",".join(map(str, steps)),
+                             "--out", str(out), "--quiet", "--prefetch", "3", "--max-disk", str(budget),
+                             env=hub_env(server, hf_home))  # fmt: skip
+        finally:
+            done.set()
+            watcher.join()
+        too_small = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0", "--out", str(tmp_path / "x"),
+                            "--quiet", "--max-disk", str(size // 2), env=hub_env(server, hf_home))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "8 scored" in result.stdout
+    assert size < peak[0] <= budget  # more than one checkpoint was on disk at once, never more than the budget
+    assert too_small.returncode == 1 and "more than --max-disk" in too_small.stdout
+    assert server.downloads(REPO, "checkpoint-0", "pytorch_model.bin") == 1  # the second scan downloaded nothing
+
+
+RSS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.suites import get_suite
+
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+out, steps = Path(sys.argv[1]), json.loads(sys.argv[2])
+refs = plan(get_suite("stanford-gpt2-small"), seeds=[21], steps=steps)
+config = ScanConfig(prefetch=2)
+run_scan(refs[:5], out, config, progress=False)
+after_5 = rss()
+summary = run_scan(refs, out, config, progress=False)
+print(json.dumps({"after_5": after_5, "after_50": rss(), "scored": summary.scored, "failed": [reason for _, reason in summary.failed], "done": summary.already_done}))
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_50_checkpoints(tmp_path):
+    made = stanford_checkpoints(tmp_path, 50)
+    steps = list(get_suite("stanford-gpt2-small").steps[:50])
+    with HubServer() as server:
+        for step, folder in zip(steps, made):
+            serve(server, step, folder)
+        environment = {**os.environ, **hub_env(server, tmp_path / "hf-home")}
+        result = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(tmp_path / "results"), json.dumps(steps)],
+                                capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (measured["done"], measured["scored"], measured["failed"]) == (5, 45, [])
+    assert measured["after_50"] <= 1.10 * measured["after_5"], measured
