@@ -144,13 +144,15 @@ def probe_options(command):
               help="Retries of a dropped connection, 5xx, timeout or refused file, with exponential backoff.")  # fmt: skip
 @click.option("--retry-backoff", type=float, default=2.0, show_default=True,
               help="Seconds before the first retry; doubled before each next one.")  # fmt: skip
+@click.option("--threads", type=int,
+              help="torch CPU threads (default: one per core); on a few cores, one fewer leaves the downloads a core.")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option("--dtype", default="float32", show_default=True, help="Compute dtype.")
 @click.option("--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Path, probe_length, probe_repeats,
-                 probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries, retry_backoff, device, dtype,
-                 tokens_per_step, quiet) -> None:  # fmt: skip
+                 probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries, retry_backoff, threads, device,
+                 dtype, tokens_per_step, quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
@@ -171,7 +173,8 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
     config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
                         probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
                         max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
-                        keep_weights=keep_weights, retries=retries, retry_backoff=retry_backoff)  # fmt: skip
+                        keep_weights=keep_weights, retries=retries, retry_backoff=retry_backoff,
+                        threads=threads)  # fmt: skip
     refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
                 step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
     if not refs:

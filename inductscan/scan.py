@@ -51,8 +51,11 @@ class ScanConfig:
     keep_weights: bool = False
     retries: int = 3
     retry_backoff: float = 2.0
+    threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.prefetch < 0:
             raise ConfigError(f"--prefetch must be >= 0, got {self.prefetch}")
         if self.max_disk is not None and self.max_disk <= 0:
@@ -209,6 +212,8 @@ def score_files(ref: CheckpointRef, files: CheckpointFiles, out: Path, config: S
 def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progress: bool = True) -> ScanSummary:
     """Score every planned checkpoint not yet in ``out``; record the ones that fail and go on."""
     out = Path(out)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
     store.check_writable(out)
     store.remove_stale_temporaries(out)
     summary = ScanSummary(planned=len(refs))

@@ -19,6 +19,8 @@ Point huggingface_hub at it with ``HF_ENDPOINT=server.endpoint``. Faults are set
 - ``"truncate"``: the CDN sends a body shorter than announced, with a matching Content-Length.
 - ``"wrong-size"``: the resolve answers announce a size one byte larger than the file, always.
 - ``"corrupt"``: the CDN flips bytes (same size, wrong sha256), always.
+- ``"stall"``: the CDN waits ``STALL`` seconds before answering (longer than a client timeout
+  of ``HF_HUB_DOWNLOAD_TIMEOUT=1``).
 
 ``throttle`` (bytes per second, per connection) slows the CDN like a real link.
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 LFS_SUFFIXES = (".bin", ".safetensors")
 CHUNK = 64 * 1024
 ALWAYS = 10**9
+STALL = 3.0
 
 
 @dataclass
@@ -130,6 +133,8 @@ class HubHandler(BaseHTTPRequestHandler):
         if found is None:
             return self._reply(404, {})
         hosted, key = found
+        if body and self.state.take_fault(key, ("stall",)):
+            time.sleep(STALL)
         data = hosted.path.read_bytes()
         if body and self.state.take_fault(key, ("corrupt",)):
             data = bytes(byte ^ 0xFF for byte in data[:64]) + data[64:]

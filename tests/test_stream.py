@@ -65,7 +65,7 @@ def weight_blobs(hf_home: Path) -> list[Path]:
 def test_every_fault_kind_through_huggingface_hub(tmp_path):
     made = stanford_checkpoints(tmp_path, 9)
     with HubServer() as server:
-        for step, folder in zip((0, 10, 20, 40, 50, 60, 80), made):
+        for step, folder in zip((0, 10, 20, 40, 50, 60, 80, 100), made):
             serve(server, step, folder)
         serve(server, 70, made[7], weights=False)  # the branch lacks its weights
         serve(server, 90, made[0])  # the same weights as step 0 (as many pythia-2.8b branches do)
@@ -76,18 +76,21 @@ def test_every_fault_kind_through_huggingface_hub(tmp_path):
         server.fault(REPO, "checkpoint-50", "pytorch_model.bin", "wrong-size")
         server.fault(REPO, "checkpoint-60", "pytorch_model.bin", "corrupt")
         server.fault(REPO, "checkpoint-80", "config.json", "error")
+        server.fault(REPO, "checkpoint-100", "pytorch_model.bin", "stall", times=1)
         out, hf_home = tmp_path / "results", tmp_path / "hf-home"
-        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20,30,40,50,60,70,80,90",
-                         "--out", str(out), "--quiet", "--retry-backoff", "0.01", env=hub_env(server, hf_home))  # fmt: skip
+        env = {**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "1"}
+        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20,30,40,50,60,70,80,90,100",
+                         "--out", str(out), "--quiet", "--retry-backoff", "0.01", env=env)  # fmt: skip
         assert result.returncode == 1, result.stderr + result.stdout
-        assert "5 scored" in result.stdout and "5 failed or skipped" in result.stdout
+        assert "6 scored" in result.stdout and "5 failed or skipped" in result.stdout
+        assert server.downloads(REPO, "checkpoint-100", "pytorch_model.bin") == 2  # timed out once, then fetched
         assert server.downloads(REPO, "checkpoint-10", "pytorch_model.bin") == 2  # resumed after the drop
         assert server.downloads(REPO, "checkpoint-60", "pytorch_model.bin") == 4  # refused on every attempt
 
     frame = inductscan.load_results(out).reset_index()
-    assert sorted(set(frame.step)) == [0, 10, 20, 40, 90]
+    assert sorted(set(frame.step)) == [0, 10, 20, 40, 90, 100]
     assert frame.groupby("step").size().eq(2 * 2).all()  # scored exactly once: one row per head
-    served = {0: made[0], 10: made[1], 20: made[2], 40: made[3], 90: made[0]}
+    served = {0: made[0], 10: made[1], 20: made[2], 40: made[3], 90: made[0], 100: made[7]}
     for step, folder in served.items():  # what was scored is exactly what was served
         assert set(frame[frame.step == step].weights_sha256) == {sha256(folder / "pytorch_model.bin")}
     failures = inductscan.load_failures(out).set_index("step")
@@ -101,7 +104,7 @@ def test_every_fault_kind_through_huggingface_hub(tmp_path):
     assert "after 4 attempts" in failures.loc[80, "reason"]
     # identical weights on two branches: flagged in the table and warned about
     marks = frame.groupby("step").same_weights_as.first()
-    assert marks[0] == 90 and marks[90] == 0 and marks[[10, 20, 40]].isna().all()
+    assert marks[0] == 90 and marks[90] == 0 and marks[[10, 20, 40, 100]].isna().all()
     assert "steps 0, 90 serve identical weights" in result.stderr
     # weights are deleted once scored; no refused or partial file is left in the cache
     assert weight_blobs(hf_home) == []
