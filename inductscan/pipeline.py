@@ -31,16 +31,22 @@ class DiskBudget:
         self.used = 0
         self.peak = 0
         self._turn = 0
+        self._closed = False
         self._condition = threading.Condition()
+
+    def _wait(self, ready) -> None:
+        self._condition.wait_for(lambda: self._closed or ready())
+        if self._closed:
+            raise CheckpointUnavailableError("the scan stopped before this checkpoint's turn")
 
     def reserve(self, ticket: int, size: int) -> None:
         """Wait for ``ticket``'s turn and for ``size`` bytes; raise if they can never fit."""
         with self._condition:
-            self._condition.wait_for(lambda: self._turn == ticket)
+            self._wait(lambda: self._turn == ticket)
             try:
                 if self.limit is not None and size > self.limit:
                     raise CheckpointUnavailableError(f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}")
-                self._condition.wait_for(lambda: self.limit is None or self.used + size <= self.limit)
+                self._wait(lambda: self.limit is None or self.used + size <= self.limit)
                 self.used += size
                 self.peak = max(self.peak, self.used)
             finally:
@@ -50,8 +56,14 @@ class DiskBudget:
     def skip(self, ticket: int) -> None:
         """Give up ``ticket``'s turn without reserving (its checkpoint failed before its download)."""
         with self._condition:
-            self._condition.wait_for(lambda: self._turn == ticket)
+            self._wait(lambda: self._turn == ticket)
             self._turn += 1
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Wake every waiting download and refuse it: the scan is over (finished or interrupted)."""
+        with self._condition:
+            self._closed = True
             self._condition.notify_all()
 
     def release(self, size: int) -> None:
@@ -90,6 +102,7 @@ class Prefetcher:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.budget.close()
         self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
 
     def __iter__(self) -> Iterator[Fetched]:
@@ -110,8 +123,10 @@ class Prefetcher:
         fetched = Fetched(ref)
         try:
             plan = locate(ref, self._retry)
-        except CheckpointError as error:
-            self.budget.skip(ticket)
+        except BaseException as error:
+            self.budget.skip(ticket)  # the later checkpoints wait for this one's turn to pass
+            if not isinstance(error, CheckpointError):
+                raise
             fetched.error = error
             return fetched
         with self._lock:

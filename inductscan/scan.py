@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from inductscan import store
 from inductscan.architecture import Architecture, convert, read_architecture
-from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch, fetch_config
+from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,
     CheckpointUnavailableError,
@@ -151,6 +151,8 @@ class ScanSummary:
         )
         if self.failed:
             text += f" (reasons in {Path(out) / 'failures'})"
+        if self.peak_disk:
+            text += f"; at most {self.peak_disk / 1e6:,.0f} MB of downloads on disk at once"
         return text
 
     def warnings(self) -> list[str]:
@@ -186,11 +188,6 @@ def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, P
     return probes
 
 
-def score_checkpoint(ref: CheckpointRef, out: Path, config: ScanConfig, probes: dict[str, Probe]) -> None:
-    """Fetch, score and store one checkpoint."""
-    score_files(ref, fetch(ref, config.retry), out, config, probes)
-
-
 def score_files(ref: CheckpointRef, files: CheckpointFiles, out: Path, config: ScanConfig,
                 probes: dict[str, Probe]) -> None:  # fmt: skip
     """Score and store one fetched checkpoint."""
@@ -220,13 +217,7 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     started = time.perf_counter()
     done = [store.is_done(out, ref.suite.name, ref.run.name, ref.step) for ref in refs]
     probes = prepare_probes([ref for ref, finished in zip(refs, done) if not finished], config)
-    for suite, probe in probes.items():
-        used = store.probes_used(out, suite)
-        if used and store.probe_id(probe) not in used:
-            raise ConfigError(
-                f"{out} already holds {suite} scores made with another probe ({', '.join(sorted(used))}); "
-                "scan with the same --probe-* settings or into another --out"
-            )
+    _refuse_other_probes(out, probes)
     todo = [ref for ref, finished in zip(refs, done) if not finished]
     summary.already_done = len(refs) - len(todo)
     bar = tqdm(total=len(refs), initial=summary.already_done, unit="ckpt", disable=not progress, dynamic_ncols=True)
@@ -254,6 +245,17 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     summary.same_weights = store.same_weights(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _refuse_other_probes(out: Path, probes: dict[str, Probe]) -> None:
+    """Scores made with different probes are not comparable: never mix them in one folder."""
+    for suite, probe in probes.items():
+        used = store.probes_used(out, suite)
+        if used and store.probe_id(probe) not in used:
+            raise ConfigError(
+                f"{out} already holds {suite} scores made with another probe ({', '.join(sorted(used))}); "
+                "scan with the same --probe-* settings or into another --out"
+            )
 
 
 def _revision_or_step(ref: CheckpointRef) -> str:
