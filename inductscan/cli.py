@@ -15,7 +15,7 @@ from inductscan import query as queries
 from inductscan import store
 from inductscan.errors import ConfigError, InductscanError
 from inductscan.scan import ScanConfig, plan, run_scan
-from inductscan.suites import CATALOG, TOY_NAME, get_suite, suite_names, toy_home
+from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")

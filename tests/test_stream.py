@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -133,13 +134,15 @@ def test_keep_weights_keeps_them_and_a_rescan_downloads_nothing(tmp_path):
 
 
 def directory_bytes(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` now (files come and go while it looks)."""
     total = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except FileNotFoundError:  # deleted while we looked
-            continue
+    for root, _, names in os.walk(folder):  # os.walk skips folders that vanish under it
+        for name in names:
+            try:
+                status = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            total += status.st_size if stat.S_ISREG(status.st_mode) else 0
     return total
 
 
