@@ -77,7 +77,8 @@ class Announced:
         from huggingface_hub import constants
         from huggingface_hub.file_download import repo_folder_name
 
-        return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=self.repo, repo_type="model") / "blobs" / self.sha256
+        storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=self.repo, repo_type="model")
+        return storage / "blobs" / self.sha256
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ class DiskBudget:
             self._wait(lambda: self._turn == ticket)
             try:
                 if self.limit is not None and size > self.limit:
-                    raise CheckpointUnavailableError(f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}")
+                    raise CheckpointUnavailableError(
+                        f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}")  # fmt: skip
                 self._wait(lambda: self.limit is None or self.used + size <= self.limit)
                 self.used += size
                 self.peak = max(self.peak, self.used)
@@ -112,12 +113,11 @@ class Prefetcher:
             pending.append(self._executor.submit(self._fetch, ticket, ref))
             if len(pending) > self._prefetch:
                 break
-        while pending:
-            fetched = pending.popleft().result()
+        while pending:  # while the consumer scores one checkpoint, the next `prefetch` are in flight
+            yield pending.popleft().result()
             following = next(upcoming, None)
             if following is not None:
                 pending.append(self._executor.submit(self._fetch, *following))
-            yield fetched
 
     def _fetch(self, ticket: int, ref: CheckpointRef) -> Fetched:
         fetched = Fetched(ref)

@@ -216,3 +216,28 @@ def test_memory_stays_flat_over_50_checkpoints(tmp_path):
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert (measured["done"], measured["scored"], measured["failed"]) == (5, 45, [])
     assert measured["after_50"] <= 1.10 * measured["after_5"], measured
+
+
+def test_prefetch_keeps_k_checkpoints_in_flight(tmp_path, monkeypatch):
+    from inductscan import pipeline
+    from inductscan.scan import plan
+    from inductscan.suites import local_suite
+
+    folder = tmp_path / "suite"
+    for step in range(6):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / f"checkpoint-{step}" / "config.json").write_text("{}")
+        (folder / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x" * 10)
+    refs = plan(local_suite(folder))
+    located = []
+    real_locate = pipeline.locate
+    monkeypatch.setattr(pipeline, "locate", lambda ref, retry: located.append(ref.step) or real_locate(ref, retry))
+    for prefetch in (0, 1, 3):
+        located.clear()
+        with pipeline.Prefetcher(refs, prefetch=prefetch) as prefetcher:
+            for index, fetched in enumerate(prefetcher):
+                time.sleep(0.05)  # "scoring": whatever was submitted has started by now
+                assert sorted(located) == list(range(min(index + 1 + prefetch, len(refs)))), (prefetch, index)
+                assert fetched.error is None and fetched.files.weights[0].name == "model.safetensors"
+                prefetcher.release(fetched)
+        assert all((folder / f"checkpoint-{step}" / "model.safetensors").is_file() for step in range(6))  # local: kept
