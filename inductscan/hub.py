@@ -2,9 +2,10 @@
 
 ``announce`` asks the Hub (a HEAD) what a file at a revision is: its size and, for a large
 (LFS) file, its sha256, which is also the name of its blob in the cache. ``download`` fetches
-it with ``hf_hub_download`` (which resumes a broken transfer from its ``.incomplete`` file) and
-refuses it unless its size and sha256 are what was announced; a refused file is removed from the
-cache, so that a retry starts clean and nothing else ever reads it. Errors are sorted here: a
+it with ``hf_hub_download`` (which resumes a broken transfer from its ``.incomplete`` file, and
+so does a retry after a dropped connection) and refuses it unless its size and sha256 are what
+was announced; a refused file, or a partial one of the wrong size, is removed from the cache, so
+that a retry starts clean and nothing else ever reads it. Errors are sorted here: a
 missing revision or file is :class:`CheckpointUnavailableError`; what a retry may cure (a
 dropped connection, a 5xx, a timeout, a refused file) is :class:`TransientError`.
 """
@@ -180,8 +181,8 @@ def download(file: Announced) -> Downloaded | None:
         path = Path(hf_hub_download(file.repo, file.name, revision=file.revision))
     except Exception as error:  # sorted by _classify; anything else is raised as it is
         sorted_error = _classify(error, where)
-        if isinstance(sorted_error, TransientError) and blob is not None:
-            blob.with_name(blob.name + ".incomplete").unlink(missing_ok=True)  # restart clean
+        if isinstance(sorted_error, IntegrityError) and blob is not None:  # wrong bytes: restart clean;
+            blob.with_name(blob.name + ".incomplete").unlink(missing_ok=True)  # else the retry resumes
         if sorted_error is None:
             return None
         raise sorted_error from error
