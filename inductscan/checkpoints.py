@@ -85,9 +85,7 @@ def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
     def announced(name: str) -> Announced | None:
         return retry.run(lambda: announce(repo, revision, name), where)
 
-    config = announced("config.json")
-    if config is None:
-        raise CheckpointUnavailableError(f"{where} has no config.json")
+    config = _announced_config(ref, retry)
     for name in WEIGHT_FILES:
         first = announced(name)
         if first is None:
@@ -122,20 +120,19 @@ def fetch_planned(plan: FetchPlan, retry: Retry = Retry()) -> CheckpointFiles:
     return CheckpointFiles(config.path, tuple(file.path for file in weights), digest, downloaded)
 
 
-def fetch(ref: CheckpointRef, retry: Retry = Retry()) -> CheckpointFiles:
-    """The checkpoint's config and weight files on local disk, downloading what is missing."""
-    return fetch_planned(locate(ref, retry), retry)
+def _announced_config(ref: CheckpointRef, retry: Retry) -> Announced:
+    where = f"{ref.run.repo}@{ref.revision}"
+    config = retry.run(lambda: announce(ref.run.repo, ref.revision, "config.json"), where)
+    if config is None:
+        raise CheckpointUnavailableError(f"{where} has no config.json")
+    return config
 
 
 def fetch_config(ref: CheckpointRef, retry: Retry = Retry()) -> Path:
     """Only the checkpoint's ``config.json`` (small), e.g. to build the probe before a scan starts."""
     if ref.suite.source == "local":
         return _local_config(ref)
-    where = f"{ref.run.repo}@{ref.revision}"
-    config = retry.run(lambda: announce(ref.run.repo, ref.revision, "config.json"), where)
-    if config is None:
-        raise CheckpointUnavailableError(f"{where} has no config.json")
-    return _download(config, retry).path
+    return _download(_announced_config(ref, retry), retry).path
 
 
 def _local_config(ref: CheckpointRef) -> Path:

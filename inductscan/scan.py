@@ -215,10 +215,9 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     store.remove_stale_temporaries(out)
     summary = ScanSummary(planned=len(refs))
     started = time.perf_counter()
-    done = [store.is_done(out, ref.suite.name, ref.run.name, ref.step) for ref in refs]
-    probes = prepare_probes([ref for ref, finished in zip(refs, done) if not finished], config)
+    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
+    probes = prepare_probes(todo, config)
     _refuse_other_probes(out, probes)
-    todo = [ref for ref, finished in zip(refs, done) if not finished]
     summary.already_done = len(refs) - len(todo)
     bar = tqdm(total=len(refs), initial=summary.already_done, unit="ckpt", disable=not progress, dynamic_ncols=True)
     prefetcher = Prefetcher(todo, prefetch=config.prefetch, retry=config.retry, max_disk=config.max_disk,
