@@ -53,6 +53,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
         weights.embed,
         values * ln1_gains[:, None, :, None],  # fold each layer's input LayerNorm gain into W_V
         outputs,
-        weights.final_ln_weight[:, None] * weights.unembed,  # and the final one into W_U
+        weights.unembed,
+        weights.final_ln_weight,  # the final LayerNorm's gain, folded into W_U
     )
     return CheckpointScores(heads, scores.losses(result.logits, ids, layout))

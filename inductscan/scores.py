@@ -58,21 +58,39 @@ def pattern_scores(pattern: torch.Tensor, weights: dict[str, torch.Tensor]) -> d
 
 
 def copying_score(
-    embed: torch.Tensor, values: torch.Tensor, outputs: torch.Tensor, unembed: torch.Tensor
+    embed: torch.Tensor, values: torch.Tensor, outputs: torch.Tensor, unembed: torch.Tensor,
+    final_ln_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eigenvalue copying score ``sum(lambda) / sum(|lambda|)`` of the full OV circuit (Elhage et al.).
 
     The nonzero eigenvalues of ``W_E W_V W_O W_U`` (vocab x vocab) are those of the
-    (d_head x d_head) matrix ``W_O W_U W_E W_V``, computed here. LayerNorm gains are expected
-    already folded into ``values`` and ``unembed``.
+    (d_head x d_head) matrix ``W_O W_U W_E W_V``, computed here. The input LayerNorm gains are
+    expected already folded into ``values``; the final LayerNorm's gain ``final_ln_weight`` is
+    folded into ``W_U`` here (None: already folded).
 
     embed (vocab, d_model), values (..., d_model, d_head), outputs (..., d_head, d_model),
     unembed (d_model, vocab) -> (...,).
     """
-    through_vocab = unembed @ embed  # (d_model, d_model), shared by every head: the costly product
+    through_vocab = vocab_product(unembed, embed)  # (d_model, d_model), shared by every head: the costly product
+    if final_ln_weight is not None:
+        through_vocab = final_ln_weight[:, None] * through_vocab
     circuit = (outputs @ through_vocab @ values).double()  # (..., d_head, d_head); eigenvalues in float64
     eigenvalues = torch.linalg.eigvals(circuit)
     return eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)
+
+
+def vocab_product(unembed: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+    """``W_U W_E`` (d_model, d_model), a sum over the whole vocabulary.
+
+    With tied embeddings (``W_U = W_E^T``, GPT-2) it is the Gram matrix ``W_E^T W_E``: on the CPU,
+    numpy hands ``a.T @ a`` to BLAS's symmetric rank-k update, which does half the work of a
+    general product (0.17 s against 0.32 s for GPT-2 small on 2 cores).
+    """
+    tied = unembed.T.data_ptr() == embed.data_ptr() and unembed.T.stride() == embed.stride()
+    if tied and embed.device.type == "cpu" and embed.dtype in (torch.float32, torch.float64) and embed.is_contiguous():
+        array = embed.numpy()
+        return torch.from_numpy(array.T @ array)
+    return unembed @ embed
 
 
 def logit_directions(
@@ -88,7 +106,9 @@ def logit_directions(
     unembed (d_model, vocab), final_ln_weight (d_model,), targets (batch, query) ->
     (batch, query, d_model).
     """
-    mean = unembed.mean(dim=1, dtype=torch.float64)  # no float64 copy of the whole (d_model, vocab) W_U
+    # W_U is usually a transposed view: averaging its rows of the contiguous (vocab, d_model) side is
+    # 10x faster than a strided reduction, and needs no float64 copy of the whole matrix.
+    mean = unembed.T.mean(dim=0).double()
     relative = unembed[:, targets].double() - mean[:, None, None]  # (d_model, batch, query)
     direction = relative.permute(1, 2, 0) * final_ln_weight.double()
     return direction - direction.mean(dim=-1, keepdim=True)
@@ -97,11 +117,17 @@ def logit_directions(
 def head_logit_contributions(z: torch.Tensor, outputs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """Each head's output ``z W_O`` projected on the logit directions, before the LayerNorm scale.
 
+    The projection runs in the model's precision (one (B*Q, d_model) x (d_model, H*E) product);
+    the per-head sums are accumulated in float64.
+
     z (batch, head, query, d_head), outputs (head, d_head, d_model), directions (batch, query,
     d_model) -> (batch, query, head).
     """
-    per_head = torch.einsum("hed,bqd->bqhe", outputs.double(), directions)  # (B, Q, H, E)
-    return torch.einsum("bhqe,bqhe->bqh", z.double(), per_head)
+    heads, d_head, d_model = outputs.shape
+    batch, queries = directions.shape[:2]
+    projected = directions.to(outputs.dtype).reshape(-1, d_model) @ outputs.reshape(heads * d_head, d_model).T
+    per_head = projected.view(batch, queries, heads, d_head)  # (B, Q, H, E)
+    return (z.transpose(1, 2) * per_head).double().sum(dim=-1)
 
 
 def induction_logit(contributions: torch.Tensor, final_scale: torch.Tensor) -> torch.Tensor:
@@ -119,11 +145,12 @@ def losses(logits: torch.Tensor, ids: torch.Tensor, layout: Layout) -> dict[str,
     position ``p - 1``; the first copy's tokens are ``o..o+L-1`` (less position 0, which has
     nothing before it), the repeats' are ``o+L..P-1``.
     """
-    # (batch, position - 1); entry p - 1 is the loss of predicting token p. Flattened so that the
-    # vocabulary is the contiguous last dimension: 3x faster than a class-dimension transpose.
+    # Entry p - 1 is the loss of predicting token p. The logits are taken as they lie, (batch *
+    # position, vocab), with the last position ignored: slicing it off first would copy them all.
     batch, positions, vocab = logits.shape
-    flat = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1), reduction="none")
-    per_token = flat.reshape(batch, positions - 1).double()
+    targets = torch.cat([ids[:, 1:], ids.new_full((batch, 1), -100)], dim=1)
+    flat = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), reduction="none", ignore_index=-100)
+    per_token = flat.reshape(batch, positions)[:, :-1].double()
     first = range(max(layout.offset, 1), layout.offset + layout.length)
     repeat = range(layout.offset + layout.length, layout.n_positions)
     loss_first = per_token[:, first.start - 1 : first.stop - 1].mean().item()
