@@ -10,7 +10,8 @@ by ``l + 1``; the second only upcasts to float32, which the runner does anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,112 +146,200 @@ class Layer:
     mlp_out_weight: torch.Tensor  # (d_mlp, d_model)
     mlp_out_bias: torch.Tensor
 
+    def value_output(self, arch: Architecture) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head W_V (head, d_model, d_head) and W_O (head, d_head, d_model)."""
+        h, e = arch.n_heads, arch.d_head
+        values = self.qkv_weight[:, 2 * h * e :].reshape(arch.d_model, h, e).permute(1, 0, 2)
+        return values, self.out_weight.reshape(h, e, arch.d_model)
+
 
 @dataclass(frozen=True)
 class Weights:
+    """A checkpoint's weights. ``layers`` is a tuple, or :class:`StreamedLayers`, which reads each
+    layer from disk when the forward pass reaches it."""
+
     architecture: Architecture
     embed: torch.Tensor  # W_E (vocab, d_model)
     positions: torch.Tensor | None  # (n_ctx, d_model), GPT-2 only
-    layers: tuple[Layer, ...]
+    layers: Sequence[Layer]
     final_ln_weight: torch.Tensor
     final_ln_bias: torch.Tensor
     unembed: torch.Tensor  # W_U (d_model, vocab); may be a view of embed
 
-    def value_output(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-head W_V (layer, head, d_model, d_head) and W_O (layer, head, d_head, d_model)."""
-        arch = self.architecture
-        h, e = arch.n_heads, arch.d_head
-        values = torch.stack([layer.qkv_weight[:, 2 * h * e :].reshape(arch.d_model, h, e) for layer in self.layers])
-        outputs = torch.stack([layer.out_weight.reshape(h, e, arch.d_model) for layer in self.layers])
-        return values.permute(0, 2, 1, 3), outputs
+
+# take(key, view=None): the weight ``key``, through ``view`` (a reshape or transpose of the file's
+# tensor), in the compute dtype and on the device.
+Take = Callable[..., torch.Tensor]
+LAYER_NUMBER = re.compile(r"\.\d+\.")
 
 
-def _take(state: dict[str, torch.Tensor], key: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    try:
-        return state[key].to(device=device, dtype=dtype)
-    except KeyError:
-        raise CorruptCheckpointError(f"weight {key!r} is missing from the checkpoint") from None
+class Buffers:
+    """Where converted weights go. With ``reuse``, each weight is copied into the tensor the same
+    key got last time (when the shape agrees) instead of a fresh one: a scan converts checkpoint
+    after checkpoint of one architecture without faulting in new memory for each. ``one_layer``
+    gives every layer the same tensors, for streaming one layer at a time.
+    """
+
+    def __init__(self, dtype: torch.dtype, device: str | torch.device, *, reuse: bool = True, one_layer: bool = False):
+        self.dtype, self.device = dtype, torch.device(device)
+        self.reuse, self.one_layer = reuse, one_layer
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def take(self, state: Mapping[str, torch.Tensor], key: str, view: Callable | None = None) -> torch.Tensor:
+        try:
+            source = state[key]
+        except KeyError:
+            raise CorruptCheckpointError(f"weight {key!r} is missing from the checkpoint") from None
+        if view is not None:
+            source = view(source)
+        if not self.reuse:
+            return source.to(device=self.device, dtype=self.dtype).contiguous()
+        slot = LAYER_NUMBER.sub(".N.", key) if self.one_layer else key
+        buffer = self.tensors.get(slot)
+        if buffer is None or buffer.shape != source.shape:
+            buffer = torch.empty(source.shape, dtype=self.dtype, device=self.device)
+            self.tensors[slot] = buffer
+        return buffer.copy_(source)
+
+    def nbytes(self) -> int:
+        return sum(tensor.nbytes for tensor in self.tensors.values())
 
 
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Accept weights saved from the bare model as well as from the LM-head model."""
-    if any(key.startswith(prefix) for key in state):
-        return {key.removeprefix(prefix): value for key, value in state.items()}
+class _Prefixed(Mapping):
+    """A state dict seen without the ``transformer.`` prefix that LM-head GPT-2 files carry."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor], prefix: str):
+        self.state, self.prefix = state, prefix
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.state[self.prefix + key]
+
+    def __iter__(self):
+        return (key.removeprefix(self.prefix) for key in self.state)
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.prefix + key in self.state
+
+
+def _normalise(arch: Architecture, state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """Accept GPT-2 weights saved from the bare model as well as from the LM-head model."""
+    if arch.family == "gpt2" and any(key.startswith("transformer.") for key in state):
+        return _Prefixed(state, "transformer.")
     return state
 
 
 def convert(
-    arch: Architecture, state: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32, device: str = "cpu"
+    arch: Architecture, state: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float32, device: str = "cpu",
+    *, buffers: Buffers | None = None,
+) -> Weights:  # fmt: skip
+    """Turn a Hugging Face state dict into :class:`Weights` in ``dtype`` on ``device``.
+
+    With ``buffers``, the weights are copied into its tensors (see :class:`Buffers`): the
+    previous checkpoint converted into the same buffers is overwritten.
+    """
+    buffers = buffers or Buffers(dtype, device, reuse=False)
+    state = _normalise(arch, state)
+    family = FAMILIES[arch.family]
+    layers = tuple(family.layer(arch, state, buffers, index) for index in range(arch.n_layers))
+    return family.globals(arch, state, buffers, layers)
+
+
+class StreamedLayers(Sequence):
+    """A checkpoint's layers, each read from its files only when asked for, into one layer's worth
+    of buffers that every layer shares: a layer is valid until the next one is read.
+
+    Each read maps the files afresh and lets go of them after, so no more than one layer of the
+    files stays resident either.
+    """
+
+    def __init__(self, arch: Architecture, open_state: Callable[[], Mapping[str, torch.Tensor]], buffers: Buffers):
+        if not buffers.one_layer:
+            raise ValueError("StreamedLayers needs Buffers(one_layer=True)")
+        self.arch, self.open_state, self.buffers = arch, open_state, buffers
+
+    def __len__(self) -> int:
+        return self.arch.n_layers
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        state = _normalise(self.arch, self.open_state())
+        return FAMILIES[self.arch.family].layer(self.arch, state, self.buffers, index % len(self))
+
+
+def convert_streamed(
+    arch: Architecture, open_state: Callable[[], Mapping[str, torch.Tensor]], buffers: Buffers
 ) -> Weights:
-    """Turn a Hugging Face state dict into :class:`Weights` in ``dtype`` on ``device``."""
-    if arch.family == "gpt2":
-        state = _strip_prefix(state, "transformer.")
-
-    def take(key: str) -> torch.Tensor:
-        return _take(state, key, dtype, torch.device(device))
-
-    if arch.family == "gpt2":
-        return _convert_gpt2(arch, take)
-    return _convert_gpt_neox(arch, take, lambda key: key in state)
+    """:class:`Weights` whose embeddings and final LayerNorm are in memory and whose layers are
+    :class:`StreamedLayers`: peak memory is one layer plus the embeddings."""
+    state = _normalise(arch, open_state())
+    family = FAMILIES[arch.family]
+    family.layer(arch, state, buffers, 0)  # fails early, as convert does, on a missing or misshapen weight
+    return family.globals(arch, state, buffers, StreamedLayers(arch, open_state, buffers))
 
 
-def _convert_gpt2(arch: Architecture, take: Callable[[str], torch.Tensor]) -> Weights:
-    layers = []
-    for i in range(arch.n_layers):
-        p = f"h.{i}."
-        # GPT-2's Conv1D stores (in, out) already, and c_attn's columns are [q | k | v], heads contiguous.
-        layers.append(
-            Layer(
-                take(p + "ln_1.weight"), take(p + "ln_1.bias"),
-                take(p + "attn.c_attn.weight"), take(p + "attn.c_attn.bias"),
-                take(p + "attn.c_proj.weight"), take(p + "attn.c_proj.bias"),
-                take(p + "ln_2.weight"), take(p + "ln_2.bias"),
-                take(p + "mlp.c_fc.weight"), take(p + "mlp.c_fc.bias"),
-                take(p + "mlp.c_proj.weight"), take(p + "mlp.c_proj.bias"),
-            )
-        )  # fmt: skip
-    embed = take("wte.weight")
+@dataclass(frozen=True)
+class _Family:
+    layer: Callable[[Architecture, Mapping, Buffers, int], Layer]
+    globals: Callable[[Architecture, Mapping, Buffers, Sequence[Layer]], Weights]
+
+
+def _gpt2_layer(arch: Architecture, state: Mapping, buffers: Buffers, index: int) -> Layer:
+    # GPT-2's Conv1D stores (in, out) already, and c_attn's columns are [q | k | v], heads contiguous.
+    p = f"h.{index}."
+    names = ("ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
+             "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+             "mlp.c_proj.weight", "mlp.c_proj.bias")  # fmt: skip
+    layer = Layer(*(buffers.take(state, p + name) for name in names))
+    _check_shape(layer.qkv_weight, (arch.d_model, 3 * arch.d_model), p + "attn.c_attn.weight")
+    return layer
+
+
+def _gpt2_globals(arch: Architecture, state: Mapping, buffers: Buffers, layers: Sequence[Layer]) -> Weights:
+    embed = buffers.take(state, "wte.weight")
     _check_shape(embed, (arch.vocab_size, arch.d_model), "wte.weight")
-    return Weights(arch, embed, take("wpe.weight"), tuple(layers), take("ln_f.weight"), take("ln_f.bias"), embed.T)
+    positions = buffers.take(state, "wpe.weight")
+    final = buffers.take(state, "ln_f.weight"), buffers.take(state, "ln_f.bias")
+    return Weights(arch, embed, positions, layers, *final, embed.T)
 
 
-def _neox_qkv(weight: torch.Tensor, bias: torch.Tensor, arch: Architecture) -> tuple[torch.Tensor, torch.Tensor]:
-    """NeoX's fused projection is (n_heads, [q|k|v], d_head) along its outputs; regroup to q, k, v."""
+def _neox_layer(arch: Architecture, state: Mapping, buffers: Buffers, index: int) -> Layer:
+    p = f"gpt_neox.layers.{index}."
     h, e, d = arch.n_heads, arch.d_head, arch.d_model
-    weight = weight.reshape(h, 3, e, d).transpose(0, 1).reshape(3 * h * e, d).T.contiguous()
-    bias = bias.reshape(h, 3, e).transpose(0, 1).reshape(3 * h * e)
-    return weight, bias
+
+    def take(name: str, view=None, *, size: int | None = None) -> torch.Tensor:
+        if size is not None and p + name not in state:  # attention_bias=False saves none
+            return torch.zeros(size, dtype=buffers.dtype, device=buffers.device)
+        return buffers.take(state, p + name, view)
+
+    # NeoX's fused projection is (n_heads, [q|k|v], d_head) along its outputs; regroup to q, k, v.
+    return Layer(
+        take("input_layernorm.weight"), take("input_layernorm.bias"),
+        take("attention.query_key_value.weight", lambda w: w.reshape(h, 3, e, d).transpose(0, 1).reshape(3 * h * e, d).T),
+        take("attention.query_key_value.bias", lambda b: b.reshape(h, 3, e).transpose(0, 1).reshape(3 * h * e),
+             size=3 * d),
+        take("attention.dense.weight", lambda w: w.T), take("attention.dense.bias", size=d),
+        take("post_attention_layernorm.weight"), take("post_attention_layernorm.bias"),
+        take("mlp.dense_h_to_4h.weight", lambda w: w.T), take("mlp.dense_h_to_4h.bias"),
+        take("mlp.dense_4h_to_h.weight", lambda w: w.T), take("mlp.dense_4h_to_h.bias"),
+    )  # fmt: skip
 
 
-def _convert_gpt_neox(arch: Architecture, take: Callable[[str], torch.Tensor], has: Callable[[str], bool]) -> Weights:
-    embed = take("gpt_neox.embed_in.weight")
-
-    def bias_or_zero(key: str, size: int) -> torch.Tensor:  # attention_bias=False saves none
-        return take(key) if has(key) else embed.new_zeros(size)
-
-    layers = []
-    for i in range(arch.n_layers):
-        p = f"gpt_neox.layers.{i}."
-        d = arch.d_model
-        qkv = _neox_qkv(take(p + "attention.query_key_value.weight"),
-                        bias_or_zero(p + "attention.query_key_value.bias", 3 * d), arch)
-        layers.append(
-            Layer(
-                take(p + "input_layernorm.weight"), take(p + "input_layernorm.bias"),
-                *qkv,
-                take(p + "attention.dense.weight").T.contiguous(), bias_or_zero(p + "attention.dense.bias", d),
-                take(p + "post_attention_layernorm.weight"), take(p + "post_attention_layernorm.bias"),
-                take(p + "mlp.dense_h_to_4h.weight").T.contiguous(), take(p + "mlp.dense_h_to_4h.bias"),
-                take(p + "mlp.dense_4h_to_h.weight").T.contiguous(), take(p + "mlp.dense_4h_to_h.bias"),
-            )
-        )  # fmt: skip
+def _neox_globals(arch: Architecture, state: Mapping, buffers: Buffers, layers: Sequence[Layer]) -> Weights:
+    embed = buffers.take(state, "gpt_neox.embed_in.weight")
     _check_shape(embed, (arch.vocab_size, arch.d_model), "gpt_neox.embed_in.weight")
     # Pythia files call the unembedding embed_out; transformers 5 calls it lm_head in memory.
-    unembed = take("lm_head.weight" if has("lm_head.weight") else "embed_out.weight").T
-    return Weights(
-        arch, embed, None, tuple(layers),
-        take("gpt_neox.final_layer_norm.weight"), take("gpt_neox.final_layer_norm.bias"), unembed,
-    )  # fmt: skip
+    unembed = buffers.take(state, "lm_head.weight" if "lm_head.weight" in state else "embed_out.weight").T
+    final = buffers.take(state, "gpt_neox.final_layer_norm.weight"), buffers.take(state, "gpt_neox.final_layer_norm.bias")
+    return Weights(arch, embed, None, layers, *final, unembed)
+
+
+FAMILIES = {"gpt2": _Family(_gpt2_layer, _gpt2_globals), "gpt_neox": _Family(_neox_layer, _neox_globals)}
 
 
 def _check_shape(tensor: torch.Tensor, shape: tuple[int, ...], key: str) -> None:

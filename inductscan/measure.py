@@ -1,22 +1,27 @@
 """Run the probe through one checkpoint's weights and compute every score of DESIGN.md section 4.
 
-The pattern scores and each head's logit contributions are taken layer by layer as the forward
-pass goes, so no layer's attention pattern outlives its layer.
+Everything per head is taken layer by layer as the forward pass goes (the pattern scores, the
+logit contributions, the OV circuits), so no layer's attention pattern outlives its layer and a
+layer's weights are needed only while the pass is in it: :class:`Scorer` can stream a model
+too large for memory one layer at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from inductscan import scores
-from inductscan.architecture import Weights
-from inductscan.model import forward
+from inductscan.architecture import Architecture, Buffers, Layer, Weights, convert, convert_streamed
+from inductscan.model import ForwardResult, LayerCallback, forward
 from inductscan.probe import Probe
 
 HEAD_SCORES = (*scores.PATTERN_SCORES, "copying", "induction_logit")
 CHECKPOINT_SCORES = ("loss_first", "loss_repeat", "in_context_gain")
+
+ForwardPass = Callable[..., ForwardResult]  # as model.forward
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,7 @@ class CheckpointScores:
     checkpoint: dict[str, float]
 
 
-def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
+def score_weights(weights: Weights, probe: Probe, forward_pass: ForwardPass = forward) -> CheckpointScores:
     """Every head score and checkpoint score for one checkpoint."""
     arch = weights.architecture
     layout = probe.layout
@@ -35,25 +40,59 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     pattern_weights = scores.pattern_weights(layout)
     queries = torch.tensor(layout.induction_positions(), device=device)
     targets = ids[:, queries - layout.length + 1]  # the token induction predicts at each query
-    directions = scores.logit_directions(weights.unembed, weights.final_ln_weight, targets)
-    values, outputs = weights.value_output()
+    tokens, which = targets.unique(return_inverse=True)
+    directions = scores.logit_directions(weights.unembed, weights.final_ln_weight, tokens)
+    through = scores.through_vocab(weights.unembed, weights.embed, weights.final_ln_weight)
 
     per_layer: list[dict[str, torch.Tensor]] = []
     contributions: list[torch.Tensor] = []
+    circuits: list[torch.Tensor] = []
 
-    def on_layer(index: int, pattern: torch.Tensor, z: torch.Tensor) -> None:
+    def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
         per_layer.append(scores.pattern_scores(pattern, pattern_weights))
-        contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs[index], directions))
+        values, outputs = layer.value_output(arch)
+        contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
+        # the input LayerNorm's gain folded into W_V (the final one is in `through`)
+        circuits.append(scores.ov_circuits(values * layer.ln1_weight[:, None], outputs, through))
 
-    result = forward(weights, ids, on_layer)
+    result = forward_pass(weights, ids, on_layer, losses=True)
     heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
     heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
-    ln1_gains = torch.stack([layer.ln1_weight for layer in weights.layers])  # (layer, d_model)
-    heads["copying"] = scores.copying_score(
-        weights.embed,
-        values * ln1_gains[:, None, :, None],  # fold each layer's input LayerNorm gain into W_V
-        outputs,
-        weights.unembed,
-        weights.final_ln_weight,  # the final LayerNorm's gain, folded into W_U
-    )
-    return CheckpointScores(heads, scores.losses(result.logits, ids, layout))
+    heads["copying"] = scores.eigenvalue_ratio(torch.stack(circuits))
+    return CheckpointScores(heads, scores.loss_summary(result.token_losses, layout))
+
+
+class Scorer:
+    """Scores the checkpoints of one architecture one after another, reusing its memory.
+
+    Each checkpoint's weights are copied into the buffers the previous one used (no fresh
+    half-gigabyte to fault in per GPT-2-small checkpoint). With ``layer_by_layer``, only the embeddings stay in memory and each layer is read
+    from the files when the forward pass reaches it, into one layer's worth of buffers: peak
+    memory is about one layer plus the embeddings, and the scores are the same.
+    """
+
+    def __init__(self, arch: Architecture, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                 *, layer_by_layer: bool = False):  # fmt: skip
+        self.arch, self.dtype, self.device = arch, dtype, device
+        self.layer_by_layer = layer_by_layer
+        self.buffers = Buffers(dtype, device, one_layer=layer_by_layer)
+        self.logits: torch.Tensor | None = None
+
+    def load(self, open_state: Callable[[], Mapping[str, torch.Tensor]]) -> Weights:
+        """The weights of the files ``open_state()`` opens; those of the previous load are overwritten."""
+        if self.layer_by_layer:
+            return convert_streamed(self.arch, open_state, self.buffers)
+        return convert(self.arch, open_state(), self.dtype, self.device, buffers=self.buffers)
+
+    def forward(self, weights: Weights, ids: torch.Tensor, on_layer: LayerCallback | None = None,
+                *, losses: bool = False) -> ForwardResult:  # fmt: skip
+        """:func:`inductscan.model.forward`, its logits (when it makes them) in a buffer reused across calls."""
+        if losses:
+            return forward(weights, ids, on_layer, losses=True)
+        shape = (*ids.shape, self.arch.vocab_size)
+        if self.logits is None or self.logits.shape != shape:
+            self.logits = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return forward(weights, ids, on_layer, logits_out=self.logits)
+
+    def score(self, weights: Weights, probe: Probe) -> CheckpointScores:
+        return score_weights(weights, probe, self.forward)

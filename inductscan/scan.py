@@ -26,7 +26,7 @@ from inductscan.errors import (
     UnsupportedArchitectureError,
 )
 from inductscan.hub import Retry
-from inductscan.measure import score_weights
+from inductscan.measure import Scorer
 from inductscan.model import read_state_dict
 from inductscan.pipeline import Prefetcher
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
@@ -52,6 +52,7 @@ class ScanConfig:
     retries: int = 3
     retry_backoff: float = 2.0
     threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
+    layer_by_layer: bool = False  # stream each layer's weights from disk: peak memory ~ one layer + embeddings
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -188,22 +189,37 @@ def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, P
     return probes
 
 
-def score_files(ref: CheckpointRef, files: CheckpointFiles, out: Path, config: ScanConfig,
-                probes: dict[str, Probe]) -> None:  # fmt: skip
-    """Score and store one fetched checkpoint."""
-    arch = read_architecture(files.config)
-    if ref.suite.name not in probes:
-        probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
-    probe = probes[ref.suite.name]
-    if int(probe.ids.max()) >= arch.vocab_size:
-        raise UnsupportedArchitectureError(f"vocabulary of {arch.vocab_size} is smaller than the suite's probe needs")
-    weights = convert(arch, read_state_dict(list(files.weights)), DTYPES[config.dtype], config.device)
-    try:
-        scored = score_weights(weights, probe)
-    except RuntimeError as error:  # e.g. a weight whose shape disagrees with the config
-        raise CorruptCheckpointError(f"the forward pass failed: {error}") from error
-    store.write_scores(out, identity(ref, ref.revision), scored.heads, scored.checkpoint,
-                       weights_sha256=files.sha256, probe=probe)  # fmt: skip
+class Scoring:
+    """Scores fetched checkpoints and stores them: each suite's probe, and one :class:`Scorer`
+    whose buffers are reused for as long as the architecture stays the same."""
+
+    def __init__(self, config: ScanConfig, probes: dict[str, Probe]):
+        self.config, self.probes = config, probes
+        self.scorer: Scorer | None = None
+
+    def scorer_for(self, arch: Architecture) -> Scorer:
+        if self.scorer is None or self.scorer.arch != arch:
+            self.scorer = None  # let go of the old buffers before making new ones
+            self.scorer = Scorer(arch, DTYPES[self.config.dtype], self.config.device,
+                                 layer_by_layer=self.config.layer_by_layer)  # fmt: skip
+        return self.scorer
+
+    def score_files(self, ref: CheckpointRef, files: CheckpointFiles, out: Path) -> None:
+        """Score and store one fetched checkpoint."""
+        arch = read_architecture(files.config)
+        if ref.suite.name not in self.probes:
+            self.probes[ref.suite.name] = suite_probe(ref.suite, arch, self.config)
+        probe = self.probes[ref.suite.name]
+        if int(probe.ids.max()) >= arch.vocab_size:
+            raise UnsupportedArchitectureError(f"vocabulary of {arch.vocab_size} is smaller than the suite's probe needs")
+        scorer = self.scorer_for(arch)
+        weights = scorer.load(lambda: read_state_dict(list(files.weights)))
+        try:
+            scored = scorer.score(weights, probe)
+        except RuntimeError as error:  # e.g. a weight whose shape disagrees with the config
+            raise CorruptCheckpointError(f"the forward pass failed: {error}") from error
+        store.write_scores(out, identity(ref, ref.revision), scored.heads, scored.checkpoint,
+                           weights_sha256=files.sha256, probe=probe)  # fmt: skip
 
 
 def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progress: bool = True) -> ScanSummary:
@@ -217,6 +233,7 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     started = time.perf_counter()
     todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
     probes = prepare_probes(todo, config)
+    scoring = Scoring(config, probes)
     _refuse_other_probes(out, probes)
     summary.already_done = len(refs) - len(todo)
     bar = tqdm(total=len(refs), initial=summary.already_done, unit="ckpt", disable=not progress, dynamic_ncols=True)
@@ -229,7 +246,7 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
             try:
                 if fetched.error is not None:
                     raise fetched.error
-                score_files(ref, fetched.files, out, config, probes)
+                scoring.score_files(ref, fetched.files, out)
                 summary.scored += 1
             except (CheckpointError, UnsupportedArchitectureError) as error:
                 kind = "skipped" if isinstance(error, CheckpointUnavailableError) else "failed"

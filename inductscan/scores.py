@@ -9,6 +9,8 @@ by the number of query positions: ``score[h] = sum_{b,q,k} A[b,h,q,k] W[q,k] / b
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
 
@@ -71,12 +73,40 @@ def copying_score(
     embed (vocab, d_model), values (..., d_model, d_head), outputs (..., d_head, d_model),
     unembed (d_model, vocab) -> (...,).
     """
-    through_vocab = vocab_product(unembed, embed)  # (d_model, d_model), shared by every head: the costly product
-    if final_ln_weight is not None:
-        through_vocab = final_ln_weight[:, None] * through_vocab
-    circuit = (outputs @ through_vocab @ values).double()  # (..., d_head, d_head); eigenvalues in float64
-    eigenvalues = torch.linalg.eigvals(circuit)
-    return eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)
+    return eigenvalue_ratio(ov_circuits(values, outputs, through_vocab(unembed, embed, final_ln_weight)))
+
+
+def through_vocab(unembed: torch.Tensor, embed: torch.Tensor, final_ln_weight: torch.Tensor | None) -> torch.Tensor:
+    """``diag(g) W_U W_E`` (d_model, d_model): the part of every head's OV circuit that runs through the
+    vocabulary, with the final LayerNorm's gain ``g`` folded into ``W_U``. The costly product, shared."""
+    product = vocab_product(unembed, embed)
+    return product if final_ln_weight is None else final_ln_weight[:, None] * product
+
+
+def ov_circuits(values: torch.Tensor, outputs: torch.Tensor, through: torch.Tensor) -> torch.Tensor:
+    """``W_O W_U W_E W_V`` per head, (..., d_head, d_head), in float64; ``through`` from :func:`through_vocab`.
+
+    ``W_O W_U W_E`` is one (heads * d_head, d_model) x (d_model, d_model) product, not one per head.
+    """
+    left = (outputs.reshape(-1, outputs.shape[-1]) @ through).view(outputs.shape)  # (..., d_head, d_model)
+    return (left @ values).double()
+
+
+def eigenvalue_ratio(circuits: torch.Tensor) -> torch.Tensor:
+    """``sum(lambda) / sum(|lambda|)`` of each (..., n, n) matrix, eigenvalues in float64.
+
+    LAPACK's eigenvalue routine runs on one core; on the CPU the matrices are split between
+    torch's threads (it releases the GIL), which halves the time on two cores.
+    """
+    batch_shape, n = circuits.shape[:-2], circuits.shape[-1]
+    flat = circuits.double().reshape(-1, n, n)
+    workers = min(torch.get_num_threads(), len(flat)) if flat.device.type == "cpu" else 1
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            eigenvalues = torch.cat(list(pool.map(torch.linalg.eigvals, flat.chunk(workers))))
+    else:
+        eigenvalues = torch.linalg.eigvals(flat)
+    return (eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)).reshape(batch_shape)
 
 
 def vocab_product(unembed: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
@@ -93,40 +123,40 @@ def vocab_product(unembed: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
     return unembed @ embed
 
 
-def logit_directions(
-    unembed: torch.Tensor, final_ln_weight: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
+def logit_directions(unembed: torch.Tensor, final_ln_weight: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Residual-stream directions whose dot product with a centred, scale-divided head output is its
-    direct logit attribution to ``targets``, relative to the mean logit.
+    direct logit attribution to each of ``tokens``, relative to the mean logit.
 
     The head output goes through the final LayerNorm as TransformerLens's ``apply_ln_to_stack``
     does: centred over d_model, divided by the scale, times the gain; then projected on
     ``W_U[:, t] - mean_v W_U[:, v]``. Centring is folded in by centring the direction.
 
-    unembed (d_model, vocab), final_ln_weight (d_model,), targets (batch, query) ->
-    (batch, query, d_model).
+    unembed (d_model, vocab), final_ln_weight (d_model,), tokens (...) -> (..., d_model), float64.
     """
     # W_U is usually a transposed view: averaging its rows of the contiguous (vocab, d_model) side is
     # 10x faster than a strided reduction, and needs no float64 copy of the whole matrix.
     mean = unembed.T.mean(dim=0).double()
-    relative = unembed[:, targets].double() - mean[:, None, None]  # (d_model, batch, query)
-    direction = relative.permute(1, 2, 0) * final_ln_weight.double()
+    relative = unembed.T[tokens].double() - mean  # (..., d_model)
+    direction = relative * final_ln_weight.double()
     return direction - direction.mean(dim=-1, keepdim=True)
 
 
-def head_logit_contributions(z: torch.Tensor, outputs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """Each head's output ``z W_O`` projected on the logit directions, before the LayerNorm scale.
+def head_logit_contributions(
+    z: torch.Tensor, outputs: torch.Tensor, directions: torch.Tensor, which: torch.Tensor
+) -> torch.Tensor:
+    """Each head's output ``z W_O`` projected on its query's logit direction, before the LayerNorm scale.
 
-    The projection runs in the model's precision (one (B*Q, d_model) x (d_model, H*E) product);
-    the per-head sums are accumulated in float64.
+    A probe repeats its tokens, so the directions are given once per distinct target and
+    ``which`` picks each query's: projecting them through every head's ``W_O`` is one
+    (targets, d_model) x (d_model, H*E) product, a third of projecting one per query. It runs in
+    the model's precision; the per-head sums are accumulated in float64.
 
-    z (batch, head, query, d_head), outputs (head, d_head, d_model), directions (batch, query,
-    d_model) -> (batch, query, head).
+    z (batch, head, query, d_head), outputs (head, d_head, d_model), directions (targets,
+    d_model), which (batch, query) indexes directions -> (batch, query, head).
     """
     heads, d_head, d_model = outputs.shape
-    batch, queries = directions.shape[:2]
-    projected = directions.to(outputs.dtype).reshape(-1, d_model) @ outputs.reshape(heads * d_head, d_model).T
-    per_head = projected.view(batch, queries, heads, d_head)  # (B, Q, H, E)
+    projected = directions.to(outputs.dtype) @ outputs.reshape(heads * d_head, d_model).T  # (targets, H * E)
+    per_head = projected[which].view(*which.shape, heads, d_head)  # (B, Q, H, E)
     return (z.transpose(1, 2) * per_head).double().sum(dim=-1)
 
 
@@ -139,18 +169,23 @@ def induction_logit(contributions: torch.Tensor, final_scale: torch.Tensor) -> t
 
 
 def losses(logits: torch.Tensor, ids: torch.Tensor, layout: Layout) -> dict[str, float]:
-    """``loss_first``, ``loss_repeat`` and ``in_context_gain`` (nats).
+    """``loss_first``, ``loss_repeat`` and ``in_context_gain`` (nats) from the logits.
 
-    logits (batch, position, vocab), ids (batch, position). Token ``p`` is predicted from
-    position ``p - 1``; the first copy's tokens are ``o..o+L-1`` (less position 0, which has
-    nothing before it), the repeats' are ``o+L..P-1``.
+    logits (batch, position, vocab), ids (batch, position).
     """
-    # Entry p - 1 is the loss of predicting token p. The logits are taken as they lie, (batch *
-    # position, vocab), with the last position ignored: slicing it off first would copy them all.
     batch, positions, vocab = logits.shape
-    targets = torch.cat([ids[:, 1:], ids.new_full((batch, 1), -100)], dim=1)
-    flat = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1), reduction="none", ignore_index=-100)
-    per_token = flat.reshape(batch, positions)[:, :-1].double()
+    flat = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1), reduction="none")
+    return loss_summary(flat.view(batch, positions - 1), layout)
+
+
+def loss_summary(token_losses: torch.Tensor, layout: Layout) -> dict[str, float]:
+    """``loss_first``, ``loss_repeat`` and ``in_context_gain`` (nats) from per-token losses.
+
+    token_losses (batch, position - 1): entry ``p - 1`` is the loss of predicting token ``p``
+    from position ``p - 1``. The first copy's tokens are ``o..o+L-1`` (less position 0, which
+    has nothing before it), the repeats' are ``o+L..P-1``.
+    """
+    per_token = token_losses.double()
     first = range(max(layout.offset, 1), layout.offset + layout.length)
     repeat = range(layout.offset + layout.length, layout.n_positions)
     loss_first = per_token[:, first.start - 1 : first.stop - 1].mean().item()

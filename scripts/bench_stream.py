@@ -110,7 +110,7 @@ def main() -> None:
 
     # huggingface_hub reads HF_* when imported: only now
     from inductscan.pipeline import Prefetcher
-    from inductscan.scan import ScanConfig, plan, prepare_probes, run_scan, score_files
+    from inductscan.scan import ScanConfig, Scoring, plan, prepare_probes, run_scan
 
     config = ScanConfig(prefetch=arguments.prefetch, threads=arguments.threads)
     refs = plan(get_suite("stanford-gpt2-small"), seeds=[21], steps=steps)
@@ -134,10 +134,10 @@ def main() -> None:
     clear_cache()
     with Prefetcher(refs, prefetch=arguments.prefetch, keep_weights=True) as prefetcher:
         fetched = list(prefetcher)
-    probes = prepare_probes(refs, config)
+    scoring = Scoring(config, prepare_probes(refs, config))
     started, client = time.perf_counter(), cpu_seconds()
     for item in fetched:
-        score_files(item.ref, item.files, work / "scored-alone", config, probes)
+        scoring.score_files(item.ref, item.files, work / "scored-alone")
     scoring = time.perf_counter() - started
     cpu["scoring"] = cpu_seconds() - client
 

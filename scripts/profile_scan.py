@@ -51,9 +51,9 @@ def main() -> None:
     arguments = parser.parse_args()
     from transformers import GPT2LMHeadModel
 
-    from inductscan.architecture import convert, read_architecture
-    from inductscan.measure import score_weights
-    from inductscan.model import forward, read_state_dict
+    from inductscan.architecture import read_architecture
+    from inductscan.measure import Scorer
+    from inductscan.model import read_state_dict
     from inductscan.scan import ScanConfig, plan, run_scan, suite_probe
     from inductscan.suites import local_suite
 
@@ -68,10 +68,11 @@ def main() -> None:
     folder = arguments.work / "suite" / "checkpoint-10"
     arch = read_architecture(folder / "config.json")
     probe = suite_probe(suite, arch, ScanConfig())
-    load = best_of(2, lambda: convert(arch, read_state_dict([folder / "pytorch_model.bin"]), torch.float32, "cpu"))
-    weights = convert(arch, read_state_dict([folder / "pytorch_model.bin"]), torch.float32, "cpu")
-    own = best_of(3, lambda: forward(weights, probe.ids))
-    scores = best_of(3, lambda: score_weights(weights, probe))
+    scorer = Scorer(arch)
+    load = best_of(2, lambda: scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"])))
+    weights = scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"]))
+    own = best_of(3, lambda: scorer.forward(weights, probe.ids))
+    scores = best_of(3, lambda: scorer.score(weights, probe))
     reference = GPT2LMHeadModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     with torch.inference_mode():
         theirs = best_of(3, lambda: reference(probe.ids))
@@ -83,7 +84,7 @@ def main() -> None:
     print(f"forward alone (transformers) {theirs:6.3f} s")
     print(f"all scores, weights loaded   {scores:6.3f} s  ({scores / floor:.2f}x the floor)")
     profile = cProfile.Profile()
-    profile.runcall(score_weights, weights, probe)
+    profile.runcall(scorer.score, weights, probe)
     pstats.Stats(profile).sort_stats("cumulative").print_stats(arguments.top)
 
 

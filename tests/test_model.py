@@ -25,7 +25,7 @@ def run_ours(folder, ids):
     files = sorted(folder.glob("*.safetensors")) or [folder / "pytorch_model.bin"]
     weights = convert(read_architecture(folder / "config.json"), read_state_dict(files))
     patterns = {}
-    result = forward(weights, ids, lambda layer, pattern, z: patterns.__setitem__(layer, pattern.clone()))
+    result = forward(weights, ids, lambda index, layer, pattern, z: patterns.__setitem__(index, pattern.clone()))
     return result, patterns
 
 
@@ -113,7 +113,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
 
 def test_missing_weight_is_named(tmp_path):
     folder = save_checkpoint(gpt2_model(9), tmp_path / "ckpt")
-    state = read_state_dict([folder / "model.safetensors"])
+    state = dict(read_state_dict([folder / "model.safetensors"]))
     del state["transformer.h.1.attn.c_attn.weight"]
     with pytest.raises(CorruptCheckpointError, match=r"h\.1\.attn\.c_attn\.weight"):
         convert(read_architecture(folder / "config.json"), state)

@@ -1,0 +1,306 @@
+"""inductscan against the loops researchers run today, side by side in one run (issue 5).
+
+Makes N checkpoints of one shape (default GPT-2 small: 12 layers x 768, GPT-2 vocabulary, both
+Stanford attention flags, fp16 ``pytorch_model.bin``) as branches ``checkpoint-{step}`` of
+``stanford-crfm/alias-gpt2-small-x21`` in a Hub-layout cache (``HF_HUB_OFFLINE=1``), so that every
+contender loads them the way it would load the real suite. Then measures, each in its own process
+(for an honest peak RSS), the per-checkpoint time of:
+
+    (a) scan     ``inductscan scan stanford-gpt2-small --seeds 21 --steps ...`` (run_scan, in-process)
+    (b) tl4      TransformerLens 4.x: ``TransformerBridge.boot_transformers(repo, revision=...)``
+                 + ``run_with_cache`` (patterns only) + the induction score; this environment
+    (b) tl39     TransformerLens 3.9: ``HookedTransformer.from_pretrained(repo, checkpoint_value=...)``
+                 with its default weight processing + ``run_with_cache``; in the environment whose
+                 python ``--tl39-python`` names (``pip install torch==2.13.0 transformer-lens==3.9.0``)
+    (c) hf       transformers: ``from_pretrained`` (eager attention) + ``output_attentions=True``
+    (d) floor    the forward pass alone on preloaded weights, logits included: transformers' eager
+                 forward and inductscan's own; the floor is the faster of the two
+
+The loops compute the induction score the way the ARENA notebooks do (a diagonal of the
+pattern) and pickle it; the benchmark checks that (a) and (b) agree on it. The last line reads
+``speedup_vs_transformerlens=X.XX floor_ratio=Y.YY peak_rss_gb=Z.Z``: the fastest TransformerLens
+loop's time over the scan's, the scan's time over the floor, and the scan's peak RSS.
+
+    pip install -e '.[bench]'                         # TransformerLens 4.x, benchmark only
+    python scripts/bench.py --checkpoints 6 --tl39-python /path/to/tl39/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO = "stanford-crfm/alias-gpt2-small-x21"
+SEED = 21
+SHAPES = {
+    "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),
+    "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
+    "tiny": dict(n_layer=2, n_embd=128, n_head=4),
+}
+TL_LOOPS = ("tl4", "tl39")
+
+
+# ---------------------------------------------------------------- the checkpoints (driver side)
+
+
+def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
+    """fp16 ``pytorch_model.bin`` + ``config.json`` per step, in Hub layout under work/hf_home."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.conftest import place_in_hub_cache
+
+    hf_home = work / "hf_home"
+    marker = hf_home / f"made-{shape}-{'-'.join(map(str, steps))}"
+    if marker.exists():
+        return hf_home
+    config = GPT2Config(**SHAPES[shape], scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True)
+    for step in steps:
+        torch.manual_seed(step)  # a script: the global RNG is fine here
+        model = GPT2LMHeadModel(config)
+        folder = work / "files" / f"checkpoint-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(folder)
+        torch.save({key: value.half() for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
+        files = {name: folder / name for name in ("config.json", "pytorch_model.bin")}
+        place_in_hub_cache(hf_home, REPO, f"checkpoint-{step}", files)
+        if step == steps[-1]:
+            place_in_hub_cache(hf_home, REPO, "main", files)  # TransformerLens 3.9 reads the config off main
+        (folder / "pytorch_model.bin").unlink()
+    marker.touch()
+    return hf_home
+
+
+def write_probe(work: Path) -> Path:
+    """The scan's own probe ids for the Stanford suite, for the loops to run."""
+    import torch
+
+    from inductscan.architecture import read_architecture
+    from inductscan.scan import ScanConfig, suite_probe
+    from inductscan.suites import get_suite
+
+    config = next((work / "files").glob("checkpoint-*/config.json"))
+    probe = suite_probe(get_suite("stanford-gpt2-small"), read_architecture(config), ScanConfig())
+    path = work / "probe.pt"
+    torch.save({"ids": probe.ids, "length": probe.layout.length, "offset": probe.layout.offset}, path)
+    return path
+
+
+# ---------------------------------------------------------------- the contenders (worker side)
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: kilobytes
+
+
+def induction_from_pattern(pattern, length: int, offset: int):
+    """ARENA's induction score: the diagonal ``q - length + 1`` at the induction positions.
+
+    pattern (batch, head, query, key) -> (head,)."""
+    diagonal = pattern.diagonal(offset=-(length - 1), dim1=-2, dim2=-1)  # entry i is q = i + length - 1
+    return diagonal[..., offset + 1 :].mean(dim=(0, -1))  # q >= offset + length
+
+
+def stand_in_tokenizer(vocab_size: int, bos: int):
+    """A word-level tokenizer of the right size: the loops only ever see token ids."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(vocab_size)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=f"t{bos}", eos_token=f"t{bos}",
+                                   unk_token="t0")  # fmt: skip
+
+
+def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
+    import torch
+
+    probe = torch.load(work / "probe.pt")
+    ids, length, offset = probe["ids"].to(device), probe["length"], probe["offset"]
+    results: dict[int, object] = {}
+    if kind == "scan":
+        from inductscan.scan import ScanConfig, plan, run_scan
+        from inductscan.store import load_results
+        from inductscan.suites import get_suite
+
+        out = work / "scan-results"
+        refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
+        started = time.perf_counter()
+        summary = run_scan(refs, out, ScanConfig(device=device), progress=False)
+        seconds = time.perf_counter() - started
+        if summary.scored != len(steps):
+            raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
+        table = load_results(out).reset_index()
+        for step, rows in table.groupby("step"):
+            results[int(step)] = rows.sort_values(["layer", "head"])["induction"].to_numpy().reshape(-1).tolist()
+        return {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "induction": results}
+    if kind == "floor":
+        return floor(work, steps[0], ids, device)
+    tokenizer = stand_in_tokenizer(50257, 50256)
+    started = time.perf_counter()
+    for step in steps:
+        if kind == "tl4":
+            from transformer_lens.model_bridge import TransformerBridge
+
+            model = TransformerBridge.boot_transformers(REPO, revision=f"checkpoint-{step}", tokenizer=tokenizer,
+                                                        device=device)  # fmt: skip
+        elif kind == "tl39":
+            from transformer_lens import HookedTransformer
+
+            model = HookedTransformer.from_pretrained(REPO, checkpoint_value=step, tokenizer=tokenizer, device=device)
+        if kind in TL_LOOPS:
+            with torch.inference_mode():
+                _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"))
+            patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
+        else:  # hf
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{step}", dtype=torch.float32,
+                                                         attn_implementation="eager").to(device).eval()  # fmt: skip
+            with torch.inference_mode():
+                patterns = model(ids, output_attentions=True).attentions
+        scores = torch.stack([induction_from_pattern(pattern, length, offset) for pattern in patterns])
+        results[step] = scores.double().cpu().reshape(-1).tolist()
+        del model, patterns
+    with open(work / f"{kind}.pickle", "wb") as file:  # what the loops people run end with
+        pickle.dump(results, file)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "induction": results}
+
+
+def floor(work: Path, step: int, ids, device: str) -> dict:
+    """The forward pass alone on preloaded weights, logits included, best of 3: transformers'
+    eager forward and inductscan's own (as the scan runs it, without the score hooks)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from inductscan.scan import Scorer
+    from inductscan.suites import get_suite
+
+    def best(action, repeats: int = 3) -> float:
+        times = []
+        for _ in range(repeats):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            action()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{step}", dtype=torch.float32,
+                                                 attn_implementation="eager").to(device).eval()  # fmt: skip
+    with torch.inference_mode():
+        transformers_seconds = best(lambda: model(ids))
+    del model
+    scorer = Scorer.for_checkpoint(get_suite("stanford-gpt2-small"), SEED, step, device=device)
+    own_seconds = best(lambda: scorer.forward(ids))
+    return {"transformers": transformers_seconds, "inductscan": own_seconds, "peak_rss_gb": peak_rss_gb()}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def run_worker(python: str, kind: str, work: Path, steps: list[int], device: str, hf_home: Path) -> dict:
+    environment = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+                   "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    command = [python, __file__, "--worker", kind, "--work", str(work), "--device", device,
+               "--steps", ",".join(map(str, steps))]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - started
+    return result
+
+
+def agreement(ours: dict, theirs: dict) -> float:
+    return max(abs(a - b) for step in ours for a, b in zip(ours[step], theirs[str(step)], strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", type=int, default=6)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/inductscan-bench"))
+    parser.add_argument("--tl39-python", help="python of an environment with transformer-lens==3.9.0")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated (e.g. tl39)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        steps = [int(step) for step in arguments.steps.split(",")]
+        print(json.dumps(worker(arguments.worker, arguments.work, steps, arguments.device)))
+        return
+
+    steps = [10 * index for index in range(arguments.checkpoints)]  # Stanford steps 0, 10, 20, ...
+    work = arguments.work / arguments.shape
+    hf_home = make_checkpoints(work, arguments.shape, steps)
+    sys.path.insert(0, str(REPO_ROOT))
+    write_probe(work)
+    skip = set(filter(None, arguments.skip.split(",")))
+    contenders = [("floor", sys.executable), ("scan", sys.executable), ("hf", sys.executable), ("tl4", sys.executable)]
+    if arguments.tl39_python:
+        contenders.append(("tl39", arguments.tl39_python))
+    elif "tl39" not in skip:
+        raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
+    import shutil
+
+    shutil.rmtree(work / "scan-results", ignore_errors=True)
+    results = {}
+    for kind, python in contenders:
+        if kind in skip:
+            continue
+        print(f"running {kind} ...", flush=True)
+        results[kind] = run_worker(python, kind, work, steps, arguments.device, hf_home)
+
+    n = len(steps)
+    floor_result = results["floor"]
+    floor_seconds = min(floor_result["transformers"], floor_result["inductscan"])
+    scan = results["scan"]["seconds"] / n
+    print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
+    print(f"{'':34}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}")
+    print(f"{'(d) floor: transformers forward':34}{floor_result['transformers']:8.3f}"
+          f"{floor_result['transformers'] / floor_seconds:9.2f}")  # fmt: skip
+    print(f"{'(d) floor: inductscan forward':34}{floor_result['inductscan']:8.3f}"
+          f"{floor_result['inductscan'] / floor_seconds:9.2f}")  # fmt: skip
+    names = {"scan": "(a) inductscan scan", "tl4": "(b) TransformerLens 4 bridge loop",
+             "tl39": "(b) TransformerLens 3.9 loop", "hf": "(c) transformers loop"}  # fmt: skip
+    for kind, name in names.items():
+        if kind in results:
+            seconds = results[kind]["seconds"] / n
+            print(f"{name:34}{seconds:8.3f}{seconds / floor_seconds:9.2f}{seconds / scan:8.2f}"
+                  f"{results[kind]['peak_rss_gb']:9.2f}G")  # fmt: skip
+    ours = results["scan"]["induction"]
+    for kind in ("tl4", "tl39", "hf"):
+        if kind in results:
+            difference = agreement(ours, results[kind]["induction"])
+            print(f"induction, scan vs {kind}: max |difference| {difference:.2e}")
+            if kind in TL_LOOPS and difference > 1e-4:
+                raise SystemExit(f"the scan and {kind} disagree on induction by {difference:.2e}")
+    tl = [results[kind]["seconds"] / n for kind in TL_LOOPS if kind in results]
+    speedup = min(tl) / scan if tl else float("nan")
+    print(f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={scan / floor_seconds:.2f} "
+          f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}")  # fmt: skip
+
+
+def torch_shape(work: Path):
+    import torch
+
+    return torch.load(work / "probe.pt")["ids"].shape
+
+
+if __name__ == "__main__":
+    main()
