@@ -185,7 +185,9 @@ class Buffers:
         self.reuse, self.one_layer = reuse, one_layer
         self.tensors: dict[str, torch.Tensor] = {}
 
-    def take(self, state: Mapping[str, torch.Tensor], key: str, view: Callable | None = None) -> torch.Tensor:
+    def take(self, state: Mapping[str, torch.Tensor], key: str, view: Callable | None = None,
+             *, slot: str | None = None) -> torch.Tensor:  # fmt: skip
+        """The weight ``key`` (through ``view``) in the buffer named ``slot`` (default: the key)."""
         try:
             source = state[key]
         except KeyError:
@@ -194,7 +196,7 @@ class Buffers:
             source = view(source)
         if not self.reuse:
             return source.to(device=self.device, dtype=self.dtype).contiguous()
-        slot = LAYER_NUMBER.sub(".N.", key) if self.one_layer else key
+        slot = slot or (LAYER_NUMBER.sub(".N.", key) if self.one_layer else key)
         buffer = self.tensors.get(slot)
         if buffer is None or buffer.shape != source.shape:
             buffer = torch.empty(source.shape, dtype=self.dtype, device=self.device)
@@ -334,7 +336,7 @@ def _neox_globals(arch: Architecture, state: Mapping, buffers: Buffers, layers: 
     embed = buffers.take(state, "gpt_neox.embed_in.weight")
     _check_shape(embed, (arch.vocab_size, arch.d_model), "gpt_neox.embed_in.weight")
     # Pythia files call the unembedding embed_out; transformers 5 calls it lm_head in memory.
-    unembed = buffers.take(state, "lm_head.weight" if "lm_head.weight" in state else "embed_out.weight").T
+    unembed = buffers.take(state, "lm_head.weight" if "lm_head.weight" in state else "embed_out.weight", slot="unembed").T
     final = buffers.take(state, "gpt_neox.final_layer_norm.weight"), buffers.take(state, "gpt_neox.final_layer_norm.bias")
     return Weights(arch, embed, None, layers, *final, unembed)
 

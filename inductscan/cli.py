@@ -148,11 +148,14 @@ def probe_options(command):
               help="torch CPU threads (default: one per core); on a few cores, one fewer leaves the downloads a core.")  # fmt: skip
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option("--dtype", default="float32", show_default=True, help="Compute dtype.")
+@click.option("--layer-by-layer", is_flag=True,
+              help="Read each layer's weights from disk only when the forward pass reaches it: peak memory is "
+                   "about one layer plus the embeddings (for models larger than memory), same scores.")  # fmt: skip
 @click.option("--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Path, probe_length, probe_repeats,
                  probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries, retry_backoff, threads, device,
-                 dtype, tokens_per_step, quiet) -> None:  # fmt: skip
+                 dtype, layer_by_layer, tokens_per_step, quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
@@ -166,6 +169,7 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
         inductscan scan stanford-gpt2-small --seeds all --prefetch 3 --max-disk 5GB
         inductscan scan pythia-160m-seeds --seeds 1,2 --step-range 1000:10000 --every 2
         inductscan scan toy --out toy-results/
+        inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
     """
     suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
     if tokens_per_step is not None and tokens_per_step < 0:
@@ -174,7 +178,7 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
                         probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
                         max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
                         keep_weights=keep_weights, retries=retries, retry_backoff=retry_backoff,
-                        threads=threads)  # fmt: skip
+                        threads=threads, layer_by_layer=layer_by_layer)  # fmt: skip
     refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
                 step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
     if not refs:

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import pickle
-import resource
 import subprocess
 import sys
 import time
@@ -63,7 +62,8 @@ def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
     marker = hf_home / f"made-{shape}-{'-'.join(map(str, steps))}"
     if marker.exists():
         return hf_home
-    config = GPT2Config(**SHAPES[shape], scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True)
+    config = GPT2Config(**SHAPES[shape], scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True,
+                        architectures=["GPT2LMHeadModel"], n_ctx=1024)  # as the Stanford configs say
     for step in steps:
         torch.manual_seed(step)  # a script: the global RNG is fine here
         model = GPT2LMHeadModel(config)
@@ -99,7 +99,10 @@ def write_probe(work: Path) -> Path:
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: kilobytes
+    """This process's peak RSS (the kernel's VmHWM; getrusage's ru_maxrss would carry the forking
+    driver's peak across exec)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) * 1024 / 1e9
 
 
 def induction_from_pattern(pattern, length: int, offset: int):
@@ -110,15 +113,18 @@ def induction_from_pattern(pattern, length: int, offset: int):
     return diagonal[..., offset + 1 :].mean(dim=(0, -1))  # q >= offset + length
 
 
-def stand_in_tokenizer(vocab_size: int, bos: int):
-    """A word-level tokenizer of the right size: the loops only ever see token ids."""
+def write_tokenizer(work: Path, vocab_size: int = 50257, bos: int = 50256) -> Path:
+    """A word-level tokenizer of GPT-2's size, saved to a folder: the loops only ever see token
+    ids, but TransformerLens insists on a tokenizer it can reload by name."""
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
+    folder = work / "tokenizer"
     vocab = {f"t{i}": i for i in range(vocab_size)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=f"t{bos}", eos_token=f"t{bos}",
-                                   unk_token="t0")  # fmt: skip
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=f"t{bos}", eos_token=f"t{bos}",
+                            unk_token="t0").save_pretrained(folder)  # fmt: skip
+    return folder
 
 
 def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
@@ -145,7 +151,9 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
         return {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "induction": results}
     if kind == "floor":
         return floor(work, steps[0], ids, device)
-    tokenizer = stand_in_tokenizer(50257, 50256)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(work / "tokenizer")
     started = time.perf_counter()
     for step in steps:
         if kind == "tl4":
@@ -183,8 +191,11 @@ def floor(work: Path, step: int, ids, device: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from inductscan.scan import Scorer
-    from inductscan.suites import get_suite
+    from huggingface_hub import hf_hub_download
+
+    from inductscan.architecture import read_architecture
+    from inductscan.measure import Scorer
+    from inductscan.model import read_state_dict
 
     def best(action, repeats: int = 3) -> float:
         times = []
@@ -203,8 +214,10 @@ def floor(work: Path, step: int, ids, device: str) -> dict:
     with torch.inference_mode():
         transformers_seconds = best(lambda: model(ids))
     del model
-    scorer = Scorer.for_checkpoint(get_suite("stanford-gpt2-small"), SEED, step, device=device)
-    own_seconds = best(lambda: scorer.forward(ids))
+    files = [hf_hub_download(REPO, name, revision=f"checkpoint-{step}") for name in ("config.json", "pytorch_model.bin")]
+    scorer = Scorer(read_architecture(Path(files[0])), device=device)
+    weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
+    own_seconds = best(lambda: scorer.forward(weights, ids))  # logits into one reused buffer
     return {"transformers": transformers_seconds, "inductscan": own_seconds, "peak_rss_gb": peak_rss_gb()}
 
 
@@ -250,6 +263,7 @@ def main() -> None:
     hf_home = make_checkpoints(work, arguments.shape, steps)
     sys.path.insert(0, str(REPO_ROOT))
     write_probe(work)
+    write_tokenizer(work)
     skip = set(filter(None, arguments.skip.split(",")))
     contenders = [("floor", sys.executable), ("scan", sys.executable), ("hf", sys.executable), ("tl4", sys.executable)]
     if arguments.tl39_python:
