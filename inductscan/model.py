@@ -130,7 +130,7 @@ def _attention(
     arch: Architecture, layer: Layer, index: int, x: torch.Tensor, rotary, on_layer: LayerCallback | None
 ) -> torch.Tensor:
     batch, n_positions, _ = x.shape
-    qkv = x @ layer.qkv_weight + layer.qkv_bias  # (B, P, 3 * H * E)
+    qkv = _linear(x, layer.qkv_weight, layer.qkv_bias)  # (B, P, 3 * H * E)
     q, k, v = qkv.view(batch, n_positions, 3, arch.n_heads, arch.d_head).permute(2, 0, 3, 1, 4)  # (B, H, P, E)
     if rotary is not None:
         q, k = _apply_rotary(q, *rotary), _apply_rotary(k, *rotary)
@@ -141,12 +141,17 @@ def _attention(
     if on_layer is not None:
         on_layer(index, layer, pattern, z)
     merged = z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
-    return merged @ layer.out_weight + layer.out_bias
+    return _linear(merged, layer.out_weight, layer.out_bias)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight + bias`` with the bias added inside the matrix product (one pass, not two)."""
+    return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
 
 
 def _mlp(arch: Architecture, layer: Layer, x: torch.Tensor) -> torch.Tensor:
-    hidden = F.gelu(x @ layer.mlp_in_weight + layer.mlp_in_bias, approximate=arch.gelu_approximation)
-    return hidden @ layer.mlp_out_weight + layer.mlp_out_bias
+    hidden = F.gelu(_linear(x, layer.mlp_in_weight, layer.mlp_in_bias), approximate=arch.gelu_approximation)
+    return _linear(hidden, layer.mlp_out_weight, layer.mlp_out_bias)
 
 
 @torch.inference_mode()
@@ -207,6 +212,8 @@ def next_token_losses(final: torch.Tensor, unembed: torch.Tensor, ids: torch.Ten
         picked = block.gather(1, (targets - start).clamp(0, block.shape[1] - 1)[:, None])[:, 0]
         target_logit = torch.where(inside, picked, target_logit)
         new_max = torch.maximum(running_max, block.amax(dim=1))
-        running_sum = running_sum * (running_max - new_max).exp() + (block - new_max[:, None]).exp_().sum(dim=1)
+        # clamped: exp of anything below -80 is below 2e-35 either way, and denormals would be 10x slower
+        shifted = (block - new_max[:, None]).clamp_(min=-80.0)
+        running_sum = running_sum * (running_max - new_max).exp() + shifted.exp_().sum(dim=1)
         running_max = new_max
     return (running_max + running_sum.log() - target_logit).view(batch, positions - 1)

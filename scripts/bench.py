@@ -22,7 +22,7 @@ pattern) and pickle it; the benchmark checks that (a) and (b) agree on it. The l
 loop's time over the scan's, the scan's time over the floor, and the scan's peak RSS.
 
     pip install -e '.[bench]'                         # TransformerLens 4.x, benchmark only
-    python scripts/bench.py --checkpoints 6 --tl39-python /path/to/tl39/bin/python
+    python scripts/bench.py --checkpoints 8 --tl39-python /path/to/tl39/bin/python
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
     marker = hf_home / f"made-{shape}-{'-'.join(map(str, steps))}"
     if marker.exists():
         return hf_home
+    import shutil
+
+    shutil.rmtree(hf_home, ignore_errors=True)  # made for other steps: start clean
     config = GPT2Config(**SHAPES[shape], scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True,
                         architectures=["GPT2LMHeadModel"], n_ctx=1024)  # as the Stanford configs say
     for step in steps:
@@ -128,61 +131,74 @@ def write_tokenizer(work: Path, vocab_size: int = 50257, bos: int = 50256) -> Pa
 
 
 def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
+    """One contender over every checkpoint. Its libraries are imported before the clock starts
+    (transformers too, for the scan: it reads configs with it), so that the time is the loop's."""
     import torch
+    import transformers  # noqa: F401  every contender imports it
 
     probe = torch.load(work / "probe.pt")
     ids, length, offset = probe["ids"].to(device), probe["length"], probe["offset"]
-    results: dict[int, object] = {}
-    if kind == "scan":
-        from inductscan.scan import ScanConfig, plan, run_scan
-        from inductscan.store import load_results
-        from inductscan.suites import get_suite
-
-        out = work / "scan-results"
-        refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
-        started = time.perf_counter()
-        summary = run_scan(refs, out, ScanConfig(device=device), progress=False)
-        seconds = time.perf_counter() - started
-        if summary.scored != len(steps):
-            raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
-        table = load_results(out).reset_index()
-        for step, rows in table.groupby("step"):
-            results[int(step)] = rows.sort_values(["layer", "head"])["induction"].to_numpy().reshape(-1).tolist()
-        return {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "induction": results}
     if kind == "floor":
         return floor(work, steps[0], ids, device)
-    from transformers import AutoTokenizer
+    if kind == "scan":
+        return scan_worker(work, steps, device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if kind == "tl4":
+        from transformer_lens.model_bridge import TransformerBridge
+    elif kind == "tl39":
+        from transformer_lens import HookedTransformer
     tokenizer = AutoTokenizer.from_pretrained(work / "tokenizer")
+    results: dict[int, list[float]] = {}
+    finished = []  # when each checkpoint was done
     started = time.perf_counter()
     for step in steps:
         if kind == "tl4":
-            from transformer_lens.model_bridge import TransformerBridge
-
             model = TransformerBridge.boot_transformers(REPO, revision=f"checkpoint-{step}", tokenizer=tokenizer,
                                                         device=device)  # fmt: skip
         elif kind == "tl39":
-            from transformer_lens import HookedTransformer
-
             model = HookedTransformer.from_pretrained(REPO, checkpoint_value=step, tokenizer=tokenizer, device=device)
         if kind in TL_LOOPS:
             with torch.inference_mode():
                 _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"))
             patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
         else:  # hf
-            from transformers import AutoModelForCausalLM
-
             model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{step}", dtype=torch.float32,
                                                          attn_implementation="eager").to(device).eval()  # fmt: skip
             with torch.inference_mode():
                 patterns = model(ids, output_attentions=True).attentions
         scores = torch.stack([induction_from_pattern(pattern, length, offset) for pattern in patterns])
         results[step] = scores.double().cpu().reshape(-1).tolist()
+        with open(work / f"{kind}.pickle", "wb") as file:  # what the loops people run end with
+            pickle.dump(results, file)
         del model, patterns
-    with open(work / f"{kind}.pickle", "wb") as file:  # what the loops people run end with
-        pickle.dump(results, file)
+        finished.append(time.perf_counter())
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_rss_gb": peak_rss_gb(), "induction": results}
+    return {"seconds": seconds, "steady": steady(finished), "peak_rss_gb": peak_rss_gb(), "induction": results}
+
+
+def steady(finished: list[float]) -> float:
+    """Seconds per checkpoint once warm: between the first checkpoint done and the last."""
+    return (finished[-1] - finished[0]) / (len(finished) - 1) if len(finished) > 1 else float("nan")
+
+
+def scan_worker(work: Path, steps: list[int], device: str) -> dict:
+    from inductscan.scan import ScanConfig, plan, run_scan
+    from inductscan.store import load_results
+    from inductscan.suites import get_suite
+
+    out = work / "scan-results"
+    refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
+    started = time.perf_counter()
+    summary = run_scan(refs, out, ScanConfig(device=device), progress=False)
+    seconds = time.perf_counter() - started
+    if summary.scored != len(steps):
+        raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
+    table = load_results(out).reset_index()
+    results = {int(step): rows.sort_values(["layer", "head"])["induction"].tolist()
+               for step, rows in table.groupby("step")}  # fmt: skip
+    finished = sorted(table.groupby("step")["scored_at"].max().map(lambda when: when.timestamp()))
+    return {"seconds": seconds, "steady": steady(finished), "peak_rss_gb": peak_rss_gb(), "induction": results}
 
 
 def floor(work: Path, step: int, ids, device: str) -> dict:
@@ -244,7 +260,7 @@ def agreement(ours: dict, theirs: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=int, default=6)
+    parser.add_argument("--checkpoints", type=int, default=8)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
     parser.add_argument("--work", type=Path, default=Path("/tmp/inductscan-bench"))
     parser.add_argument("--tl39-python", help="python of an environment with transformer-lens==3.9.0")
@@ -265,38 +281,45 @@ def main() -> None:
     write_probe(work)
     write_tokenizer(work)
     skip = set(filter(None, arguments.skip.split(",")))
-    contenders = [("floor", sys.executable), ("scan", sys.executable), ("hf", sys.executable), ("tl4", sys.executable)]
-    if arguments.tl39_python:
-        contenders.append(("tl39", arguments.tl39_python))
-    elif "tl39" not in skip:
+    if not arguments.tl39_python and "tl39" not in skip:
         raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
+    # the floor before and after the others (the best of both), the loops between
+    order = [("floor", sys.executable), ("scan", sys.executable), ("hf", sys.executable), ("tl4", sys.executable),
+             ("tl39", arguments.tl39_python), ("floor", sys.executable)]  # fmt: skip
     import shutil
 
     shutil.rmtree(work / "scan-results", ignore_errors=True)
-    results = {}
-    for kind, python in contenders:
+    results: dict[str, dict] = {}
+    for kind, python in order:
         if kind in skip:
             continue
         print(f"running {kind} ...", flush=True)
-        results[kind] = run_worker(python, kind, work, steps, arguments.device, hf_home)
+        result = run_worker(python, kind, work, steps, arguments.device, hf_home)
+        if kind == "floor" and kind in results:
+            result = {key: min(value, results[kind][key]) for key, value in result.items()}
+        results[kind] = result
+    report(results, len(steps), arguments, work)
 
-    n = len(steps)
-    floor_result = results["floor"]
-    floor_seconds = min(floor_result["transformers"], floor_result["inductscan"])
-    scan = results["scan"]["seconds"] / n
+
+def report(results: dict[str, dict], n: int, arguments, work: Path) -> None:
+    """The table, the checks, and the summary line. Seconds per checkpoint are once warm (between
+    the first checkpoint done and the last) for every contender; the first column is the whole
+    loop over the checkpoints divided by their number, warm-up included."""
+    floors = results["floor"]
+    floor_seconds = min(floors["transformers"], floors["inductscan"])
+    scan = results["scan"]["steady"]
     print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
-    print(f"{'':34}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}")
-    print(f"{'(d) floor: transformers forward':34}{floor_result['transformers']:8.3f}"
-          f"{floor_result['transformers'] / floor_seconds:9.2f}")  # fmt: skip
-    print(f"{'(d) floor: inductscan forward':34}{floor_result['inductscan']:8.3f}"
-          f"{floor_result['inductscan'] / floor_seconds:9.2f}")  # fmt: skip
-    names = {"scan": "(a) inductscan scan", "tl4": "(b) TransformerLens 4 bridge loop",
+    print(f"{'':36}{'all/n':>7}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}{'process':>9}")
+    for kind, name in (("transformers", "(d) floor: transformers forward"), ("inductscan", "(d) floor: inductscan forward")):
+        print(f"{name:36}{'':7}{floors[kind]:8.3f}{floors[kind] / floor_seconds:9.2f}")
+    names = {"scan": "(a) inductscan scan", "tl4": "(b) TransformerLens 4.x bridge loop",
              "tl39": "(b) TransformerLens 3.9 loop", "hf": "(c) transformers loop"}  # fmt: skip
     for kind, name in names.items():
         if kind in results:
-            seconds = results[kind]["seconds"] / n
-            print(f"{name:34}{seconds:8.3f}{seconds / floor_seconds:9.2f}{seconds / scan:8.2f}"
-                  f"{results[kind]['peak_rss_gb']:9.2f}G")  # fmt: skip
+            result = results[kind]
+            print(f"{name:36}{result['seconds'] / n:7.3f}{result['steady']:8.3f}{result['steady'] / floor_seconds:9.2f}"
+                  f"{result['steady'] / scan:8.2f}{result['peak_rss_gb']:9.2f}G{result['process_seconds']:8.1f}s")  # fmt: skip
+    print("all/n: the loop over all checkpoints / n (libraries imported first); s/ckpt: once warm; process: wall")
     ours = results["scan"]["induction"]
     for kind in ("tl4", "tl39", "hf"):
         if kind in results:
@@ -304,7 +327,13 @@ def main() -> None:
             print(f"induction, scan vs {kind}: max |difference| {difference:.2e}")
             if kind in TL_LOOPS and difference > 1e-4:
                 raise SystemExit(f"the scan and {kind} disagree on induction by {difference:.2e}")
-    tl = [results[kind]["seconds"] / n for kind in TL_LOOPS if kind in results]
+    if "tl39" in results:
+        tl39 = results["tl39"]
+        print(f"vs TransformerLens 3.9: {tl39['steady'] / scan:.2f}x faster, "
+              f"{results['scan']['peak_rss_gb'] / tl39['peak_rss_gb']:.2f} of its peak RSS")  # fmt: skip
+    print(f"scan / floor: {scan / floors['transformers']:.2f} against transformers' forward, "
+          f"{scan / floors['inductscan']:.2f} against inductscan's own (the floor is the faster of the two)")  # fmt: skip
+    tl = [results[kind]["steady"] for kind in TL_LOOPS if kind in results]
     speedup = min(tl) / scan if tl else float("nan")
     print(f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={scan / floor_seconds:.2f} "
           f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}")  # fmt: skip
