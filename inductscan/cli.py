@@ -14,6 +14,7 @@ from inductscan import phases as phase_timing
 from inductscan import query as queries
 from inductscan import store
 from inductscan.errors import ConfigError, InductscanError
+from inductscan.icl import IclConfig
 from inductscan.scan import ScanConfig, plan, run_scan
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
@@ -152,10 +153,21 @@ def probe_options(command):
               help="Read each layer's weights from disk only when the forward pass reaches it: peak memory is "
                    "about one layer plus the embeddings (for models larger than memory), same scores.")  # fmt: skip
 @click.option("--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's).")
+@click.option("--icl-dataset", metavar="NAME_OR_PATH",
+              help="Also score in-context learning on real text: a Hub dataset name or a local "
+                   ".parquet/.json/.jsonl/.txt/.csv file, loaded with datasets.load_dataset.")  # fmt: skip
+@click.option("--icl-split", default="train", show_default=True, help="The dataset's split.")
+@click.option("--icl-column", help="Column of text (tokenised with the checkpoints' tokenizer) or of token ids "
+                                   "(taken as is). Default: input_ids if present, else text.")  # fmt: skip
+@click.option("--icl-examples", type=int, default=16, show_default=True,
+              help="Examples (contexts) scored per checkpoint, chosen once per scan.")  # fmt: skip
+@click.option("--icl-context", type=int, default=512, show_default=True,
+              help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Path, probe_length, probe_repeats,
                  probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries, retry_backoff, threads, device,
-                 dtype, layer_by_layer, tokens_per_step, quiet) -> None:  # fmt: skip
+                 dtype, layer_by_layer, tokens_per_step, icl_dataset, icl_split, icl_column, icl_examples, icl_context,
+                 quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
@@ -170,6 +182,11 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
         inductscan scan pythia-160m-seeds --seeds 1,2 --step-range 1000:10000 --every 2
         inductscan scan toy --out toy-results/
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
+        inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
+
+    With --icl-dataset each checkpoint also gets icl_score, the mean loss of predicting token 500
+    of a 512-token context minus that of token 50 (Olsson et al.; both scale with --icl-context),
+    and its loss per token position goes to OUT/icl_curves/ (see `inductscan plot --kind icl-curves`).
     """
     suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
     if tokens_per_step is not None and tokens_per_step < 0:
@@ -178,7 +195,9 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
                         probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
                         max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
                         keep_weights=keep_weights, retries=retries, retry_backoff=retry_backoff,
-                        threads=threads, layer_by_layer=layer_by_layer)  # fmt: skip
+                        threads=threads, layer_by_layer=layer_by_layer,
+                        icl=None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples,
+                                                                       icl_context))  # fmt: skip
     refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
                 step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
     if not refs:

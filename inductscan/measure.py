@@ -96,3 +96,11 @@ class Scorer:
 
     def score(self, weights: Weights, probe: Probe) -> CheckpointScores:
         return score_weights(weights, probe, self.forward)
+
+    def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
+        """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),
+        ``batch`` sequences per forward pass (the ICL contexts are long)."""
+        ids = ids.to(self.device)
+        parts = [forward(weights, ids[start : start + batch], losses=True).token_losses
+                 for start in range(0, len(ids), batch)]  # fmt: skip
+        return torch.cat(parts)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from inductscan import store
+from inductscan import icl, store
 from inductscan.architecture import Architecture, convert, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
@@ -26,11 +26,12 @@ from inductscan.errors import (
     UnsupportedArchitectureError,
 )
 from inductscan.hub import Retry
+from inductscan.icl import IclConfig
 from inductscan.measure import Scorer
 from inductscan.model import read_state_dict
 from inductscan.pipeline import Prefetcher
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
-from inductscan.suites import Suite
+from inductscan.suites import Suite, local_step_folder
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -53,6 +54,7 @@ class ScanConfig:
     retry_backoff: float = 2.0
     threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
     layer_by_layer: bool = False  # stream each layer's weights from disk: peak memory ~ one layer + embeddings
+    icl: IclConfig | None = None  # the in-context learning score on real text (inductscan.icl)
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -190,11 +192,11 @@ def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, P
 
 
 class Scoring:
-    """Scores fetched checkpoints and stores them: each suite's probe, and one :class:`Scorer`
-    whose buffers are reused for as long as the architecture stays the same."""
+    """Scores fetched checkpoints and stores them: each suite's probe, the ICL examples if any, and
+    one :class:`Scorer` whose buffers are reused for as long as the architecture stays the same."""
 
-    def __init__(self, config: ScanConfig, probes: dict[str, Probe]):
-        self.config, self.probes = config, probes
+    def __init__(self, config: ScanConfig, probes: dict[str, Probe], icl_examples: icl.IclExamples | None = None):
+        self.config, self.probes, self.icl_examples = config, probes, icl_examples
         self.scorer: Scorer | None = None
 
     def scorer_for(self, arch: Architecture) -> Scorer:
@@ -212,14 +214,20 @@ class Scoring:
         probe = self.probes[ref.suite.name]
         if int(probe.ids.max()) >= arch.vocab_size:
             raise UnsupportedArchitectureError(f"vocabulary of {arch.vocab_size} is smaller than the suite's probe needs")
+        if self.icl_examples is not None:
+            icl.check_fits(self.icl_examples, arch.n_ctx, arch.vocab_size)
         scorer = self.scorer_for(arch)
         weights = scorer.load(lambda: read_state_dict(list(files.weights)))
         try:
             scored = scorer.score(weights, probe)
+            in_context = None
+            if self.icl_examples is not None:
+                losses = scorer.token_losses(weights, self.icl_examples.ids)
+                in_context = store.IclResult(self.icl_examples, *icl.score(losses, self.icl_examples.config))
         except RuntimeError as error:  # e.g. a weight whose shape disagrees with the config
             raise CorruptCheckpointError(f"the forward pass failed: {error}") from error
         store.write_scores(out, identity(ref, ref.revision), scored.heads, scored.checkpoint,
-                           weights_sha256=files.sha256, probe=probe)  # fmt: skip
+                           weights_sha256=files.sha256, probe=probe, icl=in_context)  # fmt: skip
 
 
 def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progress: bool = True) -> ScanSummary:
@@ -227,14 +235,16 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     out = Path(out)
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
+    started = time.perf_counter()
+    icl_examples = prepare_icl(refs, config)  # a bad dataset fails here, before anything is written
     store.check_writable(out)
     store.remove_stale_temporaries(out)
+    _refuse_other_icl(out, refs, icl_examples)
     summary = ScanSummary(planned=len(refs))
-    started = time.perf_counter()
     todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
     probes = prepare_probes(todo, config)
-    scoring = Scoring(config, probes)
     _refuse_other_probes(out, probes)
+    scoring = Scoring(config, probes, icl_examples)
     summary.already_done = len(refs) - len(todo)
     bar = tqdm(total=len(refs), initial=summary.already_done, unit="ckpt", disable=not progress, dynamic_ncols=True)
     prefetcher = Prefetcher(todo, prefetch=config.prefetch, retry=config.retry, max_disk=config.max_disk,
@@ -261,6 +271,38 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     summary.same_weights = store.same_weights(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def prepare_icl(refs: list[CheckpointRef], config: ScanConfig) -> icl.IclExamples | None:
+    """The scan's ICL examples, tokenised once with the first planned checkpoint's tokenizer."""
+    if config.icl is None:
+        return None
+    if not refs:
+        raise ConfigError("no checkpoint to scan")
+    return icl.load_examples(config.icl, tokenizer_source(refs[0]))
+
+
+def tokenizer_source(ref: CheckpointRef) -> tuple[str, str | None]:
+    """Where a checkpoint's tokenizer lives: its local folder, or its Hub repo and revision."""
+    if ref.suite.source == "local":
+        try:
+            return str(local_step_folder(ref.run, ref.step)), None
+        except UnknownRunError as error:
+            raise ConfigError(str(error)) from error
+    return ref.run.repo, ref.revision
+
+
+def _refuse_other_icl(out: Path, refs: list[CheckpointRef], examples: icl.IclExamples | None) -> None:
+    """Rows with and without the ICL score, or with other examples, are not one table: refuse."""
+    wanted = examples.identifier() if examples else None
+    for suite in sorted({ref.suite.name for ref in refs}):
+        others = store.icl_used(out, suite) - {wanted}
+        if others:
+            held = "without the ICL score" if others == {None} else "with other ICL examples"
+            raise ConfigError(
+                f"{out} already holds {suite} scores {held}; scan with the same --icl-* options "
+                "(or none) as before, or into another --out"
+            )
 
 
 def _refuse_other_probes(out: Path, probes: dict[str, Probe]) -> None:

@@ -3,8 +3,10 @@
 Layout of a results folder::
 
     scores/SUITE/RUN/step-000001000.parquet    one row per (layer, head)
+    icl_curves/SUITE/RUN/step-000001000.parquet  with --icl-dataset: mean loss per token position
     failures/SUITE/RUN/step-000001000.json     why a checkpoint was not scored (removed on success)
     probes/PROBE_ID.json                       a probe's parameters and token ids
+    icl/ICL_ID.json                            the ICL examples' settings and token ids
 
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
@@ -32,6 +34,7 @@ import pyarrow.parquet as pq
 import torch
 
 from inductscan.errors import ConfigError, OutputError
+from inductscan.icl import IclExamples
 from inductscan.probe import Probe
 
 INDEX = ["seed", "step", "layer", "head"]
@@ -48,14 +51,26 @@ SCHEMA = pa.schema(
         ("head", pa.int32()),
         *((name, pa.float64()) for name in (
             "induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit",
-            "loss_first", "loss_repeat", "in_context_gain",
+            "loss_first", "loss_repeat", "in_context_gain", "icl_score",
         )),
         ("weights_sha256", pa.string()),
         ("probe", pa.string()),
+        ("icl", pa.string()),  # the ICL settings (inductscan.icl), null without --icl-dataset
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("inductscan_version", pa.string()),
     ]
 )  # fmt: skip
+CURVE_SCHEMA = pa.schema(
+    [
+        ("suite", pa.string()),
+        ("run", pa.string()),
+        ("seed", pa.int64()),
+        ("step", pa.int64()),
+        ("tokens", pa.int64()),
+        ("position", pa.int32()),  # the predicted token's number in the context, from 1 (so from 2)
+        ("loss", pa.float64()),  # mean over the ICL examples, nats
+    ]
+)
 TEMP_MARK = ".tmp-"
 
 
@@ -76,6 +91,10 @@ def _safe(name: str) -> str:
 
 def score_path(out: Path, suite: str, run: str, step: int) -> Path:
     return Path(out) / "scores" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.parquet"
+
+
+def curve_path(out: Path, suite: str, run: str, step: int) -> Path:
+    return Path(out) / "icl_curves" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.parquet"
 
 
 def failure_path(out: Path, suite: str, run: str, step: int) -> Path:
@@ -134,10 +153,12 @@ def is_done(out: Path, suite: str, run: str, step: int) -> bool:
 
 
 def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], checkpoint: dict[str, float],
-                 *, weights_sha256: str, probe: Probe) -> Path:  # fmt: skip
+                 *, weights_sha256: str, probe: Probe, icl: IclResult | None = None) -> Path:  # fmt: skip
     """Write one checkpoint's rows, one per (layer, head), and clear any earlier failure record.
 
-    identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head).
+    identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head). With
+    ``icl``, its loss curve is written first, so that a checkpoint whose scores file exists has
+    its curve too.
     """
     n_layers, n_heads = next(iter(heads.values())).shape
     layer = torch.arange(n_layers).repeat_interleave(n_heads)
@@ -148,6 +169,8 @@ def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], chec
     columns |= {name: values.reshape(-1).tolist() for name, values in heads.items()}
     columns |= {name: [value] * rows for name, value in checkpoint.items()}
     columns |= {
+        "icl_score": [icl.score if icl else None] * rows,
+        "icl": [icl.examples.record_json() if icl else None] * rows,
         "weights_sha256": [weights_sha256] * rows,
         "probe": [probe.record_json()] * rows,
         "scored_at": [datetime.now(timezone.utc)] * rows,
@@ -155,11 +178,64 @@ def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], chec
     }
     table = pa.Table.from_pydict({field.name: columns[field.name] for field in SCHEMA}, schema=SCHEMA)
     save_probe(out, probe)
+    if icl is not None:
+        save_icl(out, icl.examples)
+        table = table.replace_schema_metadata({b"inductscan.icl_score": icl.examples.record()["definition"].encode()})
+        _write_curve(out, identity, icl)
     path = score_path(out, identity["suite"], identity["run"], identity["step"])
     with _atomic(path) as temporary:
         pq.write_table(table, temporary)
     failure_path(out, identity["suite"], identity["run"], identity["step"]).unlink(missing_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class IclResult:
+    """One checkpoint's ICL score and its mean loss per token position (tokens 2..context)."""
+
+    examples: IclExamples
+    score: float
+    curve: torch.Tensor  # (context - 1,)
+
+
+def _write_curve(out: Path, identity: dict, icl: IclResult) -> None:
+    positions = len(icl.curve)
+    columns = {name: [identity[name]] * positions for name in ("suite", "run", "seed", "step", "tokens")}
+    columns |= {"position": list(range(2, positions + 2)), "loss": icl.curve.tolist()}
+    table = pa.Table.from_pydict(columns, schema=CURVE_SCHEMA)
+    table = table.replace_schema_metadata({b"inductscan.icl": icl.examples.record_json().encode()})
+    with _atomic(curve_path(out, identity["suite"], identity["run"], identity["step"])) as temporary:
+        pq.write_table(table, temporary)
+
+
+def save_icl(out: Path, examples: IclExamples) -> None:
+    path = Path(out) / "icl" / f"{examples.identifier()}.json"
+    if path.is_file():
+        return
+    with _atomic(path) as temporary:
+        temporary.write_text(json.dumps({"icl": examples.record(), "ids": examples.ids.tolist()}))
+
+
+def icl_used(path: Path, suite: str) -> set[str | None]:
+    """The ICL example ids a suite's rows were scored with; None stands for rows scored without."""
+    if not (Path(path) / "scores").is_dir():
+        return set()
+    records = _dataset(Path(path)).to_table(columns=["icl"], filter=ds.field("suite") == suite)
+    return {json.loads(record)["ids_sha256"][:16] if record else None
+            for record in set(records.column("icl").to_pylist())}  # fmt: skip
+
+
+def load_icl_curves(path: str | os.PathLike, **filters) -> pd.DataFrame:
+    """The ICL loss-per-position curves: one row per (suite, run, seed, step, position), with
+    ``loss`` the mean loss of predicting that token over the examples. Filters as for
+    :func:`load_results`, on the curve columns."""
+    folder = Path(path) / "icl_curves"
+    files = sorted(str(file) for file in folder.glob("*/*/step-*.parquet")) if folder.is_dir() else []
+    if not files:
+        raise OutputError(f"no ICL curves in {path}: scan with --icl-dataset to make them")
+    expression = _filter_expression(filters, CURVE_SCHEMA)
+    frame = ds.dataset(files, schema=CURVE_SCHEMA, format="parquet").to_table(filter=expression).to_pandas()
+    return frame.sort_values(["suite", "run", "step", "position"]).reset_index(drop=True)
 
 
 def write_failure(out: Path, identity: dict, *, kind: str, reason: str) -> Path:
@@ -198,11 +274,11 @@ def _dataset(path: Path) -> ds.Dataset:
     return ds.dataset(files, schema=SCHEMA, format="parquet")
 
 
-def _filter_expression(filters: dict) -> ds.Expression | None:
+def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:
     expression = None
     for name, wanted in filters.items():
-        if name not in SCHEMA.names:
-            raise ConfigError(f"cannot filter on {name!r}; columns are {', '.join(SCHEMA.names)}")
+        if name not in schema.names:
+            raise ConfigError(f"cannot filter on {name!r}; columns are {', '.join(schema.names)}")
         field = ds.field(name)
         if isinstance(wanted, slice):
             parts = [field >= wanted.start] if wanted.start is not None else []
