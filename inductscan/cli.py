@@ -25,6 +25,8 @@ PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when 
     "heatmap": "every head (layer.head) against step, for one run",
     "seeds": "midpoint tokens per seed with onset-end whiskers",
     "gain": "in-context gain (nats) against tokens, one line per seed",
+    "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed",
+    "icl-curves": "loss against token position for one run, a line per checkpoint coloured by step",
 }
 
 
@@ -344,13 +346,23 @@ def plot_command(results: Path, output: Path, kind, suite, seed, step_range, met
         inductscan plot results/ -o heads.svg --kind heatmap --seed 21
         inductscan plot results/ -o seeds.pdf --kind seeds
         inductscan plot results/ -o gain.png --kind gain
+        inductscan plot results/ -o icl.png --kind icl
+        inductscan plot results/ -o loss-by-position.png --kind icl-curves --seed 21
     """
     from inductscan import plots
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    if kind == "icl-curves":
+        figure = plots.plot_icl_curves(store.load_icl_curves(results, **_selection(suite, seed, step_range)))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(output, dpi=150)
+        click.echo(f"{kind} plot written to {output}")
+        return
     frame = _load(results, _selection(suite, seed, step_range))
-    if kind == "timing":
+    if kind == "icl":
+        figure = plots.plot_icl_score(frame)
+    elif kind == "timing":
         figure = plots.plot_timing(frame, metric=metric, threshold=threshold)
     elif kind == "gain":
         figure = plots.plot_in_context_gain(frame)

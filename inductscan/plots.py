@@ -6,8 +6,13 @@ global state, no display needed); save it with ``figure.savefig(path)``.
 
 from __future__ import annotations
 
+import json
+
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -98,6 +103,57 @@ def plot_timing(
 def plot_in_context_gain(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
     """``in_context_gain`` (nats) against tokens seen, one line per run, with its phase timing."""
     return plot_timing(results, phases, metric="in_context_gain", threshold=None)
+
+
+def plot_icl_score(results: pd.DataFrame) -> Figure:
+    """``icl_score`` (nats; loss at a late token minus an early one) against tokens seen, one line per
+    run; dotted lines at Olsson et al.'s landmarks, -0.15 (above: before the change) and -0.4 (after)."""
+    flat = results.reset_index()
+    if "icl_score" not in flat or flat["icl_score"].isna().all():
+        raise ConfigError("the table has no icl_score: scan with --icl-dataset to score in-context learning")
+    x, x_label = _axis(flat)
+    per_checkpoint = flat.dropna(subset=["icl_score"]).groupby([*RUN_KEYS, "step"], as_index=False).first()
+    figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+    axes = figure.subplots()
+    several = per_checkpoint["suite"].nunique() > 1
+    for identity, run in per_checkpoint.groupby(RUN_KEYS):
+        run = run[run[x] > 0].sort_values("step")
+        axes.plot(run[x], run["icl_score"], marker="o", markersize=3, label=_run_label(identity, several))
+    for level in (-0.15, -0.4):
+        axes.axhline(level, color="grey", linestyle=":", linewidth=1)
+    axes.set_xscale("log")
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(_icl_label(flat))
+    axes.legend(loc="best")
+    return figure
+
+
+def _icl_label(flat: pd.DataFrame) -> str:
+    record = next((value for value in flat["icl"] if isinstance(value, str)), None)
+    if record is None:
+        return "ICL score (nats)"
+    settings = json.loads(record)
+    return f"ICL score: loss at token {settings['late']} - loss at token {settings['early']} (nats)"
+
+
+def plot_icl_curves(curves: pd.DataFrame, *, seed: int | None = None, suite: str | None = None) -> Figure:
+    """Mean loss against token position (Olsson et al.'s loss-vs-context plot) for one run, one line
+    per checkpoint coloured by step; ``curves`` from :func:`inductscan.load_icl_curves`."""
+    rows, suite, seed = _one_run(curves, suite, seed)
+    steps = sorted(rows["step"].unique())
+    colours = matplotlib.colormaps["viridis"]
+    norm = LogNorm(vmin=max(min(steps), 1), vmax=max(max(steps), 2))
+    figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+    axes = figure.subplots()
+    for step in steps:
+        curve = rows[rows["step"] == step].sort_values("position")
+        axes.plot(curve["position"], curve["loss"], color=colours(norm(max(step, 1))), linewidth=1)
+    axes.set_xscale("log")
+    axes.set_xlabel("token position in the context")
+    axes.set_ylabel("mean loss (nats)")
+    axes.set_title(f"{suite} seed {seed}")
+    figure.colorbar(ScalarMappable(norm=norm, cmap=colours), ax=axes, label="training step")
+    return figure
 
 
 def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None) -> tuple[pd.DataFrame, str, int]:

@@ -7,7 +7,7 @@ import pandas as pd
 from inductscan.errors import ConfigError
 
 HEAD_COLUMNS = ["induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit"]
-CHECKPOINT_COLUMNS = ["loss_first", "loss_repeat", "in_context_gain"]
+CHECKPOINT_COLUMNS = ["loss_first", "loss_repeat", "in_context_gain", "icl_score"]
 RUN_KEYS = ["suite", "run", "seed"]
 
 

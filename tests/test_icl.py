@@ -186,3 +186,25 @@ def test_mixing_scans_with_and_without_icl_is_refused(tmp_path):
     assert first.returncode == 0, first.stderr
     second = scan(suite, tmp_path / "out", "--icl-dataset", str(data), "--icl-context", "64", "--icl-examples", "2")
     assert second.returncode == 2 and "without the ICL score" in second.stderr
+
+
+def test_icl_figures_hold_the_table(tmp_path):
+    suite = make_suite(tmp_path / "suite", steps=(0, 10, 20))
+    data = token_file(tmp_path / "t.parquet")
+    done = scan(suite, tmp_path / "out", "--icl-dataset", str(data), "--icl-context", "64", "--icl-examples", "2",
+                "--tokens-per-step", "100")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = inductscan.load_results(tmp_path / "out")
+    figure = inductscan.plot_icl_score(results)
+    (line,) = figure.axes[0].get_lines()[:1]
+    expected = results.groupby("step")["icl_score"].first()
+    assert list(line.get_xdata()) == [1000, 2000]  # tokens; step 0 has no place on a log axis
+    assert list(line.get_ydata()) == [expected[10], expected[20]]
+    assert "token 62 - loss at token 6" in figure.axes[0].get_ylabel()
+    curves = inductscan.load_icl_curves(tmp_path / "out")
+    figure = inductscan.plot_icl_curves(curves)
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 3 and list(lines[1].get_xdata()) == list(range(2, 65))
+    assert list(lines[1].get_ydata()) == curves[curves.step == 10].sort_values("position")["loss"].tolist()
+    with pytest.raises(ConfigError, match="no icl_score"):
+        inductscan.plot_icl_score(results.assign(icl_score=float("nan")))

@@ -10,6 +10,7 @@ from inductscan.query import best_heads
 from inductscan.scan import ScanConfig, plan, run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite, make_batch
+from tests.conftest import run_cli
 
 
 def test_batches_hold_copied_segments_after_a_bos():
@@ -109,3 +110,39 @@ def test_plots_of_the_toy_suite_mark_every_seed(toy_results, tmp_path):
     assert len(midpoints) == 3 and len(timing.patches) == 3 and timing.get_xscale() == "log"
     table = CliRunner().invoke(main, ["phases", str(results)])
     assert table.exit_code == 0 and table.output.count("(steps ") == 3 * 3
+
+
+@pytest.mark.slow
+def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
+    """Olsson et al.'s ICL score on text from the toy's training distribution: about 0 before
+    training, clearly negative after the phase change, and equal to transformers' own losses."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch.nn.functional as F
+    from transformers import GPT2LMHeadModel
+
+    config = ToyConfig()
+    ids = make_batch(dataclasses.replace(config, batch=64), torch.Generator().manual_seed(123))
+    pq.write_table(pa.table({"input_ids": ids.tolist()}), tmp_path / "toy.parquet")
+    last = config.save_steps()[-1]
+    done = run_cli("scan", str(toy_results / "suite"), "--seeds", "0", "--steps", f"0,{last}", "--quiet",
+                   "--out", str(tmp_path / "out"), "--icl-dataset", str(tmp_path / "toy.parquet"),
+                   "--icl-context", "64", "--icl-examples", "64")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    score = inductscan.load_results(tmp_path / "out").groupby("step")["icl_score"].first()
+    # At step 0 the loss hardly depends on position: what is left is the sampling noise of 64
+    # examples (about 0.1 nats). Olsson et al.: above -0.15 before the change, about -0.4 after.
+    print(f"icl_score at step 0: {score[0]:.3f}, at step {last}: {score[last]:.3f}")
+    assert -0.15 < score[0] < 0.25
+    assert score[last] < -0.5
+    model = GPT2LMHeadModel.from_pretrained(toy_results / "suite" / "seed0" / f"checkpoint-{last}").eval()
+    with torch.no_grad():
+        logits = model(ids).logits.double()
+    curve = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none").mean(dim=0)
+    assert score[last] == pytest.approx((curve[62 - 2] - curve[6 - 2]).item(), abs=1e-5)
+    for kind in ("icl", "icl-curves"):
+        drawn = run_cli("plot", str(tmp_path / "out"), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind)
+        assert drawn.returncode == 0, drawn.stderr
+        assert (tmp_path / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
