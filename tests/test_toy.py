@@ -99,7 +99,7 @@ def test_plots_of_the_toy_suite_mark_every_seed(toy_results, tmp_path):
     from inductscan.cli import PLOTS, main
 
     results = toy_results / "results"
-    for kind in PLOTS:
+    for kind in [kind for kind in PLOTS if not kind.startswith("icl")]:  # the ICL plots: the ICL test below
         output = tmp_path / f"{kind}.png"
         outcome = CliRunner().invoke(main, ["plot", str(results), "-o", str(output), "--kind", kind])
         assert outcome.exit_code == 0 and output.stat().st_size > 10_000, outcome.output
