@@ -15,7 +15,7 @@ from inductscan import query as queries
 from inductscan import store
 from inductscan.errors import ConfigError, InductscanError
 from inductscan.icl import IclConfig
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.scan import ScanConfig, Shard, plan, run_scan, scan_status
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
 
@@ -130,12 +130,36 @@ def probe_options(command):
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
 
 
+def plan_options(command):
+    """Which checkpoints of a suite: the plan that scan and status share."""
+    options = [
+        click.option("--seeds", help="Comma-separated seeds, or 'all' (default)."),
+        click.option("--steps", help="Comma-separated steps (default: every step of the suite)."),
+        click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
+        click.option("--every", type=int, help="Only every Nth of the chosen steps."),
+        click.option("--tokens-per-step", type=int,
+                     help="Tokens per step of a local folder (default 0, or its manifest's)."),  # fmt: skip
+        click.option("--shard", metavar="I/N",
+                     help="Only the I-th of N interleaved parts of the plan (I from 0): N processes, e.g. a "
+                          "SLURM array with --shard $SLURM_ARRAY_TASK_ID/N, cover it exactly once."),  # fmt: skip
+    ]
+    return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
+
+
+def _plan(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard) -> list:
+    if tokens_per_step is not None and tokens_per_step < 0:
+        raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
+    suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
+    refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
+                step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
+    if not refs:
+        raise ConfigError("no checkpoint matches the chosen seeds and steps")
+    return Shard.parse(shard).select(refs) if shard else refs
+
+
 @main.command("scan")
 @click.argument("suite_or_folder")
-@click.option("--seeds", help="Comma-separated seeds, or 'all' (default).")
-@click.option("--steps", help="Comma-separated steps (default: every step of the suite).")
-@click.option("--step-range", help="Only steps A..B inclusive, as A:B.")
-@click.option("--every", type=int, help="Only every Nth of the chosen steps.")
+@plan_options
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Results folder (a re-run resumes).")  # fmt: skip
 @probe_options
@@ -154,7 +178,6 @@ def probe_options(command):
 @click.option("--layer-by-layer", is_flag=True,
               help="Read each layer's weights from disk only when the forward pass reaches it: peak memory is "
                    "about one layer plus the embeddings (for models larger than memory), same scores.")  # fmt: skip
-@click.option("--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's).")
 @click.option("--icl-dataset", metavar="NAME_OR_PATH",
               help="Also score in-context learning on real text: a Hub dataset name or a local "
                    ".parquet/.json/.jsonl/.txt/.csv file, loaded with datasets.load_dataset.")  # fmt: skip
@@ -166,10 +189,10 @@ def probe_options(command):
 @click.option("--icl-context", type=int, default=512, show_default=True,
               help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Path, probe_length, probe_repeats,
-                 probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries, retry_backoff, threads, device,
-                 dtype, layer_by_layer, tokens_per_step, icl_dataset, icl_split, icl_column, icl_examples, icl_context,
-                 quiet) -> None:  # fmt: skip
+def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard, out: Path,
+                 probe_length, probe_repeats, probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries,
+                 retry_backoff, threads, device, dtype, layer_by_layer, icl_dataset, icl_split, icl_column,
+                 icl_examples, icl_context, quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
@@ -185,14 +208,13 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
         inductscan scan toy --out toy-results/
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
+        inductscan scan stanford-gpt2-small --shard 3/8 --out /shared/results   # one of 8 array tasks
 
     With --icl-dataset each checkpoint also gets icl_score, the mean loss of predicting token 500
     of a 512-token context minus that of token 50 (Olsson et al.; both scale with --icl-context),
     and its loss per token position goes to OUT/icl_curves/ (see `inductscan plot --kind icl-curves`).
     """
-    suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
-    if tokens_per_step is not None and tokens_per_step < 0:
-        raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
+    refs = _plan(suite_or_folder, seeds, steps, step_range, every, tokens_per_step, shard)
     config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
                         probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
                         max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
@@ -200,15 +222,36 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, out: Pat
                         threads=threads, layer_by_layer=layer_by_layer,
                         icl=None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples,
                                                                        icl_context))  # fmt: skip
-    refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
-                step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
-    if not refs:
-        raise ConfigError("no checkpoint matches the chosen seeds and steps")
     summary = run_scan(refs, out, config, progress=not quiet)
     click.echo(summary.line(out))
     for warning in summary.warnings():
         click.echo(warning, err=True)
     if summary.failed:
+        sys.exit(1)
+
+
+@main.command("status")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--suite", "suite_or_folder", required=True, help="The suite (or folder) that was scanned.")
+@plan_options
+@click.option("--list", "list_steps", is_flag=True, help="Name every missing and failed step.")
+def status_command(results: Path, suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard,
+                   list_steps: bool) -> None:  # fmt: skip
+    """What of a planned scan is done, failed, skipped and missing in a results folder.
+
+    Give the same plan options as the scan (or a wider plan). Exits 0 when every planned
+    checkpoint is done, 1 otherwise, so that a job script can wait on it.
+
+    \b
+    Example:
+        inductscan status results/ --suite stanford-gpt2-small
+        inductscan status results/ --suite pythia-160m-seeds --seeds 1,2 --list
+    """
+    refs = _plan(suite_or_folder, seeds, steps, step_range, every, tokens_per_step, shard)
+    report = scan_status(refs, results)
+    for line in report.lines(list_steps=list_steps):
+        click.echo(line)
+    if not report.complete:
         sys.exit(1)
 
 

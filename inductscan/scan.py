@@ -117,6 +117,33 @@ def plan(
     return planned
 
 
+@dataclass(frozen=True)
+class Shard:
+    """The ``index``-th of ``count`` interleaved parts of a plan: checkpoints index, index + count, ...
+
+    Interleaved rather than cut into blocks, so that every part gets early and late steps of every
+    run alike (late Pythia steps are no slower, but a block cut would give one task all of a run).
+    The same plan split the same way on every machine: N processes cover it exactly once.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, sep, count = text.partition("/")
+        try:
+            shard = cls(int(index), int(count))
+        except ValueError:
+            shard = None
+        if not sep or shard is None or not 0 <= shard.index < shard.count:
+            raise ConfigError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
+        return shard
+
+    def select(self, refs: list[CheckpointRef]) -> list[CheckpointRef]:
+        return refs[self.index :: self.count]
+
+
 def _nearby(available: tuple[int, ...], step: int) -> str:
     index = bisect.bisect_left(available, step)
     near = available[max(0, index - 2) : index + 2]
@@ -271,6 +298,62 @@ def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progre
     summary.same_weights = store.same_weights(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@dataclass
+class RunStatus:
+    name: str
+    seed: int
+    planned: int = 0
+    done: int = 0
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+
+
+@dataclass
+class StatusReport:
+    """What of a plan a results folder holds, run by run."""
+
+    runs: list[RunStatus]
+
+    @property
+    def complete(self) -> bool:
+        return all(run.done == run.planned for run in self.runs)
+
+    def lines(self, *, list_steps: bool = False) -> list[str]:
+        lines = []
+        for run in self.runs:
+            lines.append(f"{run.name} (seed {run.seed}): {run.planned} planned, {run.done} done, "
+                         f"{len(run.failed)} failed, {len(run.skipped)} skipped, {len(run.missing)} missing")  # fmt: skip
+            for kind, steps in (("failed", run.failed), ("skipped", run.skipped), ("missing", run.missing)):
+                if steps:
+                    shown = steps if list_steps else steps[:10]
+                    more = "" if len(shown) == len(steps) else f", ... ({len(steps) - len(shown)} more; --list)"
+                    lines.append(f"  {kind} steps: {', '.join(map(str, shown))}{more}")
+        total = {key: sum(getattr(run, key) if key in ("planned", "done") else len(getattr(run, key))
+                          for run in self.runs) for key in ("planned", "done", "failed", "skipped", "missing")}  # fmt: skip
+        lines.append(", ".join(f"{value} {key}" for key, value in total.items()))
+        return lines
+
+
+def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
+    """Done (a scores file), failed or skipped (a failure record and no scores), else missing."""
+    out = Path(out)
+    if not out.is_dir():
+        raise ConfigError(f"no results folder at {out}")
+    failures = store.load_failures(out)
+    kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
+    runs: dict[tuple[str, str], RunStatus] = {}
+    for ref in refs:
+        run = runs.setdefault((ref.suite.name, ref.run.name), RunStatus(ref.run.name, ref.run.seed))
+        run.planned += 1
+        if store.is_done(out, ref.suite.name, ref.run.name, ref.step):
+            run.done += 1
+        else:
+            kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
+            {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
+    return StatusReport(list(runs.values()))
 
 
 def prepare_icl(refs: list[CheckpointRef], config: ScanConfig) -> icl.IclExamples | None:
