@@ -15,7 +15,7 @@ from inductscan import query as queries
 from inductscan import store
 from inductscan.errors import ConfigError, InductscanError
 from inductscan.icl import IclConfig
-from inductscan.scan import ScanConfig, Shard, plan, run_scan, scan_status
+from inductscan.scan import RayOptions, ScanConfig, Shard, plan, run_scan, scan_status
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
 
@@ -188,11 +188,19 @@ def _plan(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step
               help="Examples (contexts) scored per checkpoint, chosen once per scan.")  # fmt: skip
 @click.option("--icl-context", type=int, default=512, show_default=True,
               help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.")  # fmt: skip
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process, downloads prefetched; ray: one Ray task per checkpoint.")  # fmt: skip
+@click.option("--ray-address", help="The Ray cluster: 'auto' (the one this machine is in) or HOST:PORT; "
+                                    "default: start a local one.")  # fmt: skip
+@click.option("--cpus-per-task", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
+@click.option("--gpus-per-task", type=float, default=0.0, show_default=True,
+              help="Ray: GPUs each task reserves (with --device cuda).")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard, out: Path,
                  probe_length, probe_repeats, probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries,
                  retry_backoff, threads, device, dtype, layer_by_layer, icl_dataset, icl_split, icl_column,
-                 icl_examples, icl_context, quiet) -> None:  # fmt: skip
+                 icl_examples, icl_context, executor, ray_address, cpus_per_task, gpus_per_task,
+                 quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
@@ -209,6 +217,7 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan stanford-gpt2-small --shard 3/8 --out /shared/results   # one of 8 array tasks
+        inductscan scan stanford-gpt2-small --executor ray --ray-address auto --out /shared/results
 
     With --icl-dataset each checkpoint also gets icl_score, the mean loss of predicting token 500
     of a 512-token context minus that of token 50 (Olsson et al.; both scale with --icl-context),
@@ -222,7 +231,12 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
                         threads=threads, layer_by_layer=layer_by_layer,
                         icl=None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples,
                                                                        icl_context))  # fmt: skip
-    summary = run_scan(refs, out, config, progress=not quiet)
+    ray = None
+    if executor == "ray":
+        ray = RayOptions(address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+    elif ray_address is not None:
+        raise ConfigError("--ray-address needs --executor ray")
+    summary = run_scan(refs, out, config, progress=not quiet, ray=ray)
     click.echo(summary.line(out))
     for warning in summary.warnings():
         click.echo(warning, err=True)

@@ -29,7 +29,7 @@ from inductscan.hub import Retry
 from inductscan.icl import IclConfig
 from inductscan.measure import Scorer
 from inductscan.model import read_state_dict
-from inductscan.pipeline import Prefetcher
+from inductscan.pipeline import Fetched, Prefetcher
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
 from inductscan.suites import Suite, local_step_folder
 
@@ -174,6 +174,16 @@ class ScanSummary:
     peak_disk: int = 0  # bytes reserved at once for downloads
     same_weights: list[store.SameWeights] = field(default_factory=list)
 
+    def record(self, ref: CheckpointRef, outcome: tuple[str, str], bar: tqdm) -> None:
+        """Count one checkpoint's outcome (from :func:`score_fetched`) and advance the bar."""
+        kind, reason = outcome
+        if kind == "scored":
+            self.scored += 1
+        else:
+            self.failed.append((ref, reason))
+            bar.write(f"{kind}: {ref.describe()}: {reason}")
+        bar.update()
+
     def line(self, out: Path) -> str:
         text = (
             f"{self.planned} checkpoints in {self.seconds:.1f} s: {self.scored} scored, "
@@ -257,47 +267,72 @@ class Scoring:
                            weights_sha256=files.sha256, probe=probe, icl=in_context)  # fmt: skip
 
 
-def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progress: bool = True) -> ScanSummary:
-    """Score every planned checkpoint not yet in ``out``; record the ones that fail and go on."""
+def run_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progress: bool = True,
+             ray: RayOptions | None = None) -> ScanSummary:  # fmt: skip
+    """Score every planned checkpoint not yet in ``out``; record the ones that fail and go on.
+
+    Here, with downloads prefetched in threads; with ``ray``, as one Ray task per checkpoint
+    (:mod:`inductscan.distributed`).
+    """
     out = Path(out)
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
     started = time.perf_counter()
-    icl_examples = prepare_icl(refs, config)  # a bad dataset fails here, before anything is written
-    store.check_writable(out)
-    store.remove_stale_temporaries(out)
-    _refuse_other_icl(out, refs, icl_examples)
-    summary = ScanSummary(planned=len(refs))
-    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
-    probes = prepare_probes(todo, config)
-    _refuse_other_probes(out, probes)
-    scoring = Scoring(config, probes, icl_examples)
-    summary.already_done = len(refs) - len(todo)
+    scoring, todo, summary = prepare_scan(refs, out, config)
     bar = tqdm(total=len(refs), initial=summary.already_done, unit="ckpt", disable=not progress, dynamic_ncols=True)
-    prefetcher = Prefetcher(todo, prefetch=config.prefetch, retry=config.retry, max_disk=config.max_disk,
-                            keep_weights=config.keep_weights)  # fmt: skip
-    with bar, prefetcher:
-        for fetched in prefetcher:
-            ref = fetched.ref
-            bar.set_postfix_str(ref.describe(), refresh=False)  # redrawn at tqdm's own pace, not per checkpoint
-            try:
-                if fetched.error is not None:
-                    raise fetched.error
-                scoring.score_files(ref, fetched.files, out)
-                summary.scored += 1
-            except (CheckpointError, UnsupportedArchitectureError) as error:
-                kind = "skipped" if isinstance(error, CheckpointUnavailableError) else "failed"
-                store.write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=str(error))
-                summary.failed.append((ref, str(error)))
-                bar.write(f"{kind}: {ref.describe()}: {error}")
-            finally:
-                prefetcher.release(fetched)
-            bar.update()
-    summary.peak_disk = prefetcher.budget.peak
+    with bar:
+        if ray is not None:
+            from inductscan.distributed import run_on_ray
+
+            run_on_ray(todo, out, scoring, ray, summary, bar)
+        else:
+            _run_here(todo, out, scoring, summary, bar)
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
     summary.same_weights = store.same_weights(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def prepare_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig) -> tuple[Scoring, list[CheckpointRef],
+                                                                                    ScanSummary]:  # fmt: skip
+    """Everything before the first checkpoint: the ICL examples (a bad dataset fails before anything
+    is written), the output folder, what is already done, the probes, and the refusals."""
+    icl_examples = prepare_icl(refs, config)
+    store.check_writable(out)
+    store.remove_stale_temporaries(out)
+    _refuse_other_icl(out, refs, icl_examples)
+    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
+    probes = prepare_probes(todo, config)
+    _refuse_other_probes(out, probes)
+    summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
+    return Scoring(config, probes, icl_examples), todo, summary
+
+
+def _run_here(todo: list[CheckpointRef], out: Path, scoring: Scoring, summary: ScanSummary, bar: tqdm) -> None:
+    config = scoring.config
+    prefetcher = Prefetcher(todo, prefetch=config.prefetch, retry=config.retry, max_disk=config.max_disk,
+                            keep_weights=config.keep_weights)  # fmt: skip
+    with prefetcher:
+        for fetched in prefetcher:
+            bar.set_postfix_str(fetched.ref.describe(), refresh=False)  # redrawn at tqdm's own pace
+            summary.record(fetched.ref, score_fetched(fetched, scoring, prefetcher, out), bar)
+    summary.peak_disk = prefetcher.budget.peak
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how to run a scan on Ray: the cluster (None: start a local one; "auto": the one
+    this machine belongs to; or HOST:PORT) and each task's resources."""
+
+    address: str | None = None
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_retries: int = 3  # of a task whose worker or node died
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.max_retries < 0:
+            raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0, got {self.cpus_per_task}, "
+                              f"{self.gpus_per_task}")  # fmt: skip
 
 
 @dataclass
@@ -354,6 +389,25 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
             kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
             {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
     return StatusReport(list(runs.values()))
+
+
+def score_fetched(fetched: Fetched, scoring: Scoring, prefetcher: Prefetcher, out: Path) -> tuple[str, str]:
+    """Score one fetched checkpoint, or record why not; then let go of its files.
+
+    Returns ("scored", "") or ("failed" | "skipped", the reason).
+    """
+    ref = fetched.ref
+    try:
+        if fetched.error is not None:
+            raise fetched.error
+        scoring.score_files(ref, fetched.files, out)
+        return "scored", ""
+    except (CheckpointError, UnsupportedArchitectureError) as error:
+        kind = "skipped" if isinstance(error, CheckpointUnavailableError) else "failed"
+        store.write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=str(error))
+        return kind, str(error)
+    finally:
+        prefetcher.release(fetched)
 
 
 def prepare_icl(refs: list[CheckpointRef], config: ScanConfig) -> icl.IclExamples | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -146,3 +147,21 @@ def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
         drawn = run_cli("plot", str(tmp_path / "out"), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind)
         assert drawn.returncode == 0, drawn.stderr
         assert (tmp_path / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_a_toy_scan_on_ray_gives_the_local_table(toy_results, tmp_path):
+    import ray
+
+    from inductscan.scan import RayOptions
+
+    suite = local_suite(toy_results / "suite")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        summary = run_scan(plan(suite, seeds=[0]), tmp_path / "ray", ScanConfig(), progress=False, ray=RayOptions())
+    finally:
+        ray.shutdown()
+    assert summary.scored == len(ToyConfig().save_steps()) and not summary.failed
+    on_ray = inductscan.load_results(tmp_path / "ray").drop(columns=["scored_at"])
+    local = inductscan.load_results(toy_results / "results", seed=0).drop(columns=["scored_at"])
+    pd.testing.assert_frame_equal(on_ray, local)

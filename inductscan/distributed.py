@@ -1,0 +1,63 @@
+"""A scan spread over a Ray cluster: one task per checkpoint, each fetching, scoring and writing its
+own parquet file into the shared results folder.
+
+The driver plans the scan, prepares the probes and ICL examples once, and shows the same progress
+bar and summary as a local scan. A task whose worker process or node dies is retried by Ray
+(``max_retries``); a retry rewrites the same checkpoint file, atomically, so every checkpoint is
+scored exactly once in the table. A checkpoint that cannot be scored is recorded by its task, as
+locally. A re-run resumes: done checkpoints are not submitted. Ray is optional:
+``pip install inductscan[ray]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from inductscan.checkpoints import CheckpointRef
+from inductscan.errors import ConfigError
+from inductscan.pipeline import Prefetcher
+from inductscan.scan import RayOptions, ScanSummary, Scoring, score_fetched
+
+_worker_scoring: dict[str, Scoring] = {}  # per worker process: its Scorer's buffers survive from task to task
+
+
+def score_one(ref: CheckpointRef, out: str, scoring: Scoring, threads: int) -> tuple[str, str]:
+    """A Ray task: fetch, score and store one checkpoint (its outcome as :func:`score_fetched`'s)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    key = repr((scoring.config, sorted(scoring.probes), scoring.icl_examples and scoring.icl_examples.identifier()))
+    scoring = _worker_scoring.setdefault(key, scoring)
+    config = scoring.config
+    with Prefetcher([ref], prefetch=0, retry=config.retry, keep_weights=config.keep_weights) as prefetcher:
+        (fetched,) = list(prefetcher)
+        return score_fetched(fetched, scoring, prefetcher, Path(out))
+
+
+def run_on_ray(todo: list[CheckpointRef], out: Path, scoring: Scoring, options: RayOptions, summary: ScanSummary,
+               bar: tqdm) -> None:  # fmt: skip
+    """Submit one task per checkpoint and collect them as they finish."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'inductscan[ray]'") from None
+    if scoring.config.max_disk is not None:
+        raise ConfigError("--max-disk bounds one process's downloads; on Ray each task holds one checkpoint at a time")
+    if not ray.is_initialized():
+        ray.init(address=options.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    task = ray.remote(score_one).options(num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task,
+                                         max_retries=options.max_retries, retry_exceptions=False)  # fmt: skip
+    shared = ray.put(scoring)
+    threads = max(1, int(options.cpus_per_task))
+    pending = {task.remote(ref, str(out), shared, threads): ref for ref in todo}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        ref = pending.pop(done[0])
+        bar.set_postfix_str(ref.describe(), refresh=False)
+        try:
+            outcome = ray.get(done[0])
+        except ray.exceptions.RayError as error:  # the task kept dying (a crashed worker) or raised a bug
+            outcome = ("failed", f"Ray task failed: {str(error).strip().splitlines()[0]}")
+        summary.record(ref, outcome, bar)
