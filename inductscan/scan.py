@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from inductscan import icl, store
-from inductscan.architecture import Architecture, convert, read_architecture
+from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,

@@ -231,7 +231,7 @@ def floor(work: Path, step: int, ids, device: str) -> dict:
                                                  attn_implementation="eager").to(device).eval()  # fmt: skip
     with torch.inference_mode():
         transformers_seconds = mean_warm(lambda: model(ids))
-    del model
+    model = None  # let go of it before inductscan's copy of the weights
     files = [hf_hub_download(REPO, name, revision=f"checkpoint-{step}") for name in ("config.json", "pytorch_model.bin")]
     scorer = Scorer(read_architecture(Path(files[0])), device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))

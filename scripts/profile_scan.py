@@ -57,7 +57,7 @@ def main() -> None:
     from inductscan.scan import ScanConfig, plan, run_scan, suite_probe
     from inductscan.suites import local_suite
 
-    config = make_suite(arguments.work / "suite")
+    make_suite(arguments.work / "suite")
     suite = local_suite(arguments.work / "suite")
     out = arguments.work / "results"
     shutil.rmtree(out, ignore_errors=True)

@@ -15,7 +15,7 @@ from inductscan.measure import Scorer
 from inductscan.model import UNEMBED_BLOCK, next_token_losses, read_state_dict
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 from inductscan.store import load_results
-from tests.conftest import REPO_ROOT, gpt2_model, make_local_suite, neox_model, run_cli, save_checkpoint
+from tests.conftest import REPO_ROOT, gpt2_model, neox_model, run_cli, save_checkpoint
 
 
 def test_blocked_losses_equal_cross_entropy_of_the_whole_logits():
