@@ -167,9 +167,6 @@ class Weights:
     unembed: torch.Tensor  # W_U (d_model, vocab); may be a view of embed
 
 
-# take(key, view=None): the weight ``key``, through ``view`` (a reshape or transpose of the file's
-# tensor), in the compute dtype and on the device.
-Take = Callable[..., torch.Tensor]
 LAYER_NUMBER = re.compile(r"\.\d+\.")
 
 
@@ -202,9 +199,6 @@ class Buffers:
             buffer = torch.empty(source.shape, dtype=self.dtype, device=self.device)
             self.tensors[slot] = buffer
         return buffer.copy_(source)
-
-    def nbytes(self) -> int:
-        return sum(tensor.nbytes for tensor in self.tensors.values())
 
 
 class _Prefixed(Mapping):
@@ -265,13 +259,11 @@ class StreamedLayers(Sequence):
     def __len__(self) -> int:
         return self.arch.n_layers
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
+    def __getitem__(self, index: int) -> Layer:
+        if not 0 <= index < len(self):
             raise IndexError(index)
         state = _normalise(self.arch, self.open_state())
-        return FAMILIES[self.arch.family].layer(self.arch, state, self.buffers, index % len(self))
+        return FAMILIES[self.arch.family].layer(self.arch, state, self.buffers, index)
 
 
 def convert_streamed(

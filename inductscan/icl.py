@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -67,15 +68,18 @@ class IclExamples:
         early, late = self.config.positions()
         return {
             **asdict(self.config), "column": self.column, "tokenizer": self.tokenizer, "early": early,
-            "late": late, "definition": definition(self.config),
-            "ids_sha256": hashlib.sha256(self.ids.numpy().tobytes()).hexdigest(),
+            "late": late, "definition": definition(self.config), "ids_sha256": self.ids_sha256,
         }  # fmt: skip
+
+    @cached_property
+    def ids_sha256(self) -> str:
+        return hashlib.sha256(self.ids.numpy().tobytes()).hexdigest()
 
     def record_json(self) -> str:
         return json.dumps(self.record(), sort_keys=True)
 
     def identifier(self) -> str:
-        return self.record()["ids_sha256"][:16]
+        return self.ids_sha256[:16]
 
 
 def definition(config: IclConfig) -> str:

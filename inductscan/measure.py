@@ -15,14 +15,11 @@ import torch
 
 from inductscan import scores
 from inductscan.architecture import Architecture, Buffers, Layer, Weights, convert, convert_streamed
-from inductscan.model import ForwardResult, LayerCallback, forward
+from inductscan.model import forward
 from inductscan.probe import Probe
 
 HEAD_SCORES = (*scores.PATTERN_SCORES, "copying", "induction_logit")
 CHECKPOINT_SCORES = ("loss_first", "loss_repeat", "in_context_gain")
-
-ForwardPass = Callable[..., ForwardResult]  # as model.forward
-
 
 @dataclass(frozen=True)
 class CheckpointScores:
@@ -30,7 +27,7 @@ class CheckpointScores:
     checkpoint: dict[str, float]
 
 
-def score_weights(weights: Weights, probe: Probe, forward_pass: ForwardPass = forward) -> CheckpointScores:
+def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     """Every head score and checkpoint score for one checkpoint."""
     arch = weights.architecture
     layout = probe.layout
@@ -55,7 +52,7 @@ def score_weights(weights: Weights, probe: Probe, forward_pass: ForwardPass = fo
         # the input LayerNorm's gain folded into W_V (the final one is in `through`)
         circuits.append(scores.ov_circuits(values * layer.ln1_weight[:, None], outputs, through))
 
-    result = forward_pass(weights, ids, on_layer, losses=True)
+    result = forward(weights, ids, on_layer, losses=True)
     heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
     heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
     heads["copying"] = scores.eigenvalue_ratio(torch.stack(circuits))
@@ -66,9 +63,10 @@ class Scorer:
     """Scores the checkpoints of one architecture one after another, reusing its memory.
 
     Each checkpoint's weights are copied into the buffers the previous one used (no fresh
-    half-gigabyte to fault in per GPT-2-small checkpoint). With ``layer_by_layer``, only the embeddings stay in memory and each layer is read
-    from the files when the forward pass reaches it, into one layer's worth of buffers: peak
-    memory is about one layer plus the embeddings, and the scores are the same.
+    half-gigabyte to fault in per GPT-2-small checkpoint). With ``layer_by_layer``, only the
+    embeddings stay in memory and each layer is read from the files when the forward pass reaches
+    it, into one layer's worth of buffers: peak memory is about one layer plus the embeddings, and
+    the scores are the same.
     """
 
     def __init__(self, arch: Architecture, dtype: torch.dtype = torch.float32, device: str = "cpu",
@@ -76,7 +74,6 @@ class Scorer:
         self.arch, self.dtype, self.device = arch, dtype, device
         self.layer_by_layer = layer_by_layer
         self.buffers = Buffers(dtype, device, one_layer=layer_by_layer)
-        self.logits: torch.Tensor | None = None
 
     def load(self, open_state: Callable[[], Mapping[str, torch.Tensor]]) -> Weights:
         """The weights of the files ``open_state()`` opens; those of the previous load are overwritten."""
@@ -84,18 +81,8 @@ class Scorer:
             return convert_streamed(self.arch, open_state, self.buffers)
         return convert(self.arch, open_state(), self.dtype, self.device, buffers=self.buffers)
 
-    def forward(self, weights: Weights, ids: torch.Tensor, on_layer: LayerCallback | None = None,
-                *, losses: bool = False) -> ForwardResult:  # fmt: skip
-        """:func:`inductscan.model.forward`, its logits (when it makes them) in a buffer reused across calls."""
-        if losses:
-            return forward(weights, ids, on_layer, losses=True)
-        shape = (*ids.shape, self.arch.vocab_size)
-        if self.logits is None or self.logits.shape != shape:
-            self.logits = torch.empty(shape, dtype=self.dtype, device=self.device)
-        return forward(weights, ids, on_layer, logits_out=self.logits)
-
     def score(self, weights: Weights, probe: Probe) -> CheckpointScores:
-        return score_weights(weights, probe, self.forward)
+        return score_weights(weights, probe)
 
     def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),

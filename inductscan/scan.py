@@ -345,6 +345,14 @@ class RunStatus:
     skipped: list[int] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {"planned": self.planned, "done": self.done, "failed": len(self.failed), "skipped": len(self.skipped),
+                "missing": len(self.missing)}  # fmt: skip
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{value} {key}" for key, value in counts.items())
+
 
 @dataclass
 class StatusReport:
@@ -359,16 +367,14 @@ class StatusReport:
     def lines(self, *, list_steps: bool = False) -> list[str]:
         lines = []
         for run in self.runs:
-            lines.append(f"{run.name} (seed {run.seed}): {run.planned} planned, {run.done} done, "
-                         f"{len(run.failed)} failed, {len(run.skipped)} skipped, {len(run.missing)} missing")  # fmt: skip
+            lines.append(f"{run.name} (seed {run.seed}): {_counted(run.counts())}")
             for kind, steps in (("failed", run.failed), ("skipped", run.skipped), ("missing", run.missing)):
                 if steps:
                     shown = steps if list_steps else steps[:10]
                     more = "" if len(shown) == len(steps) else f", ... ({len(steps) - len(shown)} more; --list)"
                     lines.append(f"  {kind} steps: {', '.join(map(str, shown))}{more}")
-        total = {key: sum(getattr(run, key) if key in ("planned", "done") else len(getattr(run, key))
-                          for run in self.runs) for key in ("planned", "done", "failed", "skipped", "missing")}  # fmt: skip
-        lines.append(", ".join(f"{value} {key}" for key, value in total.items()))
+        totals = [run.counts() for run in self.runs]
+        lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
         return lines
 
 

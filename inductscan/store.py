@@ -62,11 +62,7 @@ SCHEMA = pa.schema(
 )  # fmt: skip
 CURVE_SCHEMA = pa.schema(
     [
-        ("suite", pa.string()),
-        ("run", pa.string()),
-        ("seed", pa.int64()),
-        ("step", pa.int64()),
-        ("tokens", pa.int64()),
+        *(SCHEMA.field(name) for name in ("suite", "run", "seed", "step", "tokens")),
         ("position", pa.int32()),  # the predicted token's number in the context, from 1 (so from 2)
         ("loss", pa.float64()),  # mean over the ICL examples, nats
     ]
@@ -89,16 +85,20 @@ def _safe(name: str) -> str:
     return name.replace(os.sep, "_").replace("/", "_")
 
 
+def _checkpoint_file(out: Path, table: str, suite: str, run: str, step: int, suffix: str) -> Path:
+    return Path(out) / table / _safe(suite) / _safe(run) / f"{_file_stem(step)}{suffix}"
+
+
 def score_path(out: Path, suite: str, run: str, step: int) -> Path:
-    return Path(out) / "scores" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.parquet"
+    return _checkpoint_file(out, "scores", suite, run, step, ".parquet")
 
 
 def curve_path(out: Path, suite: str, run: str, step: int) -> Path:
-    return Path(out) / "icl_curves" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.parquet"
+    return _checkpoint_file(out, "icl_curves", suite, run, step, ".parquet")
 
 
 def failure_path(out: Path, suite: str, run: str, step: int) -> Path:
-    return Path(out) / "failures" / _safe(suite) / _safe(run) / f"{_file_stem(step)}.json"
+    return _checkpoint_file(out, "failures", suite, run, step, ".json")
 
 
 @contextmanager

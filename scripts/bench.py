@@ -212,7 +212,7 @@ def floor(work: Path, step: int, ids, device: str) -> dict:
 
     from inductscan.architecture import read_architecture
     from inductscan.measure import Scorer
-    from inductscan.model import read_state_dict
+    from inductscan.model import forward, read_state_dict
 
     def mean_warm(action, repeats: int = 5) -> float:
         action()
@@ -235,7 +235,8 @@ def floor(work: Path, step: int, ids, device: str) -> dict:
     files = [hf_hub_download(REPO, name, revision=f"checkpoint-{step}") for name in ("config.json", "pytorch_model.bin")]
     scorer = Scorer(read_architecture(Path(files[0])), device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
-    own_seconds = mean_warm(lambda: scorer.forward(weights, ids))  # logits into one reused buffer
+    logits = torch.empty(*ids.shape, scorer.arch.vocab_size, device=device)  # one buffer, as a scan would keep
+    own_seconds = mean_warm(lambda: forward(weights, ids, logits_out=logits))
     return {"transformers": transformers_seconds, "inductscan": own_seconds, "peak_rss_gb": peak_rss_gb()}
 
 

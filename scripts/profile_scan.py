@@ -53,7 +53,7 @@ def main() -> None:
 
     from inductscan.architecture import read_architecture
     from inductscan.measure import Scorer
-    from inductscan.model import read_state_dict
+    from inductscan.model import forward, read_state_dict
     from inductscan.scan import ScanConfig, plan, run_scan, suite_probe
     from inductscan.suites import local_suite
 
@@ -71,7 +71,8 @@ def main() -> None:
     scorer = Scorer(arch)
     load = best_of(2, lambda: scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"])))
     weights = scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"]))
-    own = best_of(3, lambda: scorer.forward(weights, probe.ids))
+    logits = torch.empty(*probe.ids.shape, arch.vocab_size)
+    own = best_of(3, lambda: forward(weights, probe.ids, logits_out=logits))
     scores = best_of(3, lambda: scorer.score(weights, probe))
     reference = GPT2LMHeadModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     with torch.inference_mode():
