@@ -5,8 +5,9 @@ also hold DeepSpeed optimizer state (``global_stepN/``) several times the size o
 Safetensors are preferred where the revision has them; a sharded checkpoint is fetched as its
 index and the shards it names. A Hub fetch is two steps, so that a pipeline can budget disk
 between them: ``locate`` (the files and their announced sizes) and ``fetch_planned`` (download
-and verify, see :mod:`inductscan.hub`). Every weight file is hashed (sha256) so that two steps
-serving the same weights can be told apart from two that merely look alike.
+and verify, see :mod:`inductscan.hub`). Every weight file has its sha256 (hashed, or a cached
+blob's content address) so that two steps serving the same weights can be told apart from two
+that merely look alike.
 """
 
 from __future__ import annotations
@@ -101,19 +102,20 @@ def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
     raise CheckpointUnavailableError(f"{where} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
 
 
-def _download(file: Announced, retry: Retry) -> Downloaded:
+def _download(file: Announced, retry: Retry, verify_cached: bool = False) -> Downloaded:
     where = f"{file.repo}@{file.revision}"
-    found = retry.run(lambda: download(file), where)
+    found = retry.run(lambda: download(file, verify_cached=verify_cached), where)
     if found is None:
         raise CheckpointUnavailableError(f"{where}: {file.name} disappeared between announcement and download")
     return found
 
 
-def fetch_planned(plan: FetchPlan, retry: Retry = Retry()) -> CheckpointFiles:
-    """Download (or find in the cache) every file of a plan, each verified; a local one is read in place."""
+def fetch_planned(plan: FetchPlan, retry: Retry = Retry(), *, verify_cached: bool = False) -> CheckpointFiles:
+    """Download (or find in the cache) every file of a plan, each verified (a cached one by its blob's
+    name unless ``verify_cached``, see :func:`inductscan.hub.download`); a local one is read in place."""
     if plan.ref.suite.source == "local":
         return _local(plan.ref)
-    config, *weights = [_download(file, retry) for file in plan.files]
+    config, *weights = [_download(file, retry, verify_cached) for file in plan.files]
     digest = weights[0].sha256 if len(weights) == 1 else combined_sha256(
         [(file.path.name, file.sha256) for file in weights])  # fmt: skip
     downloaded = tuple(file.path for file in weights if file.created)  # config.json is small: kept

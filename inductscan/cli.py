@@ -167,6 +167,9 @@ def _plan(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step
               help="Checkpoints downloaded ahead while one is scored (0: one at a time).")  # fmt: skip
 @click.option("--max-disk", help="Most bytes of downloaded weights on disk at once, e.g. 20GB or 800MiB.")
 @click.option("--keep-weights", is_flag=True, help="Keep downloaded weights in the Hugging Face cache after scoring.")
+@click.option("--verify-cached", is_flag=True,
+              help="Hash weight files already in the Hugging Face cache too. By default a cached blob is trusted by "
+                   "its name, which is its sha256, and its size; what a scan downloads is always hashed.")  # fmt: skip
 @click.option("--retries", type=int, default=3, show_default=True,
               help="Retries of a dropped connection, 5xx, timeout or refused file, with exponential backoff.")  # fmt: skip
 @click.option("--retry-backoff", type=float, default=2.0, show_default=True,
@@ -197,8 +200,8 @@ def _plan(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step
               help="Ray: GPUs each task reserves (with --device cuda).")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard, out: Path,
-                 probe_length, probe_repeats, probe_batch, probe_seed, prefetch, max_disk, keep_weights, retries,
-                 retry_backoff, threads, device, dtype, layer_by_layer, icl_dataset, icl_split, icl_column,
+                 probe_length, probe_repeats, probe_batch, probe_seed, prefetch, max_disk, keep_weights, verify_cached,
+                 retries, retry_backoff, threads, device, dtype, layer_by_layer, icl_dataset, icl_split, icl_column,
                  icl_examples, icl_context, executor, ray_address, cpus_per_task, gpus_per_task,
                  quiet) -> None:  # fmt: skip
     """Score every attention head of every checkpoint of a suite into a parquet table.
@@ -227,7 +230,7 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
     config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
                         probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
                         max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
-                        keep_weights=keep_weights, retries=retries, retry_backoff=retry_backoff,
+                        keep_weights=keep_weights, verify_cached=verify_cached, retries=retries, retry_backoff=retry_backoff,
                         threads=threads, layer_by_layer=layer_by_layer,
                         icl=None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples,
                                                                        icl_context))  # fmt: skip

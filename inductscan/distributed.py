@@ -31,7 +31,8 @@ def score_one(ref: CheckpointRef, out: str, scoring: Scoring, threads: int) -> t
     key = repr((scoring.config, sorted(scoring.probes), scoring.icl_examples and scoring.icl_examples.identifier()))
     scoring = _worker_scoring.setdefault(key, scoring)
     config = scoring.config
-    with Prefetcher([ref], prefetch=0, retry=config.retry, keep_weights=config.keep_weights) as prefetcher:
+    with Prefetcher([ref], prefetch=0, retry=config.retry, keep_weights=config.keep_weights,
+                    verify_cached=config.verify_cached) as prefetcher:  # fmt: skip
         (fetched,) = list(prefetcher)
         return score_fetched(fetched, scoring, prefetcher, Path(out))
 

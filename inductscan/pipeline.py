@@ -89,11 +89,12 @@ class Prefetcher:
     ahead; the consumer calls :meth:`release` once it has scored (or given up on) each one."""
 
     def __init__(self, refs: list[CheckpointRef], *, prefetch: int = 2, retry: Retry = Retry(),
-                 max_disk: int | None = None, keep_weights: bool = False) -> None:  # fmt: skip
+                 max_disk: int | None = None, keep_weights: bool = False, verify_cached: bool = False) -> None:  # fmt: skip
         self._refs = refs
         self._prefetch = prefetch
         self._retry = retry
         self._keep = keep_weights
+        self._verify_cached = verify_cached
         self.budget = DiskBudget(max_disk)
         self._in_use: Counter[Path] = Counter()  # blob -> checkpoints in flight that use it
         self._lock = threading.Lock()
@@ -135,7 +136,7 @@ class Prefetcher:
         try:
             self.budget.reserve(ticket, plan.size)
             fetched.reserved = plan.size
-            fetched.files = fetch_planned(plan, self._retry)
+            fetched.files = fetch_planned(plan, self._retry, verify_cached=self._verify_cached)
         except CheckpointError as error:
             fetched.error = error
         return fetched

@@ -50,6 +50,7 @@ class ScanConfig:
     prefetch: int = 2
     max_disk: int | None = None
     keep_weights: bool = False
+    verify_cached: bool = False  # hash weight files already in the cache too (else trusted by their blob's sha256 name)
     retries: int = 3
     retry_backoff: float = 2.0
     threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
@@ -311,7 +312,7 @@ def prepare_scan(refs: list[CheckpointRef], out: Path, config: ScanConfig) -> tu
 def _run_here(todo: list[CheckpointRef], out: Path, scoring: Scoring, summary: ScanSummary, bar: tqdm) -> None:
     config = scoring.config
     prefetcher = Prefetcher(todo, prefetch=config.prefetch, retry=config.retry, max_disk=config.max_disk,
-                            keep_weights=config.keep_weights)  # fmt: skip
+                            keep_weights=config.keep_weights, verify_cached=config.verify_cached)  # fmt: skip
     with prefetcher:
         for fetched in prefetcher:
             bar.set_postfix_str(fetched.ref.describe(), refresh=False)  # redrawn at tqdm's own pace

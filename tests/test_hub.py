@@ -58,3 +58,33 @@ def test_missing_revision_is_a_recorded_skip(tmp_path):
     failures = inductscan.load_failures(out)
     assert list(failures.step) == [10] and list(failures.kind) == ["skipped"]
     assert REPO in failures.reason[0] and "checkpoint-10" in failures.reason[0]
+
+
+def corrupt_in_place(path) -> None:
+    """Flip a byte in the middle of a file (inside the embedding's data in a .bin): same size, loadable."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_cached_blob_trusted_by_its_name_unless_verify_cached(tmp_path):
+    hf_home = tmp_path / "hf-home"
+    folder = stanford_like(tmp_path, 0)
+    place_in_hub_cache(hf_home, REPO, "checkpoint-0",
+                       {"config.json": folder / "config.json", "pytorch_model.bin": folder / "pytorch_model.bin"})  # fmt: skip
+    digest = hashlib.sha256((folder / "pytorch_model.bin").read_bytes()).hexdigest()
+    blob = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "blobs" / digest
+    corrupt_in_place(blob)  # bit rot after the download: the blob keeps its name and size
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() != digest
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    scan = ("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0", "--quiet", "--retries", "0")
+
+    trusting = run_cli(*scan, "--out", str(tmp_path / "trusting"), env=env)
+    assert trusting.returncode == 0, trusting.stderr + trusting.stdout
+    assert set(inductscan.load_results(tmp_path / "trusting").weights_sha256) == {digest}  # its name, not re-hashed
+
+    verifying = run_cli(*scan, "--verify-cached", "--out", str(tmp_path / "verifying"), env=env)
+    assert verifying.returncode == 1 and "1 failed or skipped" in verifying.stdout
+    failure = inductscan.load_failures(tmp_path / "verifying").iloc[0]
+    assert failure.kind == "failed" and f"where its cache blob is named {digest[:12]}" in failure.reason
+    assert not blob.exists()  # the corrupt blob is gone from the cache: an online scan fetches it afresh

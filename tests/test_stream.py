@@ -241,3 +241,35 @@ def test_prefetch_keeps_k_checkpoints_in_flight(tmp_path, monkeypatch):
                 assert fetched.error is None and fetched.files.weights[0].name == "model.safetensors"
                 prefetcher.release(fetched)
         assert all((folder / f"checkpoint-{step}" / "model.safetensors").is_file() for step in range(6))  # local: kept
+
+
+def test_verify_cached_refuses_a_rotten_blob_and_fetches_it_again(tmp_path):
+    made = stanford_checkpoints(tmp_path, 2)
+    with HubServer() as server:
+        for step, folder in zip((0, 10), made):
+            serve(server, step, folder)
+        out, hf_home = tmp_path / "results", tmp_path / "hf-home"
+        env = hub_env(server, hf_home)
+        scan = ("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--quiet", "--keep-weights")
+        first = run_cli(*scan, "--out", str(out), env=env)
+        assert first.returncode == 0, first.stderr
+        rotten = [blob for blob in weight_blobs(hf_home) if blob.name == sha256(made[0] / "pytorch_model.bin")]
+        data = bytearray(rotten[0].read_bytes())
+        data[len(data) // 2] ^= 0xFF  # same name, same size, other bytes
+        rotten[0].write_bytes(bytes(data))
+
+        trusting = run_cli(*scan, "--out", str(tmp_path / "trusting"), env=env)
+        assert trusting.returncode == 0 and "2 scored" in trusting.stdout
+        assert all(server.downloads(REPO, f"checkpoint-{step}", "pytorch_model.bin") == 1 for step in (0, 10))
+
+        verifying = run_cli(*scan, "--verify-cached", "--retry-backoff", "0.01", "--out", str(tmp_path / "verifying"),
+                            env=env)  # fmt: skip
+        assert verifying.returncode == 0 and "2 scored" in verifying.stdout, verifying.stderr
+        assert server.downloads(REPO, "checkpoint-0", "pytorch_model.bin") == 2  # refused, then fetched again
+        assert server.downloads(REPO, "checkpoint-10", "pytorch_model.bin") == 1  # intact: hashed, kept
+    fresh = inductscan.load_results(tmp_path / "verifying").reset_index()
+    for step, folder in zip((0, 10), made):
+        assert set(fresh[fresh.step == step].weights_sha256) == {sha256(folder / "pytorch_model.bin")}
+    original = inductscan.load_results(out).reset_index().set_index(["step", "layer", "head"]).induction
+    assert (fresh.set_index(["step", "layer", "head"]).induction == original).all()  # the served weights again
+    assert hashlib.sha256(rotten[0].read_bytes()).hexdigest() == rotten[0].name  # the cache is mended
