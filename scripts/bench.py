@@ -6,7 +6,9 @@ Stanford attention flags, fp16 ``pytorch_model.bin``) as branches ``checkpoint-{
 contender loads them the way it would load the real suite. Then measures, each in its own process
 (for an honest peak RSS), the per-checkpoint time of:
 
-    (a) scan     ``inductscan scan stanford-gpt2-small --seeds 21 --steps ...`` (run_scan, in-process)
+    (a) scan     ``inductscan scan stanford-gpt2-small --seeds 21 --steps ...`` (run_scan, in-process);
+                 a cached file is trusted by its blob's sha256 name
+    (a) scan-verify  the same with ``--verify-cached``: every file hashed again (sha256)
     (b) tl4      TransformerLens 4.x: ``TransformerBridge.boot_transformers(repo, revision=...)``
                  + ``run_with_cache`` (patterns only) + the induction score; this environment
     (b) tl39     TransformerLens 3.9: ``HookedTransformer.from_pretrained(repo, checkpoint_value=...)``
@@ -140,8 +142,8 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
     ids, length, offset = probe["ids"].to(device), probe["length"], probe["offset"]
     if kind == "floor":
         return floor(work, steps[0], ids, device)
-    if kind == "scan":
-        return scan_worker(work, steps, device)
+    if kind in ("scan", "scan-verify"):
+        return scan_worker(work, steps, device, verify_cached=kind == "scan-verify")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if kind == "tl4":
@@ -182,15 +184,15 @@ def steady(finished: list[float]) -> float:
     return (finished[-1] - finished[0]) / (len(finished) - 1) if len(finished) > 1 else float("nan")
 
 
-def scan_worker(work: Path, steps: list[int], device: str) -> dict:
+def scan_worker(work: Path, steps: list[int], device: str, verify_cached: bool) -> dict:
     from inductscan.scan import ScanConfig, plan, run_scan
     from inductscan.store import load_results
     from inductscan.suites import get_suite
 
-    out = work / "scan-results"
+    out = work / ("scan-verify-results" if verify_cached else "scan-results")
     refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
     started = time.perf_counter()
-    summary = run_scan(refs, out, ScanConfig(device=device), progress=False)
+    summary = run_scan(refs, out, ScanConfig(device=device, verify_cached=verify_cached), progress=False)
     seconds = time.perf_counter() - started
     if summary.scored != len(steps):
         raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
@@ -287,11 +289,13 @@ def main() -> None:
     if not arguments.tl39_python and "tl39" not in skip:
         raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
     # the floor before and after the others (their mean), the loops between
-    order = [("floor", sys.executable), ("scan", sys.executable), ("hf", sys.executable), ("tl4", sys.executable),
-             ("tl39", arguments.tl39_python), ("floor", sys.executable)]  # fmt: skip
+    order = [("floor", sys.executable), ("scan", sys.executable), ("scan-verify", sys.executable),
+             ("hf", sys.executable), ("tl4", sys.executable), ("tl39", arguments.tl39_python),
+             ("floor", sys.executable)]  # fmt: skip
     import shutil
 
     shutil.rmtree(work / "scan-results", ignore_errors=True)
+    shutil.rmtree(work / "scan-verify-results", ignore_errors=True)
     results: dict[str, dict] = {}
     for kind, python in order:
         if kind in skip:
@@ -315,8 +319,9 @@ def report(results: dict[str, dict], n: int, arguments, work: Path) -> None:
     print(f"{'':36}{'all/n':>7}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}{'process':>9}")
     for kind, name in (("transformers", "(d) floor: transformers forward"), ("inductscan", "(d) floor: inductscan forward")):
         print(f"{name:36}{'':7}{floors[kind]:8.3f}{floors[kind] / floor_seconds:9.2f}")
-    names = {"scan": "(a) inductscan scan", "tl4": "(b) TransformerLens 4.x bridge loop",
-             "tl39": "(b) TransformerLens 3.9 loop", "hf": "(c) transformers loop"}  # fmt: skip
+    names = {"scan": "(a) inductscan scan", "scan-verify": "(a) scan --verify-cached",
+             "tl4": "(b) TransformerLens 4.x bridge loop", "tl39": "(b) TransformerLens 3.9 loop",
+             "hf": "(c) transformers loop"}  # fmt: skip
     for kind, name in names.items():
         if kind in results:
             result = results[kind]
@@ -324,7 +329,7 @@ def report(results: dict[str, dict], n: int, arguments, work: Path) -> None:
                   f"{result['steady'] / scan:8.2f}{result['peak_rss_gb']:9.2f}G{result['process_seconds']:8.1f}s")  # fmt: skip
     print("all/n: the loop over all checkpoints / n (libraries imported first); s/ckpt: once warm; process: wall")
     ours = results["scan"]["induction"]
-    for kind in ("tl4", "tl39", "hf"):
+    for kind in ("scan-verify", "tl4", "tl39", "hf"):
         if kind in results:
             difference = agreement(ours, results[kind]["induction"])
             print(f"induction, scan vs {kind}: max |difference| {difference:.2e}")
