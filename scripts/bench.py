@@ -21,7 +21,9 @@ contender loads them the way it would load the real suite. Then measures, each i
 The loops compute the induction score the way the ARENA notebooks do (a diagonal of the
 pattern) and pickle it; the benchmark checks that (a) and (b) agree on it. The last line reads
 ``speedup_vs_transformerlens=X.XX floor_ratio=Y.YY peak_rss_gb=Z.Z``: the fastest TransformerLens
-loop's time over the scan's, the scan's time over the floor, and the scan's peak RSS.
+loop's time over the scan's, the scan's time over the floor, and the scan's peak RSS. The machine
+may be shared, so the floor and the scan run ``--rounds`` times (3), each scan right after a
+floor, and ``floor_ratio`` is the median of the rounds' own ratios; every round is printed.
 
     pip install -e '.[bench]'                         # TransformerLens 4.x, benchmark only
     python scripts/bench.py --checkpoints 8 --tl39-python /path/to/tl39/bin/python
@@ -36,6 +38,7 @@ import pickle
 import subprocess
 import sys
 import time
+from statistics import median
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -271,6 +274,8 @@ def main() -> None:
     parser.add_argument("--tl39-python", help="python of an environment with transformer-lens==3.9.0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated (e.g. tl39)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="floor-then-scan pairs run back to back; floor_ratio is the median of their ratios")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -288,35 +293,41 @@ def main() -> None:
     skip = set(filter(None, arguments.skip.split(",")))
     if not arguments.tl39_python and "tl39" not in skip:
         raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
-    # the floor before and after the others (their mean), the loops between
-    order = [("floor", sys.executable), ("scan", sys.executable), ("scan-verify", sys.executable),
-             ("hf", sys.executable), ("tl4", sys.executable), ("tl39", arguments.tl39_python),
-             ("floor", sys.executable)]  # fmt: skip
+    # the machine is shared: each scan is timed right after a floor, and the ratio is taken per pair
+    order = [*[("floor", sys.executable), ("scan", sys.executable)] * arguments.rounds, ("scan-verify", sys.executable),
+             ("hf", sys.executable), ("tl4", sys.executable), ("tl39", arguments.tl39_python)]  # fmt: skip
     import shutil
 
-    shutil.rmtree(work / "scan-results", ignore_errors=True)
-    shutil.rmtree(work / "scan-verify-results", ignore_errors=True)
-    results: dict[str, dict] = {}
+    results: dict[str, list[dict]] = {}
     for kind, python in order:
         if kind in skip:
             continue
+        if kind.startswith("scan"):
+            shutil.rmtree(work / f"{kind}-results", ignore_errors=True)  # every scan starts from an empty folder
         print(f"running {kind} ...", flush=True)
-        result = run_worker(python, kind, work, steps, arguments.device, hf_home)
-        if kind == "floor" and kind in results:
-            result = {key: (value + results[kind][key]) / 2 for key, value in result.items()}  # of the two runs
-        results[kind] = result
+        results.setdefault(kind, []).append(run_worker(python, kind, work, steps, arguments.device, hf_home))
     report(results, len(steps), arguments, work)
 
 
-def report(results: dict[str, dict], n: int, arguments, work: Path) -> None:
+def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     """The table, the checks, and the summary line. Seconds per checkpoint are once warm (between
     the first checkpoint done and the last) for every contender; the first column is the whole
-    loop over the checkpoints divided by their number, warm-up included."""
-    floors = results["floor"]
-    floor_seconds = min(floors["transformers"], floors["inductscan"])
-    scan = results["scan"]["steady"]
+    loop over the checkpoints divided by their number, warm-up included. The floor and the scan
+    are the medians of their rounds, and floor_ratio the median of each round's own ratio."""
+    pairs = list(zip(runs["floor"], runs["scan"]))
     print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
-    print(f"{'':36}{'all/n':>7}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}{'process':>9}")
+    print("round  floor: transformers  inductscan   scan  scan/floor")
+    for index, (floor_run, scan_run) in enumerate(pairs):
+        faster = min(floor_run["transformers"], floor_run["inductscan"])
+        print(f"{index:5}{floor_run['transformers']:22.3f}{floor_run['inductscan']:12.3f}{scan_run['steady']:7.3f}"
+              f"{scan_run['steady'] / faster:12.2f}")  # fmt: skip
+    floor_ratio = median(scan_run["steady"] / min(floor_run["transformers"], floor_run["inductscan"])
+                         for floor_run, scan_run in pairs)  # fmt: skip
+    floors = {kind: median(run[kind] for run in runs["floor"]) for kind in ("transformers", "inductscan")}
+    floor_seconds = min(floors.values())
+    results = {kind: typical(kind_runs) for kind, kind_runs in runs.items() if kind != "floor"}
+    scan = results["scan"]["steady"]
+    print(f"\n{'':36}{'all/n':>7}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}{'process':>9}")
     for kind, name in (("transformers", "(d) floor: transformers forward"), ("inductscan", "(d) floor: inductscan forward")):
         print(f"{name:36}{'':7}{floors[kind]:8.3f}{floors[kind] / floor_seconds:9.2f}")
     names = {"scan": "(a) inductscan scan", "scan-verify": "(a) scan --verify-cached",
@@ -327,7 +338,8 @@ def report(results: dict[str, dict], n: int, arguments, work: Path) -> None:
             result = results[kind]
             print(f"{name:36}{result['seconds'] / n:7.3f}{result['steady']:8.3f}{result['steady'] / floor_seconds:9.2f}"
                   f"{result['steady'] / scan:8.2f}{result['peak_rss_gb']:9.2f}G{result['process_seconds']:8.1f}s")  # fmt: skip
-    print("all/n: the loop over all checkpoints / n (libraries imported first); s/ckpt: once warm; process: wall")
+    print("all/n: the loop over all checkpoints / n (libraries imported first); s/ckpt: once warm; process: wall;")
+    print(f"floor and scan: medians of {len(pairs)} rounds; peak RSS: the highest")
     ours = results["scan"]["induction"]
     for kind in ("scan-verify", "tl4", "tl39", "hf"):
         if kind in results:
@@ -343,8 +355,15 @@ def report(results: dict[str, dict], n: int, arguments, work: Path) -> None:
           f"{scan / floors['inductscan']:.2f} against inductscan's own (the floor is the faster of the two)")  # fmt: skip
     tl = [results[kind]["steady"] for kind in TL_LOOPS if kind in results]
     speedup = min(tl) / scan if tl else float("nan")
-    print(f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={scan / floor_seconds:.2f} "
+    print(f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={floor_ratio:.2f} "
           f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}")  # fmt: skip
+
+
+def typical(kind_runs: list[dict]) -> dict:
+    """One contender's runs as one: the median of each time, the highest peak RSS, the first run's scores."""
+    return {"seconds": median(run["seconds"] for run in kind_runs), "steady": median(run["steady"] for run in kind_runs),
+            "process_seconds": median(run["process_seconds"] for run in kind_runs),
+            "peak_rss_gb": max(run["peak_rss_gb"] for run in kind_runs), "induction": kind_runs[0]["induction"]}  # fmt: skip
 
 
 def torch_shape(work: Path):
