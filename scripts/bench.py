@@ -16,14 +16,16 @@ contender loads them the way it would load the real suite. Then measures, each i
                  python ``--tl39-python`` names (``pip install torch==2.13.0 transformer-lens==3.9.0``)
     (c) hf       transformers: ``from_pretrained`` (eager attention) + ``output_attentions=True``
     (d) floor    the forward pass alone on preloaded weights, logits included: transformers' eager
-                 forward and inductscan's own; the floor is the faster of the two
+                 forward and inductscan's own; the floor is the faster of the two. It is timed
+                 paired with the scan: one pass of each right before each checkpoint is scanned
 
 The loops compute the induction score the way the ARENA notebooks do (a diagonal of the
 pattern) and pickle it; the benchmark checks that (a) and (b) agree on it. The last line reads
 ``speedup_vs_transformerlens=X.XX floor_ratio=Y.YY peak_rss_gb=Z.Z``: the fastest TransformerLens
 loop's time over the scan's, the scan's time over the floor, and the scan's peak RSS. The machine
-may be shared, so the floor and the scan run ``--rounds`` times (3), each scan right after a
-floor, and ``floor_ratio`` is the median of the rounds' own ratios; every round is printed.
+may be shared, so ``floor_ratio`` is the median over the pairs (``--rounds`` runs of the paired
+measurement, 2 by default) of each checkpoint's scan time over the faster floor pass timed just
+before it; every pair is printed.
 
     pip install -e '.[bench]'                         # TransformerLens 4.x, benchmark only
     python scripts/bench.py --checkpoints 8 --tl39-python /path/to/tl39/bin/python
@@ -143,8 +145,8 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
 
     probe = torch.load(work / "probe.pt")
     ids, length, offset = probe["ids"].to(device), probe["length"], probe["offset"]
-    if kind == "floor":
-        return floor(work, steps[0], ids, device)
+    if kind == "paired":
+        return paired(work, steps, ids, device)
     if kind in ("scan", "scan-verify"):
         return scan_worker(work, steps, device, verify_cached=kind == "scan-verify")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -206,10 +208,18 @@ def scan_worker(work: Path, steps: list[int], device: str, verify_cached: bool) 
     return {"seconds": seconds, "steady": steady(finished), "peak_rss_gb": peak_rss_gb(), "induction": results}
 
 
-def floor(work: Path, step: int, ids, device: str) -> dict:
-    """The forward pass alone on preloaded weights, logits included: transformers' eager forward
-    and inductscan's own (without the score hooks). Each is the mean of 5 passes after one to
-    warm up: a mean, as the scan's time per checkpoint is."""
+def paired(work: Path, steps: list[int], ids, device: str) -> dict:
+    """The floor and the scan side by side, checkpoint by checkpoint, in one process.
+
+    The floor is the forward pass alone on preloaded weights, logits included: transformers'
+    eager forward and inductscan's own (without the score hooks). Right before each checkpoint is
+    scanned, one pass of each is timed, so that every (floor, scan) pair is measured within a few
+    seconds of itself: on a shared machine both see the same neighbours. The scan is the local
+    executor's own loop (``prepare_scan``, ``Prefetcher``, ``score_fetched``: fetch, load, score,
+    write); the first checkpoint, which makes the scan's buffers, is left out.
+    """
+    import shutil
+
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -218,31 +228,47 @@ def floor(work: Path, step: int, ids, device: str) -> dict:
     from inductscan.architecture import read_architecture
     from inductscan.measure import Scorer
     from inductscan.model import forward, read_state_dict
+    from inductscan.pipeline import Prefetcher
+    from inductscan.scan import ScanConfig, plan, prepare_scan, score_fetched
+    from inductscan.suites import get_suite
 
-    def mean_warm(action, repeats: int = 5) -> float:
+    def timed(action) -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
         action()
-        times = []
-        for _ in range(repeats):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            action()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - started)
-        return sum(times) / len(times)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
 
-    model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{step}", dtype=torch.float32,
+    model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{steps[0]}", dtype=torch.float32,
                                                  attn_implementation="eager").to(device).eval()  # fmt: skip
-    with torch.inference_mode():
-        transformers_seconds = mean_warm(lambda: model(ids))
-    model = None  # let go of it before inductscan's copy of the weights
-    files = [hf_hub_download(REPO, name, revision=f"checkpoint-{step}") for name in ("config.json", "pytorch_model.bin")]
+    files = [hf_hub_download(REPO, name, revision=f"checkpoint-{steps[0]}") for name in ("config.json", "pytorch_model.bin")]
     scorer = Scorer(read_architecture(Path(files[0])), device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
     logits = torch.empty(*ids.shape, scorer.arch.vocab_size, device=device)  # one buffer, as a scan would keep
-    own_seconds = mean_warm(lambda: forward(weights, ids, logits_out=logits))
-    return {"transformers": transformers_seconds, "inductscan": own_seconds, "peak_rss_gb": peak_rss_gb()}
+
+    @torch.inference_mode()
+    def transformers_forward():
+        model(ids)
+
+    floors = {"transformers": transformers_forward, "inductscan": lambda: forward(weights, ids, logits_out=logits)}
+    for action in floors.values():
+        action()  # warm
+    out = work / "paired-results"
+    shutil.rmtree(out, ignore_errors=True)
+    config = ScanConfig(device=device)
+    scoring, todo, _ = prepare_scan(plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps), out, config)
+    pairs = []
+    with Prefetcher(todo, prefetch=config.prefetch, retry=config.retry) as prefetcher:
+        for fetched in prefetcher:
+            pair = {kind: timed(action) for kind, action in floors.items()}
+            outcome = []
+            pair["scan"] = timed(lambda: outcome.append(score_fetched(fetched, scoring, prefetcher, out)))
+            if outcome[0][0] != "scored":
+                raise SystemExit(f"the scan failed on {fetched.ref.describe()}: {outcome[0][1]}")
+            pairs.append(pair)
+    return {"pairs": pairs[1:], "peak_rss_gb": peak_rss_gb()}
 
 
 # ---------------------------------------------------------------- the driver
@@ -274,8 +300,8 @@ def main() -> None:
     parser.add_argument("--tl39-python", help="python of an environment with transformer-lens==3.9.0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated (e.g. tl39)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="floor-then-scan pairs run back to back; floor_ratio is the median of their ratios")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of the paired floor-and-scan measurement; floor_ratio is the median over all pairs")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -293,8 +319,7 @@ def main() -> None:
     skip = set(filter(None, arguments.skip.split(",")))
     if not arguments.tl39_python and "tl39" not in skip:
         raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
-    # the machine is shared: each scan is timed right after a floor, and the ratio is taken per pair
-    order = [*[("floor", sys.executable), ("scan", sys.executable)] * arguments.rounds, ("scan-verify", sys.executable),
+    order = [*[("paired", sys.executable)] * arguments.rounds, ("scan", sys.executable), ("scan-verify", sys.executable),
              ("hf", sys.executable), ("tl4", sys.executable), ("tl39", arguments.tl39_python)]  # fmt: skip
     import shutil
 
@@ -312,20 +337,20 @@ def main() -> None:
 def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     """The table, the checks, and the summary line. Seconds per checkpoint are once warm (between
     the first checkpoint done and the last) for every contender; the first column is the whole
-    loop over the checkpoints divided by their number, warm-up included. The floor and the scan
-    are the medians of their rounds, and floor_ratio the median of each round's own ratio."""
-    pairs = list(zip(runs["floor"], runs["scan"]))
-    print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
-    print("round  floor: transformers  inductscan   scan  scan/floor")
-    for index, (floor_run, scan_run) in enumerate(pairs):
-        faster = min(floor_run["transformers"], floor_run["inductscan"])
-        print(f"{index:5}{floor_run['transformers']:22.3f}{floor_run['inductscan']:12.3f}{scan_run['steady']:7.3f}"
-              f"{scan_run['steady'] / faster:12.2f}")  # fmt: skip
-    floor_ratio = median(scan_run["steady"] / min(floor_run["transformers"], floor_run["inductscan"])
-                         for floor_run, scan_run in pairs)  # fmt: skip
-    floors = {kind: median(run[kind] for run in runs["floor"]) for kind in ("transformers", "inductscan")}
+    loop over the checkpoints divided by their number, warm-up included. The floor is the median
+    of the paired passes, and floor_ratio the median of the pairs' own ratios."""
+    pairs = [pair for run in runs["paired"] for pair in run["pairs"]]
+    ratios = [pair["scan"] / min(pair["transformers"], pair["inductscan"]) for pair in pairs]
+    floor_ratio = median(ratios)
+    floors = {kind: median(pair[kind] for pair in pairs) for kind in ("transformers", "inductscan")}
     floor_seconds = min(floors.values())
-    results = {kind: typical(kind_runs) for kind, kind_runs in runs.items() if kind != "floor"}
+    print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
+    print(f"paired (floor passes, then the scan of one checkpoint; {len(pairs)} pairs in {len(runs['paired'])} runs):")
+    for name, values in (("transformers forward", [pair["transformers"] for pair in pairs]),
+                         ("inductscan forward", [pair["inductscan"] for pair in pairs]),
+                         ("scan", [pair["scan"] for pair in pairs]), ("scan / faster floor", ratios)):  # fmt: skip
+        print(f"  {name:22}{median(values):7.3f}  (median of {' '.join(f'{value:.2f}' for value in values)})")
+    results = {kind: typical(kind_runs) for kind, kind_runs in runs.items() if kind != "paired"}
     scan = results["scan"]["steady"]
     print(f"\n{'':36}{'all/n':>7}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}{'process':>9}")
     for kind, name in (("transformers", "(d) floor: transformers forward"), ("inductscan", "(d) floor: inductscan forward")):
@@ -339,7 +364,7 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
             print(f"{name:36}{result['seconds'] / n:7.3f}{result['steady']:8.3f}{result['steady'] / floor_seconds:9.2f}"
                   f"{result['steady'] / scan:8.2f}{result['peak_rss_gb']:9.2f}G{result['process_seconds']:8.1f}s")  # fmt: skip
     print("all/n: the loop over all checkpoints / n (libraries imported first); s/ckpt: once warm; process: wall;")
-    print(f"floor and scan: medians of {len(pairs)} rounds; peak RSS: the highest")
+    print("each contender in its own process, one after another; the floor: the paired passes' median")
     ours = results["scan"]["induction"]
     for kind in ("scan-verify", "tl4", "tl39", "hf"):
         if kind in results:
@@ -351,8 +376,10 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
         tl39 = results["tl39"]
         print(f"vs TransformerLens 3.9: {tl39['steady'] / scan:.2f}x faster, "
               f"{results['scan']['peak_rss_gb'] / tl39['peak_rss_gb']:.2f} of its peak RSS")  # fmt: skip
-    print(f"scan / floor: {scan / floors['transformers']:.2f} against transformers' forward, "
-          f"{scan / floors['inductscan']:.2f} against inductscan's own (the floor is the faster of the two)")  # fmt: skip
+    paired_against = {kind: median(pair["scan"] / pair[kind] for pair in pairs) for kind in floors}
+    print(f"scan / floor, paired: {paired_against['transformers']:.2f} against transformers' forward, "
+          f"{paired_against['inductscan']:.2f} against inductscan's own; floor_ratio takes the faster of the two "
+          f"in each pair")  # fmt: skip
     tl = [results[kind]["steady"] for kind in TL_LOOPS if kind in results]
     speedup = min(tl) / scan if tl else float("nan")
     print(f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={floor_ratio:.2f} "
