@@ -230,8 +230,8 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
     config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
                         probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
                         max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
-                        keep_weights=keep_weights, verify_cached=verify_cached, retries=retries, retry_backoff=retry_backoff,
-                        threads=threads, layer_by_layer=layer_by_layer,
+                        keep_weights=keep_weights, verify_cached=verify_cached, retries=retries,
+                        retry_backoff=retry_backoff, threads=threads, layer_by_layer=layer_by_layer,
                         icl=None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples,
                                                                        icl_context))  # fmt: skip
     ray = None

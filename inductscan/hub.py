@@ -6,11 +6,12 @@ it with ``hf_hub_download`` (which resumes a broken transfer from its ``.incompl
 so does a retry after a dropped connection) and refuses it unless its size and sha256 are what
 was announced; a refused file, or a partial one of the wrong size, is removed from the cache, so
 that a retry starts clean and nothing else ever reads it. A file that was already in the cache
-is trusted by its content address as huggingface_hub trusts it: an LFS blob is named by its
-sha256 and only moved into place once complete, so its name is its hash and only its size is
-checked; ``verify_cached`` hashes it again (0.2 s of a core per 326 MB GPT-2-small file). Errors are sorted here: a
-missing revision or file is :class:`CheckpointUnavailableError`; what a retry may cure (a
-dropped connection, a 5xx, a timeout, a refused file) is :class:`TransientError`.
+is trusted by its content address, as huggingface_hub trusts it: an LFS blob is named by its
+sha256 and moved into place only once complete, so its name is its hash and only its size is
+checked; ``verify_cached`` hashes it again (0.2 s of a core per 326 MB GPT-2-small file).
+Errors are sorted here: a missing revision or file is :class:`CheckpointUnavailableError`; what
+a retry may cure (a dropped connection, a 5xx, a timeout, a refused file) is
+:class:`TransientError`.
 """
 
 from __future__ import annotations

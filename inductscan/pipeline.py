@@ -88,8 +88,9 @@ class Prefetcher:
     """Yields each planned checkpoint's :class:`Fetched` in plan order, fetching up to ``prefetch``
     ahead; the consumer calls :meth:`release` once it has scored (or given up on) each one."""
 
-    def __init__(self, refs: list[CheckpointRef], *, prefetch: int = 2, retry: Retry = Retry(), max_disk: int | None = None,
-                 keep_weights: bool = False, verify_cached: bool = False) -> None:  # fmt: skip
+    def __init__(self, refs: list[CheckpointRef], *, prefetch: int = 2, retry: Retry = Retry(),
+                 max_disk: int | None = None, keep_weights: bool = False,
+                 verify_cached: bool = False) -> None:  # fmt: skip
         self._refs = refs
         self._prefetch = prefetch
         self._retry = retry

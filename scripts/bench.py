@@ -243,7 +243,8 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
 
     model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{steps[0]}", dtype=torch.float32,
                                                  attn_implementation="eager").to(device).eval()  # fmt: skip
-    files = [hf_hub_download(REPO, name, revision=f"checkpoint-{steps[0]}") for name in ("config.json", "pytorch_model.bin")]
+    files = [hf_hub_download(REPO, name, revision=f"checkpoint-{steps[0]}")
+             for name in ("config.json", "pytorch_model.bin")]  # fmt: skip
     scorer = Scorer(read_architecture(Path(files[0])), device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
     logits = torch.empty(*ids.shape, scorer.arch.vocab_size, device=device)  # one buffer, as a scan would keep
@@ -301,7 +302,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated (e.g. tl39)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="runs of the paired floor-and-scan measurement; floor_ratio is the median over all pairs")  # fmt: skip
+                        help="runs of the paired floor-and-scan measurement; floor_ratio: the median over the pairs")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -319,8 +320,9 @@ def main() -> None:
     skip = set(filter(None, arguments.skip.split(",")))
     if not arguments.tl39_python and "tl39" not in skip:
         raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
-    order = [*[("paired", sys.executable)] * arguments.rounds, ("scan", sys.executable), ("scan-verify", sys.executable),
-             ("hf", sys.executable), ("tl4", sys.executable), ("tl39", arguments.tl39_python)]  # fmt: skip
+    order = [*[("paired", sys.executable)] * arguments.rounds, ("scan", sys.executable),
+             ("scan-verify", sys.executable), ("hf", sys.executable), ("tl4", sys.executable),
+             ("tl39", arguments.tl39_python)]  # fmt: skip
     import shutil
 
     results: dict[str, list[dict]] = {}
@@ -353,7 +355,8 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     results = {kind: typical(kind_runs) for kind, kind_runs in runs.items() if kind != "paired"}
     scan = results["scan"]["steady"]
     print(f"\n{'':36}{'all/n':>7}{'s/ckpt':>8}{'x floor':>9}{'x scan':>8}{'peak RSS':>10}{'process':>9}")
-    for kind, name in (("transformers", "(d) floor: transformers forward"), ("inductscan", "(d) floor: inductscan forward")):
+    floor_names = {"transformers": "(d) floor: transformers forward", "inductscan": "(d) floor: inductscan forward"}
+    for kind, name in floor_names.items():
         print(f"{name:36}{'':7}{floors[kind]:8.3f}{floors[kind] / floor_seconds:9.2f}")
     names = {"scan": "(a) inductscan scan", "scan-verify": "(a) scan --verify-cached",
              "tl4": "(b) TransformerLens 4.x bridge loop", "tl39": "(b) TransformerLens 3.9 loop",
@@ -388,9 +391,9 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
 
 def typical(kind_runs: list[dict]) -> dict:
     """One contender's runs as one: the median of each time, the highest peak RSS, the first run's scores."""
-    return {"seconds": median(run["seconds"] for run in kind_runs), "steady": median(run["steady"] for run in kind_runs),
-            "process_seconds": median(run["process_seconds"] for run in kind_runs),
-            "peak_rss_gb": max(run["peak_rss_gb"] for run in kind_runs), "induction": kind_runs[0]["induction"]}  # fmt: skip
+    typical_run = {key: median(run[key] for run in kind_runs) for key in ("seconds", "steady", "process_seconds")}
+    return {**typical_run, "peak_rss_gb": max(run["peak_rss_gb"] for run in kind_runs),
+            "induction": kind_runs[0]["induction"]}  # fmt: skip
 
 
 def torch_shape(work: Path):
