@@ -269,7 +269,7 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
             if outcome[0][0] != "scored":
                 raise SystemExit(f"the scan failed on {fetched.ref.describe()}: {outcome[0][1]}")
             pairs.append(pair)
-    return {"pairs": pairs[1:], "peak_rss_gb": peak_rss_gb()}
+    return {"pairs": pairs[1:]}
 
 
 # ---------------------------------------------------------------- the driver
