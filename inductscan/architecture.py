@@ -211,10 +211,10 @@ class _Prefixed(Mapping):
         return self.state[self.prefix + key]
 
     def __iter__(self):
-        return (key.removeprefix(self.prefix) for key in self.state)
+        return (key.removeprefix(self.prefix) for key in self.state if key.startswith(self.prefix))
 
     def __len__(self) -> int:
-        return len(self.state)
+        return sum(1 for _ in self)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.prefix + key in self.state

@@ -413,26 +413,28 @@ def plot_command(results: Path, output: Path, kind, suite, seed, step_range, met
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
-    if kind == "icl-curves":
-        figure = plots.plot_icl_curves(store.load_icl_curves(results, **_selection(suite, seed, step_range)))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(output, dpi=150)
-        click.echo(f"{kind} plot written to {output}")
-        return
-    frame = _load(results, _selection(suite, seed, step_range))
-    if kind == "icl":
-        figure = plots.plot_icl_score(frame)
-    elif kind == "timing":
-        figure = plots.plot_timing(frame, metric=metric, threshold=threshold)
-    elif kind == "gain":
-        figure = plots.plot_in_context_gain(frame)
-    elif kind == "heatmap":
-        figure = plots.plot_heatmap(frame, metric=metric)
+    selection = _selection(suite, seed, step_range)
+    if kind == "icl-curves":  # a table of its own, not the scores
+        figure = plots.plot_icl_curves(store.load_icl_curves(results, **selection))
     else:
-        figure = plots.plot_seed_comparison(phase_timing.find_phase_changes(frame, metric, threshold))
+        figure = _scores_figure(kind, _load(results, selection), metric, threshold)
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=150)
     click.echo(f"{kind} plot written to {output}")
+
+
+def _scores_figure(kind: str, frame, metric: str, threshold: float):
+    from inductscan import plots
+
+    if kind == "icl":
+        return plots.plot_icl_score(frame)
+    if kind == "timing":
+        return plots.plot_timing(frame, metric=metric, threshold=threshold)
+    if kind == "gain":
+        return plots.plot_in_context_gain(frame)
+    if kind == "heatmap":
+        return plots.plot_heatmap(frame, metric=metric)
+    return plots.plot_seed_comparison(phase_timing.find_phase_changes(frame, metric, threshold))
 
 
 @main.command("toy-suite")

@@ -21,6 +21,7 @@ from inductscan.probe import Probe
 HEAD_SCORES = (*scores.PATTERN_SCORES, "copying", "induction_logit")
 CHECKPOINT_SCORES = ("loss_first", "loss_repeat", "in_context_gain")
 
+
 @dataclass(frozen=True)
 class CheckpointScores:
     heads: dict[str, torch.Tensor]  # each (layer, head), float64

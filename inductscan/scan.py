@@ -332,8 +332,8 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.max_retries < 0:
-            raise ConfigError(f"--cpus-per-task must be > 0 and --gpus-per-task >= 0, got {self.cpus_per_task}, "
-                              f"{self.gpus_per_task}")  # fmt: skip
+            raise ConfigError(f"--cpus-per-task must be > 0, --gpus-per-task and max_retries >= 0, got "
+                              f"{self.cpus_per_task}, {self.gpus_per_task}, {self.max_retries}")  # fmt: skip
 
 
 @dataclass

@@ -209,11 +209,15 @@ def _write_curve(out: Path, identity: dict, icl: IclResult) -> None:
 
 
 def save_icl(out: Path, examples: IclExamples) -> None:
-    path = Path(out) / "icl" / f"{examples.identifier()}.json"
+    _save_ids_once(Path(out) / "icl" / f"{examples.identifier()}.json", "icl", examples.record(), examples.ids)
+
+
+def _save_ids_once(path: Path, key: str, record: dict, ids: torch.Tensor) -> None:
+    """A probe's or the ICL examples' record and token ids, written once: the name is their hash."""
     if path.is_file():
         return
     with _atomic(path) as temporary:
-        temporary.write_text(json.dumps({"icl": examples.record(), "ids": examples.ids.tolist()}))
+        temporary.write_text(json.dumps({key: record, "ids": ids.tolist()}))
 
 
 def icl_used(path: Path, suite: str) -> set[str | None]:
@@ -229,8 +233,7 @@ def load_icl_curves(path: str | os.PathLike, **filters) -> pd.DataFrame:
     """The ICL loss-per-position curves: one row per (suite, run, seed, step, position), with
     ``loss`` the mean loss of predicting that token over the examples. Filters as for
     :func:`load_results`, on the curve columns."""
-    folder = Path(path) / "icl_curves"
-    files = sorted(str(file) for file in folder.glob("*/*/step-*.parquet")) if folder.is_dir() else []
+    files = _step_files(Path(path) / "icl_curves")
     if not files:
         raise OutputError(f"no ICL curves in {path}: scan with --icl-dataset to make them")
     expression = _filter_expression(filters, CURVE_SCHEMA)
@@ -259,19 +262,18 @@ def probe_id(probe: Probe) -> str:
 
 
 def save_probe(out: Path, probe: Probe) -> None:
-    path = Path(out) / "probes" / f"{probe_id(probe)}.json"
-    if path.is_file():
-        return
-    with _atomic(path) as temporary:
-        temporary.write_text(json.dumps({"probe": probe.record(), "ids": probe.ids.tolist()}))
+    _save_ids_once(Path(out) / "probes" / f"{probe_id(probe)}.json", "probe", probe.record(), probe.ids)
 
 
 def _dataset(path: Path) -> ds.Dataset:
-    scores = Path(path) / "scores"
     if not Path(path).is_dir():
         raise OutputError(f"no results folder at {path}")
-    files = sorted(str(file) for file in scores.glob("*/*/step-*.parquet")) if scores.is_dir() else []
-    return ds.dataset(files, schema=SCHEMA, format="parquet")
+    return ds.dataset(_step_files(Path(path) / "scores"), schema=SCHEMA, format="parquet")
+
+
+def _step_files(table: Path) -> list[str]:
+    """The per-checkpoint parquet files of one table folder (scores or icl_curves), in order."""
+    return sorted(str(file) for file in table.glob("*/*/step-*.parquet")) if table.is_dir() else []
 
 
 def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:

@@ -66,7 +66,7 @@ def test_layer_by_layer_scan_gives_the_whole_model_scores(tmp_path, factory, fmt
 
 
 PEAK_SCRIPT = """
-import resource, sys
+import sys
 from pathlib import Path
 from inductscan.scan import ScanConfig, plan, run_scan
 from inductscan.suites import local_suite
