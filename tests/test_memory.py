@@ -23,7 +23,7 @@ def test_blocked_losses_equal_cross_entropy_of_the_whole_logits():
     vocab = 2 * UNEMBED_BLOCK + 123  # three blocks, the last one ragged
     final = torch.randn(3, 17, 32, generator=generator)
     unembed = torch.randn(32, vocab, generator=generator) * 3
-    unembed[:, 5] += 40.0  # a dominant logit in the first block, so that the running max matters
+    unembed[:, 5] += 40.0  # a dominant logit in the first block: the blocks are combined by their maxima
     ids = torch.randint(0, vocab, (3, 17), generator=generator)
     ids[0, 1:4] = torch.tensor([5, vocab - 1, UNEMBED_BLOCK])  # targets at block edges
     logits = (final.double() @ unembed.double())[:, :-1]
