@@ -9,6 +9,7 @@ by the number of query positions: ``score[h] = sum_{b,q,k} A[b,h,q,k] W[q,k] / b
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -123,9 +124,40 @@ def vocab_product(unembed: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
     """
     tied = unembed.T.data_ptr() == embed.data_ptr() and unembed.T.stride() == embed.stride()
     if tied and embed.device.type == "cpu" and embed.dtype in (torch.float32, torch.float64) and embed.is_contiguous():
-        array = embed.numpy()
-        return torch.from_numpy(array.T @ array)
+        return torch.from_numpy(_gram(embed.numpy()))
     return unembed @ embed
+
+
+def _gram(array: np.ndarray) -> np.ndarray:
+    """``array.T @ array``, the rows split between torch's threads, each slice on single-threaded BLAS.
+
+    numpy's OpenBLAS (pthreads) leaves its worker threads busy-waiting for a while after a
+    multi-threaded call, and the forward pass that follows ran 0.06 s slower beside them; one
+    single-threaded call per core is also 10-20% faster than one two-threaded call here. Where
+    numpy's BLAS is another (whose thread count may be per calling thread), one call does it all.
+    """
+    blas = _process_wide_openblas()
+    workers = max(1, min(torch.get_num_threads(), len(array)))
+    if blas is None:
+        return array.T @ array
+    with blas.limit(limits=1), ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda part: part.T @ part, np.array_split(array, workers)))
+    return functools.reduce(np.add, parts)
+
+
+@functools.cache
+def _process_wide_openblas():
+    """numpy's BLAS, as a threadpoolctl controller, when it is OpenBLAS on pthreads: its thread count
+    is one setting for the whole process, so a limit set here holds in the threads of :func:`_gram`.
+    None for any other BLAS."""
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")
+    libraries = blas.info()
+    if libraries and all(lib["internal_api"] == "openblas" and lib.get("threading_layer") == "pthreads"
+                         for lib in libraries):  # fmt: skip
+        return blas
+    return None
 
 
 def logit_directions(unembed: torch.Tensor, final_ln_weight: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

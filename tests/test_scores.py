@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from threadpoolctl import ThreadpoolController
 
 from inductscan import scores
 from inductscan.probe import Layout
@@ -107,6 +109,26 @@ def test_copying_score_signs():
     anti = scores.copying_score(embed, values[None], -outputs[None], unembed)
     assert copying.item() == pytest.approx(1.0)
     assert anti.item() == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_tied_vocab_product_split_between_threads_equals_the_gram_matrix(monkeypatch, threads):
+    rows = np.random.default_rng(threads).standard_normal((1001, 24)).astype(np.float32)
+    expected = rows.astype(np.float64).T @ rows.astype(np.float64)  # numpy, float64, one product
+    embed = torch.from_numpy(rows)
+    blas = ThreadpoolController().select(user_api="blas")
+    before = [lib["num_threads"] for lib in blas.info()]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        split = scores.vocab_product(embed.T, embed)
+        monkeypatch.setattr(scores, "_process_wide_openblas", lambda: None)  # a BLAS it does not split for
+        whole = scores.vocab_product(embed.T, embed)
+    finally:
+        torch.set_num_threads(previous_threads)
+    for product in (split, whole):
+        assert np.allclose(product.numpy(), expected, rtol=1e-5, atol=1e-4)
+    assert [lib["num_threads"] for lib in blas.info()] == before  # the BLAS's own thread count is restored
 
 
 def test_losses_positions_with_and_without_bos():
