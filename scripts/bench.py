@@ -218,7 +218,7 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
     Each pair takes two checkpoints: two passes of each floor, the second timed, then the scan of
     both checkpoints, the second timed. So each timed pass follows one of its own kind, as in a
     real scan, where a checkpoint follows a checkpoint. A scan timed right after the floor passes
-    (kept, and printed, as ``scan_after_floor``) ran 0.04 s slower in the median. A pair is
+    (kept, and printed, as ``scan_after_floor``) ran 0.03-0.04 s slower in the median. A pair is
     measured within ~12 s, so on a shared machine both of its sides see the same neighbours.
     """
     import shutil
