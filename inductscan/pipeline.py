@@ -1,9 +1,10 @@
 """Fetch ahead while scoring (issue 4): a bounded look-ahead of downloads, a disk budget, clean-up.
 
 While checkpoint i is scored, checkpoints i+1 .. i+K download in K threads (hashing included;
-both release the GIL). Disk is granted in plan order by :class:`DiskBudget`, before a download
-starts and from the sizes the Hub announced, so that a later checkpoint never takes the space an
-earlier one waits for and the bytes on disk never exceed the budget. Once a checkpoint is scored
+both release the GIL), and their weight files are read ahead into the page cache. Disk is
+granted in plan order by :class:`DiskBudget`, before a download starts and from the sizes the Hub
+announced, so that a later checkpoint never takes the space an earlier one waits for and the
+bytes on disk never exceed the budget. Once a checkpoint is scored
 its downloaded weights are deleted, unless another checkpoint in flight shares a blob with it
 (identical weights on two branches share one blob in the huggingface_hub cache). Files that were
 in the cache before the scan, and local folders, are never deleted.
@@ -11,6 +12,7 @@ in the cache before the scan, and local folders, are never deleted.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -84,6 +86,30 @@ class Fetched:
     blobs: tuple[Path, ...] = ()
 
 
+READ_AHEAD_CHUNK = 8 << 20  # the kernel reads at most a few MB ahead per request
+
+
+def read_ahead(paths: tuple[Path, ...]) -> None:
+    """Ask the kernel to bring weight files into the page cache now, from the fetch thread.
+
+    A file that was already on disk (cached by an earlier download, a local folder) may have left
+    the page cache; without this, the load waits for the disk: 0.8 s for a 311 MB file read cold
+    here, 0.06 s from the cache. ``POSIX_FADV_WILLNEED`` reads asynchronously and copies nothing;
+    one request covers only a few MB, so the file is asked for in 8 MB pieces.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:  # not on this platform (macOS, Windows)
+        return
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                for offset in range(0, size, READ_AHEAD_CHUNK):
+                    advise(file.fileno(), offset, READ_AHEAD_CHUNK, os.POSIX_FADV_WILLNEED)
+        except OSError:  # a file that cannot be read is the load's to report
+            continue
+
+
 class Prefetcher:
     """Yields each planned checkpoint's :class:`Fetched` in plan order, fetching up to ``prefetch``
     ahead; the consumer calls :meth:`release` once it has scored (or given up on) each one."""
@@ -140,6 +166,8 @@ class Prefetcher:
             fetched.files = fetch_planned(plan, self._retry, verify_cached=self._verify_cached)
         except CheckpointError as error:
             fetched.error = error
+        else:
+            read_ahead(fetched.files.weights)
         return fetched
 
     def release(self, fetched: Fetched) -> None:

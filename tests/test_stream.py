@@ -273,3 +273,37 @@ def test_verify_cached_refuses_a_rotten_blob_and_fetches_it_again(tmp_path):
     original = inductscan.load_results(out).reset_index().set_index(["step", "layer", "head"]).induction
     assert (fresh.set_index(["step", "layer", "head"]).induction == original).all()  # the served weights again
     assert hashlib.sha256(rotten[0].read_bytes()).hexdigest() == rotten[0].name  # the cache is mended
+
+
+def resident_pages(path: Path) -> tuple[int, int]:
+    """(pages of ``path`` in the page cache, pages in all), asked of the kernel with mincore(2)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        vector = (ctypes.c_ubyte * pages)()
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), vector) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
+        return sum(byte & 1 for byte in vector), pages
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore and posix_fadvise as Linux has them")
+def test_read_ahead_brings_an_evicted_weight_file_back_into_the_page_cache(tmp_path):
+    from inductscan.pipeline import read_ahead
+
+    path = tmp_path / "pytorch_model.bin"
+    path.write_bytes(os.urandom(24 << 20))  # three read-ahead pieces
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())  # clean pages: the kernel may drop them
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    evicted, pages = resident_pages(path)
+    assert evicted < pages / 10
+    read_ahead((path,))
+    deadline = time.monotonic() + 10  # the reads are asynchronous
+    while resident_pages(path)[0] < 0.9 * pages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert resident_pages(path)[0] >= 0.9 * pages  # not all: a VM may reclaim a few pages at any time
