@@ -369,6 +369,8 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
                          ("inductscan forward", [pair["inductscan"] for pair in pairs]),
                          ("scan", [pair["scan"] for pair in pairs]), ("scan / faster floor", ratios),
                          ("scan right after floors", after_floor)):  # fmt: skip
+        if not values:  # with 2 or 3 checkpoints, no scan right after the floors but the first
+            continue
         print(f"  {name:24}{median(values):7.3f}  (median of {' '.join(f'{value:.2f}' for value in values)})")
     results = {kind: typical(kind_runs) for kind, kind_runs in runs.items() if kind != "paired"}
     scan = results["scan"]["steady"]
