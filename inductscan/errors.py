@@ -44,3 +44,16 @@ class CorruptCheckpointError(CheckpointError):
 
 class OutputError(InductscanError, OSError):
     """The results folder cannot be written or holds something inductscan cannot read."""
+
+
+class HubUnreachableError(CheckpointError, ConnectionError):
+    """The Hub cannot be reached at all (no connection): the scan records the checkpoint and stops,
+    since every other download would fail the same way."""
+
+
+class NonFiniteError(CorruptCheckpointError):
+    """A weight, or an activation of the forward pass, that is NaN or infinite."""
+
+
+class OutOfMemory(InductscanError, MemoryError):
+    """The device ran out of memory while scoring: the scan stops with a hint."""
