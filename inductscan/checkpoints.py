@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.errors import CheckpointUnavailableError, UnknownRunError
-from inductscan.hub import Announced, Downloaded, Retry, announce, download, hash_file
+from inductscan.hub import Announced, Downloaded, NotCachedError, Retry, announce, download, hash_file, not_cached
 from inductscan.model import shard_files
 from inductscan.suites import Run, Suite, local_step_folder
 
@@ -76,7 +76,10 @@ def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
     """Which files the checkpoint needs and how large they are, before any weight is downloaded.
 
     Asks the Hub for ``config.json`` and the first weight file in ``WEIGHT_FILES`` order that the
-    revision has (a sharded one's index is downloaded here, small, to name its shards).
+    revision has (a sharded one's index is downloaded here, small, to name its shards). Offline,
+    the cache answers, and a checkpoint it lacks is a :class:`NotCachedError` (recorded as failed),
+    not a revision without weights; with no connection, a :class:`HubUnreachableError` within
+    seconds (see :meth:`Retry.run`).
     """
     if ref.suite.source == "local":
         return FetchPlan(ref)
@@ -87,8 +90,13 @@ def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
         return retry.run(lambda: announce(repo, revision, name), where)
 
     config = _announced_config(ref, retry)
+    uncached = []  # offline: weight files the cache does not have (the revision may well have them)
     for name in WEIGHT_FILES:
-        first = announced(name)
+        try:
+            first = announced(name)
+        except NotCachedError:
+            uncached.append(name)
+            continue
         if first is None:
             continue
         if not name.endswith(".index.json"):
@@ -99,6 +107,8 @@ def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
         if missing:
             raise CheckpointUnavailableError(f"{where}: shards named by {name} are missing: {', '.join(missing)}")
         return FetchPlan(ref, (config, *shards))
+    if uncached:
+        raise not_cached(f"{where}: its weights ({', '.join(uncached)})", "are")
     raise CheckpointUnavailableError(f"{where} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
 
 

@@ -13,10 +13,25 @@ import click
 from inductscan import phases as phase_timing
 from inductscan import query as queries
 from inductscan import store
-from inductscan.errors import ConfigError, InductscanError
+from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
 from inductscan.icl import IclConfig
-from inductscan.scan import RayOptions, ScanConfig, Shard, plan, run_scan, scan_status
+from inductscan.metrics import METRICS
+from inductscan.scan import (
+    RayOptions,
+    ScanConfig,
+    ScanInterrupted,
+    Shard,
+    plan,
+    recorded_suites,
+    run_scan,
+    scan_status,
+)
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
+
+# Exit statuses: 0 done; 1 some checkpoints failed, or the scan stopped (Hub unreachable, out of
+# memory); 2 bad input (a usage error, a bad value, an unreadable folder); 130 interrupted (Ctrl-C).
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+STOPPED_SCAN = (HubUnreachableError, OutOfMemory)
 
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -31,14 +46,17 @@ PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when 
 
 
 class Group(click.Group):
-    """Turns any InductscanError into one line on stderr and exit status 2."""
+    """Turns any InductscanError into one line on stderr and its exit status, and Ctrl-C into 130."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except InductscanError as error:
             click.echo(f"error: {error}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_FAILED if isinstance(error, STOPPED_SCAN) else EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=Group)
@@ -150,11 +168,15 @@ def _plan(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step
     if tokens_per_step is not None and tokens_per_step < 0:
         raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
     suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
-    refs = plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
-                step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
+    refs = _plan_suite(suite, seeds, steps, step_range, every)
     if not refs:
         raise ConfigError("no checkpoint matches the chosen seeds and steps")
     return Shard.parse(shard).select(refs) if shard else refs
+
+
+def _plan_suite(suite, seeds, steps, step_range, every) -> list:
+    return plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
+                step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
 
 
 @main.command("scan")
@@ -209,7 +231,9 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
     Hugging Face checkpoints. Hub checkpoints download ahead of scoring (--prefetch), their
     weights are deleted once scored unless --keep-weights, and --max-disk bounds what is on
-    disk at once. Exits 1 if any checkpoint failed (each is recorded with its reason).
+    disk at once. Exits 1 if any checkpoint failed (each is recorded with its reason) or the
+    scan had to stop (the Hub cannot be reached, out of memory), 2 on bad input, 130 on Ctrl-C
+    (what was scored is saved; a re-run resumes).
 
     \b
     Example:
@@ -239,7 +263,13 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
         ray = RayOptions(address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     elif ray_address is not None:
         raise ConfigError("--ray-address needs --executor ray")
-    summary = run_scan(refs, out, config, progress=not quiet, ray=ray)
+    try:
+        summary = run_scan(refs, out, config, progress=not quiet, ray=ray)
+    except ScanInterrupted as interrupted:
+        done = interrupted.summary
+        click.echo(f"interrupted after {done.seconds:.1f} s: {done.scored} checkpoint(s) scored and saved in {out} by "
+                   f"this run ({done.already_done} done before); a re-run of the same command resumes", err=True)  # fmt: skip
+        sys.exit(EXIT_INTERRUPTED)
     click.echo(summary.line(out))
     for warning in summary.warnings():
         click.echo(warning, err=True)
@@ -249,27 +279,45 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
 
 @main.command("status")
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("--suite", "suite_or_folder", required=True, help="The suite (or folder) that was scanned.")
+@click.option("--suite", "suite_or_folder",
+              help="The suite (or folder) that was scanned, to plan all its runs; default: the suites and runs "
+                   "the results folder holds.")  # fmt: skip
 @plan_options
 @click.option("--list", "list_steps", is_flag=True, help="Name every missing and failed step.")
-def status_command(results: Path, suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard,
+def status_command(results: Path, suite_or_folder: str | None, seeds, steps, step_range, every, tokens_per_step, shard,
                    list_steps: bool) -> None:  # fmt: skip
     """What of a planned scan is done, failed, skipped and missing in a results folder.
 
-    Give the same plan options as the scan (or a wider plan). Exits 0 when every planned
-    checkpoint is done, 1 otherwise, so that a job script can wait on it.
+    Without --suite, the plan is every step of each run the folder holds (of a catalogued
+    suite: all its steps; of a local run: the checkpoint folders it has now); the plan options
+    narrow it. Steps listed as missing upstream in the package's known_checkpoint_hazards.csv
+    are reported apart and not waited for. Exits 0 when every planned checkpoint is done (or
+    known missing), 1 otherwise, so that a job script can wait on it.
 
     \b
     Example:
+        inductscan status results/
         inductscan status results/ --suite stanford-gpt2-small
         inductscan status results/ --suite pythia-160m-seeds --seeds 1,2 --list
     """
-    refs = _plan(suite_or_folder, seeds, steps, step_range, every, tokens_per_step, shard)
+    if suite_or_folder is not None:
+        refs = _plan(suite_or_folder, seeds, steps, step_range, every, tokens_per_step, shard)
+    else:
+        if tokens_per_step is not None:
+            raise ConfigError("--tokens-per-step needs --suite")
+        store.require_results_folder(results)
+        suites = recorded_suites(results)
+        if not suites:
+            raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
+        refs = [ref for suite in suites for ref in _plan_suite(suite, seeds, steps, step_range, every)]
+        if not refs:
+            raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
+        refs = Shard.parse(shard).select(refs) if shard else refs
     report = scan_status(refs, results)
     for line in report.lines(list_steps=list_steps):
         click.echo(line)
     if not report.complete:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 def _emit(frame, fmt: str) -> None:
@@ -278,7 +326,7 @@ def _emit(frame, fmt: str) -> None:
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", indent=1, double_precision=15))
     elif frame.empty:
-        click.echo("no rows match")
+        click.echo(NO_ROWS)
     else:
         click.echo(frame.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
 
@@ -303,11 +351,13 @@ def _selection(suite: str | None, seed: str | None, step_range: str | None, **mo
     return filters
 
 
+NO_ROWS = "no rows match"
+
+
 def _load(results: Path, filters: dict):
-    frame = store.load_results(results, **filters)
-    if frame.empty:
-        raise ConfigError(f"no scored checkpoints in {results}" + (" match the selection" if filters else ""))
-    return frame
+    """The selected rows; a folder without results is bad input (exit 2), an empty selection is not."""
+    store.require_results(results)
+    return store.load_results(results, **filters)
 
 
 @main.command("query")
@@ -330,7 +380,7 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
         inductscan query results/ --best --format csv
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
     """
-    frame = store.load_results(results, **_selection(suite, seed, step_range, layer=layer, head=head))
+    frame = _load(results, _selection(suite, seed, step_range, layer=layer, head=head))
     if min_induction is not None:
         frame = frame[frame["induction"] >= min_induction]
     if best:
@@ -355,8 +405,9 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
 @selection_options
 @click.option("--metric", default="induction", show_default=True,
               help=f"What to time: {', '.join(phase_timing.RISING_METRICS)}.")  # fmt: skip
-@click.option("--threshold", type=float, default=0.4, show_default=True,
-              help="first_above_threshold is the first checkpoint whose value reaches this.")  # fmt: skip
+@click.option("--threshold", type=float,
+              help="first_above_threshold is the first checkpoint whose value reaches this (default: the metric's, "
+                   "0.4 for the attention scores, 1 nat for in_context_gain; see inductscan/metrics.py).")  # fmt: skip
 @click.option("--per-head", is_flag=True, help="Time every head's own curve instead of each run's best head.")
 @click.option("--changed-only", is_flag=True, help="Only rows with a phase change.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -375,6 +426,9 @@ def phases_command(results: Path, suite, seed, step_range, metric, threshold, pe
         inductscan phases results/ --seed 21 --per-head --changed-only --format csv
     """
     frame = _load(results, _selection(suite, seed, step_range))
+    if frame.empty:
+        click.echo(NO_ROWS)
+        return
     timing = phase_timing.find_phase_changes(frame, metric, threshold, per_head)
     if changed_only:
         timing = timing[timing["phase_change"]]
@@ -396,7 +450,7 @@ def phases_command(results: Path, suite, seed, step_range, metric, threshold, pe
               help="; ".join(f"{name}: {what}" for name, what in PLOTS.items()) + ".")  # fmt: skip
 @selection_options
 @click.option("--metric", default="induction", show_default=True, help="Head score (timing, heatmap, seeds).")
-@click.option("--threshold", type=float, default=0.4, show_default=True, help="Dashed line of the timing plot.")
+@click.option("--threshold", type=float, help="Dashed line of the timing plot (default: the metric's).")
 def plot_command(results: Path, output: Path, kind, suite, seed, step_range, metric, threshold) -> None:
     """Draw a figure of a results table.
 
@@ -414,17 +468,24 @@ def plot_command(results: Path, output: Path, kind, suite, seed, step_range, met
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
     selection = _selection(suite, seed, step_range)
-    if kind == "icl-curves":  # a table of its own, not the scores
-        figure = plots.plot_icl_curves(store.load_icl_curves(results, **selection))
-    else:
-        figure = _scores_figure(kind, _load(results, selection), metric, threshold)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=150)
+    frame = store.load_icl_curves(results, **selection) if kind == "icl-curves" else _load(results, selection)
+    if frame.empty:
+        click.echo(f"{NO_ROWS}; no plot written")
+        return
+    figure = plots.plot_icl_curves(frame) if kind == "icl-curves" else _scores_figure(kind, frame, metric, threshold)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(output, dpi=150)
+    except OSError as error:
+        raise OutputError(f"cannot write the plot to {output}: {error.strerror or error}; choose another -o") from error
     click.echo(f"{kind} plot written to {output}")
 
 
-def _scores_figure(kind: str, frame, metric: str, threshold: float):
+def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     from inductscan import plots
+
+    if threshold is None and metric in METRICS:
+        threshold = METRICS[metric].threshold
 
     if kind == "icl":
         return plots.plot_icl_score(frame)

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from inductscan.checkpoints import CheckpointRef
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, HubUnreachableError, OutOfMemory
 from inductscan.pipeline import Prefetcher
-from inductscan.scan import RayOptions, ScanSummary, Scoring, score_fetched
+from inductscan.scan import Progress, RayOptions, ScanSummary, Scoring, score_fetched
 
 _worker_scoring: dict[str, Scoring] = {}  # per worker process: its Scorer's buffers survive from task to task
 
@@ -38,7 +36,7 @@ def score_one(ref: CheckpointRef, out: str, scoring: Scoring, threads: int) -> t
 
 
 def run_on_ray(todo: list[CheckpointRef], out: Path, scoring: Scoring, options: RayOptions, summary: ScanSummary,
-               bar: tqdm) -> None:  # fmt: skip
+               bar: Progress) -> None:  # fmt: skip
     """Submit one task per checkpoint and collect them as they finish."""
     try:
         import ray
@@ -56,9 +54,13 @@ def run_on_ray(todo: list[CheckpointRef], out: Path, scoring: Scoring, options: 
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         ref = pending.pop(done[0])
-        bar.set_postfix_str(ref.describe(), refresh=False)
         try:
             outcome = ray.get(done[0])
-        except ray.exceptions.RayError as error:  # the task kept dying (a crashed worker) or raised a bug
+        except ray.exceptions.RayError as error:  # the task kept dying (a crashed worker) or raised
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, (HubUnreachableError, OutOfMemory)):  # every other task would fail alike
+                for task_ref in pending:
+                    ray.cancel(task_ref)
+                raise cause from error
             outcome = ("failed", f"Ray task failed: {str(error).strip().splitlines()[0]}")
         summary.record(ref, outcome, bar)

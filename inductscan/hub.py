@@ -1,4 +1,4 @@
-"""One file from the Hub, through huggingface_hub: announced, downloaded, verified (issue 4).
+"""One file from the Hub, through huggingface_hub: announced, downloaded, verified.
 
 ``announce`` asks the Hub (a HEAD) what a file at a revision is: its size and, for a large
 (LFS) file, its sha256, which is also the name of its blob in the cache. ``download`` fetches
@@ -10,8 +10,10 @@ is trusted by its content address, as huggingface_hub trusts it: an LFS blob is 
 sha256 and moved into place only once complete, so its name is its hash and only its size is
 checked; ``verify_cached`` hashes it again (0.2 s of a core per 326 MB GPT-2-small file).
 Errors are sorted here: a missing revision or file is :class:`CheckpointUnavailableError`; what
-a retry may cure (a dropped connection, a 5xx, a timeout, a refused file) is
-:class:`TransientError`.
+a retry may cure (a dropped connection, a 5xx, a read timeout, a refused file) is
+:class:`TransientError`; no connection at all (refused, no such host, connect timeout) is
+:class:`HubUnreachableError`, retried once at most, since every other file would fail the same way;
+offline, a file missing from the cache is :class:`NotCachedError`, not a file the Hub lacks.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from inductscan.errors import CheckpointError, CheckpointUnavailableError, CorruptCheckpointError
+from inductscan.errors import CheckpointError, CheckpointUnavailableError, CorruptCheckpointError, HubUnreachableError
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+# A connection failure is retried once, after at most this pause, and only if it came this quickly:
+# one that already waited out a connect timeout (HF_HUB_ETAG_TIMEOUT, 10 s) is not waited for again.
+UNREACHABLE_PAUSE = 1.0
+QUICK_FAILURE = 2.0
 Result = TypeVar("Result")
 
 
@@ -38,6 +45,11 @@ class TransientError(CheckpointError):
 
 class IntegrityError(TransientError):
     """A downloaded file whose size or sha256 is not what the Hub announced."""
+
+
+class NotCachedError(CheckpointError):
+    """Offline (HF_HUB_OFFLINE), a file that is not in the local cache: the Hub may well have it, so
+    the scan records a failure, not a skip; unlike a file the Hub lacks, going online may cure it."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +64,23 @@ class Retry:
             raise ValueError(f"retry attempts must be >= 1 and backoff >= 0, got {self.attempts}, {self.backoff}")
 
     def run(self, action: Callable[[], Result], what: str) -> Result:
-        """``action()``, retried on TransientError; a lasting failure becomes a recorded one."""
+        """``action()``, retried on TransientError; a lasting failure becomes a recorded one.
+
+        A :class:`HubUnreachableError` is retried at most once, after ``min(backoff, 1 s)``, and
+        only if it came within ``QUICK_FAILURE`` seconds, then raised as it is: with no connection
+        the long backoff would only delay the same answer (about 20 h over a Stanford suite).
+        """
+        retried_connection = False
         for attempt in range(self.attempts):
+            started = time.monotonic()
             try:
                 return action()
+            except HubUnreachableError:
+                quick = time.monotonic() - started < QUICK_FAILURE
+                if retried_connection or not quick or attempt + 1 == self.attempts:
+                    raise
+                retried_connection = True
+                time.sleep(min(self.backoff, UNREACHABLE_PAUSE))
             except TransientError as error:
                 last = error
                 if attempt + 1 < self.attempts:
@@ -104,6 +129,50 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    """Failures to connect at all (refused, no such host, connect timeout), whichever HTTP library
+    this huggingface_hub uses; a connection dropped once open is not one of them."""
+    errors: list[type[BaseException]] = [ConnectionRefusedError, socket.gaierror]
+    for module in ("httpx2", "httpx"):
+        try:
+            library = importlib.import_module(module)
+        except ImportError:
+            continue
+        errors += [library.ConnectError, library.ConnectTimeout]
+    return tuple(errors)
+
+
+def _connect_failure(error: BaseException) -> BaseException | None:
+    """The connection failure behind ``error``: itself, or what huggingface_hub wrapped in it
+    (``raise ... from``). Only causes: an error merely raised while handling a failed connect
+    (a resumed download that then broke) is not one."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, _connect_errors()):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
+def _unreachable(where: str, failure: BaseException) -> HubUnreachableError:
+    """The one-line error for a Hub that cannot be reached, with the way to work offline."""
+    from huggingface_hub import constants
+
+    return HubUnreachableError(
+        f"{where}: cannot reach the Hub at {constants.ENDPOINT} ({_first_line(failure)}); to work offline, "
+        f"set HF_HUB_OFFLINE=1 with the checkpoints already in the cache ({constants.HF_HUB_CACHE})"
+    )
+
+
+def not_cached(subject: str, verb: str = "is") -> NotCachedError:
+    """Offline, ``subject`` (``repo@revision/file``, say) missing from the cache, which is named."""
+    from huggingface_hub import constants
+
+    cache = constants.HF_HUB_CACHE
+    return NotCachedError(f"{subject} {verb} not in the local cache (HF_HUB_OFFLINE is set; cache: {cache})")
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
@@ -126,18 +195,19 @@ def _classify(error: BaseException, where: str) -> CheckpointError | None:
         RevisionNotFoundError,
     )
 
+    failure = _connect_failure(error)
+    if failure is not None:  # bare from a HEAD; in a LocalEntryNotFoundError from hf_hub_download
+        return _unreachable(where, failure)
     if isinstance(error, RemoteEntryNotFoundError):
         return None
     if isinstance(error, RevisionNotFoundError):
         return CheckpointUnavailableError(f"{where}: the Hub has no such revision (RevisionNotFoundError, 404)")
     if isinstance(error, RepositoryNotFoundError):
         return CheckpointUnavailableError(f"{where}: the Hub has no such repository, or it is private or gated")
-    if isinstance(error, LocalEntryNotFoundError):  # offline: not in the cache; online: the HEAD failed
-        if _offline():
-            return None
+    if isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled)) and _offline():
+        return not_cached(where)
+    if isinstance(error, LocalEntryNotFoundError):  # online: the HEAD failed, other than by connecting
         return TransientError(f"{where}: {_first_line(error.__cause__ or error)}")
-    if isinstance(error, OfflineModeIsEnabled):
-        return CheckpointUnavailableError(f"{where}: not in the cache and HF_HUB_OFFLINE is set")
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else None
         kind = TransientError if status in RETRY_STATUS else CheckpointUnavailableError
@@ -149,22 +219,48 @@ def _classify(error: BaseException, where: str) -> CheckpointError | None:
     raise error
 
 
-def announce(repo: str, revision: str, name: str) -> Announced | None:
-    """The file's size and sha256 as the Hub announces them; None if the revision has no such file."""
-    if _offline():
-        from huggingface_hub import try_to_load_from_cache
+def _metadata(repo: str, revision: str, name: str):
+    """The Hub's answer to a HEAD of the file (``HfFileMetadata``), or None if the revision lacks it.
 
-        cached = try_to_load_from_cache(repo, name, revision=revision)
-        return Announced(repo, revision, name, None, None) if isinstance(cached, str) else None
+    One request, never retried by huggingface_hub, so that a Hub that cannot be reached says so at once.
+    """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     try:
-        metadata = get_hf_file_metadata(hf_hub_url(repo, name, revision=revision))
+        return get_hf_file_metadata(hf_hub_url(repo, name, revision=revision))
     except Exception as error:  # sorted by _classify; anything else is raised as it is
         sorted_error = _classify(error, f"{repo}@{revision}/{name}")
         if sorted_error is None:
             return None
         raise sorted_error from error
+
+
+def _cached(repo: str, revision: str, name: str):
+    """The file's path in the local cache; huggingface_hub's ``_CACHED_NO_EXIST`` if the cache
+    records that the revision lacks it; None if the cache does not know."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return try_to_load_from_cache(repo, name, revision=revision)
+
+
+def announce(repo: str, revision: str, name: str) -> Announced | None:
+    """The file's size and sha256 as the Hub announces them; None if the revision has no such file.
+
+    Offline, the cache answers: a file it lacks raises :class:`NotCachedError` unless it records
+    that the revision has no such file (then None, as online).
+    """
+    if _offline():
+        from huggingface_hub import _CACHED_NO_EXIST
+
+        cached = _cached(repo, revision, name)
+        if cached is _CACHED_NO_EXIST:
+            return None
+        if cached is None:
+            raise not_cached(f"{repo}@{revision}/{name}")
+        return Announced(repo, revision, name, None, None)
+    metadata = _metadata(repo, revision, name)
+    if metadata is None:
+        return None
     etag = (metadata.etag or "").strip('"')
     return Announced(repo, revision, name, metadata.size, etag if SHA256.fullmatch(etag) else None)
 
@@ -184,13 +280,19 @@ def download(file: Announced, *, verify_cached: bool = False) -> Downloaded | No
     """The file on local disk, verified against its announcement; None if the revision lacks it.
 
     A file this call downloads is hashed; one already in the cache under its sha256 (offline,
-    every file comes from the cache) is hashed only with ``verify_cached``.
+    every file comes from the cache) is hashed only with ``verify_cached``. A file not in the
+    cache is first asked for with one HEAD of our own: ``hf_hub_download`` retries a failed HEAD
+    for 23 s before it gives up, so this is how a Hub that went away since the announcement is
+    told at once.
     """
     from huggingface_hub import hf_hub_download
 
     where = f"{file.repo}@{file.revision}/{file.name}"
     blob = file.blob
     existed = _offline() or (blob is not None and blob.is_file())
+    if not _offline() and not isinstance(_cached(file.repo, file.revision, file.name), str):
+        if _metadata(file.repo, file.revision, file.name) is None:
+            return None
     try:
         path = Path(hf_hub_download(file.repo, file.name, revision=file.revision))
     except Exception as error:  # sorted by _classify; anything else is raised as it is

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -118,11 +119,26 @@ def load_examples(config: IclConfig, tokenizer_source: tuple[str, str | None] | 
     return IclExamples(config, torch.tensor(chosen, dtype=torch.int64), source, column)
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only mean a local file or folder, never a Hub dataset id.
+
+    A Hub id is ``name`` or ``owner/name``, without a data-file suffix; a name with a suffix of
+    ``DATA_SUFFIXES``, with a leading ``.``, ``~`` or separator, or with more than one separator
+    (``a/b/c``) is a path. ``data/texts`` stays ambiguous: it is read as a Hub id, unless such a
+    folder exists.
+    """
+    parts = name.replace(os.sep, "/").split("/")
+    suffixed = Path(name).suffix.lower() in DATA_SUFFIXES
+    return suffixed or name.startswith((".", "~", os.sep)) or len(parts) > 2 or "" in parts
+
+
 def _load_dataset(config: IclConfig):
+    path = Path(config.dataset).expanduser()
+    if looks_like_path(config.dataset) and not path.exists():  # else datasets would ask the Hub for it, with retries
+        raise ConfigError(f"no such file: {config.dataset}")
     import datasets
 
     datasets.disable_progress_bars()
-    path = Path(config.dataset)
     try:
         if path.is_file():
             kind = DATA_SUFFIXES.get(path.suffix)
@@ -130,7 +146,7 @@ def _load_dataset(config: IclConfig):
                 raise ConfigError(f"cannot tell the format of {path}: name it {', '.join(DATA_SUFFIXES)}")
             loaded = datasets.load_dataset(kind, data_files={config.split: str(path)}, split=config.split)
         else:
-            loaded = datasets.load_dataset(config.dataset, split=config.split)
+            loaded = datasets.load_dataset(str(path) if path.exists() else config.dataset, split=config.split)
     except ConfigError:
         raise
     except Exception as error:  # datasets raises many kinds: missing dataset, split, offline, bad file

@@ -15,6 +15,7 @@ import torch
 
 from inductscan import scores
 from inductscan.architecture import Architecture, Buffers, Layer, Weights, convert, convert_streamed
+from inductscan.errors import NonFiniteError
 from inductscan.model import forward
 from inductscan.probe import Probe
 
@@ -56,8 +57,29 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     result = forward(weights, ids, on_layer, losses=True)
     heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
     heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
-    heads["copying"] = scores.eigenvalue_ratio(torch.stack(circuits))
-    return CheckpointScores(heads, scores.loss_summary(result.token_losses, layout))
+    circuits = torch.stack(circuits)
+    _check_finite("OV circuit", circuits.flatten(2))  # the eigenvalue solver fails on a NaN
+    heads["copying"] = scores.eigenvalue_ratio(circuits)
+    checkpoint = scores.loss_summary(result.token_losses, layout)
+    for name, values in heads.items():
+        _check_finite(name, values)
+    _check_finite("loss", torch.tensor([list(checkpoint.values())]))
+    return CheckpointScores(heads, checkpoint)
+
+
+def _check_finite(name: str, values: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` naming the layers where ``values`` (layer, ...) are not finite.
+
+    The weights were checked as they were converted, so a NaN here comes from the forward pass
+    itself: an overflow, most likely in a 16-bit dtype.
+    """
+    finite = torch.isfinite(values.flatten(1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    layers = ", ".join(map(str, torch.nonzero(~finite).flatten().tolist()))
+    where = f" in layer(s) {layers}" if name != "loss" else ""
+    raise NonFiniteError(f"the forward pass gave a non-finite {name}{where}; with finite weights this is an "
+                         "overflow: try --dtype float32")  # fmt: skip
 
 
 class Scorer:

@@ -1,4 +1,4 @@
-"""When the induction phase change happens, per run or per head (DESIGN.md section 6, issue 3).
+"""When the induction phase change happens, per run or per head.
 
 A run's curve is its best head's score at each checkpoint (or, per head, that head's own score;
 or a checkpoint score such as ``in_context_gain``), on a log axis. It is made monotone in two
@@ -9,10 +9,30 @@ non-decreasing fit (pool adjacent violators), which absorbs what noise remains. 
 late plateaus are medians of the smoothed curve near the fit's two ends; ``onset``, ``midpoint``
 and ``end`` are where the fit first reaches 10%, 50% and 90% of the rise between them, placed
 between the two checkpoints that bracket the crossing and interpolated geometrically (in log
-steps, which is log tokens: a run's tokens are its steps times a constant). A rise smaller than
-``min_rise`` or than ``NOISE_MULTIPLE`` times the checkpoint-to-checkpoint noise is reported as
-no phase change, with no timing. ``scripts/phase_noise_sweep.py`` measures all of this on
-synthetic curves.
+steps, which is log tokens: a run's tokens are its steps times a constant).
+
+Whether a curve is timed, with ``rise = late - early`` (:func:`untimed_reason`), in this order:
+
+1. Fewer than 2 checkpoints: no rise can be seen; the note is "too few checkpoints to time it: N".
+2. A rise below ``min_rise`` (the metric's default from ``inductscan/metrics.py``), or none:
+   "no phase change in the scanned range", whatever the number of checkpoints.
+3. Fewer than ``MIN_CHECKPOINTS`` (5): "too few checkpoints to time it: N". The noise is a median
+   over successive differences; four checkpoints give three, one or more of them the rise's own,
+   too few for a median to tell the noise from the rise.
+4. A rise of at least ``NOISE_MULTIPLE`` times :func:`noise_level` (the median absolute deviation
+   of all successive differences) is a phase change, and is timed. ``scripts/phase_noise_sweep.py``
+   calibrates this rule on the toy (32 checkpoints), Pythia (154) and Stanford (609) grids.
+5. Otherwise that noise may be the rise's own: a median ignores the rise's differences only
+   while they are fewer than half. So "no phase change" is said only when there are at least
+   ``MIN_QUIET_DIFFERENCES`` (3) differences outside the rise (:func:`quiet_differences`: those
+   across which the fit climbs by less than ``PLATEAU_SHARE``, 5%, of its range) and the rise is
+   below ``NOISE_MULTIPLE`` times their own noise (:func:`difference_noise`) too. Else the note is
+   "too few checkpoints to time it: N": too few checkpoints outside the rise to tell it from noise.
+   This errs towards "too few" on short noisy flat curves (some of 5-10 checkpoints) rather than
+   towards "no phase change" on real rises.
+
+A curve of 5 checkpoints or more is thus timed exactly when rule 4 says so; rule 5 only chooses
+the note of a curve that is not.
 """
 
 from __future__ import annotations
@@ -24,18 +44,21 @@ import numpy as np
 import pandas as pd
 
 from inductscan.errors import ConfigError
-from inductscan.query import CHECKPOINT_COLUMNS, HEAD_COLUMNS, RUN_KEYS
+from inductscan.metrics import METRICS, Metric
+from inductscan.query import RUN_KEYS
 from inductscan.store import load_results
 
 LEVELS = {"onset": 0.1, "midpoint": 0.5, "end": 0.9}
-RISING_METRICS = HEAD_COLUMNS + ["in_context_gain"]
+RISING_METRICS = [name for name, metric in METRICS.items() if metric.direction == "rises"]
 NOISE_MULTIPLE = 8.0  # a rise must exceed this many noise standard deviations (see scripts/phase_noise_sweep.py)
-MIN_CHECKPOINTS = 3
+MIN_CHECKPOINTS = 5  # fewer leave at most three successive differences to measure the noise on
+MIN_QUIET_DIFFERENCES = 3  # "no phase change" needs the noise of at least this many differences outside the rise
 PLATEAU_SHARE = 0.05  # a plateau: where the fit is within 5% of its range of its first (last) value
 SMOOTHING_REACH = 0.25  # the running median spans +-25% of the steps (log 1.25) where checkpoints are dense
 LOCAL_SHARE = 0.2  # a crossing on a densely sampled rise is fitted to the checkpoints within +-20% of the rise
 LOCAL_POINTS = 4
 NO_CHANGE = "no phase change in the scanned range"
+TOO_FEW = "too few checkpoints to time it"  # the note adds ": N", the number of checkpoints
 EARLY_UNSEEN = "early plateau not observed"
 LATE_UNSEEN = "late plateau not observed"
 
@@ -79,17 +102,48 @@ def running_median(values: np.ndarray, positions: np.ndarray, *, reach: float = 
     return smoothed
 
 
-def noise_level(values: np.ndarray) -> float:
-    """Robust standard deviation of checkpoint-to-checkpoint noise (MAD of successive differences).
+def difference_noise(differences: np.ndarray) -> float:
+    """Robust standard deviation of the noise behind successive ``differences`` (their MAD).
 
     The differences of independent noise have sqrt(2) times its standard deviation; the median
-    ignores the few large differences of the rise itself.
+    ignores large differences (a rise's) while they are fewer than half.
     """
-    differences = np.diff(np.asarray(values, dtype=float))
+    differences = np.asarray(differences, dtype=float)
     if len(differences) == 0:
         return 0.0
     deviation = np.median(np.abs(differences - np.median(differences)))
     return float(1.4826 * deviation / np.sqrt(2))
+
+
+def noise_level(values: np.ndarray) -> float:
+    """Robust standard deviation of checkpoint-to-checkpoint noise, from all successive differences."""
+    return difference_noise(np.diff(np.asarray(values, dtype=float)))
+
+
+def quiet_differences(values: np.ndarray, fit: np.ndarray) -> np.ndarray:
+    """The successive differences of ``values`` outside the rise: those across which the
+    non-decreasing ``fit`` climbs by less than ``PLATEAU_SHARE`` of its range (plateaus, slow drifts).
+    The fit's climbs add up to its range, so at most 1 / ``PLATEAU_SHARE`` differences are left out."""
+    fit = np.asarray(fit, dtype=float)
+    outside = np.diff(fit) < PLATEAU_SHARE * (fit[-1] - fit[0])
+    return np.diff(np.asarray(values, dtype=float))[outside]
+
+
+def untimed_reason(values: np.ndarray, fit: np.ndarray, rise: float, min_rise: float) -> str | None:
+    """None when the curve's ``rise`` (late - early plateau) is a phase change to time; else the
+    note that says why not. The rules, in order, are the module docstring's."""
+    count = len(values)
+    if count >= 2 and (rise < min_rise or rise <= 0):
+        return NO_CHANGE
+    if count < MIN_CHECKPOINTS:
+        return f"{TOO_FEW}: {count}"
+    noise = noise_level(values)
+    if rise >= NOISE_MULTIPLE * noise:
+        return None
+    quiet = quiet_differences(values, fit)
+    if len(quiet) >= MIN_QUIET_DIFFERENCES and rise < NOISE_MULTIPLE * difference_noise(quiet):
+        return NO_CHANGE
+    return f"{TOO_FEW}: {count}"
 
 
 def plateaus(smoothed: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
@@ -176,16 +230,17 @@ def curve_timing(steps, tokens, values, *, threshold: float, min_rise: float, sm
         "first_above_threshold_step": steps[first_above[0]] if len(first_above) else pd.NA,
         "first_above_threshold_tokens": tokens[first_above[0]] if len(first_above) else pd.NA,
     }
-    if len(values) < MIN_CHECKPOINTS:
-        return row | {"phase_change": False, "note": f"{NO_CHANGE}: needs {MIN_CHECKPOINTS} checkpoints"}
+    if len(values) < 2:
+        return row | {"phase_change": False, "note": f"{TOO_FEW}: {len(values)}"}
     positions = log_steps(steps)
     smoothed = running_median(values, positions) if smoothed is None else np.asarray(smoothed)
     fit = isotonic_increasing(smoothed)
     early, late = plateaus(smoothed, fit)
     row |= {"early": early, "late": late}
-    if late - early < max(min_rise, NOISE_MULTIPLE * noise_level(values)):
-        return row | {"phase_change": False, "note": NO_CHANGE}
     rise = late - early
+    reason = untimed_reason(values, fit, rise, min_rise)
+    if reason is not None:
+        return row | {"phase_change": False, "note": reason}
     found = {  # a level's neighbourhood reaches at most half way to the nearer plateau (curvature)
         name: crossing(fit, smoothed, positions, early + share * rise, 2 * min(share, 1 - share) * rise)
         for name, share in LEVELS.items()
@@ -210,17 +265,25 @@ def _columns(keys: list[str]) -> list[str]:
                    "first_above_threshold_step", "first_above_threshold_tokens", "note"]  # fmt: skip
 
 
+def timed_metric(metric: str, per_head: bool) -> Metric:
+    """The declaration of ``metric`` (``inductscan/metrics.py``), if it can be timed: it rises as
+    induction heads form, and is a head score when timed ``per_head``. ConfigError otherwise."""
+    if metric not in RISING_METRICS:
+        falls = metric in METRICS and METRICS[metric].direction == "falls"
+        falling = f" ({metric} falls as induction forms)" if falls else ""
+        raise ConfigError(f"cannot time metric {metric!r}{falling}; choose one of {', '.join(RISING_METRICS)}")
+    if per_head and METRICS[metric].level == "checkpoint":
+        raise ConfigError(f"{metric} is a checkpoint score, the same for every head; time it without per-head")
+    return METRICS[metric]
+
+
 def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str], pd.DataFrame]:
     """The curves to time, one row per (curve keys, step), and the curve keys.
 
     Per run, the value at a step is the best head's ``metric`` (a checkpoint score is the same on
     every head row, so its maximum is itself).
     """
-    if metric not in RISING_METRICS:
-        falling = f" ({metric} falls as induction forms)" if metric in CHECKPOINT_COLUMNS else ""
-        raise ConfigError(f"cannot time metric {metric!r}{falling}; choose one of {', '.join(RISING_METRICS)}")
-    if per_head and metric in CHECKPOINT_COLUMNS:
-        raise ConfigError(f"{metric} is a checkpoint score, the same for every head; time it without per-head")
+    timed_metric(metric, per_head)
     flat = results.reset_index()
     if per_head:
         keys = RUN_KEYS + ["layer", "head"]
@@ -232,29 +295,36 @@ def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str
 def find_phase_changes(
     results: pd.DataFrame | str | os.PathLike,
     metric: str = "induction",
-    threshold: float = 0.4,
+    threshold: float | None = None,
     per_head: bool = False,
     *,
-    min_rise: float = 0.05,
+    min_rise: float | None = None,
 ) -> pd.DataFrame:
     """Onset, midpoint and end of the phase change, one row per run (or per head with ``per_head``).
 
     results: a scan table (``inductscan.load_results``) or the path of a results folder.
-    metric: a head score (the run's curve is its best head's) or ``in_context_gain``.
+    metric: a score that rises as induction heads form (``RISING_METRICS``): a head score (the
+    run's curve is its best head's) or ``in_context_gain``.
     threshold: ``first_above_threshold_*`` is the first checkpoint whose raw value reaches it.
-    min_rise: the smallest rise, in the metric's units, counted as a phase change.
+    min_rise: the smallest rise, in the metric's unit, counted as a phase change.
+    Both default (None) to the metric's own, declared in ``inductscan/metrics.py`` (0.4 and 0.05
+    for ``induction``; 1 and 0.15 nats for ``in_context_gain``).
 
     Columns: the run keys (and ``layer``, ``head``), ``phase_change``, the plateaus ``early`` and
     ``late``; for each of ``onset``, ``midpoint`` and ``end``: ``_step`` and ``_tokens``
     (interpolated in log space; NaN when the crossing follows step 0, which has no logarithm) and
     the bracketing checkpoints ``_step_before``/``_step_after`` and ``_tokens_before``/``_tokens_after``;
-    ``first_above_threshold_step``/``_tokens``; and ``note``, which says when there is no phase
-    change or a plateau lies outside the scanned range.
+    ``first_above_threshold_step``/``_tokens``; ``threshold`` (the one used); and ``note``, which
+    says when there is no phase change, too few checkpoints to time one, or a plateau lies outside
+    the scanned range (the rules are the module docstring's).
     """
-    if not isinstance(results, pd.DataFrame):
-        results = load_results(results)
+    declared = timed_metric(metric, per_head)
+    threshold = declared.threshold if threshold is None else threshold
+    min_rise = declared.min_rise if min_rise is None else min_rise
     if min_rise < 0:
         raise ConfigError(f"min_rise must be >= 0, got {min_rise}")
+    if not isinstance(results, pd.DataFrame):
+        results = load_results(results)
     keys, table = curves(results, metric, per_head)
     rows = []
     for run, curve in table.groupby(RUN_KEYS, sort=True):

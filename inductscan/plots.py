@@ -68,7 +68,7 @@ def plot_timing(
     if table.empty:
         raise ConfigError("the results table is empty: nothing to plot")
     if phases is None:
-        phases = find_phase_changes(results, metric, 0.4 if threshold is None else threshold)
+        phases = find_phase_changes(results, metric, threshold)  # None: the metric's own threshold
     column, name = _axis(table)
     several_suites = table["suite"].nunique() > 1
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")

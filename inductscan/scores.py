@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from inductscan.probe import Layout
 
 PATTERN_SCORES = ("induction", "prefix_matching", "duplicate_token", "previous_token")
+# Recorded with every row. Bump it with any change here, in measure.py or in model.py that changes a
+# score's value: rows of two versions never pass for one another (a scan refuses to mix them).
+SCORING_VERSION = 1
 
 
 def _earlier_copies(layout: Layout, q: int) -> range:

@@ -33,11 +33,16 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
+from inductscan import hazards
 from inductscan.errors import ConfigError, OutputError
 from inductscan.icl import IclExamples
 from inductscan.probe import Probe
+from inductscan.scores import SCORING_VERSION
 
-INDEX = ["seed", "step", "layer", "head"]
+# Unique in any folder: a folder may hold several suites whose seed numbers coincide (pythia-160m and
+# pythia-160m-deduped are both seed 1234), and a run's name is unique within its suite (a local
+# run's name carries a hash of its folder's path, see inductscan.suites.local_suite).
+INDEX = ["suite", "run", "seed", "step", "layer", "head"]
 SCHEMA = pa.schema(
     [
         ("suite", pa.string()),
@@ -56,6 +61,8 @@ SCHEMA = pa.schema(
         ("weights_sha256", pa.string()),
         ("probe", pa.string()),
         ("icl", pa.string()),  # the ICL settings (inductscan.icl), null without --icl-dataset
+        ("dtype", pa.string()),  # the compute dtype; null in folders written before 0.2 (float32 then)
+        ("scoring_version", pa.int32()),  # inductscan.scores.SCORING_VERSION; null before 0.2 (version 1)
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("inductscan_version", pa.string()),
     ]
@@ -153,12 +160,12 @@ def is_done(out: Path, suite: str, run: str, step: int) -> bool:
 
 
 def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], checkpoint: dict[str, float],
-                 *, weights_sha256: str, probe: Probe, icl: IclResult | None = None) -> Path:  # fmt: skip
+                 *, weights_sha256: str, probe: Probe, dtype: str, icl: IclResult | None = None) -> Path:  # fmt: skip
     """Write one checkpoint's rows, one per (layer, head), and clear any earlier failure record.
 
-    identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head). With
-    ``icl``, its loss curve is written first, so that a checkpoint whose scores file exists has
-    its curve too.
+    identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head). Every
+    setting that changes a score goes with each row (see :class:`Settings`). With ``icl``, its
+    loss curve is written first, so that a checkpoint whose scores file exists has its curve too.
     """
     n_layers, n_heads = next(iter(heads.values())).shape
     layer = torch.arange(n_layers).repeat_interleave(n_heads)
@@ -173,6 +180,8 @@ def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], chec
         "icl": [icl.examples.record_json() if icl else None] * rows,
         "weights_sha256": [weights_sha256] * rows,
         "probe": [probe.record_json()] * rows,
+        "dtype": [dtype] * rows,
+        "scoring_version": [SCORING_VERSION] * rows,
         "scored_at": [datetime.now(timezone.utc)] * rows,
         "inductscan_version": [package_version()] * rows,
     }
@@ -220,15 +229,6 @@ def _save_ids_once(path: Path, key: str, record: dict, ids: torch.Tensor) -> Non
         temporary.write_text(json.dumps({key: record, "ids": ids.tolist()}))
 
 
-def icl_used(path: Path, suite: str) -> set[str | None]:
-    """The ICL example ids a suite's rows were scored with; None stands for rows scored without."""
-    if not (Path(path) / "scores").is_dir():
-        return set()
-    records = _dataset(Path(path)).to_table(columns=["icl"], filter=ds.field("suite") == suite)
-    return {json.loads(record)["ids_sha256"][:16] if record else None
-            for record in set(records.column("icl").to_pylist())}  # fmt: skip
-
-
 def load_icl_curves(path: str | os.PathLike, **filters) -> pd.DataFrame:
     """The ICL loss-per-position curves: one row per (suite, run, seed, step, position), with
     ``loss`` the mean loss of predicting that token over the examples. Filters as for
@@ -266,8 +266,7 @@ def save_probe(out: Path, probe: Probe) -> None:
 
 
 def _dataset(path: Path) -> ds.Dataset:
-    if not Path(path).is_dir():
-        raise OutputError(f"no results folder at {path}")
+    require_results_folder(path)
     return ds.dataset(_step_files(Path(path) / "scores"), schema=SCHEMA, format="parquet")
 
 
@@ -296,8 +295,34 @@ def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expressi
     return expression
 
 
+def require_results_folder(path: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` unless ``path`` is a folder."""
+    if not Path(path).is_dir():
+        raise OutputError(f"no results folder at {path}" + (": it is a file" if Path(path).exists() else ""))
+
+
+def require_results(path: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` unless ``path`` is a results folder with scored checkpoints."""
+    require_results_folder(path)
+    if not _step_files(Path(path) / "scores"):
+        raise OutputError(f"{path} holds no scored checkpoints (nothing under {Path(path) / 'scores'}); "
+                          "scan into it first")  # fmt: skip
+
+
+def recorded_checkpoints(path: str | os.PathLike) -> pd.DataFrame:
+    """Every checkpoint a results folder holds scores or a failure record of: one row per
+    (suite, run, step) with its seed, repo and ``kind`` ("scored", or the failure's kind)."""
+    columns = ["suite", "run", "seed", "repo", "step"]
+    scored = pd.DataFrame(columns=columns)
+    if _step_files(Path(path) / "scores"):
+        scored = _dataset(Path(path)).to_table(columns=columns).to_pandas().drop_duplicates()
+    failures = load_failures(Path(path))[columns + ["kind"]]
+    both = pd.concat([scored.assign(kind="scored"), failures], ignore_index=True)
+    return both.drop_duplicates(["suite", "run", "step"]).sort_values(["suite", "run", "step"]).reset_index(drop=True)
+
+
 def load_results(path: str | os.PathLike, **filters) -> pd.DataFrame:
-    """The scan table as a DataFrame indexed by (seed, step, layer, head).
+    """The scan table as a DataFrame indexed by (suite, run, seed, step, layer, head), unique.
 
     Each keyword filters a column and is pushed down to the parquet reader: a value keeps rows
     equal to it, a list (or range) keeps rows in it, ``slice(low, high)`` keeps
@@ -305,18 +330,35 @@ def load_results(path: str | os.PathLike, **filters) -> pd.DataFrame:
 
         load_results("results/", seed=21, layer=5, step=slice(1000, 5000))
 
-    The column ``same_weights_as`` flags a step whose weights are identical (same sha256) to
-    another loaded step of its run: it holds the earliest such other step, else <NA>.
+    A filter that matches nothing gives an empty frame with the same columns and index. Two
+    columns are derived as the table is read: ``same_weights_as`` flags a step whose weights are
+    identical (same sha256) to another loaded step of its run: it holds the earliest such other
+    step, else <NA>; ``hazard`` names a known fault of the checkpoint's Hub branch from the
+    packaged table (see :mod:`inductscan.hazards`), else <NA>.
     """
     table = _dataset(Path(path)).to_table(filter=_filter_expression(filters))
-    frame = table.to_pandas()
+    frame = table.to_pandas() if table.num_rows else SCHEMA.empty_table().to_pandas()
     frame["same_weights_as"] = _same_weights_as(frame)
+    frame["hazard"] = _hazards(frame)
     return frame.set_index(INDEX).sort_index()
+
+
+def _hazards(frame: pd.DataFrame) -> pd.Series:
+    """Each row's wrong-weights hazard: a listed revision, or a wildcard entry where another step
+    of the run serves the same weights."""
+    flagged = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for (repo, revision), rows in frame.groupby(["repo", "revision"]).groups.items():
+        for hazard in hazards.hazards_of(repo, revision, "wrong_weights"):
+            where = rows if hazard.exact else rows[frame.loc[rows, "same_weights_as"].notna().to_numpy()]
+            flagged[where] = hazard.describe()
+    return flagged
 
 
 def _same_weights_as(frame: pd.DataFrame) -> pd.Series:
     """For each row, the earliest other step of its (suite, run) with the same weights_sha256."""
     keys = ["suite", "run", "weights_sha256"]
+    if frame.empty:  # pandas cannot join empty string columns stored by pyarrow
+        return pd.Series(pd.NA, index=frame.index, dtype="Int64")
     steps = frame[keys + ["step"]].drop_duplicates().sort_values("step")
     steps["rank"] = steps.groupby(keys).cumcount()
     first = steps[steps["rank"] == 0].set_index(keys)["step"].rename("first")
@@ -353,12 +395,59 @@ def same_weights(path: Path, runs: list[tuple[str, str]]) -> list[SameWeights]:
     return groups
 
 
+@dataclass(frozen=True)
+class Settings:
+    """Everything besides the weights that changes a score, as recorded with each row.
+
+    Rows made with different settings never pass for one another: a scan into a folder that holds
+    rows of a suite made with other settings is refused (see :func:`inductscan.scan.prepare_scan`).
+    """
+
+    probe: str  # the probe's record (JSON: its parameters and the sha256 of its token ids)
+    icl: str | None  # the ICL examples' record (JSON), None without --icl-dataset
+    dtype: str
+    scoring_version: int = SCORING_VERSION
+
+    def differences(self, other: Settings) -> list[tuple[str, object, object]]:
+        """(setting, this value, the other's value) for each setting that differs."""
+        found = _record_differences("probe ", json.loads(self.probe), json.loads(other.probe))
+        mine, theirs = (json.loads(record) if record else None for record in (self.icl, other.icl))
+        if (mine is None) != (theirs is None):
+            found.append(("ICL dataset", mine and mine["dataset"], theirs and theirs["dataset"]))
+        elif mine is not None:
+            found += _record_differences("ICL ", mine, theirs)
+        found += [(name, getattr(self, name), getattr(other, name)) for name in ("dtype", "scoring_version")
+                  if getattr(self, name) != getattr(other, name)]  # fmt: skip
+        return found
+
+
+def _record_differences(prefix: str, mine: dict, theirs: dict) -> list[tuple[str, object, object]]:
+    """The fields of two records that differ; the ids' hash only when no parameter explains it."""
+    keys = [key for key in sorted(set(mine) | set(theirs)) if key not in ("ids_sha256", "definition")]
+    found = [(prefix + key, mine.get(key), theirs.get(key)) for key in keys if mine.get(key) != theirs.get(key)]
+    if not found and mine.get("ids_sha256") != theirs.get("ids_sha256"):
+        found.append((prefix + "token ids (sha256)", mine.get("ids_sha256", "")[:16], theirs.get("ids_sha256", "")[:16]))
+    return found
+
+
+def settings_used(path: Path, suite: str) -> list[Settings]:
+    """The distinct settings that a suite's rows in a results folder were scored with.
+
+    Rows written before 0.2 recorded no dtype or scoring version: they were float32 unless the
+    user chose otherwise, and version 1; they are read as such.
+    """
+    if not _step_files(Path(path) / "scores"):
+        return []
+    columns = ["probe", "icl", "dtype", "scoring_version"]
+    table = _dataset(Path(path)).to_table(columns=columns, filter=ds.field("suite") == suite)
+    rows = set(zip(*(table.column(name).to_pylist() for name in columns)))
+    return sorted({Settings(probe, icl, dtype or "float32", version or 1) for probe, icl, dtype, version in rows},
+                  key=repr)  # fmt: skip
+
+
 def probes_used(path: Path, suite: str) -> set[str]:
     """The probe ids that a suite's rows in a results folder were scored with."""
-    if not (Path(path) / "scores").is_dir():
-        return set()
-    records = _dataset(Path(path)).to_table(columns=["probe"], filter=ds.field("suite") == suite)
-    return {json.loads(record)["ids_sha256"][:16] for record in set(records.column("probe").to_pylist())}
+    return {json.loads(settings.probe)["ids_sha256"][:16] for settings in settings_used(path, suite)}
 
 
 def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Tensor:

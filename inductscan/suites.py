@@ -8,6 +8,7 @@ run. The toy suite is a local suite whose folder carries a manifest (see :mod:`i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -186,7 +187,8 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
     """Discover the runs and steps of a folder of Hugging Face checkpoints.
 
     The folder holds checkpoint folders (one run, seed 0 unless the folder name ends in
-    ``seedN`` or ``-xN``) or run folders that hold them. A manifest written by
+    ``seedN`` or ``-xN``) or run folders that hold them. Each run is named by
+    :func:`local_run_name`. A manifest written by
     ``inductscan toy-suite`` gives the suite's name, tokens per step and probe.
     """
     folder = folder.resolve()
@@ -204,7 +206,7 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
     for index, run_folder in enumerate(candidates):
         seed_match = RUN_SEED.search(run_folder.name)
         seed = int(seed_match.group(1)) if seed_match else (0 if len(candidates) == 1 else index)
-        runs.append(Run(run_folder.name, seed, str(run_folder), tuple(sorted(_step_folders(run_folder)))))
+        runs.append(Run(local_run_name(run_folder), seed, str(run_folder), tuple(sorted(_step_folders(run_folder)))))
     if len({run.seed for run in runs}) != len(runs):
         raise UnknownSuiteError(f"two run folders of {folder} have the same seed: {[r.name for r in runs]}")
     all_steps = tuple(sorted({step for run in runs for step in run.steps}))
@@ -218,6 +220,17 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
         source="local",
         probe=probe,
     )
+
+
+def local_run_name(folder: Path) -> str:
+    """A local run's name: its folder's name and a hash of its resolved path, e.g. ``output-3fa2b1c9``.
+
+    Where a run comes from is its identity: two runs in folders of the same name (Trainer folders
+    are usually all called ``output/``) never share rows or pass for each other's finished
+    checkpoints, and a re-run of the same folder resumes.
+    """
+    resolved = str(Path(folder).resolve())
+    return f"{Path(resolved).name}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
 
 
 def _read_manifest(folder: Path) -> dict:

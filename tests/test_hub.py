@@ -7,6 +7,7 @@ import hashlib
 import inductscan
 
 from .conftest import gpt2_model, place_in_hub_cache, run_cli, save_checkpoint
+from .hub_server import HubServer
 
 REPO = "stanford-crfm/alias-gpt2-small-x21"
 
@@ -44,7 +45,7 @@ def test_scan_stanford_suite_offline_through_hub_cache(tmp_path):
     assert ((ids[:, 1:] >= 1000) & (ids[:, 1:] < 20000)).all()
 
 
-def test_missing_revision_is_a_recorded_skip(tmp_path):
+def test_offline_a_step_not_in_the_cache_is_a_recorded_failure_naming_the_cache(tmp_path):
     hf_home = tmp_path / "hf-home"
     folder = stanford_like(tmp_path, 0)
     place_in_hub_cache(hf_home, REPO, "checkpoint-0",
@@ -56,8 +57,27 @@ def test_missing_revision_is_a_recorded_skip(tmp_path):
     assert result.returncode == 1
     assert "1 scored" in result.stdout and "1 failed or skipped" in result.stdout
     failures = inductscan.load_failures(out)
+    assert list(failures.step) == [10] and list(failures.kind) == ["failed"]  # the Hub may have it: not a skip
+    reason = failures.reason[0]
+    assert f"{REPO}@checkpoint-10" in reason and "not in the local cache (HF_HUB_OFFLINE is set" in reason
+    assert str(hf_home / "hub") in reason and "has no" not in reason
+
+
+def test_a_revision_missing_upstream_is_a_recorded_skip(tmp_path):
+    folder = stanford_like(tmp_path, 0)
+    with HubServer() as server:  # answers checkpoint-10 with 404 RevisionNotFound
+        server.add(REPO, "checkpoint-0", {"config.json": folder / "config.json",
+                                          "pytorch_model.bin": folder / "pytorch_model.bin"})  # fmt: skip
+        out = tmp_path / "results"
+        env = {"HF_ENDPOINT": server.endpoint, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out),
+                         "--quiet", env=env)  # fmt: skip
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "1 scored" in result.stdout and "1 failed or skipped" in result.stdout
+    failures = inductscan.load_failures(out)
     assert list(failures.step) == [10] and list(failures.kind) == ["skipped"]
-    assert REPO in failures.reason[0] and "checkpoint-10" in failures.reason[0]
+    assert f"{REPO}@checkpoint-10" in failures.reason[0] and "no such revision" in failures.reason[0]
 
 
 def corrupt_in_place(path) -> None:

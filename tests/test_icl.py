@@ -1,4 +1,4 @@
-"""The in-context learning score (issue 6): datasets in, icl_score and loss curves out, checked
+"""The in-context learning score: datasets in, icl_score and loss curves out, checked
 against an independent per-position loss computation with transformers."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 import inductscan
 from inductscan.errors import ConfigError
-from inductscan.icl import IclConfig
+from inductscan.icl import IclConfig, load_examples, looks_like_path
 from tests.conftest import gpt2_model, run_cli, save_checkpoint
 
 VOCAB = 96  # the tests' GPT-2
@@ -158,7 +159,7 @@ def test_a_hub_dataset_from_the_cache_offline(tmp_path):
          "only 0 of the 2 examples of .* have at least 64 tokens"),
         (lambda tmp: (tmp / "t.txt").write_text("w1 w2 w3\n") and tmp / "t.txt", (),
          "checkpoint-0 has no tokenizer files"),
-        (lambda tmp: tmp / "missing.parquet", (), "cannot load the ICL dataset"),
+        (lambda tmp: tmp / "missing.parquet", (), r"^error: no such file: .*missing\.parquet$"),
     ],
 )  # fmt: skip
 def test_bad_icl_input_is_one_line_and_writes_nothing(tmp_path, make, options, message):
@@ -169,6 +170,25 @@ def test_bad_icl_input_is_one_line_and_writes_nothing(tmp_path, make, options, m
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["missing.parquet", "data/missing.jsonl", "./missing", "a/b/c", "~/no-such-dir/x.txt"])
+def test_a_missing_local_file_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as raised:
+        load_examples(IclConfig(name), None)
+    assert time.monotonic() - started < 2  # the Hub's retries took 25 s
+    assert str(raised.value) == f"no such file: {name}"
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [("NeelNanda/pile-10k", False), ("wikitext", False), ("owner/name", False), ("t.parquet", True),
+     ("data/t.jsonl", True), ("a/b/c", True), ("./t", True), ("~/t", True), ("/tmp/t", True), ("owner/", True)],
+)  # fmt: skip
+def test_hub_dataset_ids_are_told_from_paths(name, path):
+    assert looks_like_path(name) is path
 
 
 def test_an_icl_context_longer_than_the_model_is_refused(tmp_path):

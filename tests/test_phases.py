@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import inductscan
-from inductscan import phases
+from inductscan import metrics, phases
 from inductscan.errors import ConfigError
 from inductscan.suites import get_suite
 from inductscan.toy import ToyConfig
@@ -143,7 +143,85 @@ def test_unobserved_plateaus_are_said_and_step_zero_has_no_logarithm():
                                        min_rise=0.05)  # fmt: skip
     assert phases.LATE_UNSEEN in still_rising["note"]
     too_few = phases.curve_timing(steps[:2], steps[:2], np.array([0.0, 1.0]), threshold=0.4, min_rise=0.05)
-    assert not too_few["phase_change"] and "needs 3 checkpoints" in too_few["note"]
+    assert not too_few["phase_change"] and too_few["note"] == "too few checkpoints to time it: 2"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.02, 0.45, 0.87], [0.02, 0.02, 0.87], [0.02, 0.02, 0.45, 0.87], [0.02, 0.87, 0.87, 0.87]],
+    ids=["3, midway", "3, step", "4, over two intervals", "4, step"],
+)
+def test_an_obvious_rise_on_three_or_four_checkpoints_is_too_few_to_time_not_no_change(values):
+    # Each curve is non-decreasing, so smoothing leaves it as it is: its plateaus are 0.02 and 0.87,
+    # a rise of 0.85, but three differences or fewer cannot tell that from noise.
+    steps = TOY_STEPS[-len(values):]  # 1700, 2050, 2480, 3000: the toy suite's --step-range 1700:3000
+    row = phases.curve_timing(steps, steps * 2048, np.array(values), threshold=0.4, min_rise=0.05)
+    assert not row["phase_change"]
+    assert row["note"] == f"too few checkpoints to time it: {len(values)}"
+    assert (row["early"], row["late"]) == pytest.approx((0.02, 0.87))
+    assert "midpoint_step" not in row
+
+
+def test_a_run_cut_to_four_checkpoints_says_too_few_through_find_phase_changes():
+    steps = TOY_STEPS[-4:]
+    table = synthetic_table(steps, {(0, 1, 1): np.array([0.02, 0.02, 0.45, 0.87]), (1, 1, 1): np.full(4, 0.02)})
+    runs = inductscan.find_phase_changes(table)
+    assert list(runs["note"]) == ["too few checkpoints to time it: 4", phases.NO_CHANGE]
+    assert not runs["phase_change"].any()
+    assert list(runs["checkpoints"]) == [4, 4] and runs.iloc[0]["first_above_threshold_step"] == 2480
+
+
+def test_a_flat_curve_of_three_checkpoints_still_has_no_phase_change():
+    # the running median sets the middle checkpoint to median(0.05, 0.06, 0.05) = 0.05: no rise at all
+    steps = TOY_STEPS[-3:]
+    row = phases.curve_timing(steps, steps, np.array([0.05, 0.06, 0.05]), threshold=0.4, min_rise=0.05)
+    assert not row["phase_change"] and row["note"] == phases.NO_CHANGE
+    single = phases.curve_timing(steps[:1], steps[:1], np.array([0.9]), threshold=0.4, min_rise=0.05)
+    assert not single["phase_change"] and single["note"] == "too few checkpoints to time it: 1"
+
+
+DOUBLING_STEPS = 100 * 2 ** np.arange(10)  # 100, 200, ..., 51200: no checkpoint within log 1.25 of another
+
+
+def test_a_clean_sigmoid_over_most_of_ten_checkpoints_is_timed():
+    # A logistic in log steps centred halfway between 1600 and 3200, its 10%-90% rise spanning 4 of
+    # the 9 intervals (5%-95%: about 6 of them). It is increasing, so smoothing and the monotone
+    # fit leave it as it is, and it is symmetric about its centre (v[9 - i] = 0.89 - v[i]): the
+    # plateaus mirror each other, the 50% level is the logistic's own, and it falls halfway
+    # (geometrically) between 1600 and 3200. Its 10% level (about 0.115) lies between the values at
+    # 400 (0.071) and 800 (0.157); by symmetry its 90% level between 6400 and 12800.
+    position = np.log(DOUBLING_STEPS / (1600 * np.sqrt(2)))
+    width = 4 * np.log(2) / (2 * np.log(9))  # 10%-90% of a logistic spans 2 ln(9) widths
+    values = 0.02 + 0.85 / (1 + np.exp(-position / width))
+    row = phases.curve_timing(DOUBLING_STEPS, DOUBLING_STEPS * 1000, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["note"] == ""
+    assert row["early"] + row["late"] == pytest.approx(0.89)
+    assert (row["midpoint_step_before"], row["midpoint_step_after"]) == (1600, 3200)
+    assert row["midpoint_step"] == pytest.approx(1600 * np.sqrt(2))
+    assert (row["onset_step_before"], row["onset_step_after"]) == (400, 800)
+    assert (row["end_step_before"], row["end_step_after"]) == (6400, 12800)
+    assert row["onset_step"] * row["end_step"] == pytest.approx(row["midpoint_step"] ** 2)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_flat_noisy_curve_of_ten_checkpoints_is_not_timed(seed):
+    values = 0.05 + np.random.default_rng(seed).normal(0, 0.03, len(DOUBLING_STEPS))
+    row = phases.curve_timing(DOUBLING_STEPS, DOUBLING_STEPS, values, threshold=0.4, min_rise=0.05)
+    assert not row["phase_change"] and "midpoint_step" not in row
+    assert row["note"] in (phases.NO_CHANGE, "too few checkpoints to time it: 10")
+
+
+def test_a_clean_rise_over_most_of_a_short_curve_is_not_called_no_change():
+    # Its differences are 0, 0.1, 0.2, 0.3, 0.4, 0: their median, 0.15, is the rise's, and so is the
+    # noise they give: 1.4826 x 0.15 / sqrt(2) = 0.157, and 8 x 0.157 = 1.26 exceeds the rise of 1.
+    # Outside the rise (where the curve, its own fit, climbs by less than 5% of 1) lie only the two
+    # zero differences at its ends: too few to measure the noise on, so not "no phase change".
+    steps = DOUBLING_STEPS[:7]
+    values = np.array([0.0, 0.0, 0.1, 0.3, 0.6, 1.0, 1.0])
+    row = phases.curve_timing(steps, steps, values, threshold=0.4, min_rise=0.05)
+    assert phases.noise_level(values) == pytest.approx(1.4826 * 0.15 / np.sqrt(2))
+    assert not row["phase_change"] and row["note"] == "too few checkpoints to time it: 7"
+    assert (row["early"], row["late"]) == (0.0, 1.0)
 
 
 def synthetic_table(steps, curves: dict[tuple[int, int, int], np.ndarray], per_step=100) -> pd.DataFrame:
@@ -195,3 +273,28 @@ def test_readable_view_shows_tokens_and_brackets():
     assert view.iloc[0]["midpoint"].endswith("(steps 960-1160)")
     assert view.iloc[0]["midpoint"].split()[0].endswith("B")  # ~1.06e9 tokens
     assert view.iloc[0]["first >= 0.4"] == "step 1160"
+
+
+def gain_table(steps, gain: np.ndarray) -> pd.DataFrame:
+    """synthetic_table with one head and ``in_context_gain`` (nats) given step by step."""
+    table = synthetic_table(steps, {(0, 0, 0): np.full(len(steps), 0.02)})
+    return table.assign(in_context_gain=pd.Series(gain, index=steps).loc[table.index.get_level_values("step")].to_numpy())
+
+
+def test_in_context_gain_is_timed_with_its_own_threshold_and_min_rise():
+    declared = metrics.METRICS["in_context_gain"]
+    steps = TOY_STEPS
+    gain = np.select([steps < 540, steps < 960], [0.02, 0.6], 4.4)  # 0.6 nats from step 540, 4.4 from 960
+    runs = inductscan.find_phase_changes(gain_table(steps, gain), "in_context_gain")
+    assert runs.iloc[0]["threshold"] == declared.threshold == 1.0
+    assert runs.iloc[0]["first_above_threshold_step"] == 960  # 0.6 < 1 nat <= 4.4
+    assert runs.iloc[0]["phase_change"]
+    explicit = inductscan.find_phase_changes(gain_table(steps, gain), "in_context_gain", 0.4)
+    assert explicit.iloc[0]["threshold"] == 0.4 and explicit.iloc[0]["first_above_threshold_step"] == 540
+    # a 0.1-nat step is below in_context_gain's min_rise (0.15 nat), though above induction's 0.05
+    small = gain_table(steps, np.where(steps < 960, 0.02, 0.12))
+    assert declared.min_rise > 0.1 > metrics.METRICS["induction"].min_rise
+    assert inductscan.find_phase_changes(small, "in_context_gain").iloc[0]["note"] == phases.NO_CHANGE
+    assert inductscan.find_phase_changes(small, "in_context_gain", min_rise=0.05).iloc[0]["phase_change"]
+    induction = inductscan.find_phase_changes(synthetic_table(steps, {(0, 0, 0): np.where(steps < 960, 0.02, 0.12)}))
+    assert induction.iloc[0]["phase_change"] and induction.iloc[0]["threshold"] == 0.4

@@ -132,7 +132,7 @@ def test_every_score_matches_numpy_reference(tmp_path, length, repeats):
         config = json.loads((checkpoint / "config.json").read_text())
         assert config["scale_attn_by_inverse_layer_idx"] and config["reorder_and_upcast_attn"]
         heads, checkpoint_scores = reference_scores(weights, config, ids, length, repeats)
-        rows = results.xs(step, level="step")
+        rows = results.xs(step, level="step").droplevel(["suite", "run"])
         for (layer, head), expected in heads.items():
             row = rows.loc[(0, layer, head)]
             for name, value in {**expected, **checkpoint_scores}.items():

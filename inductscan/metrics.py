@@ -1,0 +1,96 @@
+"""Every score inductscan records, declared once: its level, label, unit, direction and defaults.
+
+The exact definitions are in ``inductscan/scores.py`` (head scores) and ``inductscan/icl.py``
+(``icl_score``); this module says what each number is for the code that reads them: phase timing
+(``inductscan/phases.py``) takes the metrics that rise and their default threshold and smallest
+rise from here. It imports nothing but ``inductscan.errors``, so that any module may use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inductscan.errors import ConfigError
+
+LEVELS = ("head", "checkpoint")
+DIRECTIONS = ("rises", "falls")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score: what it measures and the defaults used to time its phase change.
+
+    level: ``"head"`` (one value per head) or ``"checkpoint"`` (one value per checkpoint, repeated
+    on every head row). direction: whether the score ``"rises"`` or ``"falls"`` as induction heads
+    form. threshold: the default level for ``first_above_threshold`` (None where no value holds
+    across models). min_rise: the smallest change, in ``unit`` and in ``direction``, counted as a
+    phase change.
+    """
+
+    name: str
+    level: str
+    label: str
+    unit: str
+    direction: str
+    threshold: float | None
+    min_rise: float
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ConfigError(f"metric {self.name!r}: level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(
+                f"metric {self.name!r}: direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}"
+            )
+        if self.min_rise < 0:
+            raise ConfigError(f"metric {self.name!r}: min_rise must be >= 0, got {self.min_rise}")
+
+
+def _attention(name: str, label: str) -> Metric:
+    """A head score that is an attention probability in [0, 1]. 0.4 is the field's usual cut for
+    "is an induction head" (ARENA; Olsson et al. publish none); 0.05 is 5% of the score's range."""
+    return Metric(name, "head", label, "attention probability", "rises", threshold=0.4, min_rise=0.05)
+
+
+_DECLARED = (
+    _attention("induction", "induction score"),
+    _attention("prefix_matching", "prefix-matching score"),
+    _attention("duplicate_token", "duplicate-token score"),
+    _attention("previous_token", "previous-token score"),
+    # sum(eigenvalues) / sum(|eigenvalues|) of the OV circuit, in [-1, 1]: about 0 for random
+    # weights; 0.5 means the positive eigenvalues outweigh the negative three to one, a head that
+    # mostly copies; 0.1 is 5% of the range, as 0.05 is for the attention probabilities.
+    Metric("copying", "head", "copying score", "eigenvalue ratio", "rises", threshold=0.5, min_rise=0.1),
+    # The head's direct logit for the induced token, relative to the mean logit: about 0 for random
+    # weights; 1 logit multiplies the token's odds against an average token by e (2.7); 0.2 logit
+    # (odds x1.2) is the smallest change worth calling a rise.
+    Metric("induction_logit", "head", "direct logit to the induced token", "logits", "rises",
+           threshold=1.0, min_rise=0.2),  # fmt: skip
+    # Losses have no threshold valid across models: chance is ln(vocabulary) nats (5.5 for the toy
+    # suite's 256 tokens, 10.8 for GPT-2's). The loss on the first copy has nothing to induct from,
+    # so it only drifts down with training; the loss on the repeats falls at the phase change.
+    Metric("loss_first", "checkpoint", "loss on the first copy", "nats", "falls", threshold=None, min_rise=0.15),
+    Metric("loss_repeat", "checkpoint", "loss on the repeats", "nats", "falls", threshold=None, min_rise=0.15),
+    # loss_first - loss_repeat: about 0.02 nats before the change in the toy suite, about 4.4
+    # after. 1 nat (the repeated tokens made e times likelier) is reached early in the rise and far
+    # above the early plateau; 0.15 nat (x1.16) is the smallest gain worth calling a rise, about
+    # 3% of the toy suite's rise, as 0.05 is 5% of an attention probability's range.
+    Metric("in_context_gain", "checkpoint", "in-context gain", "nats", "rises", threshold=1.0, min_rise=0.15),
+    # Olsson et al.'s ICL score, the loss at token 500 minus at token 50: above -0.15 before the
+    # change, about -0.4 after; -0.25 lies between, so a run crosses it during the change, and a
+    # fall of 0.1 nat is under half of the change.
+    Metric("icl_score", "checkpoint", "ICL score (late-token loss - early-token loss)", "nats", "falls",
+           threshold=-0.25, min_rise=0.1),  # fmt: skip
+)
+
+METRICS: dict[str, Metric] = {metric.name: metric for metric in _DECLARED}  # head scores first, fixed order
+HEAD_METRICS = tuple(name for name, metric in METRICS.items() if metric.level == "head")
+CHECKPOINT_METRICS = tuple(name for name, metric in METRICS.items() if metric.level == "checkpoint")
+
+
+def get_metric(name: str) -> Metric:
+    """The declared metric called ``name``; an unknown name raises ConfigError listing the valid ones."""
+    try:
+        return METRICS[name]
+    except KeyError as error:
+        raise ConfigError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}") from error
