@@ -82,8 +82,13 @@ def _special(config) -> tuple[int, ...]:
     return tuple(sorted(i for i in flat if isinstance(i, int)))
 
 
+def _heads(n_heads: int, width: int) -> None:
+    _refuse(n_heads < 1 or width < 1 or width % n_heads, f"{n_heads} heads cannot split a width of {width}")
+
+
 def _gpt2(config) -> Architecture:
     _refuse(bool(config.add_cross_attention), "gpt2 add_cross_attention=True")
+    _heads(config.n_head, config.n_embd)
     d_head = config.n_embd // config.n_head
     scale = d_head**-0.5 if config.scale_attn_weights else 1.0
     inverse_layer = bool(config.scale_attn_by_inverse_layer_idx)
@@ -109,6 +114,7 @@ def _gpt2(config) -> Architecture:
 def _gpt_neox(config) -> Architecture:
     rope = dict(config.rope_parameters or {})
     _refuse(rope.get("rope_type", "default") != "default", f"gpt_neox rope_type {rope.get('rope_type')!r}")
+    _heads(config.num_attention_heads, config.hidden_size)
     d_head = config.hidden_size // config.num_attention_heads
     return Architecture(
         family="gpt_neox",

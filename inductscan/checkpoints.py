@@ -16,8 +16,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from inductscan.errors import CheckpointUnavailableError, UnknownRunError
-from inductscan.hub import Announced, Downloaded, NotCachedError, Retry, announce, download, hash_file, not_cached
+from inductscan.errors import CheckpointUnavailableError, NotCachedError, UnknownRunError
+from inductscan.hub import Announced, Downloaded, Retry, announce, download, hash_file, not_cached
 from inductscan.model import shard_files
 from inductscan.suites import Run, Suite, local_step_folder
 

@@ -316,6 +316,8 @@ def status_command(results: Path, suite_or_folder: str | None, seeds, steps, ste
     report = scan_status(refs, results)
     for line in report.lines(list_steps=list_steps):
         click.echo(line)
+    if suite_or_folder is None:
+        click.echo(f"(the runs {results} holds; --suite plans every run of a suite, those not started too)")
     if not report.complete:
         sys.exit(EXIT_FAILED)
 
@@ -335,14 +337,15 @@ def selection_options(command):
     """The row selection every command that reads a results table shares (pushed down to parquet)."""
     options = [
         click.option("--suite", help="Only this suite."),
-        click.option("--seed", help="Comma-separated seeds."),
+        click.option("--run", help="Only this run (a Hub repo's name, or a local run's, e.g. output-3fa2b1c9)."),
+        click.option("--seed", "--seeds", "seed", help="Comma-separated seeds."),
         click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
     ]
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
 
 
-def _selection(suite: str | None, seed: str | None, step_range: str | None, **more) -> dict:
-    filters = {"suite": suite, **more}
+def _selection(suite: str | None, run: str | None, seed: str | None, step_range: str | None, **more) -> dict:
+    filters = {"suite": suite, "run": run, **more}
     filters = {name: value for name, value in filters.items() if value is not None}
     if seed is not None:
         filters["seed"] = _integers(seed, "--seed")
@@ -368,9 +371,10 @@ def _load(results: Path, filters: dict):
 @click.option("--min-induction", type=float, help="Only heads whose induction score is at least this.")
 @click.option("--top", type=int, help="Only the K heads with the highest induction score.")
 @click.option("--best", is_flag=True, help="One row per checkpoint: its best induction head.")
-@click.option("--columns", help="Comma-separated columns to show (default: identity and every score).")
+@click.option("--columns", help="Comma-separated columns to show, any of the table's (default: identity and every "
+                                "score; also repo, revision, weights_sha256, dtype, hazard, ...).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def query_command(results: Path, suite, seed, step_range, layer, head, min_induction, top, best, columns,
+def query_command(results: Path, suite, run, seed, step_range, layer, head, min_induction, top, best, columns,
                   fmt) -> None:  # fmt: skip
     """Select rows of a results table.
 
@@ -380,23 +384,17 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
         inductscan query results/ --best --format csv
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
     """
-    frame = _load(results, _selection(suite, seed, step_range, layer=layer, head=head))
+    frame = _load(results, _selection(suite, run, seed, step_range, layer=layer, head=head))
     if min_induction is not None:
         frame = frame[frame["induction"] >= min_induction]
-    if best:
-        frame = queries.best_heads(frame)
-    else:
-        frame = frame.reset_index()
-        frame = frame[["suite", "run", "seed", "step", "tokens", "layer", "head"] + queries.HEAD_COLUMNS
-                      + queries.CHECKPOINT_COLUMNS]  # fmt: skip
+    frame = queries.best_heads(frame) if best else frame.reset_index()
     if top is not None:
         frame = queries.top_heads(frame, top)
-    if columns is not None:
-        wanted = [name.strip() for name in columns.split(",") if name.strip()]
-        unknown = [name for name in wanted if name not in frame.columns]
-        if unknown:
-            raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")
-        frame = frame[wanted]
+    wanted = queries.SHOWN if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in frame.columns]
+    if unknown:
+        raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")
+    frame = frame[wanted]
     _emit(frame, fmt)
 
 
@@ -411,7 +409,8 @@ def query_command(results: Path, suite, seed, step_range, layer, head, min_induc
 @click.option("--per-head", is_flag=True, help="Time every head's own curve instead of each run's best head.")
 @click.option("--changed-only", is_flag=True, help="Only rows with a phase change.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def phases_command(results: Path, suite, seed, step_range, metric, threshold, per_head, changed_only, fmt) -> None:
+def phases_command(results: Path, suite, run, seed, step_range, metric, threshold, per_head, changed_only,
+                   fmt) -> None:  # fmt: skip
     """When the phase change happens: onset, midpoint and end per run (or per head).
 
     On a log-token axis, the onset, midpoint and end are where the curve (the best head's score,
@@ -425,7 +424,7 @@ def phases_command(results: Path, suite, seed, step_range, metric, threshold, pe
         inductscan phases results/ --metric in_context_gain
         inductscan phases results/ --seed 21 --per-head --changed-only --format csv
     """
-    frame = _load(results, _selection(suite, seed, step_range))
+    frame = _load(results, _selection(suite, run, seed, step_range))
     if frame.empty:
         click.echo(NO_ROWS)
         return
@@ -451,7 +450,7 @@ def phases_command(results: Path, suite, seed, step_range, metric, threshold, pe
 @selection_options
 @click.option("--metric", default="induction", show_default=True, help="Head score (timing, heatmap, seeds).")
 @click.option("--threshold", type=float, help="Dashed line of the timing plot (default: the metric's).")
-def plot_command(results: Path, output: Path, kind, suite, seed, step_range, metric, threshold) -> None:
+def plot_command(results: Path, output: Path, kind, suite, run, seed, step_range, metric, threshold) -> None:
     """Draw a figure of a results table.
 
     \b
@@ -467,7 +466,7 @@ def plot_command(results: Path, output: Path, kind, suite, seed, step_range, met
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
-    selection = _selection(suite, seed, step_range)
+    selection = _selection(suite, run, seed, step_range)
     frame = store.load_icl_curves(results, **selection) if kind == "icl-curves" else _load(results, selection)
     if frame.empty:
         click.echo(f"{NO_ROWS}; no plot written")
@@ -477,7 +476,8 @@ def plot_command(results: Path, output: Path, kind, suite, seed, step_range, met
         output.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(output, dpi=150)
     except OSError as error:
-        raise OutputError(f"cannot write the plot to {output}: {error.strerror or error}; choose another -o") from error
+        reason = store.unwritable_reason(output, error)
+        raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
     click.echo(f"{kind} plot written to {output}")
 
 
@@ -522,7 +522,12 @@ def toy_suite_command(out: Path | None, seeds: int, train_steps: int | None, job
         raise ConfigError(f"--seeds and --jobs must be >= 1, got {seeds} and {jobs}")
     config = ToyConfig() if train_steps is None else ToyConfig(train_steps=train_steps)
     out = out or toy_home()
-    trained = build_toy_suite(out, list(range(seeds)), config, jobs=jobs, progress=not quiet)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder: choose another OUT")
+    try:
+        trained = build_toy_suite(out, list(range(seeds)), config, jobs=jobs, progress=not quiet)
+    except OSError as error:
+        raise OutputError(f"cannot write the toy suite to {out}: {store.unwritable_reason(out, error)}") from error
     kept = seeds - len(trained)
     click.echo(f"toy suite in {out}: {len(trained)} seed(s) trained, {kept} already there")
 

@@ -4,8 +4,10 @@ own parquet file into the shared results folder.
 The driver plans the scan, prepares the probes and ICL examples once, and shows the same progress
 bar and summary as a local scan. A task whose worker process or node dies is retried by Ray
 (``max_retries``); a retry rewrites the same checkpoint file, atomically, so every checkpoint is
-scored exactly once in the table. A checkpoint that cannot be scored is recorded by its task, as
-locally. A re-run resumes: done checkpoints are not submitted. Ray is optional:
+scored exactly once in the table, and one that keeps dying is recorded as failed. A checkpoint
+that cannot be scored is recorded by its task, as locally; any other error a task raises stops
+the scan, as it would locally (an unreachable Hub or out-of-memory in its one line, a bug with its
+traceback). A re-run resumes: done checkpoints are not submitted. Ray is optional:
 ``pip install inductscan[ray]``.
 """
 
@@ -56,11 +58,12 @@ def run_on_ray(todo: list[CheckpointRef], out: Path, scoring: Scoring, options: 
         ref = pending.pop(done[0])
         try:
             outcome = ray.get(done[0])
-        except ray.exceptions.RayError as error:  # the task kept dying (a crashed worker) or raised
-            cause = getattr(error, "cause", None)
-            if isinstance(cause, (HubUnreachableError, OutOfMemory)):  # every other task would fail alike
-                for task_ref in pending:
-                    ray.cancel(task_ref)
-                raise cause from error
+        except ray.exceptions.RayTaskError as error:  # the task raised: as in a local scan, never a bad checkpoint
+            for task_ref in pending:
+                ray.cancel(task_ref)
+            if isinstance(error.cause, (HubUnreachableError, OutOfMemory)):  # one line, as locally
+                raise error.cause from error
+            raise  # a bug: its remote traceback is in the error
+        except ray.exceptions.RayError as error:  # the task's worker or node kept dying: this checkpoint's failure
             outcome = ("failed", f"Ray task failed: {str(error).strip().splitlines()[0]}")
         summary.record(ref, outcome, bar)

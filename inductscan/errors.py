@@ -46,6 +46,20 @@ class OutputError(InductscanError, OSError):
     """The results folder cannot be written or holds something inductscan cannot read."""
 
 
+class NotCachedError(CheckpointError):
+    """Offline (HF_HUB_OFFLINE), a file that is not in the local cache: the Hub may well have it, so
+    the scan records a failure, not a skip; unlike a file the Hub lacks, going online may cure it."""
+
+
+class TransientError(CheckpointError):
+    """A failure that a retry may cure: dropped connection, server error, read timeout. Retried by
+    :class:`inductscan.hub.Retry`; one that lasts is recorded as the checkpoint's failure."""
+
+
+class IntegrityError(TransientError):
+    """A downloaded file whose size or sha256 is not what the Hub announced."""
+
+
 class HubUnreachableError(CheckpointError, ConnectionError):
     """The Hub cannot be reached at all (no connection): the scan records the checkpoint and stops,
     since every other download would fail the same way."""

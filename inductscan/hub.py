@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from inductscan.errors import CheckpointError, CheckpointUnavailableError, CorruptCheckpointError, HubUnreachableError
+from inductscan.errors import (
+    CheckpointError,
+    CheckpointUnavailableError,
+    ConfigError,
+    CorruptCheckpointError,
+    HubUnreachableError,
+    IntegrityError,
+    NotCachedError,
+    TransientError,
+)
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -37,19 +46,6 @@ RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 UNREACHABLE_PAUSE = 1.0
 QUICK_FAILURE = 2.0
 Result = TypeVar("Result")
-
-
-class TransientError(CheckpointError):
-    """A failure that a retry may cure: dropped connection, server error, timeout."""
-
-
-class IntegrityError(TransientError):
-    """A downloaded file whose size or sha256 is not what the Hub announced."""
-
-
-class NotCachedError(CheckpointError):
-    """Offline (HF_HUB_OFFLINE), a file that is not in the local cache: the Hub may well have it, so
-    the scan records a failure, not a skip; unlike a file the Hub lacks, going online may cure it."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class Retry:
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.backoff < 0:
-            raise ValueError(f"retry attempts must be >= 1 and backoff >= 0, got {self.attempts}, {self.backoff}")
+            raise ConfigError(f"retry attempts must be >= 1 and backoff >= 0, got {self.attempts}, {self.backoff}")
 
     def run(self, action: Callable[[], Result], what: str) -> Result:
         """``action()``, retried on TransientError; a lasting failure becomes a recorded one.

@@ -1,4 +1,4 @@
-"""Run the probe through one checkpoint's weights and compute every score of DESIGN.md section 4.
+"""Run the probe through one checkpoint's weights and compute every score of docs/scores.md.
 
 Everything per head is taken layer by layer as the forward pass goes (the pattern scores, the
 logit contributions, the OV circuits), so no layer's attention pattern outlives its layer and a

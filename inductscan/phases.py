@@ -366,11 +366,14 @@ def readable(phases: pd.DataFrame) -> pd.DataFrame:
     suite without a token count per step shows the interpolated step instead.
     """
     several_suites = phases["suite"].nunique() > 1
+    runs = phases[RUN_KEYS].drop_duplicates()
+    shared_seeds = runs[["suite", "seed"]].duplicated().any()  # e.g. two local runs, both seed 0
     rows = []
     for _, row in phases.iterrows():
         threshold = row["threshold"]
         first = row["first_above_threshold_step"]
         readable_row = {"suite": row["suite"]} if several_suites else {}
+        readable_row |= {"run": row["run"]} if shared_seeds else {}
         readable_row["seed"] = row["seed"]
         if "layer" in phases.columns:
             readable_row["head"] = f"{row['layer']}.{row['head']}"

@@ -1,4 +1,4 @@
-"""Fetch ahead while scoring (issue 4): a bounded look-ahead of downloads, a disk budget, clean-up.
+"""Fetch ahead while scoring: a bounded look-ahead of downloads, a disk budget, clean-up.
 
 While checkpoint i is scored, checkpoints i+1 .. i+K download in K threads (hashing included;
 both release the GIL), and their weight files are read ahead into the page cache. Disk is
@@ -124,6 +124,7 @@ class Prefetcher:
         self._verify_cached = verify_cached
         self.budget = DiskBudget(max_disk)
         self._in_use: Counter[Path] = Counter()  # blob -> checkpoints in flight that use it
+        self._owed: dict[Path, Path] = {}  # resolved blob -> a path to delete it by, once no checkpoint uses it
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=max(1, prefetch), thread_name_prefix="inductscan-fetch")
 
@@ -158,7 +159,7 @@ class Prefetcher:
             fetched.error = error
             return fetched
         with self._lock:
-            self._in_use.update(plan.blobs)
+            self._in_use.update(blob.resolve() for blob in plan.blobs)
         fetched.blobs = plan.blobs
         try:
             self.budget.reserve(ticket, plan.size)
@@ -171,13 +172,19 @@ class Prefetcher:
         return fetched
 
     def release(self, fetched: Fetched) -> None:
-        """Delete what the checkpoint downloaded (unless kept or still shared) and free its disk."""
+        """Delete what the checkpoint downloaded (unless kept) and free its disk.
+
+        A downloaded blob that another checkpoint in flight still uses (identical weights on two
+        branches) is deleted when the last of them is released: the others found it in the cache,
+        so their own ``downloaded`` does not name it.
+        """
+        downloaded = [] if fetched.files is None or self._keep else list(fetched.files.downloaded)
         with self._lock:
-            self._in_use.subtract(fetched.blobs)
-            shared = {blob.resolve() for blob in fetched.blobs if self._in_use[blob] > 0}
+            self._in_use.subtract(blob.resolve() for blob in fetched.blobs)
+            for path in downloaded:
+                self._owed.setdefault(Path(path).resolve(), Path(path))
+            due = [self._owed.pop(blob) for blob in list(self._owed) if self._in_use[blob] <= 0]
             self._in_use += Counter()  # drops zero counts
-        if fetched.files is not None and not self._keep:
-            for path in fetched.files.downloaded:
-                if Path(path).resolve() not in shared:
-                    remove_cached(path)
+        for path in due:
+            remove_cached(path)
         self.budget.release(fetched.reserved)

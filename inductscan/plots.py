@@ -1,4 +1,4 @@
-"""Figures of a scan table (issue 3): phase-change timing, every head's score, seeds side by side.
+"""Figures of a scan table : phase-change timing, every head's score, seeds side by side.
 
 Each ``plot_*`` function returns a :class:`matplotlib.figure.Figure` built without pyplot (no
 global state, no display needed); save it with ``figure.savefig(path)``.
@@ -41,9 +41,22 @@ def _axis(frame: pd.DataFrame) -> tuple[str, str]:
     return "step", "training step"
 
 
-def _run_label(identity: tuple, several_suites: bool) -> str:
-    suite, _, seed = identity
-    return f"{suite} seed {seed}" if several_suites else f"seed {seed}"
+def run_labels(identities) -> dict[tuple, str]:
+    """A short label for each run (suite, run, seed) that tells it from the others shown: its seed
+    where seeds differ, else with its suite, else with its run's name (two local runs of one seed)."""
+    identities = list(dict.fromkeys(tuple(identity) for identity in identities))
+    seeds = [seed for _, _, seed in identities]
+    suite_seeds = [(suite, seed) for suite, _, seed in identities]
+    several_suites = len({suite for suite, _, _ in identities}) > 1
+    labels = {}
+    for suite, run, seed in identities:
+        if len(set(suite_seeds)) < len(suite_seeds):
+            labels[(suite, run, seed)] = f"{suite} {run} seed {seed}" if several_suites else f"{run} seed {seed}"
+        elif len(set(seeds)) < len(seeds) or several_suites:
+            labels[(suite, run, seed)] = f"{suite} seed {seed}"
+        else:
+            labels[(suite, run, seed)] = f"seed {seed}"
+    return labels
 
 
 def _phase_row(phases: pd.DataFrame, identity: tuple) -> pd.Series | None:
@@ -70,12 +83,12 @@ def plot_timing(
     if phases is None:
         phases = find_phase_changes(results, metric, threshold)  # None: the metric's own threshold
     column, name = _axis(table)
-    several_suites = table["suite"].nunique() > 1
+    labels = run_labels(table[RUN_KEYS].itertuples(index=False))
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
     axes = figure.subplots()
     for identity, curve in table.groupby(RUN_KEYS, sort=True):
         shown = curve[curve[column] > 0]
-        (line,) = axes.plot(shown[column], shown["value"], marker=".", label=_run_label(identity, several_suites))
+        (line,) = axes.plot(shown[column], shown["value"], marker=".", label=labels[tuple(identity)])
         row = _phase_row(phases, identity)
         if row is None or not row["phase_change"]:
             continue
@@ -115,10 +128,10 @@ def plot_icl_score(results: pd.DataFrame) -> Figure:
     per_checkpoint = flat.dropna(subset=["icl_score"]).groupby([*RUN_KEYS, "step"], as_index=False).first()
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
     axes = figure.subplots()
-    several = per_checkpoint["suite"].nunique() > 1
+    labels = run_labels(per_checkpoint[RUN_KEYS].itertuples(index=False))
     for identity, run in per_checkpoint.groupby(RUN_KEYS):
         run = run[run[x] > 0].sort_values("step")
-        axes.plot(run[x], run["icl_score"], marker="o", markersize=3, label=_run_label(identity, several))
+        axes.plot(run[x], run["icl_score"], marker="o", markersize=3, label=labels[tuple(identity)])
     for level in (-0.15, -0.4):
         axes.axhline(level, color="grey", linestyle=":", linewidth=1)
     axes.set_xscale("log")
@@ -136,10 +149,11 @@ def _icl_label(flat: pd.DataFrame) -> str:
     return f"ICL score: loss at token {settings['late']} - loss at token {settings['early']} (nats)"
 
 
-def plot_icl_curves(curves: pd.DataFrame, *, seed: int | None = None, suite: str | None = None) -> Figure:
+def plot_icl_curves(curves: pd.DataFrame, *, seed: int | None = None, suite: str | None = None,
+                    run: str | None = None) -> Figure:  # fmt: skip
     """Mean loss against token position (Olsson et al.'s loss-vs-context plot) for one run, one line
     per checkpoint coloured by step; ``curves`` from :func:`inductscan.load_icl_curves`."""
-    rows, suite, seed = _one_run(curves, suite, seed)
+    rows, label = _one_run(curves, suite, seed, run)
     steps = sorted(rows["step"].unique())
     colours = matplotlib.colormaps["viridis"]
     norm = LogNorm(vmin=max(min(steps), 1), vmax=max(max(steps), 2))
@@ -151,32 +165,36 @@ def plot_icl_curves(curves: pd.DataFrame, *, seed: int | None = None, suite: str
     axes.set_xscale("log")
     axes.set_xlabel("token position in the context")
     axes.set_ylabel("mean loss (nats)")
-    axes.set_title(f"{suite} seed {seed}")
+    axes.set_title(label)
     figure.colorbar(ScalarMappable(norm=norm, cmap=colours), ax=axes, label="training step")
     return figure
 
 
-def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None) -> tuple[pd.DataFrame, str, int]:
+def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None,
+             run: str | None = None) -> tuple[pd.DataFrame, str]:  # fmt: skip
+    """The rows of one run (the first that ``suite``, ``seed`` and ``run`` allow) and its label."""
     flat = results.reset_index()
     runs = flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS)
-    if suite is not None:
-        runs = runs[runs["suite"] == suite]
-    if seed is not None:
-        runs = runs[runs["seed"] == seed]
+    for name, wanted in (("suite", suite), ("seed", seed), ("run", run)):
+        if wanted is not None:
+            runs = runs[runs[name] == wanted]
     if runs.empty:
-        known = ", ".join(f"{row.suite} seed {row.seed}" for row in flat[RUN_KEYS].drop_duplicates().itertuples())
-        raise ConfigError(f"no run matches suite={suite} seed={seed}; the table has {known or 'no runs'}")
-    chosen = runs.iloc[0]
-    rows = flat[(flat["suite"] == chosen["suite"]) & (flat["seed"] == chosen["seed"])]
-    return rows, chosen["suite"], int(chosen["seed"])
+        known = ", ".join(f"{row.suite} {row.run} seed {row.seed}" for row in flat[RUN_KEYS].drop_duplicates().itertuples())
+        raise ConfigError(f"no run matches suite={suite} run={run} seed={seed}; the table has {known or 'no runs'}")
+    chosen = tuple(runs.iloc[0])
+    rows = flat[(flat[RUN_KEYS] == pd.Series(chosen, index=RUN_KEYS)).all(axis=1)]
+    several = len(runs) > 1 or flat[RUN_KEYS].drop_duplicates()[["suite", "seed"]].duplicated().any()
+    label = f"{chosen[0]} {chosen[1]} seed {chosen[2]}" if several else f"{chosen[0]} seed {chosen[2]}"
+    return rows, label
 
 
 def plot_heatmap(
-    results: pd.DataFrame, *, seed: int | None = None, suite: str | None = None, metric: str = "induction"
-) -> Figure:
+    results: pd.DataFrame, *, seed: int | None = None, suite: str | None = None, run: str | None = None,
+    metric: str = "induction",
+) -> Figure:  # fmt: skip
     """Every head's ``metric`` (rows: layer.head) at every checkpoint (columns, in step order) of
-    one run: the first run of the table unless ``suite``/``seed`` choose one."""
-    rows, suite, seed = _one_run(results, suite, seed)
+    one run: the first run of the table unless ``suite``/``seed``/``run`` choose one."""
+    rows, label = _one_run(results, suite, seed, run)
     if metric not in METRIC_LABELS or metric == "in_context_gain":
         choices = ", ".join(name for name in METRIC_LABELS if name != "in_context_gain")
         raise ConfigError(f"a heatmap needs a head score; {metric!r} is not one of {choices}")
@@ -197,7 +215,7 @@ def plot_heatmap(
         axes.set_yticks(firsts, [f"layer {heads[index][0]}" for index in firsts])
     axes.set_xlabel("training step (one column per checkpoint, not to scale)")
     axes.set_ylabel("head (layer.head)")
-    axes.set_title(f"{metric.replace('_', '-')} score of every head: {suite} seed {seed}")
+    axes.set_title(f"{metric.replace('_', '-')} score of every head: {label}")
     return figure
 
 
@@ -209,20 +227,20 @@ def plot_seed_comparison(phases: pd.DataFrame) -> Figure:
     if "layer" in phases.columns:
         raise ConfigError("plot_seed_comparison needs the per-run table, not the per-head one")
     column = "tokens" if (phases["midpoint_tokens_after"].fillna(0) > 0).any() else "step"
-    several_suites = phases["suite"].nunique() > 1
+    names = run_labels(phases[RUN_KEYS].itertuples(index=False))
     figure = Figure(figsize=(FIGURE_SIZE[0], max(2.5, 0.5 * len(phases) + 1.5)), layout="constrained")
     axes = figure.subplots()
     labels = []
     timed = phases[phases["phase_change"] & phases[f"midpoint_{column}"].notna()]
     for position, (_, row) in enumerate(phases.iterrows()):
-        labels.append(_run_label(tuple(row[RUN_KEYS]), several_suites))
+        labels.append(names[tuple(row[RUN_KEYS])])
         if row.name in timed.index:
             middle = row[f"midpoint_{column}"]
             low = middle - row[f"onset_{column}"] if pd.notna(row[f"onset_{column}"]) else 0.0
             high = row[f"end_{column}"] - middle if pd.notna(row[f"end_{column}"]) else 0.0
             axes.errorbar([middle], [position], xerr=[[low], [high]], fmt="o", capsize=4, color=f"C{position % 10}")
         else:
-            axes.text(0.02, position, "no phase change in the scanned range", va="center",
+            axes.text(0.02, position, row["note"] or "no phase change in the scanned range", va="center",
                       transform=axes.get_yaxis_transform(), color="grey")  # fmt: skip
     axes.set_yticks(range(len(labels)), labels)
     axes.set_ylim(-0.5, len(labels) - 0.5)

@@ -3,7 +3,7 @@
 Each of ``batch`` sequences is ``[BOS] + r * repeats`` with ``r`` of ``length`` tokens drawn
 uniformly from the allowed ids (Olsson et al. 2022, "In-context Learning and Induction Heads":
 25 random tokens repeated 4 times, 10 sequences), from an explicit ``torch.Generator(seed)``.
-See DESIGN.md section 3.
+See docs/scores.md.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from inductscan.errors import ConfigError
 HEAD_COLUMNS = ["induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit"]
 CHECKPOINT_COLUMNS = ["loss_first", "loss_repeat", "in_context_gain", "icl_score"]
 RUN_KEYS = ["suite", "run", "seed"]
+SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_COLUMNS, *CHECKPOINT_COLUMNS]  # query's default columns
 
 
 def _check_metric(frame: pd.DataFrame, metric: str) -> None:
@@ -17,7 +18,7 @@ def _check_metric(frame: pd.DataFrame, metric: str) -> None:
 
 
 def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
-    """One row per (suite, run, seed, step): the head with the highest ``metric`` and its scores.
+    """One row per (suite, run, seed, step): the head with the highest ``metric``, every column of it.
 
     frame: as returned by :func:`inductscan.load_results` (indexed by seed, step, layer, head).
     """
@@ -26,8 +27,7 @@ def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
     if flat.empty:
         return flat
     best = flat.loc[flat.groupby(RUN_KEYS + ["step"], sort=True)[metric].idxmax()]
-    columns = RUN_KEYS + ["step", "tokens", "layer", "head"] + HEAD_COLUMNS + CHECKPOINT_COLUMNS
-    return best[columns].sort_values(RUN_KEYS + ["step"]).reset_index(drop=True)
+    return best.sort_values(RUN_KEYS + ["step"]).reset_index(drop=True)
 
 
 def top_heads(frame: pd.DataFrame, k: int, metric: str = "induction") -> pd.DataFrame:

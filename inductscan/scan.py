@@ -77,6 +77,8 @@ class ScanConfig:
             device = torch.device(self.device)
         except RuntimeError as error:
             raise ConfigError(f"unknown device {self.device!r}: {error}") from error
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device {self.device!r}: inductscan scores on cpu, cuda or mps")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
         self.probe_for(ProbeConfig())  # validates the overrides
@@ -587,6 +589,8 @@ def _fix(setting: str, held) -> str:
     """What to pass to scan as the rows in the folder were scanned."""
     if setting == "ICL dataset":
         return "no --icl-dataset (they are without the ICL score)" if held is None else f"--icl-dataset {held}"
+    if setting in ("probe token_low", "probe token_high", "probe excluded", "probe bos"):
+        return "checkpoints of the folder's vocabulary (these have another one: a local folder's probe draws from it)"
     if setting.startswith("probe "):
         return "the same --probe-* options as before"
     if setting.startswith("ICL "):

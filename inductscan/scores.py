@@ -1,4 +1,4 @@
-"""The head and checkpoint scores of DESIGN.md section 4, as pure vectorised tensor functions.
+"""The head and checkpoint scores of docs/scores.md, as pure vectorised tensor functions.
 
 Each attention-pattern score is a mean over sequences and query positions of a weighted sum of
 attention probabilities, so it is one (query, key) weight matrix whose rows are already divided

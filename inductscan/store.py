@@ -1,4 +1,4 @@
-"""The results table (DESIGN.md section 5): one parquet file per checkpoint, written atomically.
+"""The results table (schema in docs/scores.md): one parquet file per checkpoint, written atomically.
 
 Layout of a results folder::
 
@@ -130,7 +130,15 @@ def check_writable(out: Path) -> None:
             temporary.write_bytes(b"ok")
         (Path(out) / ".write-check").unlink()
     except OSError as error:
-        raise OutputError(f"cannot write results to {out}: {error.strerror or error}; choose another --out") from error
+        raise OutputError(f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another --out") from error
+
+
+def unwritable_reason(path: Path, error: OSError) -> str:
+    """Why ``path`` (a folder to make, or a file's folder) could not be written, for a person."""
+    existing = next((parent for parent in (Path(path), *Path(path).parents) if parent.exists()), None)
+    if existing is not None and not existing.is_dir() and existing != Path(path):
+        return f"{existing} is a file, not a folder"
+    return str(error.strerror or error)
 
 
 def remove_stale_temporaries(out: Path) -> int:
@@ -414,8 +422,8 @@ class Settings:
         mine, theirs = (json.loads(record) if record else None for record in (self.icl, other.icl))
         if (mine is None) != (theirs is None):
             found.append(("ICL dataset", mine and mine["dataset"], theirs and theirs["dataset"]))
-        elif mine is not None:
-            found += _record_differences("ICL ", mine, theirs)
+        elif mine is not None and mine["ids_sha256"] != theirs["ids_sha256"]:  # the same tokens: the same
+            found += _record_differences("ICL ", mine, theirs)  # score, whichever spelling of the file's path
         found += [(name, getattr(self, name), getattr(other, name)) for name in ("dtype", "scoring_version")
                   if getattr(self, name) != getattr(other, name)]  # fmt: skip
         return found

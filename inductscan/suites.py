@@ -1,4 +1,4 @@
-"""The catalog of checkpoint suites: data, looked up by name (DESIGN.md section 2).
+"""The catalog of checkpoint suites: data, looked up by name.
 
 A suite is a set of runs (one per seed) that share a step schedule, a revision naming scheme and
 a probe token range. Hub suites name Hugging Face repos; a local suite is any folder of Hugging
@@ -51,7 +51,7 @@ class Suite:
             if run.seed == seed:
                 return run
         raise UnknownRunError(
-            f"suite {self.name!r} has no seed {seed}; its seeds are {', '.join(map(str, self.seeds))}"
+            f"suite {self.name!r} has no seed {seed}; its seeds are {', '.join(map(str, sorted(set(self.seeds))))}"
         )
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -188,8 +189,9 @@ def build_toy_suite(
         return []
     context = multiprocessing.get_context("spawn")
     queue = context.Manager().Queue() if progress else None
+    # on a terminal only: in a log a bar is a stream of carriage-return frames; the per-seed lines stay
     bar = tqdm(total=len(todo) * config.train_steps, unit="step", desc=f"training {len(todo)} toy seeds",
-               disable=not progress, dynamic_ncols=True)  # fmt: skip
+               disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
         futures = [pool.submit(_train_worker, config, seed, seed_folder(out, seed), queue) for seed in todo]
         while not all(future.done() for future in futures):

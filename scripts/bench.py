@@ -1,4 +1,4 @@
-"""inductscan against the loops researchers run today, side by side in one run (issue 5).
+"""inductscan against the loops researchers run today, side by side in one run.
 
 Makes N checkpoints of one shape (default GPT-2 small: 12 layers x 768, GPT-2 vocabulary, both
 Stanford attention flags, fp16 ``pytorch_model.bin``) as branches ``checkpoint-{step}`` of

@@ -1,4 +1,4 @@
-"""Ray's overhead per checkpoint: the same toy-suite scan here and on a local Ray cluster (issue 7).
+"""Ray's overhead per checkpoint: the same toy-suite scan here and on a local Ray cluster.
 
 Scans every checkpoint of the toy suite's first seed twice, side by side in one run: with the
 local executor, then as one Ray task per checkpoint on a local 2-CPU Ray cluster (started before

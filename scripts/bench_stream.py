@@ -1,4 +1,4 @@
-"""Does the scan overlap downloading with scoring? Measured side by side in one run (issue 4).
+"""Does the scan overlap downloading with scoring? Measured side by side in one run.
 
 Makes N Stanford-like checkpoints (GPT-2 vocabulary, both Stanford attention flags, fp16
 pytorch_model.bin), serves them from the loopback Hub (tests/hub_server.py) in a separate process,

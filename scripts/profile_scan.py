@@ -1,4 +1,4 @@
-"""Where a GPT-2-small checkpoint's scan time goes, next to the forward pass alone (issue 5 groundwork).
+"""Where a GPT-2-small checkpoint's scan time goes, next to the forward pass alone.
 
 Makes 3 GPT-2-small-shaped checkpoints (12 layers x 768, GPT-2 vocabulary, both Stanford
 attention flags, fp16 pytorch_model.bin, as the Stanford branches hold) and prints, measured in

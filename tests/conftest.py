@@ -24,8 +24,32 @@ def quiet_transformers():
     logging.set_verbosity_error()
 
 
-def gpt2_model(seed: int, **overrides):
-    """A small random GPT-2 with both Stanford CRFM attention flags on and peaked attention."""
+def perturb(model, seed: int):
+    """Give ``model`` the parameters that default initialisation leaves trivial: every LayerNorm gain
+    uniform in [0.5, 1.5], every LayerNorm bias and every linear bias normal with std 0.3.
+
+    Default initialisation sets gains to 1 and biases to 0, and then a score that forgets a gain
+    (folding it into W_V or W_U) or reads a bias in the wrong order passes every test. Drawn from
+    an explicit ``torch.Generator(seed)``, in parameter order, so a seed always gives one model.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    norms = {name for name, module in model.named_modules() if isinstance(module, torch.nn.LayerNorm)}
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            owner, _, kind = name.rpartition(".")
+            if owner in norms and kind == "weight":
+                parameter.copy_(0.5 + torch.rand(parameter.shape, generator=generator))
+            elif kind == "bias":
+                parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def gpt2_model(seed: int, *, perturbed: bool = True, **overrides):
+    """A small random GPT-2 with both Stanford CRFM attention flags on and peaked attention.
+
+    ``perturbed`` (default): LayerNorm gains and all biases away from 1 and 0 (:func:`perturb`);
+    False keeps transformers' default initialisation.
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     settings = dict(
@@ -35,10 +59,13 @@ def gpt2_model(seed: int, **overrides):
     )  # fmt: skip
     settings.update(overrides)
     torch.manual_seed(seed)  # transformers initialises from the global RNG; tests only
-    return GPT2LMHeadModel(GPT2Config(**settings)).eval()
+    model = GPT2LMHeadModel(GPT2Config(**settings)).eval()
+    return perturb(model, seed) if perturbed else model
 
 
-def neox_model(seed: int, **overrides):
+def neox_model(seed: int, *, perturbed: bool = True, **overrides):
+    """A small random GPT-NeoX (Pythia's layout: partial rotary, parallel residual, untied
+    ``embed_out``) with peaked attention; ``perturbed`` as for :func:`gpt2_model`."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     settings = dict(
@@ -47,7 +74,8 @@ def neox_model(seed: int, **overrides):
     )  # fmt: skip
     settings.update(overrides)
     torch.manual_seed(seed)
-    return GPTNeoXForCausalLM(GPTNeoXConfig(**settings)).eval()
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(**settings)).eval()
+    return perturb(model, seed) if perturbed else model
 
 
 def save_checkpoint(model, folder: Path, *, fmt: str = "safetensors") -> Path:
@@ -62,11 +90,13 @@ def save_checkpoint(model, folder: Path, *, fmt: str = "safetensors") -> Path:
     return folder
 
 
-def make_local_suite(root: Path, seeds=(0, 1), steps=(0, 10, 20), factory=gpt2_model, **overrides) -> Path:
-    """root/seedS/checkpoint-N, a different random model for every (seed, step)."""
+def make_local_suite(root: Path, seeds=(0, 1), steps=(0, 10, 20), factory=gpt2_model, *, fmt: str = "safetensors",
+                     **overrides) -> Path:  # fmt: skip
+    """root/seedS/checkpoint-N, a different random model for every (seed, step), saved as ``fmt``."""
     for seed in seeds:
         for step in steps:
-            save_checkpoint(factory(1000 * seed + step, **overrides), root / f"seed{seed}" / f"checkpoint-{step}")
+            model = factory(1000 * seed + step, **overrides)
+            save_checkpoint(model, root / f"seed{seed}" / f"checkpoint-{step}", fmt=fmt)
     return root
 
 

@@ -1,4 +1,4 @@
-"""The scanner's memory paths (issue 5): losses without the logits, weight buffers reused across
+"""The scanner's memory paths: losses without the logits, weight buffers reused across
 checkpoints, and the layer-by-layer mode, against independent computations and real peak RSS."""
 
 from __future__ import annotations

@@ -48,6 +48,16 @@ def test_forward_matches_transformers_eager(tmp_path, case, fmt):
     assert theirs.attentions[-1].max() > 0.5  # peaked attention: a real test of positions
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_test_models_are_not_default_initialised(case):
+    # With every LayerNorm gain 1 and every bias 0, a dropped gain or a misordered bias goes unseen.
+    model = CASES[case]()
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.LayerNorm)]
+    assert norms and all((norm.weight - 1).abs().min() > 0 and norm.bias.abs().min() > 0 for norm in norms)
+    biases = [parameter for name, parameter in model.named_parameters() if name.endswith("bias")]
+    assert len(biases) > 2 * len(norms) and all(bias.abs().mean() > 0.1 for bias in biases)
+
+
 def test_stanford_layer_scaling_changes_the_pattern(tmp_path):
     # Guard against a runner that ignores scale_attn_by_inverse_layer_idx (transformers' SDPA did).
     on = save_checkpoint(gpt2_model(5), tmp_path / "on")

@@ -1,4 +1,4 @@
-"""A scan on a real local Ray cluster (issue 7): the same table as a local scan, and every
+"""A scan on a real local Ray cluster: the same table as a local scan, and every
 checkpoint scored exactly once even when a worker process is killed mid-scan."""
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import inductscan
 from inductscan.suites import get_suite
 
 from .conftest import REPO_ROOT, gpt2_model, run_cli
-from .hub_server import HubServer
+from .hub_server import HubHandler, HubServer
 
 REPO = "stanford-crfm/alias-gpt2-small-x21"
 
@@ -133,50 +134,158 @@ def test_keep_weights_keeps_them_and_a_rescan_downloads_nothing(tmp_path):
     assert refused.returncode == 2 and "--max-disk cannot bound" in refused.stderr
 
 
-def directory_bytes(folder: Path) -> int:
-    """Bytes of the regular files under ``folder`` now (files come and go while it looks)."""
-    total = 0
-    for root, _, names in os.walk(folder):  # os.walk skips folders that vanish under it
-        for name in names:
-            try:
-                status = os.lstat(os.path.join(root, name))
-            except FileNotFoundError:
+class RecordingHubServer(HubServer):
+    """A :class:`HubServer` that records every request as it starts and ends, in order, and can
+    hold a request until a condition holds: a test then asserts on what happened in which order,
+    and makes the interleaving it needs happen, instead of sleeping and hoping."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.events: list[tuple[str, str, str]] = []  # ("start" or "end", method, path)
+        self.expired: list[str] = []  # holds that gave up waiting
+        self._holds: list[tuple[str, str, Callable[[], bool], int]] = []
+        self._changed = threading.Condition()
+        handler = type("Handler", (RecordingHandler,), {"state": self.state, "hub": self})
+        for server in self._servers:
+            server.RequestHandlerClass = handler
+
+    def resolve(self, repo: str, revision: str, name: str) -> str:
+        return f"/{repo}/resolve/{revision}/{name}"
+
+    def cdn(self, repo: str, revision: str, name: str) -> str:
+        return f"/cdn/{self.state.repos[(repo, revision)][name].sha256}"
+
+    def hold(self, method: str, path: str, until: Callable[[], bool], *, nth: int = 1) -> None:
+        """Answer the ``nth`` request ``method path`` only once ``until()`` is true (given up after
+        HOLD_TIMEOUT seconds and noted in ``expired``; the client's read timeout must be longer)."""
+        self._holds.append((method, path, until, nth))
+
+    def seen(self, phase: str, method: str, path: str) -> bool:
+        with self._changed:
+            return (phase, method, path) in self.events
+
+    def count(self, phase: str, method: str, path: str) -> int:
+        with self._changed:
+            return self.events.count((phase, method, path))
+
+    def position(self, phase: str, method: str, path: str) -> int:
+        with self._changed:
+            return self.events.index((phase, method, path))
+
+    def record(self, phase: str, method: str, path: str) -> int:
+        """Note the event; return how many such events there have been, this one included."""
+        with self._changed:
+            self.events.append((phase, method, path))
+            self._changed.notify_all()
+            return self.events.count((phase, method, path))
+
+    def wait_for_holds(self, method: str, path: str, number: int) -> None:
+        """Wait out the holds on the ``number``-th request ``method path``."""
+        for held_method, held_path, until, nth in self._holds:
+            if (held_method, held_path, nth) != (method, path, number):
                 continue
-            total += status.st_size if stat.S_ISREG(status.st_mode) else 0
-    return total
+            with self._changed:  # woken by every request; a condition on files is looked at every 10 ms
+                deadline = time.monotonic() + HOLD_TIMEOUT
+                while not until() and time.monotonic() < deadline:
+                    self._changed.wait(0.01)
+                if not until():
+                    self.expired.append(f"{method} {path}")
 
 
+HOLD_TIMEOUT = 30.0  # only a broken client waits it out
+
+
+class RecordingHandler(HubHandler):
+    hub: RecordingHubServer
+
+    def _dispatch(self, *, body: bool) -> None:
+        path = self.path.split("?")[0]
+        number = self.hub.record("start", self.command, path)
+        self.hub.wait_for_holds(self.command, path, number)
+        try:
+            super()._dispatch(body=body)
+        finally:
+            self.hub.record("end", self.command, path)
+
+
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_Q_OVERFLOW = 0x40, 0x80, 0x100, 0x200, 0x4000
+
+
+class FolderEvents:
+    """The kernel's record (inotify(7)) of the files created, renamed and deleted in one folder.
+
+    Read after the fact, it is complete and in order, however loaded the machine: unlike a poller
+    that sums file sizes every few milliseconds, it cannot look at the wrong moment."""
+
+    def __init__(self, folder: Path) -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+        if self.fd < 0 or libc.inotify_add_watch(self.fd, bytes(folder), mask) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify on {folder}")
+
+    def read(self) -> list[tuple[str, str]]:
+        """("in" or "out", file name) for every event so far, in order; the watch is closed."""
+        data = b""
+        while True:
+            try:
+                data += os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                break
+        os.close(self.fd)
+        events, offset = [], 0
+        while offset < len(data):
+            _, mask, _, length = struct.unpack_from("iIII", data, offset)
+            name = data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+            assert not mask & IN_Q_OVERFLOW, "inotify dropped events"
+            events.append(("in" if mask & (IN_CREATE | IN_MOVED_TO) else "out", name))
+            offset += 16 + length
+        return events
+
+
+def peak_bytes(events: list[tuple[str, str]], sizes: dict[str, int]) -> int:
+    """Most bytes of the blobs in ``sizes`` (sha256 -> size) on disk at once, each counted at its
+    full size from the moment its download's temporary file (``SHA256.*.incomplete``) appears."""
+    present: set[str] = set()
+    peak = 0
+    for kind, name in events:
+        (present.add if kind == "in" else present.discard)(name)
+        peak = max(peak, sum(sizes.get(key, 0) for key in {name.split(".")[0] for name in present}))
+    return peak
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify as Linux has it")
 def test_max_disk_bounds_the_cache_while_prefetching(tmp_path):
     made = stanford_checkpoints(tmp_path, 8)
-    size = (made[0] / "pytorch_model.bin").stat().st_size
+    sizes = {sha256(folder / "pytorch_model.bin"): (folder / "pytorch_model.bin").stat().st_size for folder in made}
+    # the budget bounds the weights downloaded: config.json blobs (small git files) are not counted
+    size = max(sizes.values())
     budget = int(2.5 * size)  # two checkpoints at once, never three
-    with HubServer(throttle=20 * size) as server:  # 50 ms per checkpoint
+    with RecordingHubServer() as server:
         steps = [10 * index for index in range(8)]
         for step, folder in zip(steps, made):
             serve(server, step, folder)
+        first, second = (server.cdn(REPO, f"checkpoint-{step}", "pytorch_model.bin") for step in (0, 10))
+        # the first download finishes only once the second has started: two on disk at once, if the budget allows it
+        server.hold("GET", first, lambda: server.seen("start", "GET", second))
         out, hf_home = tmp_path / "results", tmp_path / "hf-home"
-        hf_home.mkdir()
-        peak, done = [0], threading.Event()
-
-        def watch() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], directory_bytes(hf_home / "hub"))
-                time.sleep(0.002)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", ",".join(map(str, steps)),
-                             "--out", str(out), "--quiet", "--prefetch", "3", "--max-disk", str(budget),
-                             env=hub_env(server, hf_home))  # fmt: skip
-        finally:
-            done.set()
-            watcher.join()
+        blobs = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "blobs"
+        blobs.mkdir(parents=True)
+        watch = FolderEvents(blobs)
+        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", ",".join(map(str, steps)),
+                         "--out", str(out), "--quiet", "--prefetch", "3", "--max-disk", str(budget),
+                         env={**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "60"})  # fmt: skip
+        events = watch.read()
         too_small = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0", "--out", str(tmp_path / "x"),
                             "--quiet", "--max-disk", str(size // 2), env=hub_env(server, hf_home))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "8 scored" in result.stdout
-    assert size < peak[0] <= budget  # more than one checkpoint was on disk at once, never more than the budget
+    assert server.expired == [], "the second download did not start while the first was held: no prefetch"
+    assert server.position("start", "GET", second) < server.position("end", "GET", first)
+    assert size < peak_bytes(events, sizes) <= budget  # more than one checkpoint on disk at once, never over the budget
+    assert weight_blobs(hf_home) == []
     assert too_small.returncode == 1 and "more than --max-disk" in too_small.stdout
     assert server.downloads(REPO, "checkpoint-0", "pytorch_model.bin") == 1  # the second scan downloaded nothing
 
@@ -229,17 +338,31 @@ def test_prefetch_keeps_k_checkpoints_in_flight(tmp_path, monkeypatch):
         (folder / f"checkpoint-{step}" / "config.json").write_text("{}")
         (folder / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x" * 10)
     refs = plan(local_suite(folder))
-    located = []
+    events: list[tuple[str, int]] = []  # ("located", step) from the fetch threads, ("released", step) from here
+    changed = threading.Condition()
+
+    def record(event: tuple[str, int]) -> None:
+        with changed:
+            events.append(event)
+            changed.notify_all()
+
     real_locate = pipeline.locate
-    monkeypatch.setattr(pipeline, "locate", lambda ref, retry: located.append(ref.step) or real_locate(ref, retry))
+    monkeypatch.setattr(pipeline, "locate", lambda ref, retry: record(("located", ref.step)) or real_locate(ref, retry))
     for prefetch in (0, 1, 3):
-        located.clear()
+        events.clear()
         with pipeline.Prefetcher(refs, prefetch=prefetch) as prefetcher:
             for index, fetched in enumerate(prefetcher):
-                time.sleep(0.05)  # "scoring": whatever was submitted has started by now
-                assert sorted(located) == list(range(min(index + 1 + prefetch, len(refs)))), (prefetch, index)
+                ahead = min(index + prefetch, len(refs) - 1)
+                with changed:  # while this one is "scored", the next `prefetch` are fetched, however slow the threads
+                    assert changed.wait_for(lambda ahead=ahead: ("located", ahead) in events, timeout=10), events
+                    located = sorted(step for kind, step in events if kind == "located")
+                assert located == list(range(ahead + 1)), (prefetch, index)
                 assert fetched.error is None and fetched.files.weights[0].name == "model.safetensors"
+                record(("released", index))
                 prefetcher.release(fetched)
+        for position, (kind, step) in enumerate(events):  # never more than `prefetch` ahead of the consumer
+            if kind == "located" and step > prefetch:
+                assert ("released", step - prefetch - 1) in events[:position], (prefetch, events)
         assert all((folder / f"checkpoint-{step}" / "model.safetensors").is_file() for step in range(6))  # local: kept
 
 

@@ -5,7 +5,6 @@ steps, plain progress lines in a log, --every keeping the last step)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -317,3 +316,23 @@ def test_every_keeps_the_first_and_the_last_step():
     steps = {every: [ref.step for ref in plan(suite, every=every)] for every in (1, 2, 3, 5, 10)}
     assert steps == {1: [0, 10, 20, 30, 40, 50], 2: [0, 20, 40, 50], 3: [0, 30, 50], 5: [0, 50], 10: [0, 50]}
     assert [ref.step for ref in plan(suite, step_range=(10, 40), every=2)] == [10, 30, 40]
+
+
+def test_runs_that_share_a_seed_stay_apart_in_plots_and_tables(runner, tmp_path):
+    first, second = trainer_run(tmp_path / "exp1" / "output", 1), trainer_run(tmp_path / "exp2" / "output", 2)
+    out = tmp_path / "results"
+    scan(runner, first, out)
+    scan(runner, second, out)
+    frame = inductscan.load_results(out)
+    runs = sorted(set(frame.index.get_level_values("run")))
+    assert len(runs) == 2 and set(frame.index.get_level_values("seed")) == {0}
+    figure = inductscan.plot_heatmap(frame, run=runs[1])
+    one_run = frame.xs(runs[1], level="run").reset_index().pivot_table(index=["layer", "head"], columns="step",
+                                                                        values="induction")  # fmt: skip
+    assert (figure.axes[0].images[0].get_array() == one_run.to_numpy()).all()  # that run's heads, not a mean of both
+    assert runs[1] in figure.axes[0].get_title()
+    table = runner.invoke(main, ["phases", str(out)])
+    assert table.exit_code == 0 and all(run in table.output for run in runs), table.output
+    repos = frame.reset_index().groupby("run").repo.first()
+    shown = runner.invoke(main, ["query", str(out), "--run", runs[0], "--columns", "run,step,layer,head,repo"])
+    assert shown.exit_code == 0 and repos[runs[0]] in shown.output and repos[runs[1]] not in shown.output
