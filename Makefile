@@ -24,6 +24,8 @@ demo: install
 	$(BIN)/inductscan plot $(DEMO)/toy-results -o $(DEMO)/toy-timing.png
 
 test: install
+	$(BIN)/ruff check inductscan tests scripts
+	$(BIN)/ruff format --check inductscan tests scripts
 	$(BIN)/python -m pytest
 
 clean:

@@ -1,42 +1,59 @@
 """inductscan: find when induction heads form, across checkpoint suites and their seeds.
 
-Public API::
+Public API (see inductscan/api.py and docs/scores.md)::
 
-    inductscan.load_results(path, **filters)  # DataFrame indexed by (seed, step, layer, head)
+    inductscan.scan(source, out, seeds=..., config=inductscan.ScanConfig(...))  # -> ScanSummary
+    inductscan.status(results)                # done, failed, skipped, missing per run
+    inductscan.load_results(path, **filters)  # DataFrame indexed by (suite, run, seed, step, layer, head)
+    inductscan.query(path, best=True)         # rows as a flat frame: selections, best and top heads
     inductscan.load_probe(path)               # the probe's token ids, (batch, position)
     inductscan.load_failures(path)            # checkpoints that were skipped or failed, and why
     inductscan.load_icl_curves(path)          # with --icl-dataset: mean loss per token position
     inductscan.find_phase_changes(results)    # onset / midpoint / end per run (or per head)
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
+
+``import inductscan`` loads only what reads tables (pandas, pyarrow); torch and transformers are
+imported when a scan (or a plot, matplotlib) is first asked for.
 """
 
 from inductscan.phases import find_phase_changes
+from inductscan.queries import query
 from inductscan.store import load_failures, load_icl_curves, load_probe, load_results, package_version
 
 __version__ = package_version()
+LAZY = {  # name: the module that defines it, imported on first use
+    "scan": "inductscan.api",
+    "status": "inductscan.status_report",
+    "ScanConfig": "inductscan.plan",
+    "RayOptions": "inductscan.distributed",
+    **{
+        name: "inductscan.plots"
+        for name in (
+            "plot_heatmap",
+            "plot_icl_curves",
+            "plot_icl_score",
+            "plot_in_context_gain",
+            "plot_seed_comparison",
+            "plot_timing",
+        )
+    },
+}
 __all__ = [
     "find_phase_changes",
     "load_failures",
     "load_icl_curves",
     "load_probe",
     "load_results",
-    "plot_heatmap",
-    "plot_icl_curves",
-    "plot_icl_score",
-    "plot_in_context_gain",
-    "plot_seed_comparison",
-    "plot_timing",
+    "query",
     "__version__",
+    *LAZY,
 ]
-PLOTS = ("plot_heatmap", "plot_icl_curves", "plot_icl_score", "plot_in_context_gain", "plot_seed_comparison",
-         "plot_timing")
 
 
 def __getattr__(name: str):
-    """The plot functions, imported on first use so that ``import inductscan`` needs no matplotlib."""
-    if name in PLOTS:
-        from inductscan import plots
+    if name in LAZY:
+        import importlib
 
-        return getattr(plots, name)
+        return getattr(importlib.import_module(LAZY[name]), name)
     raise AttributeError(f"module 'inductscan' has no attribute {name!r}")

@@ -17,12 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.errors import CheckpointUnavailableError, NotCachedError, UnknownRunError
+from inductscan.hazards import Hazard, known_missing
 from inductscan.hub import Announced, Downloaded, Retry, announce, download, hash_file, not_cached
-from inductscan.model import shard_files
 from inductscan.suites import Run, Suite, local_step_folder
+from inductscan.weights import shard_files
 
 # In order of preference: safetensors (no pickle), then the pickled .bin the old branches hold.
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,11 @@ class CheckpointRef:
 
     def describe(self) -> str:
         return f"{self.run.name} step {self.step}"
+
+    @property
+    def missing_upstream(self) -> Hazard | None:
+        """The packaged table's entry if this Hub branch is known to be missing upstream."""
+        return None if self.suite.source == "local" else known_missing(self.run.repo, self.revision)
 
 
 @dataclass(frozen=True)
@@ -126,8 +137,9 @@ def fetch_planned(plan: FetchPlan, retry: Retry = Retry(), *, verify_cached: boo
     if plan.ref.suite.source == "local":
         return _local(plan.ref)
     config, *weights = [_download(file, retry, verify_cached) for file in plan.files]
-    digest = weights[0].sha256 if len(weights) == 1 else combined_sha256(
-        [(file.path.name, file.sha256) for file in weights])  # fmt: skip
+    digest = (
+        weights[0].sha256 if len(weights) == 1 else combined_sha256([(file.path.name, file.sha256) for file in weights])
+    )
     downloaded = tuple(file.path for file in weights if file.created)  # config.json is small: kept
     return CheckpointFiles(config.path, tuple(file.path for file in weights), digest, downloaded)
 

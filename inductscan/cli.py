@@ -11,21 +11,16 @@ from pathlib import Path
 import click
 
 from inductscan import phases as phase_timing
-from inductscan import query as queries
 from inductscan import store
+from inductscan.api import scan
+from inductscan.distributed import RayOptions
 from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
 from inductscan.icl import IclConfig
-from inductscan.metrics import METRICS
-from inductscan.scan import (
-    RayOptions,
-    ScanConfig,
-    ScanInterrupted,
-    Shard,
-    plan,
-    recorded_suites,
-    run_scan,
-    scan_status,
-)
+from inductscan.metrics import CHECKPOINT_METRICS, METRICS
+from inductscan.plan import SCAN_DEFAULTS, ScanConfig
+from inductscan.queries import load_selection, query, selection
+from inductscan.runner import ScanInterrupted
+from inductscan.status_report import status
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
 # Exit statuses: 0 done; 1 some checkpoints failed, or the scan stopped (Hub unreachable, out of
@@ -93,8 +88,22 @@ def _range(text: str | None, what: str) -> tuple[int, int] | None:
     return bounds
 
 
-SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}  # fmt: skip
+SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
 
 
 def _size(text: str, what: str) -> int:
@@ -130,8 +139,10 @@ def suites_command(name: str | None) -> None:
     click.echo(f"  revision: {suite.revision if suite.source == 'hub' else 'local folders'}")
     token_range = f"[{suite.token_range[0]}, {suite.token_range[1]})" if suite.token_range else "every non-special id"
     bos = suite.bos_token_id if suite.token_range else "the config's bos_token_id"
-    click.echo(f"  probe: {suite.probe.length} tokens x {suite.probe.repeats}, batch {suite.probe.batch}, "
-               f"tokens {token_range}, BOS {bos}")  # fmt: skip
+    click.echo(
+        f"  probe: {suite.probe.length} tokens x {suite.probe.repeats}, batch {suite.probe.batch}, "
+        f"tokens {token_range}, BOS {bos}"
+    )
     click.echo("  runs:")
     for run in suite.runs:
         click.echo(f"    seed {run.seed:>5}  {run.repo}")
@@ -155,77 +166,165 @@ def plan_options(command):
         click.option("--steps", help="Comma-separated steps (default: every step of the suite)."),
         click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
         click.option("--every", type=int, help="Only every Nth of the chosen steps."),
-        click.option("--tokens-per-step", type=int,
-                     help="Tokens per step of a local folder (default 0, or its manifest's)."),  # fmt: skip
-        click.option("--shard", metavar="I/N",
-                     help="Only the I-th of N interleaved parts of the plan (I from 0): N processes, e.g. a "
-                          "SLURM array with --shard $SLURM_ARRAY_TASK_ID/N, cover it exactly once."),  # fmt: skip
+        click.option(
+            "--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's)."
+        ),
+        click.option(
+            "--shard",
+            metavar="I/N",
+            help="Only the I-th of N interleaved parts of the plan (I from 0): N processes, e.g. a "
+            "SLURM array with --shard $SLURM_ARRAY_TASK_ID/N, cover it exactly once.",
+        ),
     ]
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
 
 
-def _plan(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard) -> list:
-    if tokens_per_step is not None and tokens_per_step < 0:
-        raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
-    suite = get_suite(suite_or_folder, tokens_per_step=tokens_per_step)
-    refs = _plan_suite(suite, seeds, steps, step_range, every)
-    if not refs:
-        raise ConfigError("no checkpoint matches the chosen seeds and steps")
-    return Shard.parse(shard).select(refs) if shard else refs
+def _plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard) -> dict:
+    """The plan options, parsed from their text, as :func:`inductscan.plan.plan_scan` takes them."""
+    return {
+        "seeds": _integers(seeds, "--seeds"),
+        "steps": _integers(steps, "--steps"),
+        "step_range": _range(step_range, "--step-range"),
+        "every": every,
+        "tokens_per_step": tokens_per_step,
+        "shard": shard,
+    }
 
 
-def _plan_suite(suite, seeds, steps, step_range, every) -> list:
-    return plan(suite, seeds=_integers(seeds, "--seeds"), steps=_integers(steps, "--steps"),
-                step_range=_range(step_range, "--step-range"), every=every)  # fmt: skip
+ICL_DEFAULTS = IclConfig("")  # click shows the dataclasses' own defaults: written once, there
+RAY_DEFAULTS = RayOptions()
+DTYPE_NAMES = ["float32", "float64", "bfloat16", "float16"]
 
 
 @main.command("scan")
 @click.argument("suite_or_folder")
 @plan_options
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
-              help="Results folder (a re-run resumes).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Results folder (a re-run resumes).",
+)
 @probe_options
-@click.option("--prefetch", type=int, default=2, show_default=True,
-              help="Checkpoints downloaded ahead while one is scored (0: one at a time).")  # fmt: skip
+@click.option(
+    "--prefetch",
+    type=int,
+    default=SCAN_DEFAULTS.prefetch,
+    show_default=True,
+    help="Checkpoints downloaded ahead while one is scored (0: one at a time).",
+)
 @click.option("--max-disk", help="Most bytes of downloaded weights on disk at once, e.g. 20GB or 800MiB.")
 @click.option("--keep-weights", is_flag=True, help="Keep downloaded weights in the Hugging Face cache after scoring.")
-@click.option("--verify-cached", is_flag=True,
-              help="Hash weight files already in the Hugging Face cache too. By default a cached blob is trusted by "
-                   "its name, which is its sha256, and its size; what a scan downloads is always hashed.")  # fmt: skip
-@click.option("--retries", type=int, default=3, show_default=True,
-              help="Retries of a dropped connection, 5xx, timeout or refused file, with exponential backoff.")  # fmt: skip
-@click.option("--retry-backoff", type=float, default=2.0, show_default=True,
-              help="Seconds before the first retry; doubled before each next one.")  # fmt: skip
-@click.option("--threads", type=int,
-              help="torch CPU threads (default: one per core); on a few cores, one fewer leaves the downloads a core.")  # fmt: skip
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
-@click.option("--dtype", default="float32", show_default=True, help="Compute dtype.")
-@click.option("--layer-by-layer", is_flag=True,
-              help="Read each layer's weights from disk only when the forward pass reaches it: peak memory is "
-                   "about one layer plus the embeddings (for models larger than memory), same scores.")  # fmt: skip
-@click.option("--icl-dataset", metavar="NAME_OR_PATH",
-              help="Also score in-context learning on real text: a Hub dataset name or a local "
-                   ".parquet/.json/.jsonl/.txt/.csv file, loaded with datasets.load_dataset.")  # fmt: skip
-@click.option("--icl-split", default="train", show_default=True, help="The dataset's split.")
-@click.option("--icl-column", help="Column of text (tokenised with the checkpoints' tokenizer) or of token ids "
-                                   "(taken as is). Default: input_ids if present, else text.")  # fmt: skip
-@click.option("--icl-examples", type=int, default=16, show_default=True,
-              help="Examples (contexts) scored per checkpoint, chosen once per scan.")  # fmt: skip
-@click.option("--icl-context", type=int, default=512, show_default=True,
-              help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.")  # fmt: skip
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process, downloads prefetched; ray: one Ray task per checkpoint.")  # fmt: skip
-@click.option("--ray-address", help="The Ray cluster: 'auto' (the one this machine is in) or HOST:PORT; "
-                                    "default: start a local one.")  # fmt: skip
-@click.option("--cpus-per-task", type=float, default=1.0, show_default=True, help="Ray: CPUs each task reserves.")
-@click.option("--gpus-per-task", type=float, default=0.0, show_default=True,
-              help="Ray: GPUs each task reserves (with --device cuda).")  # fmt: skip
+@click.option(
+    "--verify-cached",
+    is_flag=True,
+    help="Hash weight files already in the Hugging Face cache too. By default a cached blob is trusted by "
+    "its name, which is its sha256, and its size; what a scan downloads is always hashed.",
+)
+@click.option(
+    "--retries",
+    type=int,
+    default=SCAN_DEFAULTS.retries,
+    show_default=True,
+    help="Retries of a dropped connection, 5xx, timeout or refused file, with exponential backoff.",
+)
+@click.option(
+    "--retry-backoff",
+    type=float,
+    default=SCAN_DEFAULTS.retry_backoff,
+    show_default=True,
+    help="Seconds before the first retry; doubled before each next one.",
+)
+@click.option(
+    "--threads",
+    type=int,
+    help="torch CPU threads (default: one per core); on a few cores, one fewer leaves the downloads a core.",
+)
+@click.option("--device", default=SCAN_DEFAULTS.device, show_default=True, help="torch device, e.g. cpu or cuda:0.")
+@click.option(
+    "--dtype", type=click.Choice(DTYPE_NAMES), default=SCAN_DEFAULTS.dtype, show_default=True, help="Compute dtype."
+)
+@click.option(
+    "--layer-by-layer",
+    is_flag=True,
+    help="Read each layer's weights from disk only when the forward pass reaches it: peak memory is "
+    "about one layer plus the embeddings (for models larger than memory), same scores.",
+)
+@click.option(
+    "--icl-dataset",
+    metavar="NAME_OR_PATH",
+    help="Also score in-context learning on real text: a Hub dataset name or a local "
+    ".parquet/.json/.jsonl/.txt/.csv file, loaded with datasets.load_dataset.",
+)
+@click.option("--icl-split", default=ICL_DEFAULTS.split, show_default=True, help="The dataset's split.")
+@click.option(
+    "--icl-column",
+    help="Column of text (tokenised with the checkpoints' tokenizer) or of token ids "
+    "(taken as is). Default: input_ids if present, else text.",
+)
+@click.option(
+    "--icl-examples",
+    type=int,
+    default=ICL_DEFAULTS.examples,
+    show_default=True,
+    help="Examples (contexts) scored per checkpoint, chosen once per scan.",
+)
+@click.option(
+    "--icl-context",
+    type=int,
+    default=ICL_DEFAULTS.context,
+    show_default=True,
+    help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process, downloads prefetched; ray: one Ray task per checkpoint.",
+)
+@click.option(
+    "--ray-address",
+    help="The Ray cluster: 'auto' (the one this machine is in) or HOST:PORT; default: start a local one.",
+)
+@click.option(
+    "--cpus-per-task",
+    type=float,
+    default=RAY_DEFAULTS.cpus_per_task,
+    show_default=True,
+    help="Ray: CPUs each task reserves.",
+)
+@click.option(
+    "--gpus-per-task",
+    type=float,
+    default=RAY_DEFAULTS.gpus_per_task,
+    show_default=True,
+    help="Ray: GPUs each task reserves (with --device cuda).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_per_step, shard, out: Path,
-                 probe_length, probe_repeats, probe_batch, probe_seed, prefetch, max_disk, keep_weights, verify_cached,
-                 retries, retry_backoff, threads, device, dtype, layer_by_layer, icl_dataset, icl_split, icl_column,
-                 icl_examples, icl_context, executor, ray_address, cpus_per_task, gpus_per_task,
-                 quiet) -> None:  # fmt: skip
+def scan_command(
+    suite_or_folder: str,
+    seeds,
+    steps,
+    step_range,
+    every,
+    tokens_per_step,
+    shard,
+    out: Path,
+    max_disk,
+    icl_dataset,
+    icl_split,
+    icl_column,
+    icl_examples,
+    icl_context,
+    executor,
+    ray_address,
+    cpus_per_task,
+    gpus_per_task,
+    quiet,
+    **settings,
+) -> None:
     """Score every attention head of every checkpoint of a suite into a parquet table.
 
     SUITE_OR_FOLDER is a catalogued suite (see `inductscan suites`), `toy`, or a folder of
@@ -250,42 +349,59 @@ def scan_command(suite_or_folder: str, seeds, steps, step_range, every, tokens_p
     of a 512-token context minus that of token 50 (Olsson et al.; both scale with --icl-context),
     and its loss per token position goes to OUT/icl_curves/ (see `inductscan plot --kind icl-curves`).
     """
-    refs = _plan(suite_or_folder, seeds, steps, step_range, every, tokens_per_step, shard)
-    config = ScanConfig(probe_length=probe_length, probe_repeats=probe_repeats, probe_batch=probe_batch,
-                        probe_seed=probe_seed, dtype=dtype, device=device, prefetch=prefetch,
-                        max_disk=None if max_disk is None else _size(max_disk, "--max-disk"),
-                        keep_weights=keep_weights, verify_cached=verify_cached, retries=retries,
-                        retry_backoff=retry_backoff, threads=threads, layer_by_layer=layer_by_layer,
-                        icl=None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples,
-                                                                       icl_context))  # fmt: skip
+    icl = None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples, icl_context)
+    max_disk = None if max_disk is None else _size(max_disk, "--max-disk")
     ray = None
     if executor == "ray":
         ray = RayOptions(address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     elif ray_address is not None:
         raise ConfigError("--ray-address needs --executor ray")
+    plan = _plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard)
     try:
-        summary = run_scan(refs, out, config, progress=not quiet, ray=ray)
+        summary = scan(
+            suite_or_folder,
+            out,
+            **plan,
+            config=ScanConfig(**settings, max_disk=max_disk, icl=icl),
+            ray=ray,
+            progress=not quiet,
+        )
     except ScanInterrupted as interrupted:
         done = interrupted.summary
-        click.echo(f"interrupted after {done.seconds:.1f} s: {done.scored} checkpoint(s) scored and saved in {out} by "
-                   f"this run ({done.already_done} done before); a re-run of the same command resumes", err=True)  # fmt: skip
+        click.echo(
+            f"interrupted after {done.seconds:.1f} s: {done.scored} checkpoint(s) scored and saved in {out} by "
+            f"this run ({done.already_done} done before); a re-run of the same command resumes",
+            err=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
     click.echo(summary.line(out))
     for warning in summary.warnings():
         click.echo(warning, err=True)
     if summary.failed:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @main.command("status")
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("--suite", "suite_or_folder",
-              help="The suite (or folder) that was scanned, to plan all its runs; default: the suites and runs "
-                   "the results folder holds.")  # fmt: skip
+@click.option(
+    "--suite",
+    "suite_or_folder",
+    help="The suite (or folder) that was scanned, to plan all its runs; default: the suites and runs "
+    "the results folder holds.",
+)
 @plan_options
 @click.option("--list", "list_steps", is_flag=True, help="Name every missing and failed step.")
-def status_command(results: Path, suite_or_folder: str | None, seeds, steps, step_range, every, tokens_per_step, shard,
-                   list_steps: bool) -> None:  # fmt: skip
+def status_command(
+    results: Path,
+    suite_or_folder: str | None,
+    seeds,
+    steps,
+    step_range,
+    every,
+    tokens_per_step,
+    shard,
+    list_steps: bool,
+) -> None:
     """What of a planned scan is done, failed, skipped and missing in a results folder.
 
     Without --suite, the plan is every step of each run the folder holds (of a catalogued
@@ -300,20 +416,9 @@ def status_command(results: Path, suite_or_folder: str | None, seeds, steps, ste
         inductscan status results/ --suite stanford-gpt2-small
         inductscan status results/ --suite pythia-160m-seeds --seeds 1,2 --list
     """
-    if suite_or_folder is not None:
-        refs = _plan(suite_or_folder, seeds, steps, step_range, every, tokens_per_step, shard)
-    else:
-        if tokens_per_step is not None:
-            raise ConfigError("--tokens-per-step needs --suite")
-        store.require_results_folder(results)
-        suites = recorded_suites(results)
-        if not suites:
-            raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
-        refs = [ref for suite in suites for ref in _plan_suite(suite, seeds, steps, step_range, every)]
-        if not refs:
-            raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
-        refs = Shard.parse(shard).select(refs) if shard else refs
-    report = scan_status(refs, results)
+    report = status(
+        results, suite_or_folder, **_plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard)
+    )
     for line in report.lines(list_steps=list_steps):
         click.echo(line)
     if suite_or_folder is None:
@@ -344,23 +449,17 @@ def selection_options(command):
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
 
 
-def _selection(suite: str | None, run: str | None, seed: str | None, step_range: str | None, **more) -> dict:
-    filters = {"suite": suite, "run": run, **more}
-    filters = {name: value for name, value in filters.items() if value is not None}
-    if seed is not None:
-        filters["seed"] = _integers(seed, "--seed")
-    if step_range is not None:
-        filters["step"] = slice(*_range(step_range, "--step-range"))
-    return filters
+def _selection(suite: str | None, run: str | None, seed: str | None, step_range: str | None) -> dict:
+    """The selection options, parsed, as :func:`inductscan.queries.selection` takes them."""
+    return {
+        "suite": suite,
+        "run": run,
+        "seeds": _integers(seed, "--seed"),
+        "step_range": _range(step_range, "--step-range"),
+    }
 
 
 NO_ROWS = "no rows match"
-
-
-def _load(results: Path, filters: dict):
-    """The selected rows; a folder without results is bad input (exit 2), an empty selection is not."""
-    store.require_results(results)
-    return store.load_results(results, **filters)
 
 
 @main.command("query")
@@ -371,11 +470,15 @@ def _load(results: Path, filters: dict):
 @click.option("--min-induction", type=float, help="Only heads whose induction score is at least this.")
 @click.option("--top", type=int, help="Only the K heads with the highest induction score.")
 @click.option("--best", is_flag=True, help="One row per checkpoint: its best induction head.")
-@click.option("--columns", help="Comma-separated columns to show, any of the table's (default: identity and every "
-                                "score; also repo, revision, weights_sha256, dtype, hazard, ...).")  # fmt: skip
+@click.option(
+    "--columns",
+    help="Comma-separated columns to show, any of the table's (default: identity and every "
+    "score; also repo, revision, weights_sha256, dtype, hazard, ...).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def query_command(results: Path, suite, run, seed, step_range, layer, head, min_induction, top, best, columns,
-                  fmt) -> None:  # fmt: skip
+def query_command(
+    results: Path, suite, run, seed, step_range, layer, head, min_induction, top, best, columns, fmt
+) -> None:
     """Select rows of a results table.
 
     \b
@@ -384,33 +487,36 @@ def query_command(results: Path, suite, run, seed, step_range, layer, head, min_
         inductscan query results/ --best --format csv
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
     """
-    frame = _load(results, _selection(suite, run, seed, step_range, layer=layer, head=head))
-    if min_induction is not None:
-        frame = frame[frame["induction"] >= min_induction]
-    frame = queries.best_heads(frame) if best else frame.reset_index()
-    if top is not None:
-        frame = queries.top_heads(frame, top)
-    wanted = queries.SHOWN if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
-    unknown = [name for name in wanted if name not in frame.columns]
-    if unknown:
-        raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")
-    frame = frame[wanted]
+    wanted = None if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
+    frame = query(
+        results,
+        **_selection(suite, run, seed, step_range),
+        layer=layer,
+        head=head,
+        min_induction=min_induction,
+        top=top,
+        best=best,
+        columns=wanted,
+    )
     _emit(frame, fmt)
 
 
 @main.command("phases")
 @click.argument("results", type=click.Path(path_type=Path))
 @selection_options
-@click.option("--metric", default="induction", show_default=True,
-              help=f"What to time: {', '.join(phase_timing.RISING_METRICS)}.")  # fmt: skip
-@click.option("--threshold", type=float,
-              help="first_above_threshold is the first checkpoint whose value reaches this (default: the metric's, "
-                   "0.4 for the attention scores, 1 nat for in_context_gain; see inductscan/metrics.py).")  # fmt: skip
+@click.option(
+    "--metric", default="induction", show_default=True, help=f"What to time: {', '.join(phase_timing.RISING_METRICS)}."
+)
+@click.option(
+    "--threshold",
+    type=float,
+    help="first_above_threshold is the first checkpoint whose value reaches this (default: the metric's, "
+    "0.4 for the attention scores, 1 nat for in_context_gain; see inductscan/metrics.py).",
+)
 @click.option("--per-head", is_flag=True, help="Time every head's own curve instead of each run's best head.")
 @click.option("--changed-only", is_flag=True, help="Only rows with a phase change.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def phases_command(results: Path, suite, run, seed, step_range, metric, threshold, per_head, changed_only,
-                   fmt) -> None:  # fmt: skip
+def phases_command(results: Path, suite, run, seed, step_range, metric, threshold, per_head, changed_only, fmt) -> None:
     """When the phase change happens: onset, midpoint and end per run (or per head).
 
     On a log-token axis, the onset, midpoint and end are where the curve (the best head's score,
@@ -424,7 +530,7 @@ def phases_command(results: Path, suite, run, seed, step_range, metric, threshol
         inductscan phases results/ --metric in_context_gain
         inductscan phases results/ --seed 21 --per-head --changed-only --format csv
     """
-    frame = _load(results, _selection(suite, run, seed, step_range))
+    frame = load_selection(results, **_selection(suite, run, seed, step_range))
     if frame.empty:
         click.echo(NO_ROWS)
         return
@@ -434,19 +540,28 @@ def phases_command(results: Path, suite, run, seed, step_range, metric, threshol
     if fmt != "table":
         _emit(timing, fmt)
         return
-    curve = f"each head's {metric}" if per_head else (
-        metric if metric in queries.CHECKPOINT_COLUMNS else f"the best head's {metric}")  # fmt: skip
-    click.echo(f"{curve}: onset / midpoint / end = 10% / 50% / 90% of the rise from the early to the late "
-               f"plateau; tokens seen (interpolated in log tokens) and the checkpoints that bracket them")  # fmt: skip
+    curve = (
+        f"each head's {metric}"
+        if per_head
+        else (metric if metric in CHECKPOINT_METRICS else f"the best head's {metric}")
+    )
+    click.echo(
+        f"{curve}: onset / midpoint / end = 10% / 50% / 90% of the rise from the early to the late "
+        f"plateau; tokens seen (interpolated in log tokens) and the checkpoints that bracket them"
+    )
     _emit(phase_timing.readable(timing) if len(timing) else timing, fmt)
 
 
 @main.command("plot")
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Image file: .png, .svg or .pdf.")  # fmt: skip
-@click.option("--kind", type=click.Choice(list(PLOTS)), default="timing", show_default=True,
-              help="; ".join(f"{name}: {what}" for name, what in PLOTS.items()) + ".")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Image file: .png, .svg or .pdf.")
+@click.option(
+    "--kind",
+    type=click.Choice(list(PLOTS)),
+    default="timing",
+    show_default=True,
+    help="; ".join(f"{name}: {what}" for name, what in PLOTS.items()) + ".",
+)
 @selection_options
 @click.option("--metric", default="induction", show_default=True, help="Head score (timing, heatmap, seeds).")
 @click.option("--threshold", type=float, help="Dashed line of the timing plot (default: the metric's).")
@@ -466,8 +581,11 @@ def plot_command(results: Path, output: Path, kind, suite, run, seed, step_range
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
-    selection = _selection(suite, run, seed, step_range)
-    frame = store.load_icl_curves(results, **selection) if kind == "icl-curves" else _load(results, selection)
+    chosen = _selection(suite, run, seed, step_range)
+    if kind == "icl-curves":  # a table of its own, not the scores
+        frame = store.load_icl_curves(results, **selection(**chosen))
+    else:
+        frame = load_selection(results, **chosen)
     if frame.empty:
         click.echo(f"{NO_ROWS}; no plot written")
         return
@@ -486,7 +604,6 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
 
     if threshold is None and metric in METRICS:
         threshold = METRICS[metric].threshold
-
     if kind == "icl":
         return plots.plot_icl_score(frame)
     if kind == "timing":
@@ -502,8 +619,13 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
 @click.argument("out", type=click.Path(path_type=Path), required=False)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0 .. N-1).")
 @click.option("--train-steps", type=int, help="Training steps per seed (default 3000).")
-@click.option("--jobs", type=int, default=min(3, os.cpu_count() or 1), show_default=True,
-              help="Seeds trained at once, one process each.")  # fmt: skip
+@click.option(
+    "--jobs",
+    type=int,
+    default=min(3, os.cpu_count() or 1),
+    show_default=True,
+    help="Seeds trained at once, one process each.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def toy_suite_command(out: Path | None, seeds: int, train_steps: int | None, jobs: int, quiet: bool) -> None:
     """Train the toy suite: small attention-only GPT-2s that form induction heads in minutes.

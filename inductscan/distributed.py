@@ -13,44 +13,81 @@ traceback). A re-run resumes: done checkpoints are not submitted. Ray is optiona
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, HubUnreachableError, OutOfMemory
 from inductscan.pipeline import Prefetcher
-from inductscan.scan import Progress, RayOptions, ScanSummary, Scoring, score_fetched
+from inductscan.runner import Progress, ScanContext, ScanSummary, process_checkpoint
 
-_worker_scoring: dict[str, Scoring] = {}  # per worker process: its Scorer's buffers survive from task to task
+_worker_contexts: dict[str, ScanContext] = {}  # per worker process: its Scorer's buffers survive from task to task
 
 
-def score_one(ref: CheckpointRef, out: str, scoring: Scoring, threads: int) -> tuple[str, str]:
-    """A Ray task: fetch, score and store one checkpoint (its outcome as :func:`score_fetched`'s)."""
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how to run a scan on Ray: the cluster (None: start a local one; "auto": the one
+    this machine belongs to; or HOST:PORT) and each task's resources."""
+
+    address: str | None = None
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_retries: int = 3  # of a task whose worker or node died
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.max_retries < 0:
+            raise ConfigError(
+                f"--cpus-per-task must be > 0, --gpus-per-task and max_retries >= 0, got "
+                f"{self.cpus_per_task}, {self.gpus_per_task}, {self.max_retries}"
+            )
+
+
+def checkpoint_task(ref: CheckpointRef, out: str, context: ScanContext, threads: int) -> tuple[str, str]:
+    """A Ray task: fetch, score and store one checkpoint (its outcome as :func:`process_checkpoint`'s)."""
     import torch
 
     torch.set_num_threads(threads)
-    key = repr((scoring.config, sorted(scoring.probes), scoring.icl_examples and scoring.icl_examples.identifier()))
-    scoring = _worker_scoring.setdefault(key, scoring)
-    config = scoring.config
-    with Prefetcher([ref], prefetch=0, retry=config.retry, keep_weights=config.keep_weights,
-                    verify_cached=config.verify_cached) as prefetcher:  # fmt: skip
+    key = repr((context.config, sorted(context.probes), context.icl_examples and context.icl_examples.identifier()))
+    context = _worker_contexts.setdefault(key, context)
+    config = context.config
+    with Prefetcher(
+        [ref], prefetch=0, retry=config.retry, keep_weights=config.keep_weights, verify_cached=config.verify_cached
+    ) as prefetcher:
         (fetched,) = list(prefetcher)
-        return score_fetched(fetched, scoring, prefetcher, Path(out))
+        return process_checkpoint(fetched, context, prefetcher, Path(out))
 
 
-def run_on_ray(todo: list[CheckpointRef], out: Path, scoring: Scoring, options: RayOptions, summary: ScanSummary,
-               bar: Progress) -> None:  # fmt: skip
+@dataclass(frozen=True)
+class RayExecutor:
+    """The executor for a Ray cluster (see :func:`inductscan.runner.run_scan`)."""
+
+    options: RayOptions = RayOptions()
+
+    def run(
+        self, todo: list[CheckpointRef], out: Path, context: ScanContext, summary: ScanSummary, progress: Progress
+    ) -> None:
+        run_on_ray(todo, out, context, self.options, summary, progress)
+
+
+def run_on_ray(
+    todo: list[CheckpointRef], out: Path, context: ScanContext, options: RayOptions, summary: ScanSummary, bar: Progress
+) -> None:
     """Submit one task per checkpoint and collect them as they finish."""
     try:
         import ray
     except ImportError:
         raise ConfigError("--executor ray needs Ray: pip install 'inductscan[ray]'") from None
-    if scoring.config.max_disk is not None:
+    if context.config.max_disk is not None:
         raise ConfigError("--max-disk bounds one process's downloads; on Ray each task holds one checkpoint at a time")
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    task = ray.remote(score_one).options(num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task,
-                                         max_retries=options.max_retries, retry_exceptions=False)  # fmt: skip
-    shared = ray.put(scoring)
+    task = ray.remote(checkpoint_task).options(
+        num_cpus=options.cpus_per_task,
+        num_gpus=options.gpus_per_task,
+        max_retries=options.max_retries,
+        retry_exceptions=False,
+    )
+    shared = ray.put(context)
     threads = max(1, int(options.cpus_per_task))
     pending = {task.remote(ref, str(out), shared, threads): ref for ref in todo}
     while pending:

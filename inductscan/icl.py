@@ -48,8 +48,9 @@ class IclConfig:
         if self.examples < 1:
             raise ConfigError(f"--icl-examples must be >= 1, got {self.examples}")
         if self.positions()[0] < 2:
-            raise ConfigError(f"--icl-context must be >= 21 (its early token, 50/512 of it, needs one before), "
-                              f"got {self.context}")  # fmt: skip
+            raise ConfigError(
+                f"--icl-context must be >= 21 (its early token, 50/512 of it, needs one before), got {self.context}"
+            )
 
     def positions(self) -> tuple[int, int]:
         """The early and late token numbers (from 1) whose losses the score compares."""
@@ -68,9 +69,14 @@ class IclExamples:
     def record(self) -> dict:
         early, late = self.config.positions()
         return {
-            **asdict(self.config), "column": self.column, "tokenizer": self.tokenizer, "early": early,
-            "late": late, "definition": definition(self.config), "ids_sha256": self.ids_sha256,
-        }  # fmt: skip
+            **asdict(self.config),
+            "column": self.column,
+            "tokenizer": self.tokenizer,
+            "early": early,
+            "late": late,
+            "definition": definition(self.config),
+            "ids_sha256": self.ids_sha256,
+        }
 
     @cached_property
     def ids_sha256(self) -> str:
@@ -96,8 +102,10 @@ def load_examples(config: IclConfig, tokenizer_source: tuple[str, str | None] | 
     dataset = _load_dataset(config)
     column = config.column or ("input_ids" if "input_ids" in dataset.column_names else "text")
     if column not in dataset.column_names:
-        raise ConfigError(f"{config.dataset} ({config.split}) has no column {column!r}; its columns are "
-                          f"{', '.join(dataset.column_names)}; choose one with --icl-column")  # fmt: skip
+        raise ConfigError(
+            f"{config.dataset} ({config.split}) has no column {column!r}; its columns are "
+            f"{', '.join(dataset.column_names)}; choose one with --icl-column"
+        )
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed)).tolist()
     first = dataset[order[0]][column] if order else None
     pretokenised = isinstance(first, list)
@@ -151,7 +159,9 @@ def _load_dataset(config: IclConfig):
         raise
     except Exception as error:  # datasets raises many kinds: missing dataset, split, offline, bad file
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot load the ICL dataset {config.dataset!r} (split {config.split!r}): {message}") from error
+        raise ConfigError(
+            f"cannot load the ICL dataset {config.dataset!r} (split {config.split!r}): {message}"
+        ) from error
     if isinstance(loaded, datasets.IterableDataset):
         raise ConfigError(f"{config.dataset} loaded as a stream; inductscan needs a map-style dataset")
     return loaded
@@ -159,16 +169,19 @@ def _load_dataset(config: IclConfig):
 
 def _tokenizer(config: IclConfig, column: str, first, source: tuple[str, str | None] | None):
     if not isinstance(first, str):
-        raise ConfigError(f"column {column!r} of {config.dataset} holds {type(first).__name__}, "
-                          "not text or a list of token ids")  # fmt: skip
+        raise ConfigError(
+            f"column {column!r} of {config.dataset} holds {type(first).__name__}, not text or a list of token ids"
+        )
     if source is None:
         raise ConfigError("no checkpoint to take a tokenizer from")
     from transformers import AutoTokenizer
 
     where, revision = source
     label = f"{where}@{revision}" if revision else where
-    missing = ConfigError(f"{label} has no tokenizer files to tokenise {config.dataset!r} with; "
-                          "give a dataset with a pre-tokenised input_ids column instead")  # fmt: skip
+    missing = ConfigError(
+        f"{label} has no tokenizer files to tokenise {config.dataset!r} with; "
+        "give a dataset with a pre-tokenised input_ids column instead"
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
     except Exception as error:  # transformers raises OSError, ValueError, TypeError... for a missing tokenizer

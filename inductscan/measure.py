@@ -14,13 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from inductscan import scores
-from inductscan.architecture import Architecture, Buffers, Layer, Weights, convert, convert_streamed
+from inductscan.architecture import Architecture
 from inductscan.errors import NonFiniteError
 from inductscan.model import forward
 from inductscan.probe import Probe
-
-HEAD_SCORES = (*scores.PATTERN_SCORES, "copying", "induction_logit")
-CHECKPOINT_SCORES = ("loss_first", "loss_repeat", "in_context_gain")
+from inductscan.weights import Buffers, Layer, Weights, convert, convert_streamed
 
 
 @dataclass(frozen=True)
@@ -78,8 +76,10 @@ def _check_finite(name: str, values: torch.Tensor) -> None:
         return
     layers = ", ".join(map(str, torch.nonzero(~finite).flatten().tolist()))
     where = f" in layer(s) {layers}" if name != "loss" else ""
-    raise NonFiniteError(f"the forward pass gave a non-finite {name}{where}; with finite weights this is an "
-                         "overflow: try --dtype float32")  # fmt: skip
+    raise NonFiniteError(
+        f"the forward pass gave a non-finite {name}{where}; with finite weights this is an "
+        "overflow: try --dtype float32"
+    )
 
 
 class Scorer:
@@ -92,8 +92,14 @@ class Scorer:
     the scores are the same.
     """
 
-    def __init__(self, arch: Architecture, dtype: torch.dtype = torch.float32, device: str = "cpu",
-                 *, layer_by_layer: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        arch: Architecture,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+        *,
+        layer_by_layer: bool = False,
+    ):
         self.arch, self.dtype, self.device = arch, dtype, device
         self.layer_by_layer = layer_by_layer
         self.buffers = Buffers(dtype, device, one_layer=layer_by_layer)
@@ -111,6 +117,8 @@ class Scorer:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),
         ``batch`` sequences per forward pass (the ICL contexts are long)."""
         ids = ids.to(self.device)
-        parts = [forward(weights, ids[start : start + batch], losses=True).token_losses
-                 for start in range(0, len(ids), batch)]  # fmt: skip
+        parts = [
+            forward(weights, ids[start : start + batch], losses=True).token_losses
+            for start in range(0, len(ids), batch)
+        ]
         return torch.cat(parts)

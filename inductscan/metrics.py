@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from inductscan.errors import ConfigError
 
+# Recorded with every row. Bump it with any change to the scoring code (scores.py, measure.py,
+# model.py, weights.py) that changes a score's value: rows of two versions never pass for one
+# another (a scan refuses to mix them in one folder).
+SCORING_VERSION = 1
 LEVELS = ("head", "checkpoint")
 DIRECTIONS = ("rises", "falls")
 
@@ -64,8 +68,9 @@ _DECLARED = (
     # The head's direct logit for the induced token, relative to the mean logit: about 0 for random
     # weights; 1 logit multiplies the token's odds against an average token by e (2.7); 0.2 logit
     # (odds x1.2) is the smallest change worth calling a rise.
-    Metric("induction_logit", "head", "direct logit to the induced token", "logits", "rises",
-           threshold=1.0, min_rise=0.2),  # fmt: skip
+    Metric(
+        "induction_logit", "head", "direct logit to the induced token", "logits", "rises", threshold=1.0, min_rise=0.2
+    ),
     # Losses have no threshold valid across models: chance is ln(vocabulary) nats (5.5 for the toy
     # suite's 256 tokens, 10.8 for GPT-2's). The loss on the first copy has nothing to induct from,
     # so it only drifts down with training; the loss on the repeats falls at the phase change.
@@ -79,8 +84,15 @@ _DECLARED = (
     # Olsson et al.'s ICL score, the loss at token 500 minus at token 50: above -0.15 before the
     # change, about -0.4 after; -0.25 lies between, so a run crosses it during the change, and a
     # fall of 0.1 nat is under half of the change.
-    Metric("icl_score", "checkpoint", "ICL score (late-token loss - early-token loss)", "nats", "falls",
-           threshold=-0.25, min_rise=0.1),  # fmt: skip
+    Metric(
+        "icl_score",
+        "checkpoint",
+        "ICL score (late-token loss - early-token loss)",
+        "nats",
+        "falls",
+        threshold=-0.25,
+        min_rise=0.1,
+    ),
 )
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in _DECLARED}  # head scores first, fixed order

@@ -1,4 +1,5 @@
-"""Load a checkpoint's weights and run the probe through it, capturing what the scores need.
+"""The forward pass: run token ids through a checkpoint's :class:`~inductscan.weights.Weights`,
+capturing what the scores need. It opens no file (see :mod:`inductscan.weights`).
 
 The forward pass is written here rather than borrowed from transformers so that it computes the
 attention pattern eagerly (honouring both Stanford GPT-2 flags, which transformers' fused
@@ -9,92 +10,17 @@ against transformers' eager implementation.
 
 from __future__ import annotations
 
-import json
-import pickle
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from inductscan.architecture import Architecture, Layer, Weights
-from inductscan.errors import CorruptCheckpointError
+from inductscan.architecture import Architecture
+from inductscan.weights import Layer, Weights
 
 # on_layer(layer index, the layer's weights, pattern (batch, head, query, key), z (batch, head, position, d_head))
 LayerCallback = Callable[[int, Layer, torch.Tensor, torch.Tensor], None]
-
-
-def read_state_dict(files: list[Path]) -> LazyState:
-    """Open weight files (safetensors or pickled ``.bin``, whole or sharded) as one state dict.
-
-    Nothing is read until a weight is asked for: a ``.bin`` is memory-mapped and a safetensors
-    file is read tensor by tensor, so converting weights one at a time never holds a whole file
-    in memory. A ``.bin`` is unpickled with ``weights_only=True``: a file from the Hub must never
-    run code.
-    """
-    return LazyState([_open_one(Path(path)) for path in files])
-
-
-class LazyState(Mapping):
-    """Weight name -> tensor over one or more opened files; each tensor is read when asked for.
-
-    The files stay open (mapped) while the state is referenced, and no longer.
-    """
-
-    def __init__(self, parts: list[tuple[Path, object]]):
-        self.owner: dict[str, tuple[Path, object]] = {}
-        for path, source in parts:
-            for key in source.keys():
-                self.owner[key] = (path, source)
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        path, source = self.owner[key]
-        if isinstance(source, dict):  # a mapped .bin: its tensors are already views of the file
-            return source[key]
-        try:
-            return source.get_tensor(key)  # a safetensors handle reads this one tensor
-        except Exception as error:  # safetensors raises its own SafetensorError
-            raise CorruptCheckpointError(f"cannot read weights from {path}: {error}") from error
-
-    def __iter__(self):
-        return iter(self.owner)
-
-    def __len__(self) -> int:
-        return len(self.owner)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.owner
-
-
-def _open_one(path: Path) -> tuple[Path, object]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            return path, safe_open(str(path), framework="pt")
-        try:
-            return path, torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):  # only the legacy (non-zip) format cannot be mapped
-                raise
-            return path, torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise CorruptCheckpointError(f"cannot read weights from {path}: {error}") from error
-    except Exception as error:  # safetensors raises its own SafetensorError
-        if type(error).__name__ == "SafetensorError":
-            raise CorruptCheckpointError(f"cannot read weights from {path}: {error}") from error
-        raise
-
-
-def shard_files(index_path: Path) -> list[str]:
-    """The shard file names that a ``*.index.json`` names, in order."""
-    try:
-        weight_map = json.loads(Path(index_path).read_text())["weight_map"]
-    except (OSError, KeyError, json.JSONDecodeError) as error:
-        raise CorruptCheckpointError(f"cannot read the shard index {index_path}: {error}") from error
-    return sorted(set(weight_map.values()))
 
 
 @dataclass(frozen=True)
@@ -156,9 +82,13 @@ def _mlp(arch: Architecture, layer: Layer, x: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def forward(
-    weights: Weights, ids: torch.Tensor, on_layer: LayerCallback | None = None,
-    *, logits_out: torch.Tensor | None = None, losses: bool = False,
-) -> ForwardResult:  # fmt: skip
+    weights: Weights,
+    ids: torch.Tensor,
+    on_layer: LayerCallback | None = None,
+    *,
+    logits_out: torch.Tensor | None = None,
+    losses: bool = False,
+) -> ForwardResult:
     """Run ``ids`` (batch, position) through the model; ``on_layer`` sees every layer's attention.
 
     ``logits_out`` (batch, position, vocab), when given, receives the logits, so that a caller can
@@ -172,8 +102,9 @@ def forward(
         x = x + weights.positions[:n_positions]
     rotary = _rotary(arch, n_positions, x) if arch.rotary_dims else None
     for index, layer in enumerate(weights.layers):
-        attended = _attention(arch, layer, index, layer_norm(x, layer.ln1_weight, layer.ln1_bias, arch.ln_eps),
-                              rotary, on_layer)  # fmt: skip
+        attended = _attention(
+            arch, layer, index, layer_norm(x, layer.ln1_weight, layer.ln1_bias, arch.ln_eps), rotary, on_layer
+        )
         if arch.parallel_residual:
             x = x + attended + _mlp(arch, layer, layer_norm(x, layer.ln2_weight, layer.ln2_bias, arch.ln_eps))
         else:

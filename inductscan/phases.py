@@ -45,7 +45,7 @@ import pandas as pd
 
 from inductscan.errors import ConfigError
 from inductscan.metrics import METRICS, Metric
-from inductscan.query import RUN_KEYS
+from inductscan.queries import RUN_KEYS
 from inductscan.store import load_results
 
 LEVELS = {"onset": 0.1, "midpoint": 0.5, "end": 0.9}
@@ -261,8 +261,18 @@ def _columns(keys: list[str]) -> list[str]:
         for name in LEVELS
         for part in ("step", "tokens", "step_before", "step_after", "tokens_before", "tokens_after")
     ]
-    return keys + ["metric", "checkpoints", "phase_change", "early", "late", *timing, "threshold",
-                   "first_above_threshold_step", "first_above_threshold_tokens", "note"]  # fmt: skip
+    return keys + [
+        "metric",
+        "checkpoints",
+        "phase_change",
+        "early",
+        "late",
+        *timing,
+        "threshold",
+        "first_above_threshold_step",
+        "first_above_threshold_tokens",
+        "note",
+    ]
 
 
 def timed_metric(metric: str, per_head: bool) -> Metric:
@@ -327,14 +337,15 @@ def find_phase_changes(
         results = load_results(results)
     keys, table = curves(results, metric, per_head)
     rows = []
-    for run, curve in table.groupby(RUN_KEYS, sort=True):
+    for _, curve in table.groupby(RUN_KEYS, sort=True):
         values = curve.pivot(index=keys, columns="step", values="value")  # (curves, steps), steps sorted
         steps = values.columns.to_numpy()
         tokens = curve.groupby("step")["tokens"].first().loc[steps].to_numpy()
         smoothed = running_median(values.to_numpy(), log_steps(steps))  # every head of a run at once
         for identity, curve_values, curve_smoothed in zip(values.index, values.to_numpy(), smoothed):
-            timing = curve_timing(steps, tokens, curve_values, threshold=threshold, min_rise=min_rise,
-                                  smoothed=curve_smoothed)  # fmt: skip
+            timing = curve_timing(
+                steps, tokens, curve_values, threshold=threshold, min_rise=min_rise, smoothed=curve_smoothed
+            )
             identity = identity if isinstance(identity, tuple) else (identity,)
             rows.append(dict(zip(keys, identity)) | {"metric": metric, "threshold": threshold} | timing)
     frame = pd.DataFrame(rows, columns=_columns(keys))

@@ -48,7 +48,8 @@ class DiskBudget:
             try:
                 if self.limit is not None and size > self.limit:
                     raise CheckpointUnavailableError(
-                        f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}")  # fmt: skip
+                        f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}"
+                    )
                 self._wait(lambda: self.limit is None or self.used + size <= self.limit)
                 self.used += size
                 self.peak = max(self.peak, self.used)
@@ -114,9 +115,16 @@ class Prefetcher:
     """Yields each planned checkpoint's :class:`Fetched` in plan order, fetching up to ``prefetch``
     ahead; the consumer calls :meth:`release` once it has scored (or given up on) each one."""
 
-    def __init__(self, refs: list[CheckpointRef], *, prefetch: int = 2, retry: Retry = Retry(),
-                 max_disk: int | None = None, keep_weights: bool = False,
-                 verify_cached: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        refs: list[CheckpointRef],
+        *,
+        prefetch: int = 2,
+        retry: Retry = Retry(),
+        max_disk: int | None = None,
+        keep_weights: bool = False,
+        verify_cached: bool = False,
+    ) -> None:
         self._refs = refs
         self._prefetch = prefetch
         self._retry = retry

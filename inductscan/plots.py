@@ -18,19 +18,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from inductscan.errors import ConfigError
+from inductscan.metrics import HEAD_METRICS, METRICS
 from inductscan.phases import curves, find_phase_changes
-from inductscan.query import RUN_KEYS
+from inductscan.queries import RUN_KEYS
 
-ATTENTION_METRICS = ("induction", "prefix_matching", "duplicate_token", "previous_token")
-METRIC_LABELS = {
-    "induction": "induction score (attention probability)",
-    "prefix_matching": "prefix-matching score (attention probability)",
-    "duplicate_token": "duplicate-token score (attention probability)",
-    "previous_token": "previous-token score (attention probability)",
-    "copying": "copying score (eigenvalue ratio, -1 to 1)",
-    "induction_logit": "direct logit to the induced token (logits)",
-    "in_context_gain": "in-context gain: loss on first copy - loss on repeats (nats)",
-}
+# from the one declaration of each score (inductscan/metrics.py)
+ATTENTION_METRICS = tuple(name for name, metric in METRICS.items() if metric.unit == "attention probability")
+METRIC_LABELS = {name: f"{metric.label} ({metric.unit})" for name, metric in METRICS.items()}
 FIGURE_SIZE = (8.0, 5.0)
 
 
@@ -99,8 +93,10 @@ def plot_timing(
     if threshold is not None:
         axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     handles, _ = axes.get_legend_handles_labels()
-    handles += [Line2D([], [], color="grey", linestyle=":", label="midpoint (50% of the rise)"),
-                Patch(color="grey", alpha=0.25, label="onset-end (10-90%)")]  # fmt: skip
+    handles += [
+        Line2D([], [], color="grey", linestyle=":", label="midpoint (50% of the rise)"),
+        Patch(color="grey", alpha=0.25, label="onset-end (10-90%)"),
+    ]
     axes.legend(handles=handles, fontsize="small")
     axes.set_xscale("log")
     axes.set_xlabel(f"{name} (log scale; step 0 not shown)")
@@ -149,8 +145,9 @@ def _icl_label(flat: pd.DataFrame) -> str:
     return f"ICL score: loss at token {settings['late']} - loss at token {settings['early']} (nats)"
 
 
-def plot_icl_curves(curves: pd.DataFrame, *, seed: int | None = None, suite: str | None = None,
-                    run: str | None = None) -> Figure:  # fmt: skip
+def plot_icl_curves(
+    curves: pd.DataFrame, *, seed: int | None = None, suite: str | None = None, run: str | None = None
+) -> Figure:
     """Mean loss against token position (Olsson et al.'s loss-vs-context plot) for one run, one line
     per checkpoint coloured by step; ``curves`` from :func:`inductscan.load_icl_curves`."""
     rows, label = _one_run(curves, suite, seed, run)
@@ -170,8 +167,9 @@ def plot_icl_curves(curves: pd.DataFrame, *, seed: int | None = None, suite: str
     return figure
 
 
-def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None,
-             run: str | None = None) -> tuple[pd.DataFrame, str]:  # fmt: skip
+def _one_run(
+    results: pd.DataFrame, suite: str | None, seed: int | None, run: str | None = None
+) -> tuple[pd.DataFrame, str]:
     """The rows of one run (the first that ``suite``, ``seed`` and ``run`` allow) and its label."""
     flat = results.reset_index()
     runs = flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS)
@@ -179,7 +177,9 @@ def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None,
         if wanted is not None:
             runs = runs[runs[name] == wanted]
     if runs.empty:
-        known = ", ".join(f"{row.suite} {row.run} seed {row.seed}" for row in flat[RUN_KEYS].drop_duplicates().itertuples())
+        known = ", ".join(
+            f"{row.suite} {row.run} seed {row.seed}" for row in flat[RUN_KEYS].drop_duplicates().itertuples()
+        )
         raise ConfigError(f"no run matches suite={suite} run={run} seed={seed}; the table has {known or 'no runs'}")
     chosen = tuple(runs.iloc[0])
     rows = flat[(flat[RUN_KEYS] == pd.Series(chosen, index=RUN_KEYS)).all(axis=1)]
@@ -189,14 +189,18 @@ def _one_run(results: pd.DataFrame, suite: str | None, seed: int | None,
 
 
 def plot_heatmap(
-    results: pd.DataFrame, *, seed: int | None = None, suite: str | None = None, run: str | None = None,
+    results: pd.DataFrame,
+    *,
+    seed: int | None = None,
+    suite: str | None = None,
+    run: str | None = None,
     metric: str = "induction",
-) -> Figure:  # fmt: skip
+) -> Figure:
     """Every head's ``metric`` (rows: layer.head) at every checkpoint (columns, in step order) of
     one run: the first run of the table unless ``suite``/``seed``/``run`` choose one."""
     rows, label = _one_run(results, suite, seed, run)
-    if metric not in METRIC_LABELS or metric == "in_context_gain":
-        choices = ", ".join(name for name in METRIC_LABELS if name != "in_context_gain")
+    if metric not in HEAD_METRICS:
+        choices = ", ".join(HEAD_METRICS)
         raise ConfigError(f"a heatmap needs a head score; {metric!r} is not one of {choices}")
     grid = rows.pivot_table(index=["layer", "head"], columns="step", values=metric)  # (heads, steps)
     figure = Figure(figsize=(max(FIGURE_SIZE[0], grid.shape[1] * 0.12), FIGURE_SIZE[1]), layout="constrained")
@@ -240,8 +244,14 @@ def plot_seed_comparison(phases: pd.DataFrame) -> Figure:
             high = row[f"end_{column}"] - middle if pd.notna(row[f"end_{column}"]) else 0.0
             axes.errorbar([middle], [position], xerr=[[low], [high]], fmt="o", capsize=4, color=f"C{position % 10}")
         else:
-            axes.text(0.02, position, row["note"] or "no phase change in the scanned range", va="center",
-                      transform=axes.get_yaxis_transform(), color="grey")  # fmt: skip
+            axes.text(
+                0.02,
+                position,
+                row["note"] or "no phase change in the scanned range",
+                va="center",
+                transform=axes.get_yaxis_transform(),
+                color="grey",
+            )
     axes.set_yticks(range(len(labels)), labels)
     axes.set_ylim(-0.5, len(labels) - 0.5)
     axes.invert_yaxis()
@@ -252,4 +262,3 @@ def plot_seed_comparison(phases: pd.DataFrame) -> Figure:
     axes.set_title(f"When the {metric.replace('_', '-')} phase change happens, per seed")
     axes.grid(True, axis="x", which="major", alpha=0.3)
     return figure
-

@@ -19,9 +19,6 @@ import torch.nn.functional as F
 from inductscan.probe import Layout
 
 PATTERN_SCORES = ("induction", "prefix_matching", "duplicate_token", "previous_token")
-# Recorded with every row. Bump it with any change here, in measure.py or in model.py that changes a
-# score's value: rows of two versions never pass for one another (a scan refuses to mix them).
-SCORING_VERSION = 1
 
 
 def _earlier_copies(layout: Layout, q: int) -> range:
@@ -67,7 +64,10 @@ def pattern_scores(pattern: torch.Tensor, weights: dict[str, torch.Tensor]) -> d
 
 
 def copying_score(
-    embed: torch.Tensor, values: torch.Tensor, outputs: torch.Tensor, unembed: torch.Tensor,
+    embed: torch.Tensor,
+    values: torch.Tensor,
+    outputs: torch.Tensor,
+    unembed: torch.Tensor,
     final_ln_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eigenvalue copying score ``sum(lambda) / sum(|lambda|)`` of the full OV circuit (Elhage et al.).
@@ -165,8 +165,9 @@ def _process_wide_openblas():
 
     blas = ThreadpoolController().select(user_api="blas")
     libraries = blas.info()
-    if libraries and all(lib["internal_api"] == "openblas" and lib.get("threading_layer") == "pthreads"
-                         for lib in libraries):  # fmt: skip
+    if libraries and all(
+        lib["internal_api"] == "openblas" and lib.get("threading_layer") == "pthreads" for lib in libraries
+    ):
         return blas
     return None
 

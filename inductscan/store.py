@@ -26,18 +26,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-import torch
 
 from inductscan import hazards
 from inductscan.errors import ConfigError, OutputError
-from inductscan.icl import IclExamples
-from inductscan.probe import Probe
-from inductscan.scores import SCORING_VERSION
+from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, SCORING_VERSION
+
+if TYPE_CHECKING:  # the readers need no torch: `import inductscan` stays light
+    import torch
+
+    from inductscan.icl import IclExamples
+    from inductscan.probe import Probe
 
 # Unique in any folder: a folder may hold several suites whose seed numbers coincide (pythia-160m and
 # pythia-160m-deduped are both seed 1234), and a run's name is unique within its suite (a local
@@ -54,10 +58,7 @@ SCHEMA = pa.schema(
         ("tokens", pa.int64()),
         ("layer", pa.int32()),
         ("head", pa.int32()),
-        *((name, pa.float64()) for name in (
-            "induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit",
-            "loss_first", "loss_repeat", "in_context_gain", "icl_score",
-        )),
+        *((name, pa.float64()) for name in HEAD_METRICS + CHECKPOINT_METRICS),  # inductscan/metrics.py
         ("weights_sha256", pa.string()),
         ("probe", pa.string()),
         ("icl", pa.string()),  # the ICL settings (inductscan.icl), null without --icl-dataset
@@ -66,7 +67,7 @@ SCHEMA = pa.schema(
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("inductscan_version", pa.string()),
     ]
-)  # fmt: skip
+)
 CURVE_SCHEMA = pa.schema(
     [
         *(SCHEMA.field(name) for name in ("suite", "run", "seed", "step", "tokens")),
@@ -130,7 +131,9 @@ def check_writable(out: Path) -> None:
             temporary.write_bytes(b"ok")
         (Path(out) / ".write-check").unlink()
     except OSError as error:
-        raise OutputError(f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another --out") from error
+        raise OutputError(
+            f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another --out"
+        ) from error
 
 
 def unwritable_reason(path: Path, error: OSError) -> str:
@@ -167,8 +170,17 @@ def is_done(out: Path, suite: str, run: str, step: int) -> bool:
     return score_path(out, suite, run, step).is_file()
 
 
-def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], checkpoint: dict[str, float],
-                 *, weights_sha256: str, probe: Probe, dtype: str, icl: IclResult | None = None) -> Path:  # fmt: skip
+def write_scores(
+    out: Path,
+    identity: dict,
+    heads: dict[str, torch.Tensor],
+    checkpoint: dict[str, float],
+    *,
+    weights_sha256: str,
+    probe: Probe,
+    dtype: str,
+    icl: IclResult | None = None,
+) -> Path:
     """Write one checkpoint's rows, one per (layer, head), and clear any earlier failure record.
 
     identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head). Every
@@ -176,11 +188,12 @@ def write_scores(out: Path, identity: dict, heads: dict[str, torch.Tensor], chec
     loss curve is written first, so that a checkpoint whose scores file exists has its curve too.
     """
     n_layers, n_heads = next(iter(heads.values())).shape
-    layer = torch.arange(n_layers).repeat_interleave(n_heads)
-    head = torch.arange(n_heads).repeat(n_layers)
     rows = n_layers * n_heads
     columns = {name: [identity[name]] * rows for name in ("suite", "repo", "run", "revision", "seed", "step", "tokens")}
-    columns |= {"layer": layer.tolist(), "head": head.tolist()}
+    columns |= {
+        "layer": [layer for layer in range(n_layers) for _ in range(n_heads)],
+        "head": list(range(n_heads)) * n_layers,
+    }
     columns |= {name: values.reshape(-1).tolist() for name, values in heads.items()}
     columns |= {name: [value] * rows for name, value in checkpoint.items()}
     columns |= {
@@ -261,8 +274,9 @@ def write_failure(out: Path, identity: dict, *, kind: str, reason: str) -> Path:
 def load_failures(path: Path) -> pd.DataFrame:
     """Every recorded failure and skip of a results folder."""
     records = [json.loads(file.read_text()) for file in sorted(Path(path).glob("failures/*/*/step-*.json"))]
-    return pd.DataFrame.from_records(records, columns=["suite", "repo", "run", "revision", "seed", "step", "tokens",
-                                                       "kind", "reason", "at"])  # fmt: skip
+    return pd.DataFrame.from_records(
+        records, columns=["suite", "repo", "run", "revision", "seed", "step", "tokens", "kind", "reason", "at"]
+    )
 
 
 def probe_id(probe: Probe) -> str:
@@ -313,8 +327,9 @@ def require_results(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless ``path`` is a results folder with scored checkpoints."""
     require_results_folder(path)
     if not _step_files(Path(path) / "scores"):
-        raise OutputError(f"{path} holds no scored checkpoints (nothing under {Path(path) / 'scores'}); "
-                          "scan into it first")  # fmt: skip
+        raise OutputError(
+            f"{path} holds no scored checkpoints (nothing under {Path(path) / 'scores'}); scan into it first"
+        )
 
 
 def recorded_checkpoints(path: str | os.PathLike) -> pd.DataFrame:
@@ -391,8 +406,9 @@ def same_weights(path: Path, runs: list[tuple[str, str]]) -> list[SameWeights]:
     if not runs or not (Path(path) / "scores").is_dir():
         return []
     suites = sorted({suite for suite, _ in runs})
-    table = _dataset(Path(path)).to_table(columns=["suite", "run", "step", "weights_sha256"],
-                                          filter=ds.field("suite").isin(suites))  # fmt: skip
+    table = _dataset(Path(path)).to_table(
+        columns=["suite", "run", "step", "weights_sha256"], filter=ds.field("suite").isin(suites)
+    )
     frame = table.to_pandas().drop_duplicates()
     wanted = set(runs)
     frame = frame[[run in wanted for run in zip(frame["suite"], frame["run"])]]
@@ -408,7 +424,7 @@ class Settings:
     """Everything besides the weights that changes a score, as recorded with each row.
 
     Rows made with different settings never pass for one another: a scan into a folder that holds
-    rows of a suite made with other settings is refused (see :func:`inductscan.scan.prepare_scan`).
+    rows of a suite made with other settings is refused (see :func:`inductscan.runner.prepare_scan`).
     """
 
     probe: str  # the probe's record (JSON: its parameters and the sha256 of its token ids)
@@ -424,8 +440,11 @@ class Settings:
             found.append(("ICL dataset", mine and mine["dataset"], theirs and theirs["dataset"]))
         elif mine is not None and mine["ids_sha256"] != theirs["ids_sha256"]:  # the same tokens: the same
             found += _record_differences("ICL ", mine, theirs)  # score, whichever spelling of the file's path
-        found += [(name, getattr(self, name), getattr(other, name)) for name in ("dtype", "scoring_version")
-                  if getattr(self, name) != getattr(other, name)]  # fmt: skip
+        found += [
+            (name, getattr(self, name), getattr(other, name))
+            for name in ("dtype", "scoring_version")
+            if getattr(self, name) != getattr(other, name)
+        ]
         return found
 
 
@@ -434,7 +453,9 @@ def _record_differences(prefix: str, mine: dict, theirs: dict) -> list[tuple[str
     keys = [key for key in sorted(set(mine) | set(theirs)) if key not in ("ids_sha256", "definition")]
     found = [(prefix + key, mine.get(key), theirs.get(key)) for key in keys if mine.get(key) != theirs.get(key)]
     if not found and mine.get("ids_sha256") != theirs.get("ids_sha256"):
-        found.append((prefix + "token ids (sha256)", mine.get("ids_sha256", "")[:16], theirs.get("ids_sha256", "")[:16]))
+        found.append(
+            (prefix + "token ids (sha256)", mine.get("ids_sha256", "")[:16], theirs.get("ids_sha256", "")[:16])
+        )
     return found
 
 
@@ -449,8 +470,9 @@ def settings_used(path: Path, suite: str) -> list[Settings]:
     columns = ["probe", "icl", "dtype", "scoring_version"]
     table = _dataset(Path(path)).to_table(columns=columns, filter=ds.field("suite") == suite)
     rows = set(zip(*(table.column(name).to_pylist() for name in columns)))
-    return sorted({Settings(probe, icl, dtype or "float32", version or 1) for probe, icl, dtype, version in rows},
-                  key=repr)  # fmt: skip
+    return sorted(
+        {Settings(probe, icl, dtype or "float32", version or 1) for probe, icl, dtype, version in rows}, key=repr
+    )
 
 
 def probes_used(path: Path, suite: str) -> set[str]:
@@ -473,5 +495,7 @@ def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Te
         found = "none" if not probes else f"{len(probes)} ({', '.join(probes)})"
         hint = "" if suite or not probes else "; pass suite=... to choose"
         raise OutputError(f"expected one probe in {path}{where}, found {found}{hint}")
+    import torch
+
     stored = json.loads(next(iter(probes.values())).read_text())
     return torch.tensor(stored["ids"], dtype=torch.int64)

@@ -169,8 +169,7 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Sui
     if os.sep in name_or_folder or name_or_folder.startswith("."):
         raise UnknownSuiteError(f"no such folder: {name_or_folder}")
     raise UnknownSuiteError(
-        f"unknown suite {name_or_folder!r} (and no folder of that name); "
-        f"valid suites: {', '.join(suite_names())}"
+        f"unknown suite {name_or_folder!r} (and no folder of that name); valid suites: {', '.join(suite_names())}"
     )
 
 

@@ -79,11 +79,20 @@ def build_model(config: ToyConfig, generator: torch.Generator):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model_config = GPT2Config(
-        n_layer=config.layers, n_embd=config.d_model, n_head=config.heads, vocab_size=config.vocab,
-        n_positions=config.context, initializer_range=config.init_std, resid_pdrop=0.0, embd_pdrop=0.0,
-        attn_pdrop=0.0, bos_token_id=BOS, eos_token_id=BOS, tie_word_embeddings=True,
+        n_layer=config.layers,
+        n_embd=config.d_model,
+        n_head=config.heads,
+        vocab_size=config.vocab,
+        n_positions=config.context,
+        initializer_range=config.init_std,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=BOS,
+        eos_token_id=BOS,
+        tie_word_embeddings=True,
         n_inner=config.mlp_width,
-    )  # fmt: skip
+    )
     model = GPT2LMHeadModel(model_config)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -190,8 +199,13 @@ def build_toy_suite(
     context = multiprocessing.get_context("spawn")
     queue = context.Manager().Queue() if progress else None
     # on a terminal only: in a log a bar is a stream of carriage-return frames; the per-seed lines stay
-    bar = tqdm(total=len(todo) * config.train_steps, unit="step", desc=f"training {len(todo)} toy seeds",
-               disable=not progress or not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=len(todo) * config.train_steps,
+        unit="step",
+        desc=f"training {len(todo)} toy seeds",
+        disable=not progress or not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
         futures = [pool.submit(_train_worker, config, seed, seed_folder(out, seed), queue) for seed in todo]
         while not all(future.done() for future in futures):

@@ -41,8 +41,8 @@ import pickle
 import subprocess
 import sys
 import time
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPO = "stanford-crfm/alias-gpt2-small-x21"
@@ -63,8 +63,7 @@ def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.conftest import place_in_hub_cache
+    from inductscan.testing import place_in_hub_cache
 
     hf_home = work / "hf_home"
     marker = hf_home / f"made-{shape}-{'-'.join(map(str, steps))}"
@@ -73,8 +72,13 @@ def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
     import shutil
 
     shutil.rmtree(hf_home, ignore_errors=True)  # made for other steps: start clean
-    config = GPT2Config(**SHAPES[shape], scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True,
-                        architectures=["GPT2LMHeadModel"], n_ctx=1024)  # as the Stanford configs say
+    config = GPT2Config(
+        **SHAPES[shape],
+        scale_attn_by_inverse_layer_idx=True,
+        reorder_and_upcast_attn=True,
+        architectures=["GPT2LMHeadModel"],
+        n_ctx=1024,
+    )  # as the Stanford configs say
     for step in steps:
         torch.manual_seed(step)  # a script: the global RNG is fine here
         model = GPT2LMHeadModel(config)
@@ -96,7 +100,7 @@ def write_probe(work: Path) -> Path:
     import torch
 
     from inductscan.architecture import read_architecture
-    from inductscan.scan import ScanConfig, suite_probe
+    from inductscan.plan import ScanConfig, suite_probe
     from inductscan.suites import get_suite
 
     config = next((work / "files").glob("checkpoint-*/config.json"))
@@ -133,8 +137,9 @@ def write_tokenizer(work: Path, vocab_size: int = 50257, bos: int = 50256) -> Pa
     folder = work / "tokenizer"
     vocab = {f"t{i}": i for i in range(vocab_size)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=f"t{bos}", eos_token=f"t{bos}",
-                            unk_token="t0").save_pretrained(folder)  # fmt: skip
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=f"t{bos}", eos_token=f"t{bos}", unk_token="t0"
+    ).save_pretrained(folder)
     return folder
 
 
@@ -162,8 +167,9 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
     started = time.perf_counter()
     for step in steps:
         if kind == "tl4":
-            model = TransformerBridge.boot_transformers(REPO, revision=f"checkpoint-{step}", tokenizer=tokenizer,
-                                                        device=device)  # fmt: skip
+            model = TransformerBridge.boot_transformers(
+                REPO, revision=f"checkpoint-{step}", tokenizer=tokenizer, device=device
+            )
         elif kind == "tl39":
             model = HookedTransformer.from_pretrained(REPO, checkpoint_value=step, tokenizer=tokenizer, device=device)
         if kind in TL_LOOPS:
@@ -171,8 +177,13 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
                 _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"))
             patterns = [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
         else:  # hf
-            model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{step}", dtype=torch.float32,
-                                                         attn_implementation="eager").to(device).eval()  # fmt: skip
+            model = (
+                AutoModelForCausalLM.from_pretrained(
+                    REPO, revision=f"checkpoint-{step}", dtype=torch.float32, attn_implementation="eager"
+                )
+                .to(device)
+                .eval()
+            )
             with torch.inference_mode():
                 patterns = model(ids, output_attentions=True).attentions
         scores = torch.stack([induction_from_pattern(pattern, length, offset) for pattern in patterns])
@@ -191,7 +202,8 @@ def steady(finished: list[float]) -> float:
 
 
 def scan_worker(work: Path, steps: list[int], device: str, verify_cached: bool) -> dict:
-    from inductscan.scan import ScanConfig, plan, run_scan
+    from inductscan.plan import ScanConfig, plan
+    from inductscan.runner import run_scan
     from inductscan.store import load_results
     from inductscan.suites import get_suite
 
@@ -203,8 +215,9 @@ def scan_worker(work: Path, steps: list[int], device: str, verify_cached: bool) 
     if summary.scored != len(steps):
         raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
     table = load_results(out).reset_index()
-    results = {int(step): rows.sort_values(["layer", "head"])["induction"].tolist()
-               for step, rows in table.groupby("step")}  # fmt: skip
+    results = {
+        int(step): rows.sort_values(["layer", "head"])["induction"].tolist() for step, rows in table.groupby("step")
+    }
     finished = sorted(table.groupby("step")["scored_at"].max().map(lambda when: when.timestamp()))
     return {"seconds": seconds, "steady": steady(finished), "peak_rss_gb": peak_rss_gb(), "induction": results}
 
@@ -213,8 +226,9 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
     """The floor and the scan side by side, in one process, each timed in its own steady state.
 
     The floor is the forward pass alone on preloaded weights, logits included: transformers'
-    eager forward and inductscan's own (without the score hooks). The scan is the local executor's
-    own loop (``prepare_scan``, ``Prefetcher``, ``score_fetched``: fetch, load, score, write).
+    eager forward and inductscan's own (without the score hooks). The scan is ``run_scan`` itself,
+    timed per checkpoint through the local executor's documented ``around`` hook (fetch already
+    done by the prefetcher; load, score, write timed).
     Each pair takes two checkpoints: two passes of each floor, the second timed, then the scan of
     both checkpoints, the second timed. So each timed pass follows one of its own kind, as in a
     real scan, where a checkpoint follows a checkpoint. A scan timed right after the floor passes
@@ -224,16 +238,16 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
     import shutil
 
     import torch
-    from transformers import AutoModelForCausalLM
-
     from huggingface_hub import hf_hub_download
+    from transformers import AutoModelForCausalLM
 
     from inductscan.architecture import read_architecture
     from inductscan.measure import Scorer
-    from inductscan.model import forward, read_state_dict
-    from inductscan.pipeline import Prefetcher
-    from inductscan.scan import ScanConfig, plan, prepare_scan, score_fetched
+    from inductscan.model import forward
+    from inductscan.plan import ScanConfig, plan
+    from inductscan.runner import LocalExecutor, run_scan
     from inductscan.suites import get_suite
+    from inductscan.weights import read_state_dict
 
     def timed(action) -> float:
         if device.startswith("cuda"):
@@ -244,10 +258,16 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - started
 
-    model = AutoModelForCausalLM.from_pretrained(REPO, revision=f"checkpoint-{steps[0]}", dtype=torch.float32,
-                                                 attn_implementation="eager").to(device).eval()  # fmt: skip
-    files = [hf_hub_download(REPO, name, revision=f"checkpoint-{steps[0]}")
-             for name in ("config.json", "pytorch_model.bin")]  # fmt: skip
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            REPO, revision=f"checkpoint-{steps[0]}", dtype=torch.float32, attn_implementation="eager"
+        )
+        .to(device)
+        .eval()
+    )
+    files = [
+        hf_hub_download(REPO, name, revision=f"checkpoint-{steps[0]}") for name in ("config.json", "pytorch_model.bin")
+    ]
     scorer = Scorer(read_architecture(Path(files[0])), device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
     logits = torch.empty(*ids.shape, scorer.arch.vocab_size, device=device)  # one buffer, as a scan would keep
@@ -261,28 +281,26 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
         action()  # warm
     out = work / "paired-results"
     shutil.rmtree(out, ignore_errors=True)
-    config = ScanConfig(device=device)
-    scoring, todo, _ = prepare_scan(plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps), out, config)
     pairs = []
 
-    def scan(fetched) -> float:
+    def around(fetched, process) -> tuple[str, str]:
+        """Before each even checkpoint, both floors (the second pass of each timed); then the scan's
+        own processing of the checkpoint, timed."""
+        if len(pairs) == 0 or "scan" in pairs[-1]:
+            pairs.append({})
+            for kind, action in floors.items():
+                action()  # after the other kind's work: untimed
+                pairs[-1][kind] = timed(action)
         outcome = []
-        seconds = timed(lambda: outcome.append(score_fetched(fetched, scoring, prefetcher, out)))
+        seconds = timed(lambda: outcome.append(process()))
         if outcome[0][0] != "scored":
             raise SystemExit(f"the scan failed on {fetched.ref.describe()}: {outcome[0][1]}")
-        return seconds
+        pairs[-1]["scan" if "scan_after_floor" in pairs[-1] else "scan_after_floor"] = seconds
+        return outcome[0]
 
-    with Prefetcher(todo, prefetch=config.prefetch, retry=config.retry) as prefetcher:
-        for index, fetched in enumerate(prefetcher):
-            if index % 2 == 0:
-                pair = {}
-                for kind, action in floors.items():
-                    action()  # after the other kind's work: untimed
-                    pair[kind] = timed(action)
-                pair["scan_after_floor"] = scan(fetched)
-            else:
-                pair["scan"] = scan(fetched)
-                pairs.append(pair)
+    refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
+    run_scan(refs, out, ScanConfig(device=device), progress=False, executor=LocalExecutor(around=around))
+    pairs = [pair for pair in pairs if "scan" in pair]
     return {"pairs": pairs}
 
 
@@ -290,10 +308,28 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
 
 
 def run_worker(python: str, kind: str, work: Path, steps: list[int], device: str, hf_home: Path) -> dict:
-    environment = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-                   "PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-    command = [python, __file__, "--worker", kind, "--work", str(work), "--device", device,
-               "--steps", ",".join(map(str, steps))]  # fmt: skip
+    # the caller's PYTHONPATH is kept (an environment assembled with it must still find TransformerLens)
+    python_path = os.pathsep.join(part for part in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if part)
+    environment = {
+        **os.environ,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "PYTHONPATH": python_path,
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [
+        python,
+        __file__,
+        "--worker",
+        kind,
+        "--work",
+        str(work),
+        "--device",
+        device,
+        "--steps",
+        ",".join(map(str, steps)),
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
@@ -315,8 +351,12 @@ def main() -> None:
     parser.add_argument("--tl39-python", help="python of an environment with transformer-lens==3.9.0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated (e.g. tl39)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="runs of the paired floor-and-scan measurement; floor_ratio: the median over the pairs")  # fmt: skip
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of the paired floor-and-scan measurement; floor_ratio: the median over the pairs",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -336,9 +376,14 @@ def main() -> None:
     skip = set(filter(None, arguments.skip.split(",")))
     if not arguments.tl39_python and "tl39" not in skip:
         raise SystemExit("--tl39-python is needed for the TransformerLens 3.9 loop (or --skip tl39)")
-    order = [*[("paired", sys.executable)] * arguments.rounds, ("scan", sys.executable),
-             ("scan-verify", sys.executable), ("hf", sys.executable), ("tl4", sys.executable),
-             ("tl39", arguments.tl39_python)]  # fmt: skip
+    order = [
+        *[("paired", sys.executable)] * arguments.rounds,
+        ("scan", sys.executable),
+        ("scan-verify", sys.executable),
+        ("hf", sys.executable),
+        ("tl4", sys.executable),
+        ("tl39", arguments.tl39_python),
+    ]
     import shutil
 
     results: dict[str, list[dict]] = {}
@@ -365,10 +410,13 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
     print(f"paired (each side timed after one of its own kind; {len(pairs)} pairs in {len(runs['paired'])} runs):")
     after_floor = [pair["scan_after_floor"] for run in runs["paired"] for pair in run["pairs"][1:]]  # no buffers made
-    for name, values in (("transformers forward", [pair["transformers"] for pair in pairs]),
-                         ("inductscan forward", [pair["inductscan"] for pair in pairs]),
-                         ("scan", [pair["scan"] for pair in pairs]), ("scan / faster floor", ratios),
-                         ("scan right after floors", after_floor)):  # fmt: skip
+    for name, values in (
+        ("transformers forward", [pair["transformers"] for pair in pairs]),
+        ("inductscan forward", [pair["inductscan"] for pair in pairs]),
+        ("scan", [pair["scan"] for pair in pairs]),
+        ("scan / faster floor", ratios),
+        ("scan right after floors", after_floor),
+    ):
         if not values:  # with 2 or 3 checkpoints, no scan right after the floors but the first
             continue
         print(f"  {name:24}{median(values):7.3f}  (median of {' '.join(f'{value:.2f}' for value in values)})")
@@ -378,14 +426,20 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     floor_names = {"transformers": "(d) floor: transformers forward", "inductscan": "(d) floor: inductscan forward"}
     for kind, name in floor_names.items():
         print(f"{name:36}{'':7}{floors[kind]:8.3f}{floors[kind] / floor_seconds:9.2f}")
-    names = {"scan": "(a) inductscan scan", "scan-verify": "(a) scan --verify-cached",
-             "tl4": "(b) TransformerLens 4.x bridge loop", "tl39": "(b) TransformerLens 3.9 loop",
-             "hf": "(c) transformers loop"}  # fmt: skip
+    names = {
+        "scan": "(a) inductscan scan",
+        "scan-verify": "(a) scan --verify-cached",
+        "tl4": "(b) TransformerLens 4.x bridge loop",
+        "tl39": "(b) TransformerLens 3.9 loop",
+        "hf": "(c) transformers loop",
+    }
     for kind, name in names.items():
         if kind in results:
             result = results[kind]
-            print(f"{name:36}{result['seconds'] / n:7.3f}{result['steady']:8.3f}{result['steady'] / floor_seconds:9.2f}"
-                  f"{result['steady'] / scan:8.2f}{result['peak_rss_gb']:9.2f}G{result['process_seconds']:8.1f}s")  # fmt: skip
+            print(
+                f"{name:36}{result['seconds'] / n:7.3f}{result['steady']:8.3f}{result['steady'] / floor_seconds:9.2f}"
+                f"{result['steady'] / scan:8.2f}{result['peak_rss_gb']:9.2f}G{result['process_seconds']:8.1f}s"
+            )
     print("all/n: the loop over all checkpoints / n (libraries imported first); s/ckpt: once warm; process: wall;")
     print("each contender in its own process, one after another; the floor: the paired passes' median")
     ours = results["scan"]["induction"]
@@ -397,23 +451,32 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
                 raise SystemExit(f"the scan and {kind} disagree on induction by {difference:.2e}")
     if "tl39" in results:
         tl39 = results["tl39"]
-        print(f"vs TransformerLens 3.9: {tl39['steady'] / scan:.2f}x faster, "
-              f"{results['scan']['peak_rss_gb'] / tl39['peak_rss_gb']:.2f} of its peak RSS")  # fmt: skip
+        print(
+            f"vs TransformerLens 3.9: {tl39['steady'] / scan:.2f}x faster, "
+            f"{results['scan']['peak_rss_gb'] / tl39['peak_rss_gb']:.2f} of its peak RSS"
+        )
     paired_against = {kind: median(pair["scan"] / pair[kind] for pair in pairs) for kind in floors}
-    print(f"scan / floor, paired: {paired_against['transformers']:.2f} against transformers' forward, "
-          f"{paired_against['inductscan']:.2f} against inductscan's own; floor_ratio takes the faster of the two "
-          f"in each pair")  # fmt: skip
+    print(
+        f"scan / floor, paired: {paired_against['transformers']:.2f} against transformers' forward, "
+        f"{paired_against['inductscan']:.2f} against inductscan's own; floor_ratio takes the faster of the two "
+        f"in each pair"
+    )
     tl = [results[kind]["steady"] for kind in TL_LOOPS if kind in results]
     speedup = min(tl) / scan if tl else float("nan")
-    print(f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={floor_ratio:.2f} "
-          f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}")  # fmt: skip
+    print(
+        f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={floor_ratio:.2f} "
+        f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}"
+    )
 
 
 def typical(kind_runs: list[dict]) -> dict:
     """One contender's runs as one: the median of each time, the highest peak RSS, the first run's scores."""
     typical_run = {key: median(run[key] for run in kind_runs) for key in ("seconds", "steady", "process_seconds")}
-    return {**typical_run, "peak_rss_gb": max(run["peak_rss_gb"] for run in kind_runs),
-            "induction": kind_runs[0]["induction"]}  # fmt: skip
+    return {
+        **typical_run,
+        "peak_rss_gb": max(run["peak_rss_gb"] for run in kind_runs),
+        "induction": kind_runs[0]["induction"],
+    }
 
 
 def torch_shape(work: Path):

@@ -24,7 +24,9 @@ def main() -> None:
     arguments = parser.parse_args()
     import ray
 
-    from inductscan.scan import RayOptions, ScanConfig, plan, run_scan
+    from inductscan.distributed import RayExecutor, RayOptions
+    from inductscan.plan import ScanConfig, plan
+    from inductscan.runner import run_scan
     from inductscan.suites import local_suite
     from inductscan.toy import ToyConfig, build_toy_suite
 
@@ -39,18 +41,20 @@ def main() -> None:
     print(f"Ray cluster started in {time.perf_counter() - started:.1f} s (not counted)")
     times: dict[str, list[float]] = {"local": [], "ray": []}
     for _ in range(arguments.rounds):
-        for executor, options in (("local", None), ("ray", RayOptions())):
+        for executor, runner in (("local", None), ("ray", RayExecutor(RayOptions()))):
             out = work / f"results-{executor}"
             shutil.rmtree(out, ignore_errors=True)
             started = time.perf_counter()
-            summary = run_scan(refs, out, ScanConfig(), progress=False, ray=options)
+            summary = run_scan(refs, out, ScanConfig(), progress=False, executor=runner)
             times[executor].append(time.perf_counter() - started)
             assert summary.scored == len(refs) and not summary.failed, summary.failed
     ray.shutdown()
     local, on_ray = min(times["local"]), min(times["ray"])
     n = len(refs)
-    print(f"{n} toy checkpoints: local {local:.2f} s ({1000 * local / n:.0f} ms each), "
-          f"Ray {on_ray:.2f} s ({1000 * on_ray / n:.0f} ms each)")  # fmt: skip
+    print(
+        f"{n} toy checkpoints: local {local:.2f} s ({1000 * local / n:.0f} ms each), "
+        f"Ray {on_ray:.2f} s ({1000 * on_ray / n:.0f} ms each)"
+    )
     print(f"overhead per checkpoint: {1000 * (on_ray - local) / n:.0f} ms")
     print(f"ray_overhead_ratio={on_ray / local:.2f}")
     shutil.rmtree(work, ignore_errors=True)

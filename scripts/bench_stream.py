@@ -1,7 +1,7 @@
 """Does the scan overlap downloading with scoring? Measured side by side in one run.
 
 Makes N Stanford-like checkpoints (GPT-2 vocabulary, both Stanford attention flags, fp16
-pytorch_model.bin), serves them from the loopback Hub (tests/hub_server.py) in a separate process,
+pytorch_model.bin), serves them from the loopback Hub (inductscan/testing/hub_server.py) in a separate process,
 throttled so that downloading them takes about as long as scoring them, and times:
 
 1. scoring alone: every checkpoint scored from files already on disk;
@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,15 @@ def make_checkpoints(root: Path, count: int, layers: int, width: int) -> list[Pa
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=layers, n_embd=width, n_head=max(1, width // 64), vocab_size=50257, n_positions=1024,
-                        scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True)  # fmt: skip
+    config = GPT2Config(
+        n_layer=layers,
+        n_embd=width,
+        n_head=max(1, width // 64),
+        vocab_size=50257,
+        n_positions=1024,
+        scale_attn_by_inverse_layer_idx=True,
+        reorder_and_upcast_attn=True,
+    )
     torch.manual_seed(0)  # a benchmark script: the global RNG is fine here
     model = GPT2LMHeadModel(config)
     generator = torch.Generator().manual_seed(0)
@@ -48,8 +56,10 @@ def make_checkpoints(root: Path, count: int, layers: int, width: int) -> list[Pa
         folder = root / f"checkpoint-{index}"
         folder.mkdir(parents=True)
         config.save_pretrained(folder)
-        state = {key: (value + 0.01 * torch.randn(value.shape, generator=generator)).half()
-                 for key, value in model.state_dict().items()}  # fmt: skip
+        state = {
+            key: (value + 0.01 * torch.randn(value.shape, generator=generator)).half()
+            for key, value in model.state_dict().items()
+        }
         torch.save(state, folder / "pytorch_model.bin")
         folders.append(folder)
     return folders
@@ -60,12 +70,14 @@ def serve(root: str, shape: tuple[int, int, int], steps: list[int], throttle, po
     no GIL time from the scan, and transformers (which imports huggingface_hub, which reads HF_*
     once) is never imported by the benchmark's own process."""
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.hub_server import HubServer
+    from inductscan.testing.hub_server import HubServer
 
     folders = make_checkpoints(Path(root), *shape)
     server = HubServer(throttle=throttle.value)
     for step, folder in zip(steps, folders):
-        server.add(REPO, f"checkpoint-{step}", {name: Path(folder) / name for name in ("config.json", "pytorch_model.bin")})
+        server.add(
+            REPO, f"checkpoint-{step}", {name: Path(folder) / name for name in ("config.json", "pytorch_model.bin")}
+        )
     with server:
         ports.put((server.endpoint, (folders[0] / "pytorch_model.bin").stat().st_size))
         while True:
@@ -101,16 +113,26 @@ def main() -> None:
     throttle = multiprocessing.Value("d", 50e6)
     ports = multiprocessing.Queue()
     shape = (arguments.checkpoints, arguments.layers, arguments.width)
-    server = multiprocessing.Process(target=serve, args=(str(work / "made"), shape, steps, throttle, ports), daemon=True)
+    server = multiprocessing.Process(
+        target=serve, args=(str(work / "made"), shape, steps, throttle, ports), daemon=True
+    )
     server.start()
     endpoint, size = ports.get(timeout=600)
     hf_home = work / "hf-home"
-    os.environ.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                       "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"})  # fmt: skip
+    os.environ.update(
+        {
+            "HF_ENDPOINT": endpoint,
+            "HF_HOME": str(hf_home),
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_OFFLINE": "0",
+        }
+    )
 
     # huggingface_hub reads HF_* when imported: only now
     from inductscan.pipeline import Prefetcher
-    from inductscan.scan import ScanConfig, Scoring, plan, prepare_probes, run_scan
+    from inductscan.plan import ScanConfig, plan
+    from inductscan.runner import run_scan
 
     config = ScanConfig(prefetch=arguments.prefetch, threads=arguments.threads)
     refs = plan(get_suite("stanford-gpt2-small"), seeds=[21], steps=steps)
@@ -130,14 +152,14 @@ def main() -> None:
 
     cpu: dict[str, float] = {}
 
-    # 1. scoring alone, from files on disk (fetched untimed, kept)
+    # 1. scoring alone: a scan of files already in the cache (fetched untimed, kept); only the
+    # announcements (HEADs, no bodies) still go to the server
     clear_cache()
     with Prefetcher(refs, prefetch=arguments.prefetch, keep_weights=True) as prefetcher:
-        fetched = list(prefetcher)
-    scoring = Scoring(config, prepare_probes(refs, config))
+        list(prefetcher)
     started, client = time.perf_counter(), cpu_seconds()
-    for item in fetched:
-        scoring.score_files(item.ref, item.files, work / "scored-alone")
+    alone = run_scan(refs, work / "scored-alone", replace(config, keep_weights=True), progress=False)
+    assert alone.scored == len(refs) and not alone.failed, alone.failed
     scoring = time.perf_counter() - started
     cpu["scoring"] = cpu_seconds() - client
 
@@ -160,9 +182,11 @@ def main() -> None:
     slowest = max(scoring, downloading)
     import torch
 
-    print(f"{len(refs)} checkpoints of {size / 1e6:.1f} MB ({arguments.layers} layers x {arguments.width}, "
-          f"GPT-2 vocabulary), prefetch {arguments.prefetch}, throttle {throttle.value / 1e6:.1f} MB/s per connection, "
-          f"{torch.get_num_threads()} torch threads on {os.cpu_count()} cores")
+    print(
+        f"{len(refs)} checkpoints of {size / 1e6:.1f} MB ({arguments.layers} layers x {arguments.width}, "
+        f"GPT-2 vocabulary), prefetch {arguments.prefetch}, throttle {throttle.value / 1e6:.1f} MB/s per connection, "
+        f"{torch.get_num_threads()} torch threads on {os.cpu_count()} cores"
+    )
     print(f"scoring alone     {scoring:7.2f} s  ({scoring / len(refs):.3f} s per checkpoint)")
     print(f"downloading alone {downloading:7.2f} s  ({downloading / len(refs):.3f} s per checkpoint)")
     print(f"scan (overlapped) {scan:7.2f} s  (sum of the two: {scoring + downloading:.2f} s)")

@@ -79,9 +79,11 @@ def main() -> None:
             trials = [rising_trial(steps, per_step, generator, noise) for _ in range(arguments.trials)]
             errors = np.array([error for error, _ in trials])
             outside = np.array([error for error, in_rise in trials if not in_rise])
-            print(f"  {name:15} noise {noise:.2f}: within one interval {np.mean(errors <= 1):6.1%} "
-                  f"(dip outside the rise: {np.mean(outside <= 1):6.1%}), "
-                  f"median {np.median(errors):.2f}, worst {errors.max():.2f}")  # fmt: skip
+            print(
+                f"  {name:15} noise {noise:.2f}: within one interval {np.mean(errors <= 1):6.1%} "
+                f"(dip outside the rise: {np.mean(outside <= 1):6.1%}), "
+                f"median {np.median(errors):.2f}, worst {errors.max():.2f}"
+            )
     print("flat noise: share of curves whose fitted rise exceeds k noise levels")
     for name, (steps, _) in grids().items():
         rises = np.array([flat_rise(steps, generator, 0.02) for _ in range(arguments.trials)])

@@ -53,9 +53,11 @@ def main() -> None:
 
     from inductscan.architecture import read_architecture
     from inductscan.measure import Scorer
-    from inductscan.model import forward, read_state_dict
-    from inductscan.scan import ScanConfig, plan, run_scan, suite_probe
+    from inductscan.model import forward
+    from inductscan.plan import ScanConfig, plan, suite_probe
+    from inductscan.runner import run_scan
     from inductscan.suites import local_suite
+    from inductscan.weights import read_state_dict
 
     make_suite(arguments.work / "suite")
     suite = local_suite(arguments.work / "suite")

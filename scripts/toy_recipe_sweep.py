@@ -14,13 +14,16 @@ import argparse
 from pathlib import Path
 
 import inductscan
-from inductscan.query import best_heads
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.queries import best_heads
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite
 
-RECIPES = {"segments 3x6-16": dict(segments=3, segment_min=6, segment_max=16),
-           "segments 5x3-10": dict(segments=5, segment_min=3, segment_max=10)}  # fmt: skip
+RECIPES = {
+    "segments 3x6-16": dict(segments=3, segment_min=6, segment_max=16),
+    "segments 5x3-10": dict(segments=5, segment_min=3, segment_max=10),
+}
 
 
 def main() -> None:
@@ -36,8 +39,10 @@ def main() -> None:
         best = best_heads(inductscan.load_results(folder / "results"))
         last = best.sort_values("step").groupby("seed").tail(1)
         for row in last.itertuples():
-            print(f"{name}: seed {row.seed} step {row.step}: best head {row.layer}.{row.head} "
-                  f"induction {row.induction:.3f}, in-context gain {row.in_context_gain:.2f} nats")  # fmt: skip
+            print(
+                f"{name}: seed {row.seed} step {row.step}: best head {row.layer}.{row.head} "
+                f"induction {row.induction:.3f}, in-context gain {row.in_context_gain:.2f} nats"
+            )
 
 
 if __name__ == "__main__":

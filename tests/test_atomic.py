@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import inductscan
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import run_scan
 from inductscan.suites import local_run_name, local_suite
 
 from .conftest import REPO_ROOT, make_local_suite
@@ -60,8 +61,14 @@ else:
 def write_in_child(out: Path, what: str, *, limit: int = 0) -> dict:
     """store.write_scores (3 x 4 heads) or store.write_failure in a fresh process whose files may
     grow to ``limit`` bytes (0: any); the file written and its size, or the errno of the failure."""
-    result = subprocess.run([sys.executable, "-c", WRITE, str(out), what, str(limit)], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE, str(out), what, str(limit)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -97,8 +104,9 @@ def test_a_write_that_fails_half_way_leaves_no_file(tmp_path, what):
 
 def dead_pid() -> int:
     """The id of a process that has exited and been reaped (Linux hands out ids in increasing order)."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                           check=True)  # fmt: skip
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     pid = int(child.stdout)
     assert not Path(f"/proc/{pid}").exists()
     return pid
@@ -124,11 +132,15 @@ def test_the_next_scan_removes_temporaries_of_dead_writers_and_keeps_live_ones(t
     host, dead = socket.gethostname(), dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        stale = [temporary(scores, "step-000000010.parquet", host, dead, half),
-                 temporary(failures, "step-000000020.json", host, dead, b'{"kind": ')]  # fmt: skip
+        stale = [
+            temporary(scores, "step-000000010.parquet", host, dead, half),
+            temporary(failures, "step-000000020.json", host, dead, b'{"kind": '),
+        ]
         # a live writer's, and one of another host, whose process ids mean nothing here
-        kept = [temporary(scores, "step-000000020.parquet", host, live.pid, half),
-                temporary(scores, "step-000000030.parquet", "another-host", dead, half)]  # fmt: skip
+        kept = [
+            temporary(scores, "step-000000020.parquet", host, live.pid, half),
+            temporary(scores, "step-000000030.parquet", "another-host", dead, half),
+        ]
         summary = run_scan(refs, out, config, progress=False)
         assert (summary.scored, summary.already_done, summary.failed) == (3, 1, [])
         assert [path.exists() for path in stale] == [False, False]
@@ -167,8 +179,14 @@ runpy.run_module("inductscan.cli", run_name="__main__", alter_sys=True)
 def scan_killed_at_rename(kill_at: int, log: Path, *args: str) -> subprocess.CompletedProcess:
     """The real CLI scan, SIGKILLed as it is about to rename its ``kill_at``-th scores file into
     place (0: never); each scores file renamed is noted in ``log``."""
-    return subprocess.run([sys.executable, "-c", KILL_AT_RENAME, str(kill_at), str(log), "scan", *args],
-                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", KILL_AT_RENAME, str(kill_at), str(log), "scan", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_a_scan_killed_between_fsync_and_rename_loses_and_duplicates_nothing(tmp_path):

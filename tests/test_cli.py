@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import inductscan
 from inductscan.cli import main
 
-from .conftest import make_local_suite, save_checkpoint, gpt2_model, write_json
+from .conftest import gpt2_model, make_local_suite, save_checkpoint, write_json
 
 COMMANDS = sorted(main.commands)
 
@@ -60,8 +60,24 @@ def test_scan_then_rescan_skips_what_is_done(runner, scanned):
 def test_scan_selects_seeds_steps_and_every(runner, tmp_path, scanned):
     folder, _ = scanned
     out = tmp_path / "some"
-    result = runner.invoke(main, ["scan", str(folder), "--out", str(out), "--seeds", "1", "--step-range", "5:20",
-                                  "--every", "2", "--probe-length", "8", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "scan",
+            str(folder),
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--step-range",
+            "5:20",
+            "--every",
+            "2",
+            "--probe-length",
+            "8",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     frame = inductscan.load_results(out)
     assert sorted(set(frame.index.get_level_values("step"))) == [10, 20]  # every 2nd of 10, 20; the last kept
@@ -92,8 +108,9 @@ def test_query_best_top_and_threshold(runner, scanned):
     top = json.loads(runner.invoke(main, ["query", str(out), "--top", "3", "--format", "json"]).output)
     assert [row["induction"] for row in top] == pytest.approx(sorted(frame.induction, reverse=True)[:3], abs=1e-14)
     threshold = frame.induction.median()
-    above = json.loads(runner.invoke(main, ["query", str(out), "--min-induction", str(threshold), "--format",
-                                            "json"]).output)  # fmt: skip
+    above = json.loads(
+        runner.invoke(main, ["query", str(out), "--min-induction", str(threshold), "--format", "json"]).output
+    )
     assert len(above) == (frame.induction >= threshold).sum()
 
 
@@ -112,8 +129,11 @@ def test_bad_input_gives_one_line(runner, tmp_path, scanned):
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--steps", "15"]), "no step 15", "10, 20")
     one_line_error(runner.invoke(main, ["scan", str(tmp_path / "nowhere")]), "no such folder")
     one_line_error(runner.invoke(main, ["scan", str(folder), "--probe-length", "0"]), "probe length")
-    one_line_error(runner.invoke(main, ["scan", str(folder), "--probe-length", "40", "--probe-repeats", "3"]),
-                   "121 positions", "context is 64")  # fmt: skip
+    one_line_error(
+        runner.invoke(main, ["scan", str(folder), "--probe-length", "40", "--probe-repeats", "3"]),
+        "121 positions",
+        "context is 64",
+    )
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     one_line_error(runner.invoke(main, ["scan", str(folder), "--out", str(blocker / "sub")]), "cannot write results")

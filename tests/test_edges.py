@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 import inductscan
 from inductscan.cli import main
-from inductscan.scan import Progress, ScanConfig, ScanSummary, Scoring, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import Progress, ScanContext, ScanSummary, run_scan
 from inductscan.suites import local_suite
 
 from .conftest import make_local_suite, neox_model, run_cli
@@ -34,19 +35,23 @@ def table(folder) -> pd.DataFrame:
 def test_scan_on_ray_from_the_command_line_gives_the_local_table(tmp_path):
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10))
     local = run_cli("scan", str(folder), "--out", str(tmp_path / "local"), *PROBE)
-    on_ray = run_cli("scan", str(folder), "--out", str(tmp_path / "ray"), *PROBE, "--executor", "ray",
-                     "--cpus-per-task", "1")  # fmt: skip
+    on_ray = run_cli(
+        "scan", str(folder), "--out", str(tmp_path / "ray"), *PROBE, "--executor", "ray", "--cpus-per-task", "1"
+    )
     assert local.returncode == 0 and on_ray.returncode == 0, on_ray.stdout + on_ray.stderr
     assert "2 scored" in on_ray.stdout
     pd.testing.assert_frame_equal(table(tmp_path / "ray"), table(tmp_path / "local"))
 
 
-@pytest.mark.parametrize(("options", "fragment"), [
-    (["--ray-address", "auto"], "--ray-address needs --executor ray"),
-    (["--executor", "ray", "--max-disk", "1GB"], "--max-disk"),
-    (["--executor", "ray", "--cpus-per-task", "0"], "--cpus-per-task must be > 0"),
-    (["--executor", "ray", "--gpus-per-task", "-1"], "--gpus-per-task"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+        (["--executor", "ray", "--max-disk", "1GB"], "--max-disk"),
+        (["--executor", "ray", "--cpus-per-task", "0"], "--cpus-per-task must be > 0"),
+        (["--executor", "ray", "--gpus-per-task", "-1"], "--gpus-per-task"),
+    ],
+)
 def test_ray_refusals_are_one_line(tmp_path, options, fragment):
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0,))
     result = CliRunner().invoke(main, ["scan", str(folder), "--out", str(tmp_path / "out"), *PROBE, *options])
@@ -57,16 +62,17 @@ def test_ray_refusals_are_one_line(tmp_path, options, fragment):
 
 
 def test_a_ray_task_that_raises_an_ordinary_error_stops_the_scan_with_it(tmp_path):
-    from inductscan.distributed import run_on_ray
-    from inductscan.scan import RayOptions
+    from inductscan.distributed import RayOptions, run_on_ray
 
     suite = local_suite(make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10)))
     refs = plan(suite)
-    scoring = Scoring(ScanConfig(probe_length=8), {suite.name: "not a probe"})  # scoring it is a plain bug
+    scoring = ScanContext(ScanConfig(probe_length=8), {suite.name: "not a probe"})  # scoring it is a plain bug
     ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         with pytest.raises(AttributeError, match="ids"):  # as a local scan would: never a "failed" checkpoint
-            run_on_ray(refs, tmp_path / "out", scoring, RayOptions(), ScanSummary(planned=2), Progress(2, 0, enabled=False))
+            run_on_ray(
+                refs, tmp_path / "out", scoring, RayOptions(), ScanSummary(planned=2), Progress(2, 0, enabled=False)
+            )
     finally:
         ray.shutdown()
     assert not (tmp_path / "out" / "failures").exists()
@@ -83,23 +89,29 @@ def test_16_bit_dtypes_agree_with_float32_within_a_stated_tolerance(tmp_path, fa
     reference, frame = inductscan.load_results(tmp_path / "float32"), inductscan.load_results(tmp_path / dtype)
     assert set(frame.dtype) == {dtype}
     tolerance = TOLERANCE[dtype]
-    groups = {"attention": HEAD_SCORES, "induction_logit": ["induction_logit"],
-              "losses": ["loss_first", "loss_repeat", "in_context_gain"]}  # fmt: skip
+    groups = {
+        "attention": HEAD_SCORES,
+        "induction_logit": ["induction_logit"],
+        "losses": ["loss_first", "loss_repeat", "in_context_gain"],
+    }
     for group, columns in groups.items():
         difference = (frame[columns] - reference[columns]).abs().to_numpy().max()
         assert difference <= tolerance[group], (group, difference)
     assert (frame[HEAD_SCORES] != reference[HEAD_SCORES]).to_numpy().any()  # it did compute in 16 bits
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["scan"], "Missing argument 'SUITE_OR_FOLDER'"),
-    (["scan", "toy", "--no-such-flag"], "No such option '--no-such-flag'"),
-    (["scan", "toy", "--prefetch", "many"], "'many' is not a valid integer"),
-    (["query", "results", "--format", "xml"], "'xml' is not one of"),
-    (["plot", "results"], "Missing option '-o'"),
-    (["scan", "toy", "--executor", "slurm"], "'slurm' is not one of"),
-    (["nonsense"], "No such command 'nonsense'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["scan"], "Missing argument 'SUITE_OR_FOLDER'"),
+        (["scan", "toy", "--no-such-flag"], "No such option '--no-such-flag'"),
+        (["scan", "toy", "--prefetch", "many"], "'many' is not a valid integer"),
+        (["query", "results", "--format", "xml"], "'xml' is not one of"),
+        (["plot", "results"], "Missing option '-o'"),
+        (["scan", "toy", "--executor", "slurm"], "'slurm' is not one of"),
+        (["nonsense"], "No such command 'nonsense'"),
+    ],
+)
 def test_usage_errors_exit_2_with_click_s_message(args, fragment):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import inductscan
+from inductscan.testing.hub_server import HubServer
 
 from .conftest import gpt2_model, place_in_hub_cache, run_cli, save_checkpoint
-from .hub_server import HubServer
 
 REPO = "stanford-crfm/alias-gpt2-small-x21"
 
@@ -15,8 +15,9 @@ REPO = "stanford-crfm/alias-gpt2-small-x21"
 def stanford_like(tmp_path, step: int):
     """A tiny GPT-2 with GPT-2's real vocabulary (the suite's probe uses ids 1000-19999 and BOS 50256),
     saved as the Stanford branches are: config.json and an fp16 pytorch_model.bin."""
-    model = gpt2_model(step, vocab_size=50257, bos_token_id=50256, eos_token_id=50256, n_positions=128, n_embd=32,
-                       n_layer=2, n_head=2)  # fmt: skip
+    model = gpt2_model(
+        step, vocab_size=50257, bos_token_id=50256, eos_token_id=50256, n_positions=128, n_embd=32, n_layer=2, n_head=2
+    )
     return save_checkpoint(model, tmp_path / "made" / f"checkpoint-{step}", fmt="bin")
 
 
@@ -30,8 +31,9 @@ def test_scan_stanford_suite_offline_through_hub_cache(tmp_path):
         made[step] = hashlib.sha256((folder / "pytorch_model.bin").read_bytes()).hexdigest()
     out = tmp_path / "results"
     env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
-    result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out), "--quiet",
-                     env=env)  # fmt: skip
+    result = run_cli(
+        "scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out), "--quiet", env=env
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "2 scored" in result.stdout
     frame = inductscan.load_results(out).reset_index()
@@ -48,12 +50,17 @@ def test_scan_stanford_suite_offline_through_hub_cache(tmp_path):
 def test_offline_a_step_not_in_the_cache_is_a_recorded_failure_naming_the_cache(tmp_path):
     hf_home = tmp_path / "hf-home"
     folder = stanford_like(tmp_path, 0)
-    place_in_hub_cache(hf_home, REPO, "checkpoint-0",
-                       {"config.json": folder / "config.json", "pytorch_model.bin": folder / "pytorch_model.bin"})  # fmt: skip
+    place_in_hub_cache(
+        hf_home,
+        REPO,
+        "checkpoint-0",
+        {"config.json": folder / "config.json", "pytorch_model.bin": folder / "pytorch_model.bin"},
+    )
     out = tmp_path / "results"
     env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
-    result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out), "--quiet",
-                     env=env)  # fmt: skip
+    result = run_cli(
+        "scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out), "--quiet", env=env
+    )
     assert result.returncode == 1
     assert "1 scored" in result.stdout and "1 failed or skipped" in result.stdout
     failures = inductscan.load_failures(out)
@@ -66,13 +73,22 @@ def test_offline_a_step_not_in_the_cache_is_a_recorded_failure_naming_the_cache(
 def test_a_revision_missing_upstream_is_a_recorded_skip(tmp_path):
     folder = stanford_like(tmp_path, 0)
     with HubServer() as server:  # answers checkpoint-10 with 404 RevisionNotFound
-        server.add(REPO, "checkpoint-0", {"config.json": folder / "config.json",
-                                          "pytorch_model.bin": folder / "pytorch_model.bin"})  # fmt: skip
+        server.add(
+            REPO,
+            "checkpoint-0",
+            {"config.json": folder / "config.json", "pytorch_model.bin": folder / "pytorch_model.bin"},
+        )
         out = tmp_path / "results"
-        env = {"HF_ENDPOINT": server.endpoint, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
-               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
-        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out),
-                         "--quiet", env=env)  # fmt: skip
+        env = {
+            "HF_ENDPOINT": server.endpoint,
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        result = run_cli(
+            "scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10", "--out", str(out), "--quiet", env=env
+        )
     assert result.returncode == 1, result.stderr + result.stdout
     assert "1 scored" in result.stdout and "1 failed or skipped" in result.stdout
     failures = inductscan.load_failures(out)
@@ -90,8 +106,12 @@ def corrupt_in_place(path) -> None:
 def test_cached_blob_trusted_by_its_name_unless_verify_cached(tmp_path):
     hf_home = tmp_path / "hf-home"
     folder = stanford_like(tmp_path, 0)
-    place_in_hub_cache(hf_home, REPO, "checkpoint-0",
-                       {"config.json": folder / "config.json", "pytorch_model.bin": folder / "pytorch_model.bin"})  # fmt: skip
+    place_in_hub_cache(
+        hf_home,
+        REPO,
+        "checkpoint-0",
+        {"config.json": folder / "config.json", "pytorch_model.bin": folder / "pytorch_model.bin"},
+    )
     digest = hashlib.sha256((folder / "pytorch_model.bin").read_bytes()).hexdigest()
     blob = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "blobs" / digest
     corrupt_in_place(blob)  # bit rot after the download: the blob keeps its name and size

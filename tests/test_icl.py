@@ -126,8 +126,12 @@ def place_dataset_in_cache(datasets_cache: Path, repo: str, data: Path) -> None:
     from datasets.packaged_modules.parquet.parquet import Parquet
 
     namespace, name = repo.split("/")
-    builder = Parquet(cache_dir=str(datasets_cache / "build"), dataset_name=name, data_files={"train": str(data)},
-                      hash="0123456789abcdef")  # fmt: skip
+    builder = Parquet(
+        cache_dir=str(datasets_cache / "build"),
+        dataset_name=name,
+        data_files={"train": str(data)},
+        hash="0123456789abcdef",
+    )
     builder.download_and_prepare()
     prepared = Path(builder.cache_dir)  # build/NAME/CONFIG/0.0.0/HASH
     target = datasets_cache / f"{namespace}___{name}" / "default" / "0.0.0" / prepared.name
@@ -153,15 +157,24 @@ def test_a_hub_dataset_from_the_cache_offline(tmp_path):
 @pytest.mark.parametrize(
     ("make", "options", "message"),
     [
-        (lambda tmp: token_file(tmp / "t.parquet"), ("--icl-column", "text"),
-         "has no column 'text'; its columns are input_ids, other"),
-        (lambda tmp: token_file(tmp / "t.parquet", lengths=(30, 40)), (),
-         "only 0 of the 2 examples of .* have at least 64 tokens"),
-        (lambda tmp: (tmp / "t.txt").write_text("w1 w2 w3\n") and tmp / "t.txt", (),
-         "checkpoint-0 has no tokenizer files"),
+        (
+            lambda tmp: token_file(tmp / "t.parquet"),
+            ("--icl-column", "text"),
+            "has no column 'text'; its columns are input_ids, other",
+        ),
+        (
+            lambda tmp: token_file(tmp / "t.parquet", lengths=(30, 40)),
+            (),
+            "only 0 of the 2 examples of .* have at least 64 tokens",
+        ),
+        (
+            lambda tmp: (tmp / "t.txt").write_text("w1 w2 w3\n") and tmp / "t.txt",
+            (),
+            "checkpoint-0 has no tokenizer files",
+        ),
         (lambda tmp: tmp / "missing.parquet", (), r"^error: no such file: .*missing\.parquet$"),
     ],
-)  # fmt: skip
+)
 def test_bad_icl_input_is_one_line_and_writes_nothing(tmp_path, make, options, message):
     suite = make_suite(tmp_path / "suite", steps=(0,))
     data = make(tmp_path)
@@ -184,9 +197,19 @@ def test_a_missing_local_file_fails_at_once_without_asking_the_hub(tmp_path, mon
 
 @pytest.mark.parametrize(
     ("name", "path"),
-    [("NeelNanda/pile-10k", False), ("wikitext", False), ("owner/name", False), ("t.parquet", True),
-     ("data/t.jsonl", True), ("a/b/c", True), ("./t", True), ("~/t", True), ("/tmp/t", True), ("owner/", True)],
-)  # fmt: skip
+    [
+        ("NeelNanda/pile-10k", False),
+        ("wikitext", False),
+        ("owner/name", False),
+        ("t.parquet", True),
+        ("data/t.jsonl", True),
+        ("a/b/c", True),
+        ("./t", True),
+        ("~/t", True),
+        ("/tmp/t", True),
+        ("owner/", True),
+    ],
+)
 def test_hub_dataset_ids_are_told_from_paths(name, path):
     assert looks_like_path(name) is path
 
@@ -211,8 +234,18 @@ def test_mixing_scans_with_and_without_icl_is_refused(tmp_path):
 def test_icl_figures_hold_the_table(tmp_path):
     suite = make_suite(tmp_path / "suite", steps=(0, 10, 20))
     data = token_file(tmp_path / "t.parquet")
-    done = scan(suite, tmp_path / "out", "--icl-dataset", str(data), "--icl-context", "64", "--icl-examples", "2",
-                "--tokens-per-step", "100")  # fmt: skip
+    done = scan(
+        suite,
+        tmp_path / "out",
+        "--icl-dataset",
+        str(data),
+        "--icl-context",
+        "64",
+        "--icl-examples",
+        "2",
+        "--tokens-per-step",
+        "100",
+    )
     assert done.returncode == 0, done.stderr
     results = inductscan.load_results(tmp_path / "out")
     figure = inductscan.plot_icl_score(results)

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from inductscan.architecture import read_architecture
 from inductscan.measure import Scorer
-from inductscan.model import UNEMBED_BLOCK, next_token_losses, read_state_dict
+from inductscan.model import UNEMBED_BLOCK, next_token_losses
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 from inductscan.store import load_results
+from inductscan.weights import read_state_dict
 from tests.conftest import REPO_ROOT, gpt2_model, neox_model, run_cli, save_checkpoint
 
 
@@ -59,8 +60,17 @@ def test_layer_by_layer_scan_gives_the_whole_model_scores(tmp_path, factory, fmt
         done = run_cli("scan", str(suite), "--out", str(tmp_path / mode), "--quiet", "--probe-length", "8", *extra)
         assert done.returncode == 0, done.stderr
     whole, layered = load_results(tmp_path / "whole"), load_results(tmp_path / "layered")
-    scores = ["induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit",
-              "loss_first", "loss_repeat", "in_context_gain"]  # fmt: skip
+    scores = [
+        "induction",
+        "prefix_matching",
+        "duplicate_token",
+        "previous_token",
+        "copying",
+        "induction_logit",
+        "loss_first",
+        "loss_repeat",
+        "in_context_gain",
+    ]
     assert len(whole) == 2 * 3 * 4
     assert (layered[scores] - whole[scores]).abs().max().max() <= 1e-5
 
@@ -68,7 +78,8 @@ def test_layer_by_layer_scan_gives_the_whole_model_scores(tmp_path, factory, fmt
 PEAK_SCRIPT = """
 import sys
 from pathlib import Path
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 summary = run_scan(plan(local_suite(Path(sys.argv[1]))), Path(sys.argv[2]),
                    ScanConfig(probe_length=8, probe_batch=2, layer_by_layer=sys.argv[3] == "layered"), progress=False)
@@ -91,8 +102,17 @@ def test_peak_memory_whole_and_layer_by_layer(tmp_path):
     1.5 N + 1 GB and the layer-by-layer one below a third of it, with the same scores."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_layer=12, n_embd=1536, n_head=12, vocab_size=1024, n_positions=128, bos_token_id=1023, eos_token_id=1023,
-                        scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True)  # fmt: skip
+    config = GPT2Config(
+        n_layer=12,
+        n_embd=1536,
+        n_head=12,
+        vocab_size=1024,
+        n_positions=128,
+        bos_token_id=1023,
+        eos_token_id=1023,
+        scale_attn_by_inverse_layer_idx=True,
+        reorder_and_upcast_attn=True,
+    )
     with torch.device("meta"):
         shapes = {key: value.shape for key, value in GPT2LMHeadModel(config).state_dict().items()}
     generator = torch.Generator().manual_seed(0)

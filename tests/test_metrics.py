@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from inductscan import metrics, phases, query
+from inductscan import metrics, phases
+from inductscan import queries as query
 from inductscan.errors import ConfigError
 
 
 def test_every_score_column_is_declared_once_in_the_table_order():
     assert list(metrics.METRICS) == query.HEAD_COLUMNS + query.CHECKPOINT_COLUMNS
-    assert metrics.HEAD_METRICS == ("induction", "prefix_matching", "duplicate_token", "previous_token", "copying",
-                                    "induction_logit")  # fmt: skip
+    assert metrics.HEAD_METRICS == (
+        "induction",
+        "prefix_matching",
+        "duplicate_token",
+        "previous_token",
+        "copying",
+        "induction_logit",
+    )
     assert metrics.CHECKPOINT_METRICS == ("loss_first", "loss_repeat", "in_context_gain", "icl_score")
     assert all(metric.name == name for name, metric in metrics.METRICS.items())
 

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from inductscan.architecture import convert, read_architecture
+from inductscan.architecture import read_architecture
 from inductscan.errors import CorruptCheckpointError, UnsupportedArchitectureError
-from inductscan.model import forward, read_state_dict
+from inductscan.model import forward
+from inductscan.weights import convert, read_state_dict
 
 from .conftest import gpt2_model, neox_model, save_checkpoint
 

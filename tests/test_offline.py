@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 
-
 import inductscan
 
 from .conftest import REPO_ROOT, place_in_hub_cache, run_cli
@@ -60,10 +59,17 @@ def offline_env(hf_home) -> dict:
 
 def test_a_refused_connection_is_hub_unreachable_within_seconds(tmp_path):
     endpoint, hf_home = closed_port_endpoint(), tmp_path / "hf-home"
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", CALLS_SCRIPT], capture_output=True, text=True, env=env,
-                            cwd=REPO_ROOT, timeout=120)  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", CALLS_SCRIPT], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     outcomes = json.loads(result.stdout.strip().splitlines()[-1])
     for name in ("locate", "fetch_config", "fetch_planned"):
@@ -82,8 +88,9 @@ def test_a_scan_with_no_hub_stops_at_once_and_records_a_failure(tmp_path):
     out, hf_home = tmp_path / "results", tmp_path / "hf-home"
     env = {"HF_HOME": str(hf_home), "HF_ENDPOINT": closed_port_endpoint(), "HF_HUB_OFFLINE": "0"}
     started = time.monotonic()
-    result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20", "--out", str(out),
-                     "--quiet", env=env)  # fmt: skip
+    result = run_cli(
+        "scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20", "--out", str(out), "--quiet", env=env
+    )
     assert time.monotonic() - started < 30  # before: about 70 s for three checkpoints, 20 h for a suite
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -97,13 +104,21 @@ def test_offline_cached_config_without_weights_names_the_weights(tmp_path):
     hf_home = tmp_path / "hf-home"
     folder = stanford_like(tmp_path, 0)
     place_in_hub_cache(hf_home, REPO, "checkpoint-0", {"config.json": folder / "config.json"})
-    script = ("from inductscan.checkpoints import CheckpointRef, locate\n"
-              "from inductscan.suites import get_suite\n"
-              "suite = get_suite('stanford-gpt2-small')\n"
-              "try:\n    locate(CheckpointRef(suite, suite.run(21), 0))\n"
-              "except Exception as error:\n    print(type(error).__name__, error)\n")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **offline_env(hf_home)}, cwd=REPO_ROOT)  # fmt: skip
+    script = (
+        "from inductscan.checkpoints import CheckpointRef, locate\n"
+        "from inductscan.suites import get_suite\n"
+        "suite = get_suite('stanford-gpt2-small')\n"
+        "try:\n    locate(CheckpointRef(suite, suite.run(21), 0))\n"
+        "except Exception as error:\n    print(type(error).__name__, error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **offline_env(hf_home)},
+        cwd=REPO_ROOT,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("NotCachedError ")
     assert f"{REPO}@checkpoint-0: its weights (model.safetensors" in result.stdout

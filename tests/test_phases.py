@@ -71,8 +71,9 @@ def interval_around(tokens, truth):
     ],
 )
 @pytest.mark.parametrize("seed", range(5))
-def test_noisy_logistic_with_dips_is_timed_within_one_checkpoint_interval(steps, per_step, midpoint_step, width,
-                                                                           noise, seed):  # fmt: skip
+def test_noisy_logistic_with_dips_is_timed_within_one_checkpoint_interval(
+    steps, per_step, midpoint_step, width, noise, seed
+):
     tokens = steps * per_step
     truth = midpoint_step * per_step
     values = logistic(steps, per_step, midpoint=np.log(truth), width=width, noise=noise, seed=seed)
@@ -134,13 +135,15 @@ def test_a_step_on_the_coarse_pythia_grid_is_bracketed_by_its_two_checkpoints():
 
 def test_unobserved_plateaus_are_said_and_step_zero_has_no_logarithm():
     steps = np.array([0, 10, 20, 40, 80])
-    rises_at_once = phases.curve_timing(steps, steps * 8, np.array([0.0, 0.9, 0.9, 0.9, 0.9]), threshold=0.4,
-                                        min_rise=0.05)  # fmt: skip
+    rises_at_once = phases.curve_timing(
+        steps, steps * 8, np.array([0.0, 0.9, 0.9, 0.9, 0.9]), threshold=0.4, min_rise=0.05
+    )
     assert rises_at_once["phase_change"] and phases.EARLY_UNSEEN in rises_at_once["note"]
     assert (rises_at_once["midpoint_step_before"], rises_at_once["midpoint_step_after"]) == (0, 10)
     assert np.isnan(rises_at_once["midpoint_step"]) and np.isnan(rises_at_once["midpoint_tokens"])
-    still_rising = phases.curve_timing(steps, steps * 8, np.array([0.0, 0.0, 0.0, 0.1, 0.9]), threshold=0.4,
-                                       min_rise=0.05)  # fmt: skip
+    still_rising = phases.curve_timing(
+        steps, steps * 8, np.array([0.0, 0.0, 0.0, 0.1, 0.9]), threshold=0.4, min_rise=0.05
+    )
     assert phases.LATE_UNSEEN in still_rising["note"]
     too_few = phases.curve_timing(steps[:2], steps[:2], np.array([0.0, 1.0]), threshold=0.4, min_rise=0.05)
     assert not too_few["phase_change"] and too_few["note"] == "too few checkpoints to time it: 2"
@@ -154,7 +157,7 @@ def test_unobserved_plateaus_are_said_and_step_zero_has_no_logarithm():
 def test_an_obvious_rise_on_three_or_four_checkpoints_is_too_few_to_time_not_no_change(values):
     # Each curve is non-decreasing, so smoothing leaves it as it is: its plateaus are 0.02 and 0.87,
     # a rise of 0.85, but three differences or fewer cannot tell that from noise.
-    steps = TOY_STEPS[-len(values):]  # 1700, 2050, 2480, 3000: the toy suite's --step-range 1700:3000
+    steps = TOY_STEPS[-len(values) :]  # 1700, 2050, 2480, 3000: the toy suite's --step-range 1700:3000
     row = phases.curve_timing(steps, steps * 2048, np.array(values), threshold=0.4, min_rise=0.05)
     assert not row["phase_change"]
     assert row["note"] == f"too few checkpoints to time it: {len(values)}"
@@ -229,9 +232,19 @@ def synthetic_table(steps, curves: dict[tuple[int, int, int], np.ndarray], per_s
     rows = []
     for (seed, layer, head), values in curves.items():
         for step, value in zip(steps, values):
-            rows.append({"seed": seed, "step": step, "layer": layer, "head": head, "suite": "synthetic",
-                         "run": f"seed{seed}", "tokens": step * per_step, "induction": value,
-                         "in_context_gain": 4 * value})  # fmt: skip
+            rows.append(
+                {
+                    "seed": seed,
+                    "step": step,
+                    "layer": layer,
+                    "head": head,
+                    "suite": "synthetic",
+                    "run": f"seed{seed}",
+                    "tokens": step * per_step,
+                    "induction": value,
+                    "in_context_gain": 4 * value,
+                }
+            )
     return pd.DataFrame(rows).set_index(["seed", "step", "layer", "head"]).sort_index()
 
 
@@ -278,7 +291,9 @@ def test_readable_view_shows_tokens_and_brackets():
 def gain_table(steps, gain: np.ndarray) -> pd.DataFrame:
     """synthetic_table with one head and ``in_context_gain`` (nats) given step by step."""
     table = synthetic_table(steps, {(0, 0, 0): np.full(len(steps), 0.02)})
-    return table.assign(in_context_gain=pd.Series(gain, index=steps).loc[table.index.get_level_values("step")].to_numpy())
+    return table.assign(
+        in_context_gain=pd.Series(gain, index=steps).loc[table.index.get_level_values("step")].to_numpy()
+    )
 
 
 def test_in_context_gain_is_timed_with_its_own_threshold_and_min_rise():

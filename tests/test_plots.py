@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 import inductscan
 from inductscan.cli import PLOTS, main
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 
 from .conftest import make_local_suite
@@ -96,8 +97,9 @@ def test_seed_comparison_names_runs_without_a_phase_change(scanned):
 
 def test_figures_mark_the_phase_change_of_each_run():
     steps = TOY_STEPS
-    table = synthetic_table(steps, {(0, 1, 1): np.where(steps >= 1000, 0.7, 0.02),
-                                    (1, 1, 1): np.where(steps >= 2050, 0.6, 0.02)})  # fmt: skip
+    table = synthetic_table(
+        steps, {(0, 1, 1): np.where(steps >= 1000, 0.7, 0.02), (1, 1, 1): np.where(steps >= 2050, 0.6, 0.02)}
+    )
     phases = inductscan.find_phase_changes(table)
     axes = inductscan.plot_timing(table, phases).axes[0]
     midpoints = [line for line in axes.get_lines() if line.get_label() == "_midpoint"]

@@ -14,7 +14,9 @@ import pytest
 import ray
 
 import inductscan
-from inductscan.scan import RayOptions, ScanConfig, plan, run_scan
+from inductscan.distributed import RayExecutor, RayOptions
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from tests.conftest import make_local_suite
 
@@ -37,10 +39,10 @@ def test_a_ray_scan_gives_the_local_table_and_resumes(cluster, tmp_path):
     suite = local_suite(make_local_suite(tmp_path / "suite", seeds=(0, 1), steps=STEPS[:3]))
     config = ScanConfig(probe_length=8)
     local = run_scan(plan(suite), tmp_path / "local", config, progress=False)
-    on_ray = run_scan(plan(suite), tmp_path / "ray", config, progress=False, ray=RayOptions())
+    on_ray = run_scan(plan(suite), tmp_path / "ray", config, progress=False, executor=RayExecutor(RayOptions()))
     assert on_ray.scored == local.scored == 6 and not on_ray.failed
     pd.testing.assert_frame_equal(table(tmp_path / "ray"), table(tmp_path / "local"))
-    again = run_scan(plan(suite), tmp_path / "ray", config, progress=False, ray=RayOptions())
+    again = run_scan(plan(suite), tmp_path / "ray", config, progress=False, executor=RayExecutor(RayOptions()))
     assert again.scored == 0 and again.already_done == 6
 
 
@@ -62,13 +64,17 @@ def test_a_killed_worker_still_leaves_every_checkpoint_scored_once(cluster, tmp_
     config = ScanConfig(probe_length=8, probe_batch=400)  # each task takes a while: time to kill one
     local = run_scan(plan(suite), tmp_path / "local", config, progress=False)
     outcome = {}
-    scan = threading.Thread(target=lambda: outcome.setdefault(
-        "summary", run_scan(plan(suite), tmp_path / "ray", config, progress=False, ray=RayOptions())))  # fmt: skip
+    scan = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "summary",
+            run_scan(plan(suite), tmp_path / "ray", config, progress=False, executor=RayExecutor(RayOptions())),
+        )
+    )
     scan.start()
     killed = None
     deadline = time.monotonic() + 60
     while killed is None and time.monotonic() < deadline and scan.is_alive():
-        running = ray_workers_running("score_one")
+        running = ray_workers_running("checkpoint_task")
         if running:
             os.kill(running[0], signal.SIGKILL)
             killed = running[0]

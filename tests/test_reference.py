@@ -27,7 +27,8 @@ import torch
 from safetensors.numpy import load_file
 
 import inductscan
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 
 from .conftest import make_local_suite, neox_model
@@ -92,8 +93,9 @@ def gpt2_reference(w, config, ids) -> Reference:
         qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
         d = qkv.shape[-1] // 3
         e = d // n_head
-        q, k, v = (qkv[..., i * d : (i + 1) * d].reshape(batch, positions, n_head, e).transpose(0, 2, 1, 3)
-                   for i in range(3))  # fmt: skip
+        q, k, v = (
+            qkv[..., i * d : (i + 1) * d].reshape(batch, positions, n_head, e).transpose(0, 2, 1, 3) for i in range(3)
+        )
         pattern = causal_softmax(q @ k.transpose(0, 1, 3, 2) / math.sqrt(e) / (layer + 1))  # inverse layer idx
         z = pattern @ v
         patterns.append(pattern)
@@ -101,8 +103,11 @@ def gpt2_reference(w, config, ids) -> Reference:
         merged = z.transpose(0, 2, 1, 3).reshape(batch, positions, d)
         x = x + merged @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
         h2 = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
-        x = x + gelu_new(h2 @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]) @ w[p + "mlp.c_proj.weight"] \
-            + w[p + "mlp.c_proj.bias"]  # fmt: skip
+        x = (
+            x
+            + gelu_new(h2 @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]) @ w[p + "mlp.c_proj.weight"]
+            + w[p + "mlp.c_proj.bias"]
+        )
         value_columns = w[p + "attn.c_attn.weight"][:, 2 * d :]
         values.append([w[p + "ln_1.weight"][:, None] * value_columns[:, i * e : (i + 1) * e] for i in range(n_head)])
         outputs.append([w[p + "attn.c_proj.weight"][i * e : (i + 1) * e] for i in range(n_head)])
@@ -207,9 +212,13 @@ def reference_scores(ref: Reference, ids, length, *, bos: bool):
                     target = ids[b, q - length + 1]
                     contributions.append(through_ln @ (unembed[:, target] - unembed.mean(axis=1)))
             heads[(layer, head)] = {
-                "induction": induction, "prefix_matching": prefix, "duplicate_token": duplicate,
-                "previous_token": previous, "copying": copying, "induction_logit": np.mean(contributions),
-            }  # fmt: skip
+                "induction": induction,
+                "prefix_matching": prefix,
+                "duplicate_token": duplicate,
+                "previous_token": previous,
+                "copying": copying,
+                "induction_logit": np.mean(contributions),
+            }
     log_probs = ref.logits - ref.logits.max(-1, keepdims=True)
     log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))
     nll = lambda position: -log_probs[np.arange(batch), position - 1, ids[:, position]]  # noqa: E731

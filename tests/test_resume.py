@@ -25,8 +25,10 @@ def test_sigkill_midway_then_rerun(tmp_path):
     out = tmp_path / "results"
     process = subprocess.Popen(
         [sys.executable, "-m", "inductscan.cli", "scan", str(folder), "--out", str(out), *SCAN_ARGS],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while len(finished_files(out)) < 3 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)

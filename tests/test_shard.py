@@ -7,7 +7,7 @@ import pytest
 
 import inductscan
 from inductscan.errors import ConfigError
-from inductscan.scan import Shard, plan
+from inductscan.plan import Shard, plan
 from inductscan.suites import local_suite
 from tests.conftest import make_local_suite, run_cli
 
@@ -55,8 +55,9 @@ def test_four_shards_make_the_table_of_one_scan_and_status_follows(suite, tmp_pa
     assert status.returncode == 1, status.stderr
     lines = status.stdout.splitlines()
     assert lines[-1] == "10 planned, 6 done, 0 failed, 0 skipped, 4 missing"  # shards 0 and 1 hold 3 each
-    expected_done = {(ref.run.name, ref.step) for index in range(2) for ref in Shard(index, 4).select(
-        plan(local_suite(suite)))}  # fmt: skip
+    expected_done = {
+        (ref.run.name, ref.step) for index in range(2) for ref in Shard(index, 4).select(plan(local_suite(suite)))
+    }
     assert set(zip(table(shared)["run"], table(shared)["step"])) == expected_done
 
     for index in range(2, 4):
@@ -64,7 +65,10 @@ def test_four_shards_make_the_table_of_one_scan_and_status_follows(suite, tmp_pa
         assert done.returncode == 0, done.stderr
     pd.testing.assert_frame_equal(table(shared), table(tmp_path / "whole"))
     status = run_cli("status", str(shared), "--suite", str(suite))
-    assert status.returncode == 0 and status.stdout.splitlines()[-1] == "10 planned, 10 done, 0 failed, 0 skipped, 0 missing"
+    assert (
+        status.returncode == 0
+        and status.stdout.splitlines()[-1] == "10 planned, 10 done, 0 failed, 0 skipped, 0 missing"
+    )
 
 
 def test_status_names_failed_and_missing_steps(suite, tmp_path):

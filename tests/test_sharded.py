@@ -16,16 +16,26 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import inductscan
+from inductscan.plan import ScanConfig, plan
 from inductscan.probe import ProbeConfig
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
+from inductscan.testing.hub_server import HubServer
 
 from .conftest import gpt2_model, neox_model, run_cli
-from .hub_server import HubServer
 from .test_stream import RecordingHubServer, hub_env
 
-SCORES = ["induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit",
-          "loss_first", "loss_repeat", "in_context_gain"]  # fmt: skip
+SCORES = [
+    "induction",
+    "prefix_matching",
+    "duplicate_token",
+    "previous_token",
+    "copying",
+    "induction_logit",
+    "loss_first",
+    "loss_repeat",
+    "in_context_gain",
+]
 LOCAL_PROBE = ProbeConfig(length=8, repeats=4, batch=20)  # 33 positions: fits the tiny GPT-2's 64
 
 
@@ -83,8 +93,12 @@ def tensors_of(model, scratch: Path) -> dict[str, torch.Tensor]:
 
 
 def scan_local(folder: Path, out: Path):
-    summary = run_scan(plan(local_suite(folder)), out, ScanConfig(probe_length=LOCAL_PROBE.length,
-                       probe_repeats=LOCAL_PROBE.repeats, probe_batch=LOCAL_PROBE.batch), progress=False)  # fmt: skip
+    summary = run_scan(
+        plan(local_suite(folder)),
+        out,
+        ScanConfig(probe_length=LOCAL_PROBE.length, probe_repeats=LOCAL_PROBE.repeats, probe_batch=LOCAL_PROBE.batch),
+        progress=False,
+    )
     return summary, inductscan.load_results(out).reset_index()
 
 
@@ -171,8 +185,15 @@ PYTHIA = "EleutherAI/pythia-160m"
 
 def pythia_like(seed: int):
     """A tiny GPT-NeoX whose vocabulary holds the Pythia suites' probe range (ids 1000-19999)."""
-    return neox_model(seed, vocab_size=20480, hidden_size=32, num_attention_heads=2, num_hidden_layers=2,
-                      intermediate_size=64, max_position_embeddings=128)  # fmt: skip
+    return neox_model(
+        seed,
+        vocab_size=20480,
+        hidden_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
 
 
 def hosted(folder: Path) -> dict[str, Path]:
@@ -199,10 +220,21 @@ def test_sharded_checkpoints_through_the_hub(tmp_path):
         for step in (0, 1, 2, 4, 8):
             server.add(PYTHIA, f"step{step}", hosted(made / f"step{step}"))
         server.fault(PYTHIA, "step8", lacking[1].name, "missing")  # 404 EntryNotFound for that shard
-        result = run_cli("scan", "pythia-160m", "--steps", "0,1,2,4,8", "--out", str(out), "--quiet",
-                         "--retry-backoff", "0.01", env=hub_env(server, hf_home))  # fmt: skip
-        bin_downloads = {name: server.downloads(PYTHIA, "step4", name)
-                         for name in hosted(made / "step4") if name.endswith(".bin")}  # fmt: skip
+        result = run_cli(
+            "scan",
+            "pythia-160m",
+            "--steps",
+            "0,1,2,4,8",
+            "--out",
+            str(out),
+            "--quiet",
+            "--retry-backoff",
+            "0.01",
+            env=hub_env(server, hf_home),
+        )
+        bin_downloads = {
+            name: server.downloads(PYTHIA, "step4", name) for name in hosted(made / "step4") if name.endswith(".bin")
+        }
         shard_downloads = [server.downloads(PYTHIA, "step1", path.name) for path in st_shards]
 
     assert result.returncode == 1, result.stderr + result.stdout
@@ -238,10 +270,21 @@ def test_a_shard_two_checkpoints_in_flight_share_is_deleted_once_both_are_scored
         cached = [blobs / sha256(shard) for shard in shards]
         server.hold("HEAD", fetching, lambda: all(blob.is_file() for blob in cached), nth=2)
         for shard in shards:
-            server.hold("GET", server.cdn(PYTHIA, "step1", shard.name),
-                        lambda: server.count("start", "HEAD", fetching) >= 2)  # fmt: skip
-        result = run_cli("scan", "pythia-160m", "--steps", "1,2", "--out", str(out), "--quiet", "--prefetch", "2",
-                         env={**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "60"})  # fmt: skip
+            server.hold(
+                "GET", server.cdn(PYTHIA, "step1", shard.name), lambda: server.count("start", "HEAD", fetching) >= 2
+            )
+        result = run_cli(
+            "scan",
+            "pythia-160m",
+            "--steps",
+            "1,2",
+            "--out",
+            str(out),
+            "--quiet",
+            "--prefetch",
+            "2",
+            env={**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "60"},
+        )
     assert result.returncode == 0 and "2 scored" in result.stdout, result.stderr + result.stdout
     assert server.expired == []
     assert [shard.name for shard, blob in zip(shards, cached) if blob.exists()] == []

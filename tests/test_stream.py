@@ -18,9 +18,9 @@ import torch
 
 import inductscan
 from inductscan.suites import get_suite
+from inductscan.testing.hub_server import HubHandler, HubServer
 
 from .conftest import REPO_ROOT, gpt2_model, run_cli
-from .hub_server import HubHandler, HubServer
 
 REPO = "stanford-crfm/alias-gpt2-small-x21"
 
@@ -28,16 +28,19 @@ REPO = "stanford-crfm/alias-gpt2-small-x21"
 def stanford_checkpoints(root: Path, count: int, *, seed: int = 0) -> list[Path]:
     """``count`` distinct tiny GPT-2s with GPT-2's vocabulary, as Stanford branches hold them
     (config.json + fp16 pytorch_model.bin): one random model, a different perturbation each."""
-    model = gpt2_model(seed, vocab_size=50257, bos_token_id=50256, eos_token_id=50256, n_positions=128, n_embd=32,
-                       n_layer=2, n_head=2)  # fmt: skip
+    model = gpt2_model(
+        seed, vocab_size=50257, bos_token_id=50256, eos_token_id=50256, n_positions=128, n_embd=32, n_layer=2, n_head=2
+    )
     generator = torch.Generator().manual_seed(seed)
     folders = []
     for index in range(count):
         folder = root / f"made-{index}"
         folder.mkdir(parents=True)
         model.config.save_pretrained(folder)
-        state = {key: (value + 0.01 * torch.randn(value.shape, generator=generator)).half()
-                 for key, value in model.state_dict().items()}  # fmt: skip
+        state = {
+            key: (value + 0.01 * torch.randn(value.shape, generator=generator)).half()
+            for key, value in model.state_dict().items()
+        }
         torch.save(state, folder / "pytorch_model.bin")
         folders.append(folder)
     return folders
@@ -55,8 +58,13 @@ def sha256(path: Path) -> str:
 
 
 def hub_env(server: HubServer, hf_home: Path) -> dict:
-    return {"HF_ENDPOINT": server.endpoint, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}  # fmt: skip
+    return {
+        "HF_ENDPOINT": server.endpoint,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def weight_blobs(hf_home: Path) -> list[Path]:
@@ -81,8 +89,20 @@ def test_every_fault_kind_through_huggingface_hub(tmp_path):
         server.fault(REPO, "checkpoint-100", "pytorch_model.bin", "stall", times=1)
         out, hf_home = tmp_path / "results", tmp_path / "hf-home"
         env = {**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "1"}
-        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20,30,40,50,60,70,80,90,100",
-                         "--out", str(out), "--quiet", "--retry-backoff", "0.01", env=env)  # fmt: skip
+        result = run_cli(
+            "scan",
+            "stanford-gpt2-small",
+            "--seeds",
+            "21",
+            "--steps",
+            "0,10,20,30,40,50,60,70,80,90,100",
+            "--out",
+            str(out),
+            "--quiet",
+            "--retry-backoff",
+            "0.01",
+            env=env,
+        )
         assert result.returncode == 1, result.stderr + result.stdout
         assert "6 scored" in result.stdout and "5 failed or skipped" in result.stdout
         assert server.downloads(REPO, "checkpoint-100", "pytorch_model.bin") == 2  # timed out once, then fetched
@@ -120,12 +140,35 @@ def test_keep_weights_keeps_them_and_a_rescan_downloads_nothing(tmp_path):
             serve(server, step, folder)
         out, hf_home = tmp_path / "results", tmp_path / "hf-home"
         env = hub_env(server, hf_home)
-        first = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20", "--out", str(out),
-                        "--quiet", "--keep-weights", env=env)  # fmt: skip
+        first = run_cli(
+            "scan",
+            "stanford-gpt2-small",
+            "--seeds",
+            "21",
+            "--steps",
+            "0,10,20",
+            "--out",
+            str(out),
+            "--quiet",
+            "--keep-weights",
+            env=env,
+        )
         assert first.returncode == 0, first.stderr
-        assert sorted(blob.name for blob in weight_blobs(hf_home)) == sorted(sha256(f / "pytorch_model.bin") for f in made)
-        again = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0,10,20", "--out", str(tmp_path / "2"),
-                        "--quiet", env=env)  # fmt: skip
+        assert sorted(blob.name for blob in weight_blobs(hf_home)) == sorted(
+            sha256(f / "pytorch_model.bin") for f in made
+        )
+        again = run_cli(
+            "scan",
+            "stanford-gpt2-small",
+            "--seeds",
+            "21",
+            "--steps",
+            "0,10,20",
+            "--out",
+            str(tmp_path / "2"),
+            "--quiet",
+            env=env,
+        )
         assert again.returncode == 0 and "3 scored" in again.stdout
         assert all(server.downloads(REPO, f"checkpoint-{step}", "pytorch_model.bin") == 1 for step in (0, 10, 20))
         # the files were in the cache before the second scan: it leaves them there
@@ -274,12 +317,37 @@ def test_max_disk_bounds_the_cache_while_prefetching(tmp_path):
         blobs = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "blobs"
         blobs.mkdir(parents=True)
         watch = FolderEvents(blobs)
-        result = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", ",".join(map(str, steps)),
-                         "--out", str(out), "--quiet", "--prefetch", "3", "--max-disk", str(budget),
-                         env={**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "60"})  # fmt: skip
+        result = run_cli(
+            "scan",
+            "stanford-gpt2-small",
+            "--seeds",
+            "21",
+            "--steps",
+            ",".join(map(str, steps)),
+            "--out",
+            str(out),
+            "--quiet",
+            "--prefetch",
+            "3",
+            "--max-disk",
+            str(budget),
+            env={**hub_env(server, hf_home), "HF_HUB_DOWNLOAD_TIMEOUT": "60"},
+        )
         events = watch.read()
-        too_small = run_cli("scan", "stanford-gpt2-small", "--seeds", "21", "--steps", "0", "--out", str(tmp_path / "x"),
-                            "--quiet", "--max-disk", str(size // 2), env=hub_env(server, hf_home))  # fmt: skip
+        too_small = run_cli(
+            "scan",
+            "stanford-gpt2-small",
+            "--seeds",
+            "21",
+            "--steps",
+            "0",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+            "--max-disk",
+            str(size // 2),
+            env=hub_env(server, hf_home),
+        )
     assert result.returncode == 0, result.stderr
     assert "8 scored" in result.stdout
     assert server.expired == [], "the second download did not start while the first was held: no prefetch"
@@ -293,7 +361,8 @@ def test_max_disk_bounds_the_cache_while_prefetching(tmp_path):
 RSS_SCRIPT = """
 import json, sys
 from pathlib import Path
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import run_scan
 from inductscan.suites import get_suite
 
 def rss():
@@ -307,7 +376,9 @@ config = ScanConfig(prefetch=2)
 run_scan(refs[:5], out, config, progress=False)
 after_5 = rss()
 summary = run_scan(refs, out, config, progress=False)
-print(json.dumps({"after_5": after_5, "after_50": rss(), "scored": summary.scored, "failed": [reason for _, reason in summary.failed], "done": summary.already_done}))
+failed = [reason for _, reason in summary.failed]
+print(json.dumps({"after_5": after_5, "after_50": rss(), "scored": summary.scored, "failed": failed,
+                  "done": summary.already_done}))
 """
 
 
@@ -319,8 +390,14 @@ def test_memory_stays_flat_over_50_checkpoints(tmp_path):
         for step, folder in zip(steps, made):
             serve(server, step, folder)
         environment = {**os.environ, **hub_env(server, tmp_path / "hf-home")}
-        result = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(tmp_path / "results"), json.dumps(steps)],
-                                capture_output=True, text=True, env=environment, cwd=REPO_ROOT, timeout=600)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT, str(tmp_path / "results"), json.dumps(steps)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=REPO_ROOT,
+            timeout=600,
+        )
     assert result.returncode == 0, result.stderr
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert (measured["done"], measured["scored"], measured["failed"]) == (5, 45, [])
@@ -329,7 +406,7 @@ def test_memory_stays_flat_over_50_checkpoints(tmp_path):
 
 def test_prefetch_keeps_k_checkpoints_in_flight(tmp_path, monkeypatch):
     from inductscan import pipeline
-    from inductscan.scan import plan
+    from inductscan.plan import plan
     from inductscan.suites import local_suite
 
     folder = tmp_path / "suite"
@@ -385,8 +462,9 @@ def test_verify_cached_refuses_a_rotten_blob_and_fetches_it_again(tmp_path):
         assert trusting.returncode == 0 and "2 scored" in trusting.stdout
         assert all(server.downloads(REPO, f"checkpoint-{step}", "pytorch_model.bin") == 1 for step in (0, 10))
 
-        verifying = run_cli(*scan, "--verify-cached", "--retry-backoff", "0.01", "--out", str(tmp_path / "verifying"),
-                            env=env)  # fmt: skip
+        verifying = run_cli(
+            *scan, "--verify-cached", "--retry-backoff", "0.01", "--out", str(tmp_path / "verifying"), env=env
+        )
         assert verifying.returncode == 0 and "2 scored" in verifying.stdout, verifying.stderr
         assert server.downloads(REPO, "checkpoint-0", "pytorch_model.bin") == 2  # refused, then fetched again
         assert server.downloads(REPO, "checkpoint-10", "pytorch_model.bin") == 1  # intact: hashed, kept

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import inductscan
-from inductscan.query import best_heads
-from inductscan.scan import ScanConfig, plan, run_scan
+from inductscan.plan import ScanConfig, plan
+from inductscan.queries import best_heads
+from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite, make_batch
 from tests.conftest import run_cli
@@ -128,9 +129,23 @@ def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
     ids = make_batch(dataclasses.replace(config, batch=64), torch.Generator().manual_seed(123))
     pq.write_table(pa.table({"input_ids": ids.tolist()}), tmp_path / "toy.parquet")
     last = config.save_steps()[-1]
-    done = run_cli("scan", str(toy_results / "suite"), "--seeds", "0", "--steps", f"0,{last}", "--quiet",
-                   "--out", str(tmp_path / "out"), "--icl-dataset", str(tmp_path / "toy.parquet"),
-                   "--icl-context", "64", "--icl-examples", "64")  # fmt: skip
+    done = run_cli(
+        "scan",
+        str(toy_results / "suite"),
+        "--seeds",
+        "0",
+        "--steps",
+        f"0,{last}",
+        "--quiet",
+        "--out",
+        str(tmp_path / "out"),
+        "--icl-dataset",
+        str(tmp_path / "toy.parquet"),
+        "--icl-context",
+        "64",
+        "--icl-examples",
+        "64",
+    )
     assert done.returncode == 0, done.stderr
     score = inductscan.load_results(tmp_path / "out").groupby("step")["icl_score"].first()
     # At step 0 the loss hardly depends on position: what is left is the sampling noise of 64
@@ -153,12 +168,14 @@ def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
 def test_a_toy_scan_on_ray_gives_the_local_table(toy_results, tmp_path):
     import ray
 
-    from inductscan.scan import RayOptions
+    from inductscan.distributed import RayExecutor, RayOptions
 
     suite = local_suite(toy_results / "suite")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
-        summary = run_scan(plan(suite, seeds=[0]), tmp_path / "ray", ScanConfig(), progress=False, ray=RayOptions())
+        summary = run_scan(
+            plan(suite, seeds=[0]), tmp_path / "ray", ScanConfig(), progress=False, executor=RayExecutor(RayOptions())
+        )
     finally:
         ray.shutdown()
     assert summary.scored == len(ToyConfig().save_steps()) and not summary.failed

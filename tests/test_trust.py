@@ -19,11 +19,12 @@ from safetensors.torch import load_file, save_file
 
 import inductscan
 from inductscan.cli import main
-from inductscan.scan import is_out_of_memory, plan
+from inductscan.plan import plan
+from inductscan.runner import is_out_of_memory
 from inductscan.suites import Run, Suite
+from inductscan.testing.hub_server import HubServer
 
 from .conftest import REPO_ROOT, gpt2_model, make_local_suite, neox_model, place_in_hub_cache, run_cli, save_checkpoint
-from .hub_server import HubServer
 from .test_stream import hub_env
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4"]
@@ -78,8 +79,9 @@ def test_changed_settings_on_finished_steps_are_refused_naming_the_setting(runne
     assert set(before.dtype) == {"float32"} and set(before.scoring_version) == {1}
 
     # every step is done: before, these printed "already done" and kept the old scores
-    one_line(scan(runner, run, out, "--probe-length", "9"), 2, "other settings", "probe length 8 there, 9 here",
-             "--probe-*")  # fmt: skip
+    one_line(
+        scan(runner, run, out, "--probe-length", "9"), 2, "other settings", "probe length 8 there, 9 here", "--probe-*"
+    )
     one_line(scan(runner, run, out, "--probe-seed", "3"), 2, "probe seed 0 there, 3 here")
     one_line(scan(runner, run, out, "--dtype", "bfloat16"), 2, "dtype float32 there, bfloat16 here", "--dtype")
     after = inductscan.load_results(out)
@@ -92,8 +94,15 @@ def test_index_is_unique_for_two_suites_that_share_seed_numbers(tmp_path):
     hf_home = tmp_path / "hf-home"
     for repo, seed in (("EleutherAI/pythia-160m", 1), ("EleutherAI/pythia-160m-deduped", 2)):
         for step in (0, 1000):
-            model = neox_model(10 * seed + step, vocab_size=20000, max_position_embeddings=128, hidden_size=32,
-                               num_attention_heads=2, num_hidden_layers=2, intermediate_size=64)  # fmt: skip
+            model = neox_model(
+                10 * seed + step,
+                vocab_size=20000,
+                max_position_embeddings=128,
+                hidden_size=32,
+                num_attention_heads=2,
+                num_hidden_layers=2,
+                intermediate_size=64,
+            )
             folder = save_checkpoint(model, tmp_path / "made" / repo / str(step))
             files = {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"}
             place_in_hub_cache(hf_home, repo, f"step{step}", files)
@@ -138,7 +147,9 @@ def with_tensor(folder: Path, key: str, change) -> None:
 def test_non_finite_weights_are_a_recorded_failure_naming_the_tensor(runner, tmp_path, bad):
     run = trainer_run(tmp_path / "output", 1, steps=(0, 10, 20))
     value = float(bad)
-    with_tensor(run / "checkpoint-10", "transformer.h.1.mlp.c_fc.weight", lambda w: w.index_fill(0, torch.tensor([3]), value))
+    with_tensor(
+        run / "checkpoint-10", "transformer.h.1.mlp.c_fc.weight", lambda w: w.index_fill(0, torch.tensor([3]), value)
+    )
     out = tmp_path / "results"
     for _ in range(2):  # the re-run meets it again, records it again, and goes on
         result = scan(runner, run, out)
@@ -156,8 +167,9 @@ def test_non_finite_activations_of_finite_weights_are_a_recorded_failure(runner,
     run = trainer_run(tmp_path / "output", 1, steps=(0,))
     generator = torch.Generator().manual_seed(0)
     for name in ("mlp.c_fc.weight", "mlp.c_proj.weight"):  # outputs ~ 60 * 16 * 60 * 8 per unit, past 65504
-        with_tensor(run / "checkpoint-0", f"transformer.h.0.{name}",
-                    lambda w: 60.0 * torch.randn(w.shape, generator=generator))  # fmt: skip
+        with_tensor(
+            run / "checkpoint-0", f"transformer.h.0.{name}", lambda w: 60.0 * torch.randn(w.shape, generator=generator)
+        )
     out = tmp_path / "results"
     result = scan(runner, run, out, "--dtype", "float16")
     assert result.exit_code == 1, result.output
@@ -198,9 +210,14 @@ def test_a_filter_that_matches_nothing_is_an_empty_answer(runner, scanned, tmp_p
     for filters in ({"seed": 5}, {"layer": 99}, {"suite": "other"}, {"step": slice(1000, 2000)}):
         empty = inductscan.load_results(out, **filters)
         assert empty.empty and list(empty.columns) == list(full.columns) and empty.index.names == full.index.names
-    for args in (["query", "--seed", "5"], ["query", "--layer", "99"], ["query", "--suite", "other"],
-                 ["query", "--best", "--seed", "5"], ["phases", "--seed", "5"],
-                 ["plot", "--seed", "5", "-o", str(tmp_path / "x.png")]):  # fmt: skip
+    for args in (
+        ["query", "--seed", "5"],
+        ["query", "--layer", "99"],
+        ["query", "--suite", "other"],
+        ["query", "--best", "--seed", "5"],
+        ["phases", "--seed", "5"],
+        ["plot", "--seed", "5", "-o", str(tmp_path / "x.png")],
+    ):
         result = runner.invoke(main, [args[0], str(out), *args[1:]])
         assert result.exit_code == 0, result.output
         assert "no rows match" in result.output and "Traceback" not in result.output
@@ -214,16 +231,25 @@ def test_a_filter_that_matches_nothing_is_an_empty_answer(runner, scanned, tmp_p
 def test_plot_to_an_unwritable_place_is_one_line(runner, scanned, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    one_line(runner.invoke(main, ["plot", str(scanned), "-o", str(blocker / "plots" / "t.png")]), 2,
-             "cannot write the plot", "-o")  # fmt: skip
+    one_line(
+        runner.invoke(main, ["plot", str(scanned), "-o", str(blocker / "plots" / "t.png")]),
+        2,
+        "cannot write the plot",
+        "-o",
+    )
 
 
 def test_ctrl_c_exits_130_and_says_what_was_saved(tmp_path):
     folder = make_local_suite(tmp_path / "suite", seeds=(0, 1), steps=tuple(range(0, 100, 10)))
     out = tmp_path / "results"
     args = ["scan", str(folder), "--out", str(out), "--probe-length", "8", "--probe-batch", "300", "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "inductscan.cli", *args], cwd=REPO_ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inductscan.cli", *args],
+        cwd=REPO_ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list((out / "scores").glob("*/*/step-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -245,7 +271,10 @@ def test_status_needs_no_suite_and_reports_every_recorded_run(runner, tmp_path):
     result = runner.invoke(main, ["status", str(out)])
     assert result.exit_code == 1, result.output  # b's step 10 is missing
     lines = result.output.splitlines()
-    assert sum("2 planned, 2 done" in line for line in lines) == 1 and sum("2 planned, 1 done" in line for line in lines) == 1
+    assert (
+        sum("2 planned, 2 done" in line for line in lines) == 1
+        and sum("2 planned, 1 done" in line for line in lines) == 1
+    )
     assert "missing steps: 10" in result.output
     scan(runner, second, out)
     assert runner.invoke(main, ["status", str(out)]).exit_code == 0
@@ -254,12 +283,21 @@ def test_status_needs_no_suite_and_reports_every_recorded_run(runner, tmp_path):
 def test_known_missing_upstream_steps_are_not_failures(tmp_path):
     """pythia-410m-seed9 has no step40000 upstream (inductscan/known_checkpoint_hazards.csv)."""
     repo = "EleutherAI/pythia-410m-seed9"
-    model = neox_model(0, vocab_size=20000, max_position_embeddings=128, hidden_size=32, num_attention_heads=2,
-                       num_hidden_layers=2, intermediate_size=64)  # fmt: skip
+    model = neox_model(
+        0,
+        vocab_size=20000,
+        max_position_embeddings=128,
+        hidden_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        intermediate_size=64,
+    )
     folder = save_checkpoint(model, tmp_path / "made")
     out, hf_home = tmp_path / "results", tmp_path / "hf-home"
     with HubServer() as server:
-        server.add(repo, "step0", {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"})
+        server.add(
+            repo, "step0", {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"}
+        )
         plan_args = ["pythia-410m-seeds", "--seeds", "9", "--steps", "0,40000"]
         result = run_cli("scan", *plan_args, "--out", str(out), "--quiet", env=hub_env(server, hf_home))
     assert result.returncode == 0, result.stderr + result.stdout  # not a failure
@@ -278,8 +316,15 @@ def test_wrong_weight_branches_are_flagged_in_the_table(tmp_path):
     hf_home = tmp_path / "hf-home"
     made = []
     for index in range(2):
-        model = neox_model(index, vocab_size=20000, max_position_embeddings=128, hidden_size=32,
-                           num_attention_heads=2, num_hidden_layers=2, intermediate_size=64)  # fmt: skip
+        model = neox_model(
+            index,
+            vocab_size=20000,
+            max_position_embeddings=128,
+            hidden_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            intermediate_size=64,
+        )
         made.append(save_checkpoint(model, tmp_path / "made" / str(index)))
 
     def place(repo, step, folder):
@@ -296,9 +341,13 @@ def test_wrong_weight_branches_are_flagged_in_the_table(tmp_path):
         result = run_cli("scan", suite, "--steps", steps, "--out", str(out), "--quiet", env=env)
         assert result.returncode == 0, result.stderr + result.stdout
     flagged = inductscan.load_results(out).reset_index().groupby(["suite", "step"]).hazard.first()
-    assert flagged.isna().to_dict() == {("pythia-12b", 0): True, ("pythia-12b", 50000): False,
-                                        ("pythia-2.8b", 0): True, ("pythia-2.8b", 1): False,
-                                        ("pythia-2.8b", 2): False}  # fmt: skip
+    assert flagged.isna().to_dict() == {
+        ("pythia-12b", 0): True,
+        ("pythia-12b", 50000): False,
+        ("pythia-2.8b", 0): True,
+        ("pythia-2.8b", 1): False,
+        ("pythia-2.8b", 2): False,
+    }
     assert "shares a shard with the final model" in flagged[("pythia-12b", 50000)]
 
 
@@ -327,8 +376,11 @@ def test_runs_that_share_a_seed_stay_apart_in_plots_and_tables(runner, tmp_path)
     runs = sorted(set(frame.index.get_level_values("run")))
     assert len(runs) == 2 and set(frame.index.get_level_values("seed")) == {0}
     figure = inductscan.plot_heatmap(frame, run=runs[1])
-    one_run = frame.xs(runs[1], level="run").reset_index().pivot_table(index=["layer", "head"], columns="step",
-                                                                        values="induction")  # fmt: skip
+    one_run = (
+        frame.xs(runs[1], level="run")
+        .reset_index()
+        .pivot_table(index=["layer", "head"], columns="step", values="induction")
+    )
     assert (figure.axes[0].images[0].get_array() == one_run.to_numpy()).all()  # that run's heads, not a mean of both
     assert runs[1] in figure.axes[0].get_title()
     table = runner.invoke(main, ["phases", str(out)])

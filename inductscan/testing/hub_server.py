@@ -119,10 +119,16 @@ class HubHandler(BaseHTTPRequestHandler):
         hosted = files[name]
         announced = hosted.size + 1 if self.state.take_fault(key, ("wrong-size",)) else hosted.size
         if name.endswith(LFS_SUFFIXES):
-            return self._reply(302, {
-                **commit, "Location": f"{self.state.cdn}/cdn/{hosted.sha256}",
-                "X-Linked-Etag": f'"{hosted.sha256}"', "X-Linked-Size": str(announced), "ETag": f'"{hosted.git_sha1}"',
-            })  # fmt: skip
+            return self._reply(
+                302,
+                {
+                    **commit,
+                    "Location": f"{self.state.cdn}/cdn/{hosted.sha256}",
+                    "X-Linked-Etag": f'"{hosted.sha256}"',
+                    "X-Linked-Size": str(announced),
+                    "ETag": f'"{hosted.git_sha1}"',
+                },
+            )
         headers = {**commit, "ETag": f'"{hosted.git_sha1}"', "Content-Length": str(hosted.size)}
         self._send_headers(200, headers)
         if body:

@@ -1,0 +1,55 @@
+"""The public Python API: what the command line calls, one function a command.
+
+    import inductscan
+    summary = inductscan.scan("toy", out="results/", config=inductscan.ScanConfig(probe_length=20))
+    frame = inductscan.load_results("results/", seed=0)
+    best = inductscan.query("results/", best=True)
+    timing = inductscan.find_phase_changes(frame)
+    report = inductscan.status("results/")
+
+Every argument is a Python value (a list of seeds, a ``(low, high)`` step range); parsing text is
+the command line's job (:mod:`inductscan.cli`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from inductscan.distributed import RayExecutor, RayOptions
+from inductscan.plan import ScanConfig, Shard, plan_scan
+from inductscan.runner import LocalExecutor, ScanSummary, run_scan
+
+
+def scan(
+    source: str,
+    out: str | os.PathLike = "results",
+    *,
+    seeds: list[int] | None = None,
+    steps: list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+    every: int | None = None,
+    tokens_per_step: int | None = None,
+    shard: Shard | str | None = None,
+    config: ScanConfig | None = None,
+    ray: RayOptions | None = None,
+    progress: bool = True,
+) -> ScanSummary:
+    """Score every attention head of the planned checkpoints of ``source`` into ``out``.
+
+    source: a catalogued suite (``inductscan suites``), ``toy``, or a folder of Hugging Face
+    checkpoints. The plan arguments are :func:`inductscan.plan.plan_scan`'s; ``config`` the
+    settings (probe, dtype, device, downloads); ``ray`` runs it on a Ray cluster. A re-run
+    resumes. Returns the summary: scored, already done, failed or skipped (with reasons).
+    """
+    refs = plan_scan(
+        source,
+        seeds=seeds,
+        steps=steps,
+        step_range=step_range,
+        every=every,
+        tokens_per_step=tokens_per_step,
+        shard=shard,
+    )
+    executor = LocalExecutor() if ray is None else RayExecutor(ray)
+    return run_scan(refs, Path(out), config or ScanConfig(), progress=progress, executor=executor)

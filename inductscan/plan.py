@@ -1,0 +1,185 @@
+"""What a scan covers and how it scores: the checkpoints (runs and steps, a shard of them) and the
+settings (:class:`ScanConfig`), validated before anything is fetched.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, fields
+
+import torch
+
+from inductscan.architecture import Architecture
+from inductscan.checkpoints import CheckpointRef
+from inductscan.errors import ConfigError, UnknownRunError
+from inductscan.hub import Retry
+from inductscan.icl import IclConfig
+from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
+from inductscan.suites import Suite, get_suite
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """How to score: probe overrides (None keeps the suite's), compute dtype and device; and how
+    to fetch: checkpoints downloaded ahead, the disk budget in bytes, retries of transient faults."""
+
+    probe_length: int | None = None
+    probe_repeats: int | None = None
+    probe_batch: int | None = None
+    probe_seed: int | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    prefetch: int = 2
+    max_disk: int | None = None
+    keep_weights: bool = False
+    verify_cached: bool = False  # hash weight files already in the cache too (else trusted by their blob's sha256 name)
+    retries: int = 3
+    retry_backoff: float = 2.0
+    threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
+    layer_by_layer: bool = False  # stream each layer's weights from disk: peak memory ~ one layer + embeddings
+    icl: IclConfig | None = None  # the in-context learning score on real text (inductscan.icl)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.prefetch < 0:
+            raise ConfigError(f"--prefetch must be >= 0, got {self.prefetch}")
+        if self.max_disk is not None and self.max_disk <= 0:
+            raise ConfigError(f"--max-disk must be > 0 bytes, got {self.max_disk}")
+        if self.max_disk is not None and self.keep_weights:
+            raise ConfigError("--max-disk cannot bound the disk when --keep-weights keeps every checkpoint; choose one")
+        if self.retries < 0 or self.retry_backoff < 0:
+            raise ConfigError(f"--retries and --retry-backoff must be >= 0, got {self.retries}, {self.retry_backoff}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as error:
+            raise ConfigError(f"unknown device {self.device!r}: {error}") from error
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device {self.device!r}: inductscan scores on cpu, cuda or mps")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
+        self.probe_for(ProbeConfig())  # validates the overrides
+
+    @property
+    def retry(self) -> Retry:
+        return Retry(attempts=self.retries + 1, backoff=self.retry_backoff)
+
+    def probe_for(self, default: ProbeConfig) -> ProbeConfig:
+        return default.replace(
+            length=self.probe_length, repeats=self.probe_repeats, batch=self.probe_batch, seed=self.probe_seed
+        )
+
+
+def plan(
+    suite: Suite,
+    *,
+    seeds: list[int] | None = None,
+    steps: list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+    every: int | None = None,
+) -> list[CheckpointRef]:
+    """The checkpoints to scan, run by run in step order.
+
+    ``every`` keeps every Nth of the chosen steps, and always the first and the last, which the
+    early and late plateaus of the phase-change timing need.
+    """
+    if every is not None and every < 1:
+        raise ConfigError(f"--every must be >= 1, got {every}")
+    runs = [suite.run(seed) for seed in seeds] if seeds else list(suite.runs)
+    planned = []
+    for run in runs:
+        available = suite.steps_of(run)
+        chosen = list(available)
+        if steps is not None:
+            for step in steps:
+                if step not in available:
+                    raise UnknownRunError(f"{run.name} has no step {step}; {_nearby(available, step)}")
+            chosen = sorted(set(steps))
+        if step_range is not None:
+            low, high = step_range
+            chosen = [step for step in chosen if low <= step <= high]
+        if every is not None and chosen:
+            chosen = chosen[::every] + ([chosen[-1]] if (len(chosen) - 1) % every else [])  # the last plateau needs it
+        planned.extend(CheckpointRef(suite, run, step) for step in chosen)
+    return planned
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The ``index``-th of ``count`` interleaved parts of a plan: checkpoints index, index + count, ...
+
+    Interleaved rather than cut into blocks, so that every part gets early and late steps of every
+    run alike (late Pythia steps are no slower, but a block cut would give one task all of a run).
+    The same plan split the same way on every machine: N processes cover it exactly once.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, sep, count = text.partition("/")
+        try:
+            shard = cls(int(index), int(count))
+        except ValueError:
+            shard = None
+        if not sep or shard is None or not 0 <= shard.index < shard.count:
+            raise ConfigError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
+        return shard
+
+    def select(self, refs: list[CheckpointRef]) -> list[CheckpointRef]:
+        return refs[self.index :: self.count]
+
+
+def _nearby(available: tuple[int, ...], step: int) -> str:
+    index = bisect.bisect_left(available, step)
+    near = available[max(0, index - 2) : index + 2]
+    return f"nearest steps: {', '.join(map(str, near))}" if near else "the run has no steps"
+
+
+def suite_probe(suite: Suite, arch: Architecture, config: ScanConfig) -> Probe:
+    """The suite's probe: its catalogued token range and BOS, else every non-special id."""
+    if suite.token_range is not None:
+        low, high = suite.token_range
+        if high > arch.vocab_size:
+            raise ConfigError(f"the probe's token range [{low}, {high}) exceeds the vocabulary ({arch.vocab_size})")
+        tokens = TokenSpec(low, high, bos=suite.bos_token_id)
+    else:
+        tokens = TokenSpec.all_but_special(arch.vocab_size, set(arch.special_tokens), arch.bos_token_id)
+    probe = make_probe(config.probe_for(suite.probe), tokens)
+    probe.check_fits(arch.n_ctx)
+    return probe
+
+
+def plan_scan(
+    source: str,
+    *,
+    seeds: list[int] | None = None,
+    steps: list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+    every: int | None = None,
+    tokens_per_step: int | None = None,
+    shard: Shard | str | None = None,
+) -> list[CheckpointRef]:
+    """The checkpoints of a suite (a catalogued name, ``toy``, or a folder) that a scan covers.
+
+    None keeps every seed and step; ``shard`` (a :class:`Shard` or ``"I/N"``) keeps one
+    interleaved part. Raises :class:`ConfigError` when nothing is left.
+    """
+    if tokens_per_step is not None and tokens_per_step < 0:
+        raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
+    suite = get_suite(source, tokens_per_step=tokens_per_step)
+    refs = plan(suite, seeds=seeds, steps=steps, step_range=step_range, every=every)
+    if not refs:
+        raise ConfigError("no checkpoint matches the chosen seeds and steps")
+    if isinstance(shard, str):
+        shard = Shard.parse(shard)
+    return shard.select(refs) if shard is not None else refs
+
+
+SCAN_DEFAULTS = ScanConfig()
+SCAN_SETTINGS = tuple(field.name for field in fields(ScanConfig))

@@ -1,0 +1,407 @@
+"""Run a planned scan: fetch, score and store each checkpoint, record the ones that fail.
+
+A checkpoint that cannot be scored is recorded with its reason and the scan goes on; one already
+in the results folder is skipped, so a killed scan resumes where it stopped. Where the work runs is
+an executor's business: :class:`LocalExecutor` (this process, downloads prefetched in threads) or
+:class:`inductscan.distributed.RayExecutor` (one Ray task per checkpoint), both behind
+:func:`run_scan`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+
+from inductscan import hazards, icl, store
+from inductscan.architecture import Architecture, read_architecture
+from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
+from inductscan.errors import (
+    CheckpointError,
+    CheckpointUnavailableError,
+    ConfigError,
+    HubUnreachableError,
+    OutOfMemory,
+    UnknownRunError,
+    UnsupportedArchitectureError,
+)
+from inductscan.measure import Scorer
+from inductscan.pipeline import Fetched, Prefetcher
+from inductscan.plan import DTYPES, ScanConfig, suite_probe
+from inductscan.probe import Probe
+from inductscan.suites import local_step_folder
+from inductscan.weights import read_state_dict
+
+OUTCOMES = ("scored", "failed", "skipped", "known-missing")
+
+
+@dataclass
+class ScanSummary:
+    planned: int = 0
+    scored: int = 0
+    already_done: int = 0
+    failed: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # failed or skipped
+    known_missing: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # missing upstream, as listed
+    seconds: float = 0.0
+    peak_disk: int = 0  # bytes reserved at once for downloads
+    same_weights: list[store.SameWeights] = field(default_factory=list)
+
+    def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
+        """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
+        kind, reason = outcome
+        if kind == "scored":
+            self.scored += 1
+        else:
+            (self.known_missing if kind == "known-missing" else self.failed).append((ref, reason))
+            progress.write(f"{kind}: {ref.describe()}: {reason}")
+        progress.advance(ref, failed=len(self.failed))
+
+    def line(self, out: Path) -> str:
+        text = (
+            f"{self.planned} checkpoints in {self.seconds:.1f} s: {self.scored} scored, "
+            f"{self.already_done} already done, {len(self.failed)} failed or skipped"
+        )
+        if self.known_missing:
+            text += f", {len(self.known_missing)} known missing upstream ({hazards.TABLE})"
+        text += f"; results in {out}"
+        if self.failed or self.known_missing:
+            text += f" (reasons in {Path(out) / 'failures'})"
+        if self.peak_disk:
+            text += f"; at most {self.peak_disk / 1e6:,.0f} MB of downloads on disk at once"
+        return text
+
+    def warnings(self) -> list[str]:
+        """One line per group of steps of a run that serve identical weights."""
+        return [
+            f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
+            f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
+            for group in self.same_weights
+        ]
+
+
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a scan; carries what had been done, all of it saved."""
+
+    def __init__(self, summary: ScanSummary):
+        super().__init__()
+        self.summary = summary
+
+
+PLAIN_PROGRESS_SECONDS = 60.0
+
+
+class Progress:
+    """A progress bar on a terminal; elsewhere (a SLURM log, a pipe) one plain line a minute and
+    one at the end, never the bar's carriage-return frames."""
+
+    def __init__(self, total: int, done: int, *, enabled: bool = True, stream=None):
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.started = total, done, time.monotonic()
+        self.first = done
+        self.last_line = self.started
+        live = enabled and self.stream.isatty()
+        self.plain = enabled and not live
+        self.bar = tqdm(total=total, initial=done, unit="ckpt", disable=not live, dynamic_ncols=True, file=self.stream)
+
+    def write(self, line: str) -> None:
+        """A checkpoint's outcome, on standard output with the summary line, above the bar."""
+        self.bar.write(line, file=sys.stdout)
+
+    def advance(self, ref: CheckpointRef, *, failed: int) -> None:
+        self.done += 1
+        self.bar.set_postfix_str(ref.describe(), refresh=False)  # redrawn at tqdm's own pace
+        self.bar.update()
+        now = time.monotonic()
+        if self.plain and (now - self.last_line >= PLAIN_PROGRESS_SECONDS or self.done == self.total):
+            self.last_line = now
+            each = (now - self.started) / max(1, self.done - self.first)
+            left = f", about {each * (self.total - self.done):.0f} s left" if self.done < self.total else ""
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {self.done}/{self.total} checkpoints ({failed} failed or skipped), "
+                f"last {ref.describe()}, {each:.1f} s each{left}",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def identity(ref: CheckpointRef, revision: str) -> dict:
+    return {
+        "suite": ref.suite.name,
+        "repo": ref.run.repo,
+        "run": ref.run.name,
+        "revision": revision,
+        "seed": ref.run.seed,
+        "step": ref.step,
+        "tokens": ref.tokens,
+    }
+
+
+def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, Probe]:
+    """Each suite's probe, from the first of its checkpoints whose config can be read.
+
+    Made before the scan starts so that a probe that cannot fit fails at once, in one line, and
+    so that the settings of a folder's finished checkpoints can be compared with this scan's.
+    """
+    probes: dict[str, Probe] = {}
+    for ref in refs:
+        if ref.suite.name in probes:
+            continue
+        try:
+            arch = read_architecture(fetch_config(ref, config.retry))
+        except HubUnreachableError:
+            raise
+        except (CheckpointError, UnsupportedArchitectureError):
+            continue  # this checkpoint's own scan will record why; try the suite's next one
+        probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
+    return probes
+
+
+class ScanContext:
+    """What every checkpoint of a scan is scored with, and how it is stored: the settings, each
+    suite's probe, the ICL examples if any, and one :class:`Scorer` whose buffers are reused for as
+    long as the architecture stays the same."""
+
+    def __init__(self, config: ScanConfig, probes: dict[str, Probe], icl_examples: icl.IclExamples | None = None):
+        self.config, self.probes, self.icl_examples = config, probes, icl_examples
+        self.scorer: Scorer | None = None
+
+    def settings(self, suite: str) -> store.Settings:
+        icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
+        return store.Settings(self.probes[suite].record_json(), icl_record, self.config.dtype)
+
+    def scorer_for(self, arch: Architecture) -> Scorer:
+        if self.scorer is None or self.scorer.arch != arch:
+            self.scorer = None  # let go of the old buffers before making new ones
+            self.scorer = Scorer(
+                arch, DTYPES[self.config.dtype], self.config.device, layer_by_layer=self.config.layer_by_layer
+            )
+        return self.scorer
+
+    def score_files(self, ref: CheckpointRef, files: CheckpointFiles, out: Path) -> None:
+        """Score and store one fetched checkpoint."""
+        arch = read_architecture(files.config)
+        if ref.suite.name not in self.probes:  # no config of the suite could be read before the scan
+            self.probes[ref.suite.name] = suite_probe(ref.suite, arch, self.config)
+            refuse_other_settings(out, {ref.suite.name: self.settings(ref.suite.name)})
+        probe = self.probes[ref.suite.name]
+        if int(probe.ids.max()) >= arch.vocab_size:
+            raise UnsupportedArchitectureError(
+                f"vocabulary of {arch.vocab_size} is smaller than the suite's probe needs"
+            )
+        if self.icl_examples is not None:
+            icl.check_fits(self.icl_examples, arch.n_ctx, arch.vocab_size)
+        try:
+            scorer = self.scorer_for(arch)
+            weights = scorer.load(lambda: read_state_dict(list(files.weights)))
+            scored = scorer.score(weights, probe)
+            in_context = None
+            if self.icl_examples is not None:
+                losses = scorer.token_losses(weights, self.icl_examples.ids)
+                in_context = store.IclResult(self.icl_examples, *icl.score(losses, self.icl_examples.config))
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise  # a bug, not a fault of the checkpoint: never recorded as one
+            self.scorer = None
+            raise OutOfMemory(
+                f"out of memory scoring {ref.describe()} on {self.config.device}: try --layer-by-layer, "
+                "a smaller --probe-batch, or --device cpu"
+            ) from error
+        store.write_scores(
+            out,
+            identity(ref, ref.revision),
+            scored.heads,
+            scored.checkpoint,
+            weights_sha256=files.sha256,
+            probe=probe,
+            dtype=self.config.dtype,
+            icl=in_context,
+        )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A device's out-of-memory error, or the CPU allocator's (a plain RuntimeError in torch)."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+def run_scan(
+    refs: list[CheckpointRef], out: Path, config: ScanConfig, *, progress: bool = True, executor: Executor | None = None
+) -> ScanSummary:
+    """Score every planned checkpoint not yet in ``out``; record the ones that fail and go on.
+
+    ``executor`` runs them: :class:`LocalExecutor` (the default) or
+    :class:`inductscan.distributed.RayExecutor`. Stops at once, with what was scored saved, when the Hub
+    cannot be reached (:class:`HubUnreachableError`), on out-of-memory (:class:`OutOfMemory`),
+    and on Ctrl-C (:class:`ScanInterrupted`, which carries the summary so far).
+    """
+    out = Path(out)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
+    started = time.perf_counter()
+    context, todo, summary = prepare_scan(refs, out, config)
+    bar = Progress(len(refs), summary.already_done, enabled=progress)
+    try:
+        (executor or LocalExecutor()).run(todo, out, context, summary, bar)
+    except KeyboardInterrupt as interrupt:
+        summary.seconds = time.perf_counter() - started
+        raise ScanInterrupted(summary) from interrupt
+    finally:
+        bar.close()
+    runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
+    summary.same_weights = store.same_weights(out, runs)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def prepare_scan(
+    refs: list[CheckpointRef], out: Path, config: ScanConfig
+) -> tuple[ScanContext, list[CheckpointRef], ScanSummary]:
+    """Everything before the first checkpoint: the ICL examples (a bad dataset fails before anything
+    is written), the output folder, the probes, the refusal of other settings, what is done."""
+    icl_examples = prepare_icl(refs, config)
+    store.check_writable(out)
+    store.remove_stale_temporaries(out)
+    context = ScanContext(config, prepare_probes(refs, config), icl_examples)
+    refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
+    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
+    summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
+    return context, todo, summary
+
+
+class Executor(Protocol):
+    """Where a scan's checkpoints are processed: each one through :func:`process_checkpoint`, its
+    outcome counted with ``summary.record``."""
+
+    def run(
+        self, todo: list[CheckpointRef], out: Path, context: ScanContext, summary: ScanSummary, progress: Progress
+    ) -> None: ...
+
+
+@dataclass
+class LocalExecutor:
+    """This process: downloads prefetched in threads (``--prefetch``, ``--max-disk``), each checkpoint
+    scored as soon as it is fetched.
+
+    ``around``, a hook for benchmarks: called with each fetched checkpoint and a function that
+    processes it (returning its outcome), it must call that function and return what it returns;
+    it may time it, or run other work before it.
+    """
+
+    around: Callable[[Fetched, Callable[[], tuple[str, str]]], tuple[str, str]] | None = None
+
+    def run(
+        self, todo: list[CheckpointRef], out: Path, context: ScanContext, summary: ScanSummary, progress: Progress
+    ) -> None:
+        config = context.config
+        prefetcher = Prefetcher(
+            todo,
+            prefetch=config.prefetch,
+            retry=config.retry,
+            max_disk=config.max_disk,
+            keep_weights=config.keep_weights,
+            verify_cached=config.verify_cached,
+        )
+        with prefetcher:
+            for fetched in prefetcher:
+                process = lambda fetched=fetched: process_checkpoint(fetched, context, prefetcher, out)  # noqa: E731
+                outcome = process() if self.around is None else self.around(fetched, process)
+                summary.record(fetched.ref, outcome, progress)
+        summary.peak_disk = prefetcher.budget.peak
+
+
+def process_checkpoint(fetched: Fetched, context: ScanContext, prefetcher: Prefetcher, out: Path) -> tuple[str, str]:
+    """Score one fetched checkpoint, or record why not; then let go of its files.
+
+    Returns ("scored", "") or (one of "failed", "skipped", "known-missing"; the reason). Raises
+    :class:`HubUnreachableError` after recording it: every other download would fail alike.
+    """
+    ref = fetched.ref
+    try:
+        if fetched.error is not None:
+            raise fetched.error
+        context.score_files(ref, fetched.files, out)
+        return "scored", ""
+    except (CheckpointError, UnsupportedArchitectureError) as error:
+        kind, reason = "failed", str(error)
+        if isinstance(error, CheckpointUnavailableError):
+            known = ref.missing_upstream
+            kind = "skipped" if known is None else "known-missing"
+            reason = reason if known is None else f"{reason} ({known.describe()})"
+        store.write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=reason)
+        if isinstance(error, HubUnreachableError):
+            raise
+        return kind, reason
+    finally:
+        prefetcher.release(fetched)
+
+
+def prepare_icl(refs: list[CheckpointRef], config: ScanConfig) -> icl.IclExamples | None:
+    """The scan's ICL examples, tokenised once with the first planned checkpoint's tokenizer."""
+    if config.icl is None:
+        return None
+    if not refs:
+        raise ConfigError("no checkpoint to scan")
+    return icl.load_examples(config.icl, tokenizer_source(refs[0]))
+
+
+def tokenizer_source(ref: CheckpointRef) -> tuple[str, str | None]:
+    """Where a checkpoint's tokenizer lives: its local folder, or its Hub repo and revision."""
+    if ref.suite.source == "local":
+        try:
+            return str(local_step_folder(ref.run, ref.step)), None
+        except UnknownRunError as error:
+            raise ConfigError(str(error)) from error
+    return ref.run.repo, ref.revision
+
+
+def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> None:
+    """Rows made with other settings (probe, ICL examples, dtype, scoring version) never pass for
+    this scan's: refuse, in one line that names what differs and what to do, before anything is
+    scored, whether or not planned checkpoints remain."""
+    for suite, settings in sorted(wanted.items()):
+        for held in store.settings_used(out, suite):
+            differences = settings.differences(held)
+            if not differences:
+                continue
+            named = "; ".join(
+                f"{name} {_shown(theirs)} there, {_shown(mine)} here" for name, mine, theirs in differences
+            )
+            fixes = list(dict.fromkeys(_fix(name, theirs) for name, _, theirs in differences))
+            raise ConfigError(
+                f"{out} already holds {suite} scores made with other settings ({named}): "
+                f"scan with {' and '.join(fixes)}, or into another --out"
+            )
+
+
+def _fix(setting: str, held) -> str:
+    """What to pass to scan as the rows in the folder were scanned."""
+    if setting == "ICL dataset":
+        return "no --icl-dataset (they are without the ICL score)" if held is None else f"--icl-dataset {held}"
+    if setting in ("probe token_low", "probe token_high", "probe excluded", "probe bos"):
+        return "checkpoints of the folder's vocabulary (these have another one: a local folder's probe draws from it)"
+    if setting.startswith("probe "):
+        return "the same --probe-* options as before"
+    if setting.startswith("ICL "):
+        return "the same --icl-* options as before"
+    if setting == "dtype":
+        return f"--dtype {held}"
+    return f"inductscan's scoring version {held} (its rows cannot be extended by this version)"
+
+
+def _shown(value) -> str:
+    return "none" if value is None else str(value)
+
+
+def _revision_or_step(ref: CheckpointRef) -> str:
+    try:
+        return ref.revision
+    except UnknownRunError:
+        return str(ref.step)

@@ -1,0 +1,167 @@
+"""What of a planned scan a results folder holds: done, failed, skipped, known missing upstream,
+or missing; planned from a suite, or from the runs the folder holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from inductscan import hazards, store
+from inductscan.checkpoints import CheckpointRef
+from inductscan.errors import ConfigError, OutputError, UnknownSuiteError
+from inductscan.plan import Shard, plan, plan_scan
+from inductscan.suites import CATALOG, Run, Suite, local_suite
+
+
+@dataclass
+class RunStatus:
+    name: str
+    seed: int
+    planned: int = 0
+    done: int = 0
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    known_missing: list[int] = field(default_factory=list)  # listed as missing upstream, not done
+    missing: list[int] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "planned": self.planned,
+            "done": self.done,
+            "failed": len(self.failed),
+            "skipped": len(self.skipped),
+            "missing": len(self.missing),
+            "known missing upstream": len(self.known_missing),
+        }
+
+
+def _counted(counts: dict[str, int]) -> str:
+    shown = {key: value for key, value in counts.items() if value or key != "known missing upstream"}
+    return ", ".join(f"{value} {key}" for key, value in shown.items())
+
+
+@dataclass
+class StatusReport:
+    """What of a plan a results folder holds, run by run."""
+
+    runs: list[RunStatus]
+
+    @property
+    def complete(self) -> bool:
+        """Every planned checkpoint is done, or listed as missing upstream."""
+        return all(run.done + len(run.known_missing) == run.planned for run in self.runs)
+
+    def lines(self, *, list_steps: bool = False) -> list[str]:
+        lines = []
+        for run in self.runs:
+            lines.append(f"{run.name} (seed {run.seed}): {_counted(run.counts())}")
+            kinds = (
+                ("failed", run.failed),
+                ("skipped", run.skipped),
+                ("known missing upstream", run.known_missing),
+                ("missing", run.missing),
+            )
+            for kind, steps in kinds:
+                if steps:
+                    shown = steps if list_steps else steps[:10]
+                    more = "" if len(shown) == len(steps) else f", ... ({len(steps) - len(shown)} more; --list)"
+                    lines.append(f"  {kind} steps: {', '.join(map(str, shown))}{more}")
+        totals = [run.counts() for run in self.runs]
+        lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
+        if any(run.known_missing for run in self.runs):
+            lines.append(f"known missing upstream: listed in {hazards.TABLE}; not waited for")
+        return lines
+
+
+def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
+    """Done (a scores file); listed as missing upstream; failed or skipped (a failure record and
+    no scores); else missing."""
+    out = Path(out)
+    if not out.is_dir():
+        raise ConfigError(f"no results folder at {out}")
+    failures = store.load_failures(out)
+    kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
+    runs: dict[tuple[str, str], RunStatus] = {}
+    for ref in refs:
+        run = runs.setdefault((ref.suite.name, ref.run.name), RunStatus(ref.run.name, ref.run.seed))
+        run.planned += 1
+        if store.is_done(out, ref.suite.name, ref.run.name, ref.step):
+            run.done += 1
+        elif ref.missing_upstream is not None:
+            run.known_missing.append(ref.step)
+        else:
+            kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
+            {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
+    return StatusReport(list(runs.values()))
+
+
+def recorded_suites(out: Path) -> list[Suite]:
+    """The suites a results folder holds checkpoints of, with the runs it holds, to plan a status.
+
+    A catalogued suite keeps its own steps; a local run's steps are those its folder (the ``repo``
+    column) holds now, or, if the folder is gone, those recorded.
+    """
+    recorded = store.recorded_checkpoints(out)
+    suites = []
+    for name, rows in recorded.groupby("suite", sort=True):
+        runs = rows.groupby(["run", "seed", "repo"], sort=True)["step"].agg(lambda steps: tuple(sorted(steps)))
+        if name in CATALOG:
+            seen = {run for run, _, _ in runs.index}
+            suites.append(replace(CATALOG[name], runs=tuple(run for run in CATALOG[name].runs if run.name in seen)))
+            continue
+        local = tuple(
+            Run(run, int(seed), repo, _present_steps(Path(repo)) or steps) for (run, seed, repo), steps in runs.items()
+        )
+        steps = tuple(sorted({step for run in local for step in run.steps}))
+        suites.append(Suite(name, f"local runs recorded in {out}", local, steps, tokens_per_step=0, source="local"))
+    return suites
+
+
+def _present_steps(folder: Path) -> tuple[int, ...]:
+    try:
+        return local_suite(folder).runs[0].steps if folder.is_dir() else ()
+    except UnknownSuiteError:
+        return ()
+
+
+def status(
+    results: str | Path,
+    suite: str | None = None,
+    *,
+    seeds: list[int] | None = None,
+    steps: list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+    every: int | None = None,
+    tokens_per_step: int | None = None,
+    shard: Shard | str | None = None,
+) -> StatusReport:
+    """What of a plan ``results`` holds. With ``suite`` (a catalogued name, ``toy`` or a folder),
+    the plan is that suite's; without, every step of each run the folder holds (see
+    :func:`recorded_suites`). The other arguments narrow the plan as for a scan."""
+    if suite is not None:
+        refs = plan_scan(
+            suite,
+            seeds=seeds,
+            steps=steps,
+            step_range=step_range,
+            every=every,
+            tokens_per_step=tokens_per_step,
+            shard=shard,
+        )
+        return scan_status(refs, Path(results))
+    if tokens_per_step is not None:
+        raise ConfigError("--tokens-per-step needs --suite")
+    store.require_results_folder(results)
+    suites = recorded_suites(Path(results))
+    if not suites:
+        raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
+    refs = []
+    for recorded in suites:
+        runs = [run for run in recorded.runs if seeds is None or run.seed in seeds]
+        if runs:
+            refs += plan(replace(recorded, runs=tuple(runs)), steps=steps, step_range=step_range, every=every)
+    if not refs:
+        raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
+    if isinstance(shard, str):
+        shard = Shard.parse(shard)
+    return scan_status(shard.select(refs) if shard is not None else refs, Path(results))

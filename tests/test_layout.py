@@ -1,0 +1,82 @@
+"""The package's shape: imports run one way (no module imports one that imports it back, directly or
+round a loop), nothing imports the command line, and every score is declared once."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import inductscan
+from inductscan import metrics, store
+
+PACKAGE = Path(inductscan.__file__).parent
+
+
+def imports_of(path: Path) -> set[str]:
+    """The inductscan modules a file imports anywhere in it (lazy imports inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("inductscan"):
+            if node.module == "inductscan":
+                found |= {f"inductscan.{alias.name}" for alias in node.names}
+            else:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("inductscan.")}
+    return found
+
+
+def module_graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = imports_of(path) - {name}
+    return graph
+
+
+def test_imports_run_one_way():
+    graph = {name: targets for name, targets in module_graph().items() if name != "inductscan"}
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        assert state.get(name) != "open", "import loop: " + " -> ".join([*trail, name])
+        state[name] = "open"
+        for target in sorted(graph.get(name, ())):
+            visit(target, [*trail, name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_nothing_imports_the_command_line_and_it_imports_no_internals_of_a_scan():
+    graph = module_graph()
+    assert not [name for name, targets in graph.items() if "inductscan.cli" in targets]
+    internals = {
+        "inductscan.weights",
+        "inductscan.model",
+        "inductscan.measure",
+        "inductscan.pipeline",
+        "inductscan.checkpoints",
+        "inductscan.hub",
+    }
+    assert not graph["inductscan.cli"] & internals
+
+
+def test_every_score_is_declared_once_and_the_table_follows():
+    score_columns = [name for name in store.SCHEMA.names if name in metrics.METRICS]
+    assert score_columns == list(metrics.METRICS)
+
+
+def test_import_inductscan_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, inductscan; inductscan.load_results; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
