@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from inductscan.distributed import RayExecutor, RayOptions
+from inductscan.errors import ConfigError
 from inductscan.plan import ScanConfig, Shard, plan_scan
 from inductscan.runner import LocalExecutor, ScanSummary, run_scan
 
@@ -42,6 +43,8 @@ def scan(
     settings (probe, dtype, device, downloads); ``ray`` runs it on a Ray cluster. A re-run
     resumes. Returns the summary: scored, already done, failed or skipped (with reasons).
     """
+    if config is not None and not isinstance(config, ScanConfig):
+        raise ConfigError(f"config must be an inductscan.ScanConfig, got {type(config).__name__}")
     refs = plan_scan(
         source,
         seeds=seeds,

@@ -16,7 +16,7 @@ from inductscan.api import scan
 from inductscan.distributed import RayOptions
 from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
 from inductscan.icl import IclConfig
-from inductscan.metrics import CHECKPOINT_METRICS, METRICS
+from inductscan.metrics import CHECKPOINT_METRICS
 from inductscan.plan import SCAN_DEFAULTS, ScanConfig
 from inductscan.queries import load_selection, query, selection
 from inductscan.runner import ScanInterrupted
@@ -454,7 +454,7 @@ def _selection(suite: str | None, run: str | None, seed: str | None, step_range:
     return {
         "suite": suite,
         "run": run,
-        "seeds": _integers(seed, "--seed"),
+        "seed": _integers(seed, "--seed"),
         "step_range": _range(step_range, "--step-range"),
     }
 
@@ -602,8 +602,6 @@ def plot_command(results: Path, output: Path, kind, suite, run, seed, step_range
 def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     from inductscan import plots
 
-    if threshold is None and metric in METRICS:
-        threshold = METRICS[metric].threshold
     if kind == "icl":
         return plots.plot_icl_score(frame)
     if kind == "timing":

@@ -5,7 +5,7 @@ settings (:class:`ScanConfig`), validated before anything is fetched.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -46,6 +46,10 @@ class ScanConfig:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.prefetch < 0:
             raise ConfigError(f"--prefetch must be >= 0, got {self.prefetch}")
+        if self.max_disk is not None and not isinstance(self.max_disk, int):
+            raise ConfigError(f"max_disk is a number of bytes, got {self.max_disk!r}")
+        if self.icl is not None and not isinstance(self.icl, IclConfig):
+            raise ConfigError(f"icl must be an inductscan.icl.IclConfig, got {type(self.icl).__name__}")
         if self.max_disk is not None and self.max_disk <= 0:
             raise ConfigError(f"--max-disk must be > 0 bytes, got {self.max_disk}")
         if self.max_disk is not None and self.keep_weights:
@@ -89,7 +93,8 @@ def plan(
     """
     if every is not None and every < 1:
         raise ConfigError(f"--every must be >= 1, got {every}")
-    runs = [suite.run(seed) for seed in seeds] if seeds else list(suite.runs)
+    seeds, steps = _chosen(seeds, "seeds"), _chosen(steps, "steps")
+    runs = [suite.run(seed) for seed in seeds] if seeds is not None else list(suite.runs)
     planned = []
     for run in runs:
         available = suite.steps_of(run)
@@ -106,6 +111,16 @@ def plan(
             chosen = chosen[::every] + ([chosen[-1]] if (len(chosen) - 1) % every else [])  # the last plateau needs it
         planned.extend(CheckpointRef(suite, run, step) for step in chosen)
     return planned
+
+
+def _chosen(values: int | list[int] | None, what: str) -> list[int] | None:
+    """None (every one), or a non-empty list; one number stands for a list of it."""
+    if values is None:
+        return None
+    chosen = [values] if isinstance(values, int) else list(values)
+    if not chosen:
+        raise ConfigError(f"no {what} chosen: give at least one, or None for all")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -182,4 +197,3 @@ def plan_scan(
 
 
 SCAN_DEFAULTS = ScanConfig()
-SCAN_SETTINGS = tuple(field.name for field in fields(ScanConfig))

@@ -7,6 +7,7 @@ global state, no display needed); save it with ``figure.savefig(path)``.
 from __future__ import annotations
 
 import json
+import os
 
 import matplotlib
 import numpy as np
@@ -21,6 +22,7 @@ from inductscan.errors import ConfigError
 from inductscan.metrics import HEAD_METRICS, METRICS
 from inductscan.phases import curves, find_phase_changes
 from inductscan.queries import RUN_KEYS
+from inductscan.store import load_results
 
 # from the one declaration of each score (inductscan/metrics.py)
 ATTENTION_METRICS = tuple(name for name, metric in METRICS.items() if metric.unit == "attention probability")
@@ -33,6 +35,11 @@ def _axis(frame: pd.DataFrame) -> tuple[str, str]:
     if (frame["tokens"] > 0).any():
         return "tokens", "tokens seen"
     return "step", "training step"
+
+
+def _table(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
+    """A scan table, or the path of a results folder to load it from."""
+    return results if isinstance(results, pd.DataFrame) else load_results(results)
 
 
 def run_labels(identities) -> dict[tuple, str]:
@@ -63,14 +70,18 @@ def plot_timing(
     phases: pd.DataFrame | None = None,
     *,
     metric: str = "induction",
-    threshold: float | None = 0.4,
+    threshold: float | None = None,
 ) -> Figure:
     """The best head's ``metric`` against tokens seen (log x), one line per run.
 
     Each run's midpoint is a dotted vertical line and its onset-end span is shaded, in the run's
-    colour; ``threshold`` is a dashed horizontal line. Step 0 has no place on a log axis and is
-    left out. ``phases`` defaults to ``find_phase_changes(results, metric, threshold)``.
+    colour; ``threshold`` (default: the metric's, from ``inductscan/metrics.py``) is a dashed
+    horizontal line. Step 0 has no place on a log axis and is left out. ``phases`` defaults to
+    ``find_phase_changes(results, metric, threshold)``.
     """
+    results = _table(results)
+    if threshold is None and metric in METRICS:
+        threshold = METRICS[metric].threshold
     _, table = curves(results, metric, per_head=False)
     if table.empty:
         raise ConfigError("the results table is empty: nothing to plot")
@@ -111,7 +122,7 @@ def plot_timing(
 
 def plot_in_context_gain(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
     """``in_context_gain`` (nats) against tokens seen, one line per run, with its phase timing."""
-    return plot_timing(results, phases, metric="in_context_gain", threshold=None)
+    return plot_timing(results, phases, metric="in_context_gain")
 
 
 def plot_icl_score(results: pd.DataFrame) -> Figure:
@@ -198,7 +209,7 @@ def plot_heatmap(
 ) -> Figure:
     """Every head's ``metric`` (rows: layer.head) at every checkpoint (columns, in step order) of
     one run: the first run of the table unless ``suite``/``seed``/``run`` choose one."""
-    rows, label = _one_run(results, suite, seed, run)
+    rows, label = _one_run(_table(results), suite, seed, run)
     if metric not in HEAD_METRICS:
         choices = ", ".join(HEAD_METRICS)
         raise ConfigError(f"a heatmap needs a head score; {metric!r} is not one of {choices}")

@@ -47,12 +47,12 @@ def selection(
     *,
     suite: str | None = None,
     run: str | None = None,
-    seeds: list[int] | None = None,
+    seed: int | list[int] | None = None,
     step_range: tuple[int, int] | None = None,
     **columns,
 ) -> dict:
     """The filters of :func:`inductscan.load_results` for a selection; None selects everything."""
-    filters = {"suite": suite, "run": run, "seed": seeds, **columns}
+    filters = {"suite": suite, "run": run, "seed": seed, **columns}
     filters = {name: value for name, value in filters.items() if value is not None}
     if step_range is not None:
         filters["step"] = slice(*step_range)
@@ -71,14 +71,14 @@ def query(
     *,
     suite: str | None = None,
     run: str | None = None,
-    seeds: list[int] | None = None,
+    seed: int | list[int] | None = None,
     step_range: tuple[int, int] | None = None,
     layer: int | None = None,
     head: int | None = None,
     min_induction: float | None = None,
     top: int | None = None,
     best: bool = False,
-    columns: list[str] | None = None,
+    columns: str | list[str] | None = None,
 ) -> pd.DataFrame:
     """Rows of a results table as a flat frame: the selection, heads with ``induction`` at least
     ``min_induction``, one best head per checkpoint (``best``), the ``top`` K heads; ``columns``
@@ -86,15 +86,15 @@ def query(
 
     Example::
 
-        inductscan.query("results/", seeds=[21], layer=5, min_induction=0.4)
+        inductscan.query("results/", seed=21, layer=5, min_induction=0.4)
     """
-    frame = load_selection(results, suite=suite, run=run, seeds=seeds, step_range=step_range, layer=layer, head=head)
+    frame = load_selection(results, suite=suite, run=run, seed=seed, step_range=step_range, layer=layer, head=head)
     if min_induction is not None:
         frame = frame[frame["induction"] >= min_induction]
     frame = best_heads(frame) if best else frame.reset_index()
     if top is not None:
         frame = top_heads(frame, top)
-    wanted = SHOWN if columns is None else columns
+    wanted = SHOWN if columns is None else [columns] if isinstance(columns, str) else list(columns)
     unknown = [name for name in wanted if name not in frame.columns]
     if unknown:
         raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")

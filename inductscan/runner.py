@@ -38,8 +38,6 @@ from inductscan.probe import Probe
 from inductscan.suites import local_step_folder
 from inductscan.weights import read_state_dict
 
-OUTCOMES = ("scored", "failed", "skipped", "known-missing")
-
 
 @dataclass
 class ScanSummary:

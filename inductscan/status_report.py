@@ -155,6 +155,7 @@ def status(
     suites = recorded_suites(Path(results))
     if not suites:
         raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
+    seeds = [seeds] if isinstance(seeds, int) else seeds
     refs = []
     for recorded in suites:
         runs = [run for run in recorded.runs if seeds is None or run.seed in seeds]

@@ -63,7 +63,7 @@ SCHEMA = pa.schema(
         ("probe", pa.string()),
         ("icl", pa.string()),  # the ICL settings (inductscan.icl), null without --icl-dataset
         ("dtype", pa.string()),  # the compute dtype; null in folders written before 0.2 (float32 then)
-        ("scoring_version", pa.int32()),  # inductscan.scores.SCORING_VERSION; null before 0.2 (version 1)
+        ("scoring_version", pa.int32()),  # inductscan.metrics.SCORING_VERSION; null before 0.2 (version 1)
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("inductscan_version", pa.string()),
     ]
@@ -273,6 +273,7 @@ def write_failure(out: Path, identity: dict, *, kind: str, reason: str) -> Path:
 
 def load_failures(path: Path) -> pd.DataFrame:
     """Every recorded failure and skip of a results folder."""
+    require_results_folder(path)
     records = [json.loads(file.read_text()) for file in sorted(Path(path).glob("failures/*/*/step-*.json"))]
     return pd.DataFrame.from_records(
         records, columns=["suite", "repo", "run", "revision", "seed", "step", "tokens", "kind", "reason", "at"]

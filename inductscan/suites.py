@@ -19,6 +19,7 @@ from inductscan.errors import UnknownRunError, UnknownSuiteError
 from inductscan.probe import ProbeConfig
 
 MANIFEST_NAME = "inductscan-suite.json"
+TRAINED_MARK = "training.json"  # a toy seed's folder holds it once its training has finished
 STEP_FOLDER = re.compile(r"^(?:checkpoint-|step_?)(\d+)$")
 RUN_SEED = re.compile(r"(?:seed[-_]?|-x)(\d+)$")
 
@@ -159,8 +160,9 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Sui
     if name_or_folder == TOY_NAME:
         folder = toy_home()
         if not (folder / MANIFEST_NAME).is_file():
+            here = " (for the folder ./toy, name it ./toy)" if Path(TOY_NAME).is_dir() else ""
             raise UnknownSuiteError(
-                f"the toy suite is not built in {folder}; run `inductscan toy-suite {folder}` first"
+                f"the toy suite is not built in {folder}; run `inductscan toy-suite {folder}` first{here}"
             )
         return local_suite(folder)
     path = Path(name_or_folder)
@@ -201,6 +203,13 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
             f"{folder} holds no checkpoint folders (checkpoint-N/, stepN/ or step_N/), "
             "neither directly nor one level down"
         )
+    if manifest.get("suite") == TOY_NAME:
+        unfinished = [run.name for run in candidates if not (run / TRAINED_MARK).is_file()]
+        if unfinished:
+            raise UnknownSuiteError(
+                f"toy seed folder(s) {', '.join(unfinished)} of {folder} did not finish training (interrupted?); "
+                f"run `inductscan toy-suite {folder}` again"
+            )
     runs = []
     for index, run_folder in enumerate(candidates):
         seed_match = RUN_SEED.search(run_folder.name)

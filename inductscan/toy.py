@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from inductscan.errors import ConfigError
-from inductscan.suites import MANIFEST_NAME, TOY_NAME, TOY_PROBE
+from inductscan.suites import MANIFEST_NAME, TOY_NAME, TOY_PROBE, TRAINED_MARK
 
 BOS = 0
-DONE_NAME = "training.json"
+DONE_NAME = TRAINED_MARK
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,10 @@ class ToyConfig:
 
     def __post_init__(self) -> None:
         if self.train_steps < 10 or self.saved_checkpoints < 2:
-            raise ConfigError(f"toy suite needs >= 10 training steps and >= 2 checkpoints, got {self}")
+            raise ConfigError(
+                f"the toy suite needs --train-steps >= 10 (and >= 2 checkpoints), got {self.train_steps} "
+                f"steps and {self.saved_checkpoints} checkpoints"
+            )
         if self.segment_max * 2 > self.context - 1:
             raise ConfigError(f"segments up to {self.segment_max} do not fit twice in context {self.context}")
 
@@ -193,6 +196,8 @@ def build_toy_suite(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = [seed for seed in seeds if not is_trained(config, seed_folder(out, seed))]
+    for seed in todo:  # trained with other settings, or interrupted: none of its old checkpoints may stay
+        shutil.rmtree(seed_folder(out, seed), ignore_errors=True)
     write_manifest(out, config, seeds)
     if not todo:
         return []

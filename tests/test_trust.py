@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 import inductscan
 from inductscan.cli import main
+from inductscan.errors import ConfigError, OutputError
 from inductscan.plan import plan
 from inductscan.runner import is_out_of_memory
 from inductscan.suites import Run, Suite
@@ -388,3 +389,29 @@ def test_runs_that_share_a_seed_stay_apart_in_plots_and_tables(runner, tmp_path)
     repos = frame.reset_index().groupby("run").repo.first()
     shown = runner.invoke(main, ["query", str(out), "--run", runs[0], "--columns", "run,step,layer,head,repo"])
     assert shown.exit_code == 0 and repos[runs[0]] in shown.output and repos[runs[1]] not in shown.output
+
+
+def test_the_python_api_takes_plain_values_and_says_what_is_wrong(tmp_path):
+    run = trainer_run(tmp_path / "output", 1, steps=(0, 10))
+    out = tmp_path / "results"
+    with pytest.raises(ConfigError, match="ScanConfig"):
+        inductscan.scan(str(run), out, config={"probe_length": 8})
+    with pytest.raises(ConfigError, match="max_disk is a number of bytes"):
+        inductscan.ScanConfig(max_disk="5GB")
+    with pytest.raises(ConfigError, match="no seeds chosen"):
+        inductscan.scan(str(run), out, seeds=[], config=inductscan.ScanConfig(probe_length=8))
+    summary = inductscan.scan(
+        str(run), out, seeds=0, steps=10, config=inductscan.ScanConfig(probe_length=8), progress=False
+    )
+    assert summary.scored == 1  # one seed and one step, as numbers
+    assert list(inductscan.query(out, seed=0, columns="step").step.unique()) == [10]
+    assert not inductscan.status(out).complete  # step 0 of the run is missing
+    with pytest.raises(OutputError, match="no results folder"):
+        inductscan.load_failures(tmp_path / "nowhere")
+
+
+def test_a_toy_suite_whose_training_was_interrupted_is_not_scanned_as_complete(runner, tmp_path):
+    folder = make_local_suite(tmp_path / "toy", seeds=(0, 1), steps=(0, 10))
+    (folder / "inductscan-suite.json").write_text(json.dumps({"suite": "toy", "tokens_per_step": 100}))
+    (folder / "seed0" / "training.json").write_text("{}")  # seed 1 never finished
+    one_line(scan(runner, folder, tmp_path / "out"), 2, "seed1", "did not finish training", "toy-suite")
