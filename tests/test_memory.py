@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from inductscan.architecture import read_architecture
 from inductscan.measure import Scorer
+from inductscan.metrics import METRICS
 from inductscan.model import UNEMBED_BLOCK, next_token_losses
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 from inductscan.store import load_results
@@ -60,17 +61,7 @@ def test_layer_by_layer_scan_gives_the_whole_model_scores(tmp_path, factory, fmt
         done = run_cli("scan", str(suite), "--out", str(tmp_path / mode), "--quiet", "--probe-length", "8", *extra)
         assert done.returncode == 0, done.stderr
     whole, layered = load_results(tmp_path / "whole"), load_results(tmp_path / "layered")
-    scores = [
-        "induction",
-        "prefix_matching",
-        "duplicate_token",
-        "previous_token",
-        "copying",
-        "induction_logit",
-        "loss_first",
-        "loss_repeat",
-        "in_context_gain",
-    ]
+    scores = [name for name in METRICS if name != "icl_score"]
     assert len(whole) == 2 * 3 * 4
     assert (layered[scores] - whole[scores]).abs().max().max() <= 1e-5
 

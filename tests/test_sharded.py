@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import inductscan
+from inductscan.metrics import METRICS
 from inductscan.plan import ScanConfig, plan
 from inductscan.probe import ProbeConfig
 from inductscan.runner import run_scan
@@ -25,17 +26,7 @@ from inductscan.testing.hub_server import HubServer
 from .conftest import gpt2_model, neox_model, run_cli
 from .test_stream import RecordingHubServer, hub_env
 
-SCORES = [
-    "induction",
-    "prefix_matching",
-    "duplicate_token",
-    "previous_token",
-    "copying",
-    "induction_logit",
-    "loss_first",
-    "loss_repeat",
-    "in_context_gain",
-]
+SCORES = [name for name in METRICS if name != "icl_score"]
 LOCAL_PROBE = ProbeConfig(length=8, repeats=4, batch=20)  # 33 positions: fits the tiny GPT-2's 64
 
 

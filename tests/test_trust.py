@@ -48,6 +48,19 @@ def trainer_run(folder: Path, seed: int, steps=(0, 10)) -> Path:
     return folder
 
 
+def pythia_like(seed: int):
+    """A tiny GPT-NeoX whose vocabulary holds the Pythia suites' probe range (ids 1000-19999)."""
+    return neox_model(
+        seed,
+        vocab_size=20000,
+        max_position_embeddings=128,
+        hidden_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        intermediate_size=64,
+    )
+
+
 def one_line(result, code: int, *fragments):
     assert result.exit_code == code, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -95,15 +108,7 @@ def test_index_is_unique_for_two_suites_that_share_seed_numbers(tmp_path):
     hf_home = tmp_path / "hf-home"
     for repo, seed in (("EleutherAI/pythia-160m", 1), ("EleutherAI/pythia-160m-deduped", 2)):
         for step in (0, 1000):
-            model = neox_model(
-                10 * seed + step,
-                vocab_size=20000,
-                max_position_embeddings=128,
-                hidden_size=32,
-                num_attention_heads=2,
-                num_hidden_layers=2,
-                intermediate_size=64,
-            )
+            model = pythia_like(10 * seed + step)
             folder = save_checkpoint(model, tmp_path / "made" / repo / str(step))
             files = {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"}
             place_in_hub_cache(hf_home, repo, f"step{step}", files)
@@ -284,15 +289,7 @@ def test_status_needs_no_suite_and_reports_every_recorded_run(runner, tmp_path):
 def test_known_missing_upstream_steps_are_not_failures(tmp_path):
     """pythia-410m-seed9 has no step40000 upstream (inductscan/known_checkpoint_hazards.csv)."""
     repo = "EleutherAI/pythia-410m-seed9"
-    model = neox_model(
-        0,
-        vocab_size=20000,
-        max_position_embeddings=128,
-        hidden_size=32,
-        num_attention_heads=2,
-        num_hidden_layers=2,
-        intermediate_size=64,
-    )
+    model = pythia_like(0)
     folder = save_checkpoint(model, tmp_path / "made")
     out, hf_home = tmp_path / "results", tmp_path / "hf-home"
     with HubServer() as server:
@@ -317,15 +314,7 @@ def test_wrong_weight_branches_are_flagged_in_the_table(tmp_path):
     hf_home = tmp_path / "hf-home"
     made = []
     for index in range(2):
-        model = neox_model(
-            index,
-            vocab_size=20000,
-            max_position_embeddings=128,
-            hidden_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            intermediate_size=64,
-        )
+        model = pythia_like(index)
         made.append(save_checkpoint(model, tmp_path / "made" / str(index)))
 
     def place(repo, step, folder):
