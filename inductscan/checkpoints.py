@@ -13,14 +13,14 @@ that merely look alike.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inductscan.errors import CheckpointUnavailableError, NotCachedError, UnknownRunError
+from inductscan.errors import CheckpointUnavailableError, CorruptCheckpointError, NotCachedError, UnknownRunError
 from inductscan.hazards import Hazard, known_missing
 from inductscan.hub import Announced, Downloaded, Retry, announce, download, hash_file, not_cached
 from inductscan.suites import Run, Suite, local_step_folder
-from inductscan.weights import shard_files
 
 # In order of preference: safetensors (no pickle), then the pickled .bin the old branches hold.
 WEIGHT_FILES = (
@@ -183,6 +183,15 @@ def _local(ref: CheckpointRef) -> CheckpointFiles:
                     raise CheckpointUnavailableError(f"shards named by {folder / name} are missing: {missing}")
             return CheckpointFiles(config, tuple(files), hash_files(files))
     raise CheckpointUnavailableError(f"{folder} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def shard_files(index_path: Path) -> list[str]:
+    """The shard file names that a ``*.index.json`` names, in order."""
+    try:
+        weight_map = json.loads(Path(index_path).read_text())["weight_map"]
+    except (OSError, KeyError, json.JSONDecodeError) as error:
+        raise CorruptCheckpointError(f"cannot read the shard index {index_path}: {error}") from error
+    return sorted(set(weight_map.values()))
 
 
 def combined_sha256(named_hashes: list[tuple[str, str]]) -> str:

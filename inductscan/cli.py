@@ -12,14 +12,11 @@ import click
 
 from inductscan import phases as phase_timing
 from inductscan import store
-from inductscan.api import scan
-from inductscan.distributed import RayOptions
 from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
 from inductscan.icl import IclConfig
 from inductscan.metrics import CHECKPOINT_METRICS
-from inductscan.plan import SCAN_DEFAULTS, ScanConfig
+from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
 from inductscan.queries import load_selection, query, selection
-from inductscan.runner import ScanInterrupted
 from inductscan.status_report import status
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
@@ -193,7 +190,6 @@ def _plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard) -> 
 
 ICL_DEFAULTS = IclConfig("")  # click shows the dataclasses' own defaults: written once, there
 RAY_DEFAULTS = RayOptions()
-DTYPE_NAMES = ["float32", "float64", "bfloat16", "float16"]
 
 
 @main.command("scan")
@@ -243,7 +239,7 @@ DTYPE_NAMES = ["float32", "float64", "bfloat16", "float16"]
 )
 @click.option("--device", default=SCAN_DEFAULTS.device, show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option(
-    "--dtype", type=click.Choice(DTYPE_NAMES), default=SCAN_DEFAULTS.dtype, show_default=True, help="Compute dtype."
+    "--dtype", type=click.Choice(DTYPES), default=SCAN_DEFAULTS.dtype, show_default=True, help="Compute dtype."
 )
 @click.option(
     "--layer-by-layer",
@@ -357,6 +353,9 @@ def scan_command(
     elif ray_address is not None:
         raise ConfigError("--ray-address needs --executor ray")
     plan = _plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard)
+    from inductscan.api import scan  # torch and transformers: only a scan needs them
+    from inductscan.runner import ScanInterrupted
+
     try:
         summary = scan(
             suite_or_folder,

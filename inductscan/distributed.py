@@ -19,27 +19,10 @@ from pathlib import Path
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, HubUnreachableError, OutOfMemory
 from inductscan.pipeline import Prefetcher
+from inductscan.plan import RayOptions
 from inductscan.runner import Progress, ScanContext, ScanSummary, process_checkpoint
 
 _worker_contexts: dict[str, ScanContext] = {}  # per worker process: its Scorer's buffers survive from task to task
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how to run a scan on Ray: the cluster (None: start a local one; "auto": the one
-    this machine belongs to; or HOST:PORT) and each task's resources."""
-
-    address: str | None = None
-    cpus_per_task: float = 1.0
-    gpus_per_task: float = 0.0
-    max_retries: int = 3  # of a task whose worker or node died
-
-    def __post_init__(self) -> None:
-        if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.max_retries < 0:
-            raise ConfigError(
-                f"--cpus-per-task must be > 0, --gpus-per-task and max_retries >= 0, got "
-                f"{self.cpus_per_task}, {self.gpus_per_task}, {self.max_retries}"
-            )
 
 
 def checkpoint_task(ref: CheckpointRef, out: str, context: ScanContext, threads: int) -> tuple[str, str]:

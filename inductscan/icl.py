@@ -19,8 +19,10 @@ import os
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from inductscan.errors import ConfigError
 
@@ -99,6 +101,8 @@ def load_examples(config: IclConfig, tokenizer_source: tuple[str, str | None] | 
 
     ``tokenizer_source`` is (repo or folder, revision): where the checkpoints' tokenizer lives.
     """
+    import torch
+
     dataset = _load_dataset(config)
     column = config.column or ("input_ids" if "input_ids" in dataset.column_names else "text")
     if column not in dataset.column_names:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-import torch
-
 from inductscan.architecture import Architecture
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, UnknownRunError
@@ -17,7 +15,7 @@ from inductscan.icl import IclConfig
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
 from inductscan.suites import Suite, get_suite
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # names of torch dtypes: torch is imported only to scan
 
 
 @dataclass(frozen=True)
@@ -58,14 +56,16 @@ class ScanConfig:
             raise ConfigError(f"--retries and --retry-backoff must be >= 0, got {self.retries}, {self.retry_backoff}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as error:
-            raise ConfigError(f"unknown device {self.device!r}: {error}") from error
-        if device.type not in ("cpu", "cuda", "mps"):
-            raise ConfigError(f"device {self.device!r}: inductscan scores on cpu, cuda or mps")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
+        kind, _, index = str(self.device).partition(":")
+        if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+            raise ConfigError(f"device {self.device!r}: inductscan scores on cpu, cuda or mps (cuda:N for one GPU)")
+        if kind == "cuda":
+            import torch  # only then: reading a table, or the defaults of a scan, needs no torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(
+                    f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu"
+                )
         self.probe_for(ProbeConfig())  # validates the overrides
 
     @property
@@ -168,6 +168,24 @@ def suite_probe(suite: Suite, arch: Architecture, config: ScanConfig) -> Probe:
     probe = make_probe(config.probe_for(suite.probe), tokens)
     probe.check_fits(arch.n_ctx)
     return probe
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how to run a scan on Ray: the cluster (None: start a local one; "auto": the one
+    this machine belongs to; or HOST:PORT) and each task's resources."""
+
+    address: str | None = None
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_retries: int = 3  # of a task whose worker or node died
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.max_retries < 0:
+            raise ConfigError(
+                f"--cpus-per-task must be > 0, --gpus-per-task and max_retries >= 0, got "
+                f"{self.cpus_per_task}, {self.gpus_per_task}, {self.max_retries}"
+            )
 
 
 def plan_scan(

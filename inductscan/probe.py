@@ -12,8 +12,10 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from inductscan.errors import ConfigError, ProbeTooLongError
 
@@ -58,6 +60,8 @@ class TokenSpec:
 
     def allowed(self) -> torch.Tensor:
         """The ids the probe draws from, as a 1-d int64 tensor."""
+        import torch
+
         ids = torch.arange(self.low, self.high)
         if self.excluded:
             ids = ids[~torch.isin(ids, torch.tensor(self.excluded))]
@@ -127,6 +131,8 @@ class Probe:
 
 def make_probe(config: ProbeConfig, tokens: TokenSpec) -> Probe:
     """Draw the probe from ``torch.Generator`` seeded with ``config.seed`` (never the global RNG)."""
+    import torch
+
     generator = torch.Generator().manual_seed(config.seed)
     allowed = tokens.allowed()
     draws = torch.randint(len(allowed), (config.batch, config.length), generator=generator)

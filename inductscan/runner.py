@@ -33,7 +33,7 @@ from inductscan.errors import (
 )
 from inductscan.measure import Scorer
 from inductscan.pipeline import Fetched, Prefetcher
-from inductscan.plan import DTYPES, ScanConfig, suite_probe
+from inductscan.plan import ScanConfig, suite_probe
 from inductscan.probe import Probe
 from inductscan.suites import local_step_folder
 from inductscan.weights import read_state_dict
@@ -180,7 +180,7 @@ class ScanContext:
         if self.scorer is None or self.scorer.arch != arch:
             self.scorer = None  # let go of the old buffers before making new ones
             self.scorer = Scorer(
-                arch, DTYPES[self.config.dtype], self.config.device, layer_by_layer=self.config.layer_by_layer
+                arch, getattr(torch, self.config.dtype), self.config.device, layer_by_layer=self.config.layer_by_layer
             )
         return self.scorer
 

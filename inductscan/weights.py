@@ -7,7 +7,6 @@ habit, into buffers reused from one checkpoint to the next; or one layer at a ti
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import zipfile
@@ -81,15 +80,6 @@ def _open_one(path: Path) -> tuple[Path, object]:
         if type(error).__name__ == "SafetensorError":
             raise CorruptCheckpointError(f"cannot read weights from {path}: {error}") from error
         raise
-
-
-def shard_files(index_path: Path) -> list[str]:
-    """The shard file names that a ``*.index.json`` names, in order."""
-    try:
-        weight_map = json.loads(Path(index_path).read_text())["weight_map"]
-    except (OSError, KeyError, json.JSONDecodeError) as error:
-        raise CorruptCheckpointError(f"cannot read the shard index {index_path}: {error}") from error
-    return sorted(set(weight_map.values()))
 
 
 @dataclass(frozen=True)

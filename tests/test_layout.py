@@ -80,3 +80,12 @@ def test_import_inductscan_needs_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_commands_that_read_tables_import_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, inductscan.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]  # only `scan` (and the plots' matplotlib) load more
