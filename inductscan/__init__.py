@@ -26,7 +26,7 @@ LAZY = {  # name: the module that defines it, imported on first use
     "scan": "inductscan.api",
     "status": "inductscan.status_report",
     "ScanConfig": "inductscan.plan",
-    "RayOptions": "inductscan.distributed",
+    "RayOptions": "inductscan.plan",
     **{
         name: "inductscan.plots"
         for name in (

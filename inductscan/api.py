@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inductscan.distributed import RayExecutor, RayOptions
+from inductscan.distributed import RayExecutor
 from inductscan.errors import ConfigError
-from inductscan.plan import ScanConfig, Shard, plan_scan
+from inductscan.plan import RayOptions, ScanConfig, Shard, plan_scan
 from inductscan.runner import LocalExecutor, ScanSummary, run_scan
 
 
