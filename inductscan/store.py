@@ -298,6 +298,11 @@ def _step_files(table: Path) -> list[str]:
     return sorted(str(file) for file in table.glob("*/*/step-*.parquet")) if table.is_dir() else []
 
 
+def _has_step_files(table: Path) -> bool:
+    """Whether a table folder holds any per-checkpoint file: stops at the first, lists none."""
+    return table.is_dir() and next(table.glob("*/*/step-*.parquet"), None) is not None
+
+
 def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:
     expression = None
     for name, wanted in filters.items():
@@ -327,7 +332,7 @@ def require_results_folder(path: str | os.PathLike) -> None:
 def require_results(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless ``path`` is a results folder with scored checkpoints."""
     require_results_folder(path)
-    if not _step_files(Path(path) / "scores"):
+    if not _has_step_files(Path(path) / "scores"):
         raise OutputError(
             f"{path} holds no scored checkpoints (nothing under {Path(path) / 'scores'}); scan into it first"
         )
@@ -338,7 +343,7 @@ def recorded_checkpoints(path: str | os.PathLike) -> pd.DataFrame:
     (suite, run, step) with its seed, repo and ``kind`` ("scored", or the failure's kind)."""
     columns = ["suite", "run", "seed", "repo", "step"]
     scored = pd.DataFrame(columns=columns)
-    if _step_files(Path(path) / "scores"):
+    if _has_step_files(Path(path) / "scores"):
         scored = _dataset(Path(path)).to_table(columns=columns).to_pandas().drop_duplicates()
     failures = load_failures(Path(path))[columns + ["kind"]]
     both = pd.concat([scored.assign(kind="scored"), failures], ignore_index=True)
@@ -466,7 +471,7 @@ def settings_used(path: Path, suite: str) -> list[Settings]:
     Rows written before 0.2 recorded no dtype or scoring version: they were float32 unless the
     user chose otherwise, and version 1; they are read as such.
     """
-    if not _step_files(Path(path) / "scores"):
+    if not _has_step_files(Path(path) / "scores"):
         return []
     columns = ["probe", "icl", "dtype", "scoring_version"]
     table = _dataset(Path(path)).to_table(columns=columns, filter=ds.field("suite") == suite)
