@@ -5,6 +5,7 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.scan(source, out, seeds=..., config=inductscan.ScanConfig(...))  # -> ScanSummary
     inductscan.status(results)                # done, failed, skipped, missing per run
     inductscan.load_results(path, **filters)  # DataFrame indexed by (suite, run, seed, step, layer, head)
+    inductscan.compact(path)                  # one file per run instead of one per checkpoint (a scan does it too)
     inductscan.query(path, best=True)         # rows as a flat frame: selections, best and top heads
     inductscan.load_probe(path)               # the probe's token ids, (batch, position)
     inductscan.load_failures(path)            # checkpoints that were skipped or failed, and why
@@ -13,16 +14,24 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
 
-``import inductscan`` loads only what reads tables (pandas, pyarrow); torch and transformers are
-imported when a scan (or a plot, matplotlib) is first asked for.
+``import inductscan`` loads nothing heavy: pandas and pyarrow are imported when a table is first
+read, torch and transformers when a scan is, matplotlib when a plot is.
 """
 
-from inductscan.phases import find_phase_changes
-from inductscan.queries import query
-from inductscan.store import load_failures, load_icl_curves, load_probe, load_results, package_version
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = package_version()
+try:
+    __version__ = version("inductscan")
+except PackageNotFoundError:
+    __version__ = "unknown"
+
 LAZY = {  # name: the module that defines it, imported on first use
+    "find_phase_changes": "inductscan.phases",
+    "query": "inductscan.queries",
+    **{
+        name: "inductscan.store"
+        for name in ("compact", "load_failures", "load_icl_curves", "load_probe", "load_results")
+    },
     "scan": "inductscan.api",
     "status": "inductscan.status_report",
     "ScanConfig": "inductscan.plan",
@@ -39,16 +48,7 @@ LAZY = {  # name: the module that defines it, imported on first use
         )
     },
 }
-__all__ = [
-    "find_phase_changes",
-    "load_failures",
-    "load_icl_curves",
-    "load_probe",
-    "load_results",
-    "query",
-    "__version__",
-    *LAZY,
-]
+__all__ = ["__version__", *LAZY]
 
 
 def __getattr__(name: str):

@@ -6,19 +6,19 @@ import functools
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import click
 
-from inductscan import phases as phase_timing
-from inductscan import store
 from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
 from inductscan.icl import IclConfig
-from inductscan.metrics import CHECKPOINT_METRICS
+from inductscan.metrics import CHECKPOINT_METRICS, METRICS
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
-from inductscan.queries import load_selection, query, selection
-from inductscan.status_report import status
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
+
+# The commands that read a table import pandas, pyarrow or DuckDB when they run: `inductscan
+# query` answers in a fraction of a second, and pandas alone takes about half a second to import.
 
 # Exit statuses: 0 done; 1 some checkpoints failed, or the scan stopped (Hub unreachable, out of
 # memory); 2 bad input (a usage error, a bad value, an unreadable folder); 130 interrupted (Ctrl-C).
@@ -52,7 +52,7 @@ class Group(click.Group):
 
 
 @click.group(cls=Group)
-@click.version_option(store.package_version(), prog_name="inductscan")
+@click.version_option(package_name="inductscan", prog_name="inductscan")
 def main() -> None:
     """Find when induction heads form, across public checkpoint suites and their seeds.
 
@@ -415,6 +415,8 @@ def status_command(
         inductscan status results/ --suite stanford-gpt2-small
         inductscan status results/ --suite pythia-160m-seeds --seeds 1,2 --list
     """
+    from inductscan.status_report import status
+
     report = status(
         results, suite_or_folder, **_plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard)
     )
@@ -427,6 +429,7 @@ def status_command(
 
 
 def _emit(frame, fmt: str) -> None:
+    """A pandas frame in the chosen format."""
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":
@@ -435,6 +438,40 @@ def _emit(frame, fmt: str) -> None:
         click.echo(NO_ROWS)
     else:
         click.echo(frame.to_string(index=False, float_format=lambda value: f"{value:.4f}"))
+
+
+def _emit_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
+    """Rows of plain values in the chosen format, as :func:`_emit` writes a frame, without pandas."""
+    if fmt == "csv":
+        import csv
+        import io
+
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        click.echo(text.getvalue(), nl=False)
+    elif fmt == "json":
+        import json
+        import math
+
+        def plain(value):
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        records = [{name: plain(value) for name, value in zip(columns, row)} for row in rows]
+        click.echo(json.dumps(records, indent=1, default=str))
+    elif not rows:
+        click.echo(NO_ROWS)
+    else:
+        cells = [columns] + [[_cell(value) for value in row] for row in rows]
+        widths = [max(len(row[index]) for row in cells) for index in range(len(columns))]
+        click.echo("\n".join(" ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in cells))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "None"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def selection_options(command):
@@ -459,6 +496,7 @@ def _selection(suite: str | None, run: str | None, seed: str | None, step_range:
 
 
 NO_ROWS = "no rows match"
+RISING = [name for name, metric in METRICS.items() if metric.direction == "rises"]  # inductscan.phases'
 
 
 @main.command("query")
@@ -474,9 +512,15 @@ NO_ROWS = "no rows match"
     help="Comma-separated columns to show, any of the table's (default: identity and every "
     "score; also repo, revision, weights_sha256, dtype, hazard, ...).",
 )
+@click.option(
+    "--sql",
+    "statement",
+    help="Any SQL (DuckDB) over the tables `scores`, and `icl_curves` and `token_losses` where the scan "
+    "made them, instead of the options above.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def query_command(
-    results: Path, suite, run, seed, step_range, layer, head, min_induction, top, best, columns, fmt
+    results: Path, suite, run, seed, step_range, layer, head, min_induction, top, best, columns, statement, fmt
 ) -> None:
     """Select rows of a results table.
 
@@ -485,27 +529,57 @@ def query_command(
         inductscan query results/ --seed 21 --layer 5 --min-induction 0.4
         inductscan query results/ --best --format csv
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
+        inductscan query results/ --sql "SELECT seed, max(induction) AS best FROM scores GROUP BY seed"
     """
+    from inductscan import sql
+
+    chosen = _selection(suite, run, seed, step_range) | {"layer": layer, "head": head}
+    options = {"min_induction": min_induction, "top": top, "best": best or None, "columns": columns}
+    if statement is not None:
+        given = [name for name, value in (chosen | options).items() if value is not None]
+        if given:
+            raise ConfigError(f"--sql takes no other selection option (got --{given[0].replace('_', '-')})")
+        answer = sql.run_sql(results, statement)
+        _emit_rows(answer.columns, answer.rows, fmt)
+        return
     wanted = None if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
-    frame = query(
-        results,
-        **_selection(suite, run, seed, step_range),
-        layer=layer,
-        head=head,
-        min_induction=min_induction,
-        top=top,
-        best=best,
-        columns=wanted,
+    if wanted is not None and any(name in sql.DERIVED for name in wanted):  # derived by pandas, as load_results does
+        from inductscan.queries import query
+
+        _emit(query(results, **chosen, min_induction=min_induction, top=top, best=best, columns=wanted), fmt)
+        return
+    answer = sql.select(
+        results, sql.selection(**chosen), columns=wanted, min_induction=min_induction, best=best, top=top
     )
-    _emit(frame, fmt)
+    _emit_rows(answer.columns, answer.fetchall(), fmt)
+
+
+@main.command("compact")
+@click.argument("results", type=click.Path(path_type=Path))
+def compact_command(results: Path) -> None:
+    """Fold a results folder's per-checkpoint files into one sorted file per run.
+
+    A scan writes one file per checkpoint (kill-safe, shards and Ray workers side by side) and
+    compacts the runs it scanned when it ends; run this after an interrupted scan, or on a folder
+    written by shards. Safe at any moment, a scan writing into the folder too: a reader always
+    sees each row once, and a file written meanwhile waits for the next compaction.
+
+    \b
+    Example:
+        inductscan compact results/
+    """
+    from inductscan.store import compact, require_results
+
+    require_results(results)
+    started = time.perf_counter()
+    folded = compact(results)
+    click.echo(f"compacted {results}: {folded} per-checkpoint file(s) folded in {time.perf_counter() - started:.1f} s")
 
 
 @main.command("phases")
 @click.argument("results", type=click.Path(path_type=Path))
 @selection_options
-@click.option(
-    "--metric", default="induction", show_default=True, help=f"What to time: {', '.join(phase_timing.RISING_METRICS)}."
-)
+@click.option("--metric", default="induction", show_default=True, help=f"What to time: {', '.join(RISING)}.")
 @click.option(
     "--threshold",
     type=float,
@@ -529,7 +603,15 @@ def phases_command(results: Path, suite, run, seed, step_range, metric, threshol
         inductscan phases results/ --metric in_context_gain
         inductscan phases results/ --seed 21 --per-head --changed-only --format csv
     """
-    frame = load_selection(results, **_selection(suite, run, seed, step_range))
+    from inductscan import phases as phase_timing
+    from inductscan.queries import best_rows, load_selection
+
+    phase_timing.timed_metric(metric, per_head)
+    chosen = _selection(suite, run, seed, step_range)
+    if per_head:
+        frame = load_selection(results, columns=["tokens", metric], **chosen)
+    else:  # a run's curve is its best head's: one row per checkpoint is all it needs
+        frame = best_rows(results, metric, **chosen)
     if frame.empty:
         click.echo(NO_ROWS)
         return
@@ -576,15 +658,19 @@ def plot_command(results: Path, output: Path, kind, suite, run, seed, step_range
         inductscan plot results/ -o icl.png --kind icl
         inductscan plot results/ -o loss-by-position.png --kind icl-curves --seed 21
     """
-    from inductscan import plots
+    from inductscan import plots, store
+    from inductscan.queries import best_rows, load_selection, selection
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
     chosen = _selection(suite, run, seed, step_range)
     if kind == "icl-curves":  # a table of its own, not the scores
         frame = store.load_icl_curves(results, **selection(**chosen))
-    else:
-        frame = load_selection(results, **chosen)
+    elif kind == "heatmap":  # every head
+        frame = load_selection(results, columns=["tokens", metric], **chosen)
+    else:  # one curve a run: the best head's, or a checkpoint's score
+        best_of = {"gain": "in_context_gain", "icl": "icl_score"}.get(kind, metric)
+        frame = best_rows(results, best_of, columns=["icl"] if kind == "icl" else None, **chosen)
     if frame.empty:
         click.echo(f"{NO_ROWS}; no plot written")
         return
@@ -609,7 +695,9 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
         return plots.plot_in_context_gain(frame)
     if kind == "heatmap":
         return plots.plot_heatmap(frame, metric=metric)
-    return plots.plot_seed_comparison(phase_timing.find_phase_changes(frame, metric, threshold))
+    from inductscan.phases import find_phase_changes
+
+    return plots.plot_seed_comparison(find_phase_changes(frame, metric, threshold))
 
 
 @main.command("toy-suite")
@@ -646,7 +734,9 @@ def toy_suite_command(out: Path | None, seeds: int, train_steps: int | None, job
     try:
         trained = build_toy_suite(out, list(range(seeds)), config, jobs=jobs, progress=not quiet)
     except OSError as error:
-        raise OutputError(f"cannot write the toy suite to {out}: {store.unwritable_reason(out, error)}") from error
+        from inductscan.store import unwritable_reason
+
+        raise OutputError(f"cannot write the toy suite to {out}: {unwritable_reason(out, error)}") from error
     kept = seeds - len(trained)
     click.echo(f"toy suite in {out}: {len(trained)} seed(s) trained, {kept} already there")
 

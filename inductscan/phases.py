@@ -334,7 +334,7 @@ def find_phase_changes(
     if min_rise < 0:
         raise ConfigError(f"min_rise must be >= 0, got {min_rise}")
     if not isinstance(results, pd.DataFrame):
-        results = load_results(results)
+        results = load_results(results, columns=["tokens", metric])
     keys, table = curves(results, metric, per_head)
     rows = []
     for _, curve in table.groupby(RUN_KEYS, sort=True):

@@ -7,14 +7,15 @@ import os
 
 import pandas as pd
 
-from inductscan import store
+from inductscan import sql, store
 from inductscan.errors import ConfigError
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
 
 HEAD_COLUMNS = list(HEAD_METRICS)
 CHECKPOINT_COLUMNS = list(CHECKPOINT_METRICS)
 RUN_KEYS = ["suite", "run", "seed"]
-SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_COLUMNS, *CHECKPOINT_COLUMNS]  # query's default columns
+SHOWN = sql.SHOWN
+selection = sql.selection  # the filters of a selection, for inductscan.load_results
 
 
 def _check_metric(frame: pd.DataFrame, metric: str) -> None:
@@ -43,27 +44,25 @@ def top_heads(frame: pd.DataFrame, k: int, metric: str = "induction") -> pd.Data
     return frame.sort_values(metric, ascending=False).head(k)
 
 
-def selection(
-    *,
-    suite: str | None = None,
-    run: str | None = None,
-    seed: int | list[int] | None = None,
-    step_range: tuple[int, int] | None = None,
-    **columns,
-) -> dict:
-    """The filters of :func:`inductscan.load_results` for a selection; None selects everything."""
-    filters = {"suite": suite, "run": run, "seed": seed, **columns}
-    filters = {name: value for name, value in filters.items() if value is not None}
-    if step_range is not None:
-        filters["step"] = slice(*step_range)
-    return filters
-
-
-def load_selection(results: str | os.PathLike, **chosen) -> pd.DataFrame:
-    """The rows of a results folder that :func:`selection` chooses; an empty frame when none match,
-    :class:`~inductscan.errors.OutputError` when the folder holds no results at all."""
+def load_selection(results: str | os.PathLike, *, columns: list[str] | None = None, **chosen) -> pd.DataFrame:
+    """The rows of a results folder that :func:`selection` chooses (only ``columns``, if given); an
+    empty frame when none match, :class:`~inductscan.errors.OutputError` when the folder holds no
+    results at all."""
     store.require_results(results)
-    return store.load_results(results, **selection(**chosen))
+    return store.load_results(results, columns=columns, **selection(**chosen))
+
+
+def best_rows(
+    results: str | os.PathLike, metric: str = "induction", *, columns: list[str] | None = None, **chosen
+) -> pd.DataFrame:
+    """One row per checkpoint of the selection, its head with the highest ``metric``, indexed as
+    :func:`inductscan.load_results` is, with ``tokens``, ``metric`` and ``columns``: all that a
+    run's curve needs (:func:`inductscan.find_phase_changes`, the timing plots), 1/(layers x heads)
+    of the table, chosen by DuckDB."""
+    store.require_results(results)
+    wanted = list(dict.fromkeys([*store.INDEX, "tokens", metric, *(columns or [])]))
+    answer = sql.select(results, selection(**chosen), columns=wanted, best=True, metric=metric)
+    return answer.to_arrow_table().to_pandas().set_index(store.INDEX)
 
 
 def query(
@@ -82,20 +81,22 @@ def query(
 ) -> pd.DataFrame:
     """Rows of a results table as a flat frame: the selection, heads with ``induction`` at least
     ``min_induction``, one best head per checkpoint (``best``), the ``top`` K heads; ``columns``
-    (default: identity and every score) in that order.
+    (default: identity and every score) in that order. Answered by DuckDB over the files
+    (:func:`inductscan.sql.select`); ``same_weights_as`` and ``hazard`` are derived as
+    :func:`inductscan.load_results` derives them, among the rows returned.
 
     Example::
 
         inductscan.query("results/", seed=21, layer=5, min_induction=0.4)
     """
-    frame = load_selection(results, suite=suite, run=run, seed=seed, step_range=step_range, layer=layer, head=head)
-    if min_induction is not None:
-        frame = frame[frame["induction"] >= min_induction]
-    frame = best_heads(frame) if best else frame.reset_index()
-    if top is not None:
-        frame = top_heads(frame, top)
     wanted = SHOWN if columns is None else [columns] if isinstance(columns, str) else list(columns)
-    unknown = [name for name in wanted if name not in frame.columns]
-    if unknown:
-        raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(frame.columns)}")
+    derived = [name for name in wanted if name in sql.DERIVED]
+    read = [name for name in wanted if name not in sql.DERIVED]
+    if derived:
+        read += [name for name in ["suite", "run", "step", *store.DERIVED["hazard"]] if name not in read]
+    chosen = selection(suite=suite, run=run, seed=seed, step_range=step_range, layer=layer, head=head)
+    answer = sql.select(results, chosen, columns=read, min_induction=min_induction, best=best, top=top)
+    frame = answer.to_arrow_table().to_pandas()
+    if derived:
+        frame = store.derive(frame)
     return frame[wanted]

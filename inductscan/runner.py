@@ -254,6 +254,7 @@ def run_scan(
     finally:
         bar.close()
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
+    store.compact(out, runs)  # readers then open one file per run, not one per checkpoint
     summary.same_weights = store.same_weights(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -269,7 +270,8 @@ def prepare_scan(
     store.remove_stale_temporaries(out)
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
-    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
+    scored = store.Scored(out)
+    todo = [ref for ref in refs if (ref.suite.name, ref.run.name, ref.step) not in scored]
     summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
     return context, todo, summary
 

@@ -74,7 +74,7 @@ class StatusReport:
 
 
 def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
-    """Done (a scores file); listed as missing upstream; failed or skipped (a failure record and
+    """Done (scores, compacted or not); listed as missing upstream; failed or skipped (a failure record and
     no scores); else missing."""
     out = Path(out)
     if not out.is_dir():
@@ -82,10 +82,11 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
     failures = store.load_failures(out)
     kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
     runs: dict[tuple[str, str], RunStatus] = {}
+    scored = store.Scored(out)
     for ref in refs:
         run = runs.setdefault((ref.suite.name, ref.run.name), RunStatus(ref.run.name, ref.run.seed))
         run.planned += 1
-        if store.is_done(out, ref.suite.name, ref.run.name, ref.step):
+        if (ref.suite.name, ref.run.name, ref.step) in scored:
             run.done += 1
         elif ref.missing_upstream is not None:
             run.known_missing.append(ref.step)

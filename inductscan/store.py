@@ -3,6 +3,8 @@
 Layout of a results folder::
 
     scores/SUITE/RUN/step-000001000.parquet    one row per (layer, head)
+    scores/SUITE/RUN/compact-000001.parquet    after `inductscan compact` (and a scan): many steps'
+                                               rows, sorted (see inductscan/tables.py)
     icl_curves/SUITE/RUN/step-000001000.parquet  with --icl-dataset: mean loss per token position
     failures/SUITE/RUN/step-000001000.json     why a checkpoint was not scored (removed on success)
     probes/PROBE_ID.json                       a probe's parameters and token ids
@@ -11,7 +13,8 @@ Layout of a results folder::
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
 reader skips dot-prefixed names), and a re-run scores exactly the checkpoints without a file.
-This is the only module that knows the schema.
+Readers see the compacted files plus the newer per-checkpoint ones (:mod:`inductscan.tables`),
+and read only the columns they need. This is the only module that knows the schema.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from inductscan import hazards
+from inductscan import hazards, sql, tables
 from inductscan.errors import ConfigError, OutputError
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, SCORING_VERSION
 
@@ -167,7 +170,36 @@ def _alive(pid: int) -> bool:
 
 
 def is_done(out: Path, suite: str, run: str, step: int) -> bool:
-    return score_path(out, suite, run, step).is_file()
+    return (suite, run, step) in Scored(out)
+
+
+class Scored:
+    """The checkpoints a results folder holds scores of, compacted or not, from one listing of
+    each run's folder: ``(suite, run, step) in Scored(out)``. A scan's start-up asks once."""
+
+    def __init__(self, out: Path) -> None:
+        self._steps = tables.done_steps(Path(out), "scores")
+
+    def __contains__(self, checkpoint: tuple[str, str, int]) -> bool:
+        suite, run, step = checkpoint
+        return step in self._steps.get((_safe(suite), _safe(run)), ())
+
+
+SORT_KEYS = {"scores": ["step", "layer", "head"], "icl_curves": ["step", "position"]}
+
+
+def compact(out: str | os.PathLike, runs: list[tuple[str, str]] | None = None) -> int:
+    """Fold the finished per-checkpoint files of every run (or of the given (suite, run)s) into one
+    sorted file per run and table (see :mod:`inductscan.tables`); return how many files were
+    folded. Safe at any time, during a scan too: a file written meanwhile waits for the next one."""
+    require_results_folder(out)
+    chosen = None if runs is None else {(_safe(suite), _safe(run)) for suite, run in runs}
+    folded = 0
+    for table, schema in {"scores": SCHEMA, "icl_curves": CURVE_SCHEMA}.items():
+        for run in tables.runs(Path(out), table):
+            if chosen is None or (run.folder.parent.name, run.folder.name) in chosen:
+                folded += tables.compact_run(run.folder, schema, SORT_KEYS[table], _atomic)
+    return folded
 
 
 def write_scores(
@@ -254,7 +286,7 @@ def load_icl_curves(path: str | os.PathLike, **filters) -> pd.DataFrame:
     """The ICL loss-per-position curves: one row per (suite, run, seed, step, position), with
     ``loss`` the mean loss of predicting that token over the examples. Filters as for
     :func:`load_results`, on the curve columns."""
-    files = _step_files(Path(path) / "icl_curves")
+    files = tables.visible_files(Path(path), "icl_curves")
     if not files:
         raise OutputError(f"no ICL curves in {path}: scan with --icl-dataset to make them")
     expression = _filter_expression(filters, CURVE_SCHEMA)
@@ -290,17 +322,16 @@ def save_probe(out: Path, probe: Probe) -> None:
 
 def _dataset(path: Path) -> ds.Dataset:
     require_results_folder(path)
-    return ds.dataset(_step_files(Path(path) / "scores"), schema=SCHEMA, format="parquet")
+    return ds.dataset(tables.visible_files(Path(path), "scores"), schema=SCHEMA, format="parquet")
 
 
-def _step_files(table: Path) -> list[str]:
-    """The per-checkpoint parquet files of one table folder (scores or icl_curves), in order."""
-    return sorted(str(file) for file in table.glob("*/*/step-*.parquet")) if table.is_dir() else []
-
-
-def _has_step_files(table: Path) -> bool:
-    """Whether a table folder holds any per-checkpoint file: stops at the first, lists none."""
-    return table.is_dir() and next(table.glob("*/*/step-*.parquet"), None) is not None
+def _read(path: Path, **arguments) -> pa.Table:
+    """The scores table read with ``to_table(**arguments)``, once more if a compaction that ran
+    meanwhile removed a file this reader had listed."""
+    try:
+        return _dataset(path).to_table(**arguments)
+    except FileNotFoundError:
+        return _dataset(path).to_table(**arguments)
 
 
 def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:
@@ -332,7 +363,7 @@ def require_results_folder(path: str | os.PathLike) -> None:
 def require_results(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless ``path`` is a results folder with scored checkpoints."""
     require_results_folder(path)
-    if not _has_step_files(Path(path) / "scores"):
+    if not tables.has_rows(Path(path), "scores"):
         raise OutputError(
             f"{path} holds no scored checkpoints (nothing under {Path(path) / 'scores'}); scan into it first"
         )
@@ -343,33 +374,70 @@ def recorded_checkpoints(path: str | os.PathLike) -> pd.DataFrame:
     (suite, run, step) with its seed, repo and ``kind`` ("scored", or the failure's kind)."""
     columns = ["suite", "run", "seed", "repo", "step"]
     scored = pd.DataFrame(columns=columns)
-    if _has_step_files(Path(path) / "scores"):
-        scored = _dataset(Path(path)).to_table(columns=columns).to_pandas().drop_duplicates()
+    if tables.has_rows(Path(path), "scores"):
+        scored = pd.DataFrame.from_records(sql.distinct(path, columns), columns=columns)
     failures = load_failures(Path(path))[columns + ["kind"]]
     both = pd.concat([scored.assign(kind="scored"), failures], ignore_index=True)
     return both.drop_duplicates(["suite", "run", "step"]).sort_values(["suite", "run", "step"]).reset_index(drop=True)
 
 
-def load_results(path: str | os.PathLike, **filters) -> pd.DataFrame:
+DERIVED = {"same_weights_as": ["weights_sha256"], "hazard": ["repo", "revision", "weights_sha256"]}
+# Columns that repeat one long value over a checkpoint's rows (or a whole run's): read as pandas
+# categoricals, a few bytes a row instead of a string each.
+REPEATED = ("suite", "repo", "run", "revision", "weights_sha256", "probe", "icl", "dtype", "inductscan_version")
+
+
+def load_results(path: str | os.PathLike, *, columns: list[str] | None = None, **filters) -> pd.DataFrame:
     """The scan table as a DataFrame indexed by (suite, run, seed, step, layer, head), unique.
 
     Each keyword filters a column and is pushed down to the parquet reader: a value keeps rows
     equal to it, a list (or range) keeps rows in it, ``slice(low, high)`` keeps
-    ``low <= value <= high`` (either end may be None). Example::
+    ``low <= value <= high`` (either end may be None). ``columns`` reads only those columns
+    besides the index (default: all); a full suite's table is large, and a question that needs
+    one score reads one. Example::
 
-        load_results("results/", seed=21, layer=5, step=slice(1000, 5000))
+        load_results("results/", seed=21, layer=5, step=slice(1000, 5000), columns=["tokens", "induction"])
 
     A filter that matches nothing gives an empty frame with the same columns and index. Two
     columns are derived as the table is read: ``same_weights_as`` flags a step whose weights are
     identical (same sha256) to another loaded step of its run: it holds the earliest such other
     step, else <NA>; ``hazard`` names a known fault of the checkpoint's Hub branch from the
-    packaged table (see :mod:`inductscan.hazards`), else <NA>.
+    packaged table (see :mod:`inductscan.hazards`), else <NA>. Columns that repeat one value
+    over many rows (``probe``, ``repo``, ``weights_sha256``, ...) are categoricals.
     """
-    table = _dataset(Path(path)).to_table(filter=_filter_expression(filters))
-    frame = table.to_pandas() if table.num_rows else SCHEMA.empty_table().to_pandas()
-    frame["same_weights_as"] = _same_weights_as(frame)
-    frame["hazard"] = _hazards(frame)
-    return frame.set_index(INDEX).sort_index()
+    wanted = (
+        list(SCHEMA.names) + list(DERIVED) if columns is None else [columns] if isinstance(columns, str) else columns
+    )
+    unknown = [name for name in wanted if name not in SCHEMA.names and name not in DERIVED]
+    if unknown:
+        raise ConfigError(
+            f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(SCHEMA.names + list(DERIVED))}"
+        )
+    needed = {name for name in wanted if name in SCHEMA.names}
+    needed |= {source for name in wanted if name in DERIVED for source in DERIVED[name]}
+    read = [name for name in SCHEMA.names if name in needed or name in INDEX]
+    table = _read(Path(path), columns=read, filter=_filter_expression(filters))
+    frame = _categorical(table if table.num_rows else SCHEMA.empty_table().select(read))
+    if "same_weights_as" in wanted or "hazard" in wanted:
+        frame = derive(frame)
+    shown = [name for name in wanted if name not in INDEX]
+    return frame.set_index(INDEX).sort_index()[shown]
+
+
+def derive(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (with suite, run, step, repo, revision and weights_sha256 columns) with the two
+    derived columns of :func:`load_results` added, among its own rows."""
+    frame = frame.assign(same_weights_as=_same_weights_as(frame))
+    return frame.assign(hazard=_hazards(frame))
+
+
+def _categorical(table: pa.Table) -> pd.DataFrame:
+    """The table as pandas, its repeated string columns dictionary-encoded (categoricals)."""
+    for name in REPEATED:
+        if name in table.column_names and name not in INDEX:
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, table.column(name).dictionary_encode())
+    return table.to_pandas()
 
 
 def _hazards(frame: pd.DataFrame) -> pd.Series:
@@ -412,10 +480,8 @@ def same_weights(path: Path, runs: list[tuple[str, str]]) -> list[SameWeights]:
     if not runs or not (Path(path) / "scores").is_dir():
         return []
     suites = sorted({suite for suite, _ in runs})
-    table = _dataset(Path(path)).to_table(
-        columns=["suite", "run", "step", "weights_sha256"], filter=ds.field("suite").isin(suites)
-    )
-    frame = table.to_pandas().drop_duplicates()
+    columns = ["suite", "run", "step", "weights_sha256"]
+    frame = pd.DataFrame.from_records(sql.distinct(path, columns, {"suite": suites}), columns=columns)
     wanted = set(runs)
     frame = frame[[run in wanted for run in zip(frame["suite"], frame["run"])]]
     groups = []
@@ -471,11 +537,9 @@ def settings_used(path: Path, suite: str) -> list[Settings]:
     Rows written before 0.2 recorded no dtype or scoring version: they were float32 unless the
     user chose otherwise, and version 1; they are read as such.
     """
-    if not _has_step_files(Path(path) / "scores"):
+    if not tables.has_rows(Path(path), "scores"):
         return []
-    columns = ["probe", "icl", "dtype", "scoring_version"]
-    table = _dataset(Path(path)).to_table(columns=columns, filter=ds.field("suite") == suite)
-    rows = set(zip(*(table.column(name).to_pylist() for name in columns)))
+    rows = sql.distinct(path, ["probe", "icl", "dtype", "scoring_version"], {"suite": suite})
     return sorted(
         {Settings(probe, icl, dtype or "float32", version or 1) for probe, icl, dtype, version in rows}, key=repr
     )

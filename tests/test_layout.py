@@ -71,21 +71,24 @@ def test_every_score_is_declared_once_and_the_table_follows():
     assert score_columns == list(metrics.METRICS)
 
 
-def test_import_inductscan_needs_no_torch():
+HEAVY = ("torch", "transformers", "pandas", "pyarrow", "matplotlib")
+
+
+def loaded_after(code: str) -> list[str]:
     import subprocess
     import sys
 
-    code = (
-        "import sys, inductscan; inductscan.load_results; print('torch' in sys.modules, 'transformers' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]
+    shown = "print(' '.join(name for name in HEAVY if name in sys.modules))"
+    script = f"import sys; HEAVY = {HEAVY!r}; {code}; {shown}"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_import_inductscan_loads_nothing_heavy():
+    assert loaded_after("import inductscan") == []
+    assert loaded_after("import inductscan; inductscan.load_results") == ["pandas", "pyarrow"]  # a reader: no torch
 
 
 def test_commands_that_read_tables_import_no_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, inductscan.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]  # only `scan` (and the plots' matplotlib) load more
+    assert loaded_after("import inductscan.cli") == []  # each command imports what it needs when it runs
+    query = "from inductscan import sql; sql.SHOWN"  # what `inductscan query` imports: DuckDB, no pandas
+    assert loaded_after(query) == []

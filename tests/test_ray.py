@@ -14,6 +14,7 @@ import pytest
 import ray
 
 import inductscan
+from inductscan import tables
 from inductscan.distributed import RayExecutor, RayOptions
 from inductscan.plan import ScanConfig, plan
 from inductscan.runner import run_scan
@@ -84,4 +85,4 @@ def test_a_killed_worker_still_leaves_every_checkpoint_scored_once(cluster, tmp_
     summary = outcome["summary"]
     assert summary.scored == local.scored == 12 and not summary.failed
     pd.testing.assert_frame_equal(table(tmp_path / "ray"), table(tmp_path / "local"))
-    assert len(list((tmp_path / "ray" / "scores").rglob("step-*.parquet"))) == 12
+    assert sum(len(steps) for steps in tables.done_steps(tmp_path / "ray").values()) == 12

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
+
 import inductscan
 
 from .conftest import REPO_ROOT, make_local_suite, run_cli
@@ -34,19 +36,20 @@ def test_sigkill_midway_then_rerun(tmp_path):
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    before = {path: path.stat().st_mtime_ns for path in finished_files(out)}
-    assert 3 <= len(before) < 20, "the scan should have been killed midway"
+    before = inductscan.load_results(out, columns=["scored_at"])
+    done = len(before.reset_index()[["run", "step"]].drop_duplicates())
+    assert 3 <= done < 20, "the scan should have been killed midway"
 
     result = run_cli("scan", str(folder), "--out", str(out), *SCAN_ARGS)
     assert result.returncode == 0, result.stderr
-    assert f"{len(before)} already done" in result.stdout
+    assert f"{done} already done" in result.stdout
 
     frame = inductscan.load_results(out).reset_index()
     keys = ["run", "step", "layer", "head"]
     assert not frame.duplicated(keys).any()
     assert len(frame) == 2 * len(steps) * 3 * 4
     assert set(frame.step) == set(steps)
-    for path, mtime in before.items():  # nothing finished before the kill was scored again
-        assert path.stat().st_mtime_ns == mtime
+    again = inductscan.load_results(out, columns=["scored_at"]).loc[before.index]
+    pd.testing.assert_frame_equal(again, before)  # nothing finished before the kill was scored again
     leftovers = [path for path in out.rglob("*") if path.is_file() and ".tmp-" in path.name]
     assert leftovers == []  # the re-run removed the killed writer's temporary file, if it left one

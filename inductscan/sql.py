@@ -1,0 +1,167 @@
+"""The results table through DuckDB: the queries the command line asks, and ad-hoc SQL.
+
+A results folder's tables are views over exactly the files a reader must read
+(:func:`inductscan.tables.visible_files`: each row once, compacted or not): ``scores``, and
+``icl_curves`` and ``token_losses`` where the scan made them. DuckDB reads only the columns a
+query names and pushes its filters into the parquet reader; it imports in a fraction of the
+time pandas takes, so ``inductscan query`` answers without pandas or pyarrow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from inductscan import tables
+from inductscan.errors import ConfigError, OutputError
+from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
+
+RUN_KEYS = ["suite", "run", "seed"]
+SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_METRICS, *CHECKPOINT_METRICS]  # query's default columns
+DERIVED = ("same_weights_as", "hazard")  # computed by inductscan.store as a table is loaded, not stored
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A query's answer: column names and rows of plain Python values."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+
+def connect(results: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view for each table the results folder holds."""
+    if not Path(results).is_dir():
+        raise OutputError(f"no results folder at {results}" + (": it is a file" if Path(results).exists() else ""))
+    connection = duckdb.connect()
+    for table in tables.TABLES:
+        files = tables.visible_files(Path(results), table)
+        if files:
+            listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
+            # union_by_name: files written before a column existed (dtype, scoring_version) read it as null
+            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+    return connection
+
+
+def run_sql(results: str | os.PathLike, statement: str) -> Rows:
+    """Any SQL statement over the views of :func:`connect`, e.g.
+    ``SELECT seed, max(induction) FROM scores GROUP BY seed``."""
+    connection = connect(results)
+    try:
+        relation = connection.sql(statement)
+    except duckdb.Error as error:
+        views = ", ".join(_views(connection)) or "none (no scored checkpoints)"
+        raise ConfigError(f"SQL error: {str(error).splitlines()[0]} (tables: {views})") from error
+    if relation is None:  # a statement with no result, e.g. SET
+        return Rows([], [])
+    return Rows(list(relation.columns), relation.fetchall())
+
+
+def _views(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        name for (name,) in connection.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    ]
+
+
+def distinct(results: str | os.PathLike, columns: list[str], filters: dict | None = None) -> list[tuple]:
+    """The distinct values of ``columns`` among the scores rows that ``filters`` select: the
+    checks a scan makes at start-up (settings, finished checkpoints) read a few columns of
+    every row, which DuckDB does in a few hundredths of a second for a full suite."""
+    connection = connect(results)
+    if "scores" not in _views(connection):
+        return []
+    known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
+    where, parameters = _where(filters or {}, known)
+    shown = ", ".join(f'"{name}"' if name in known else f'NULL AS "{name}"' for name in columns)
+    return connection.sql(f"SELECT DISTINCT {shown} FROM scores{where}", params=parameters).fetchall()
+
+
+def selection(
+    *,
+    suite: str | None = None,
+    run: str | None = None,
+    seed: int | list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+    **columns,
+) -> dict:
+    """The filters of :func:`inductscan.load_results` for a selection; None selects everything."""
+    filters = {"suite": suite, "run": run, "seed": seed, **columns}
+    filters = {name: value for name, value in filters.items() if value is not None}
+    if step_range is not None:
+        filters["step"] = slice(*step_range)
+    return filters
+
+
+def _where(filters: dict, known: list[str]) -> tuple[str, list]:
+    """A WHERE clause and its parameters for :func:`inductscan.load_results`-style filters."""
+    terms, parameters = [], []
+    for name, wanted in filters.items():
+        if name not in known:
+            raise ConfigError(f"cannot filter on {name!r}; columns are {', '.join(known)}")
+        column = f'"{name}"'
+        if isinstance(wanted, slice):
+            for bound, operator in ((wanted.start, ">="), (wanted.stop, "<=")):
+                if bound is not None:
+                    terms.append(f"{column} {operator} ?")
+                    parameters.append(bound)
+        elif isinstance(wanted, (list, tuple, set, frozenset, range)):
+            values = list(wanted)
+            terms.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "FALSE")
+            parameters += values
+        else:
+            terms.append(f"{column} = ?")
+            parameters.append(wanted)
+    return (" WHERE " + " AND ".join(terms)) if terms else "", parameters
+
+
+def select(
+    results: str | os.PathLike,
+    filters: dict,
+    *,
+    columns: list[str] | None = None,
+    min_induction: float | None = None,
+    best: bool = False,
+    top: int | None = None,
+    metric: str = "induction",
+) -> duckdb.DuckDBPyRelation:
+    """The rows of the scores table that ``filters`` select (as :func:`inductscan.load_results`
+    takes them); with ``min_induction``, only heads at least that inductive; with ``best``, the
+    head with the highest ``metric`` per (suite, run, seed, step), ties to the lowest (layer,
+    head); with ``top``, the ``top`` rows with the highest ``metric``. Sorted by run, step, layer
+    and head unless ``top`` orders them. Returns the executed query: fetch its rows with
+    ``fetchall()`` (plain Python values) or ``to_arrow_table()``."""
+    connection = connect(results)
+    if "scores" not in _views(connection):
+        raise OutputError(
+            f"{results} holds no scored checkpoints (nothing under {Path(results) / 'scores'}); scan into it first"
+        )
+    known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
+    wanted = SHOWN if columns is None else columns
+    unknown = [name for name in [*wanted, metric] if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(known + list(DERIVED))}")
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top}")
+    where, parameters = _where(filters, known)
+    if min_induction is not None:
+        where += (" AND " if where else " WHERE ") + "induction >= ?"
+        parameters.append(min_induction)
+    shown = ", ".join(f'"{name}"' for name in wanted)
+    statement = f"SELECT * FROM scores{where}"
+    if best:  # one aggregate pass: much faster than ranking every row with a window
+        packed = ", ".join(f'"{name}" := "{name}"' for name in wanted)
+        rank = f'"{metric}" IS NOT NULL, coalesce("{metric}", \'-inf\'::DOUBLE), -layer, -head'
+        statement = (
+            f"SELECT best.* FROM (SELECT suite, run, seed, step, arg_max(struct_pack({packed}), ({rank})) AS best "
+            f"FROM ({statement}) GROUP BY suite, run, seed, step ORDER BY suite, run, seed, step)"
+        )
+        shown, order = "*", None
+    else:
+        order = "suite, run, seed, step, layer, head"
+    if top is not None:
+        order = f'"{metric}" DESC NULLS LAST LIMIT {int(top)}'
+    ordered = f" ORDER BY {order}" if order else ""
+    return connection.sql(f"SELECT {shown} FROM ({statement}){ordered}", params=parameters)

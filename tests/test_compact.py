@@ -1,0 +1,248 @@
+"""Compaction of a results folder (inductscan/tables.py): each row seen once, whatever happens.
+
+A reader sees the newest committed generation plus the per-checkpoint files it does not hold.
+Every intermediate state a crash can leave is built by hand and read; then compaction is killed
+with SIGKILL at many moments, and run beside a writer and beside another compaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import torch
+
+import inductscan
+from inductscan import store, tables
+from inductscan.metrics import HEAD_METRICS
+from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+
+from .conftest import REPO_ROOT
+
+PROBE = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
+RUNS = (("suite-a", "run-1", 1), ("suite-a", "run-2", 2), ("suite-b", "run-1", 1))  # run-1 twice: two suites
+
+
+def write_checkpoints(out: Path, steps, runs=RUNS, *, layers: int = 2, heads: int = 3) -> None:
+    """Real per-checkpoint files through the project's writer, with random scores."""
+    generator = torch.Generator().manual_seed(sum(steps))
+    for suite, run, seed in runs:
+        for step in steps:
+            identity = dict(suite=suite, repo=f"org/{run}", run=run, revision=f"step{step}", seed=seed, step=step,
+                            tokens=step * 100)  # fmt: skip
+            scores = {name: torch.rand(layers, heads, generator=generator, dtype=torch.float64)
+                      for name in HEAD_METRICS}  # fmt: skip
+            checkpoint = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
+            store.write_scores(out, identity, scores, checkpoint, weights_sha256=f"{step:064d}", probe=PROBE,
+                               dtype="float32")  # fmt: skip
+
+
+def files(out: Path) -> list[str]:
+    return sorted(str(path.relative_to(out)) for path in (out / "scores").rglob("*.parquet"))
+
+
+def plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals as strings: frames concatenated from several loads have other categories."""
+    kinds = {name: object for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)}
+    return frame.astype(kinds | {name: object for name in frame.columns if pd.api.types.is_string_dtype(frame[name])})
+
+
+def assert_same_rows(out: Path, expected: pd.DataFrame) -> None:
+    loaded = inductscan.load_results(out).drop(columns=["scored_at"])
+    assert loaded.index.is_unique
+    pd.testing.assert_frame_equal(plain(loaded), plain(expected))
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    out = tmp_path / "out"
+    write_checkpoints(out, [0, 10, 20, 40])
+    return out, inductscan.load_results(out).drop(columns=["scored_at"])
+
+
+def test_compaction_keeps_every_row_once_and_leaves_one_file_a_run(written):
+    out, before = written
+    assert len(files(out)) == 12
+    assert store.compact(out) == 12
+    assert files(out) == [f"scores/{suite}/{run}/compact-000001.parquet" for suite, run, _ in sorted(RUNS)]
+    assert_same_rows(out, before)
+    assert store.compact(out) == 0  # nothing new: nothing rewritten
+    assert files(out) == [f"scores/{suite}/{run}/compact-000001.parquet" for suite, run, _ in sorted(RUNS)]
+
+
+def test_readers_see_the_compacted_rows_and_newer_checkpoints(written):
+    out, _ = written
+    store.compact(out)
+    write_checkpoints(out, [80])  # a scan goes on after compaction
+    loaded = inductscan.load_results(out)
+    assert loaded.index.is_unique
+    assert sorted(loaded.reset_index()["step"].unique()) == [0, 10, 20, 40, 80]
+    assert inductscan.status is not None and store.is_done(out, "suite-a", "run-1", 80)
+    assert store.is_done(out, "suite-a", "run-1", 10) and not store.is_done(out, "suite-a", "run-1", 30)
+    store.compact(out)  # generation 2 holds all five steps; generation 1 is gone
+    run = tables.read_run(out / "scores" / "suite-a" / "run-1")
+    assert run.generation == 2 and run.compacted_steps == {0, 10, 20, 40, 80} and run.step_files == {}
+    generation = sorted(path.name for path in run.folder.glob("compact-*"))
+    assert generation == ["compact-000002.json", "compact-000002.parquet"]
+    assert len(inductscan.load_results(out)) == len(loaded)
+
+
+def test_every_state_a_crash_can_leave_reads_each_row_once(written):
+    out, before = written
+    folder = out / "scores" / "suite-a" / "run-1"
+    compacted = out.parent / "compacted"
+    compacted.mkdir()
+    store.compact(out)
+    generation = {name: (folder / name).read_bytes() for name in ("compact-000001.json", "compact-000001.parquet")}
+    write_checkpoints(out.parent / "again", [0, 10, 20, 40])  # the same per-checkpoint files, to put back
+    originals = sorted((out.parent / "again" / "scores" / "suite-a" / "run-1").glob("step-*"))
+
+    def put_back_step_files():
+        for path in originals:
+            (folder / path.name).write_bytes(path.read_bytes())
+
+    # 1. killed after the steps list was written, before the parquet file's rename (the commit)
+    (folder / "compact-000001.parquet").unlink()
+    put_back_step_files()
+    assert_same_rows(out, before)
+    # 2. killed after the commit, before the folded files were deleted
+    (folder / "compact-000001.parquet").write_bytes(generation["compact-000001.parquet"])
+    assert_same_rows(out, before)
+    # 3. a later generation committed, the earlier one and some folded files not yet deleted
+    for name, data in generation.items():
+        (folder / name.replace("000001", "000002")).write_bytes(data)
+    (folder / originals[0].name).unlink()
+    assert_same_rows(out, before)
+    # 4. a stray steps list of an uncommitted generation above the newest
+    (folder / "compact-000007.json").write_text(json.dumps({"steps": [0], "rows": 6}))
+    assert_same_rows(out, before)
+    # the next compaction (with nothing new to fold) cleans up every leftover and keeps the rows
+    assert store.compact(out) == 0
+    assert sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")) == [
+        "compact-000002.json",
+        "compact-000002.parquet",
+    ]
+    assert_same_rows(out, before)
+
+
+COMPACT = "import sys; from inductscan import store; store.compact(sys.argv[1])"
+
+
+def test_compaction_killed_at_any_moment_loses_and_duplicates_nothing(tmp_path: Path):
+    out = tmp_path / "out"
+    write_checkpoints(out, range(0, 200, 10), runs=RUNS * 1)
+    before = inductscan.load_results(out).drop(columns=["scored_at"])
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", COMPACT, str(tmp_path / "timing")], cwd=REPO_ROOT, capture_output=True)
+    startup = time.perf_counter() - started  # a compaction of nothing: the interpreter and imports
+    kills = 0
+    for attempt in range(12):
+        write_checkpoints(out, [1000 + attempt])  # something new to fold each time
+        before = pd.concat([before, inductscan.load_results(out, step=1000 + attempt).drop(columns=["scored_at"])])
+        process = subprocess.Popen([sys.executable, "-c", COMPACT, str(out)], cwd=REPO_ROOT)
+        time.sleep(startup * (0.6 + 0.1 * attempt))  # spread over the imports and the compaction itself
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        assert_same_rows(out, before.sort_index())
+    assert kills >= 3
+    store.compact(out)
+    assert_same_rows(out, before.sort_index())
+    assert all(name.endswith("compact-" + name[-14:]) for name in files(out))
+
+
+def test_a_writer_and_two_compactions_at_once_lose_and_duplicate_nothing(tmp_path: Path):
+    out = tmp_path / "out"
+    write_checkpoints(out, [0])
+    stop = threading.Event()
+
+    def writer():
+        for step in range(1, 40):
+            write_checkpoints(out, [step], runs=RUNS[:1])
+        stop.set()
+
+    others = subprocess.Popen(
+        [sys.executable, "-c", f"{COMPACT}\nwhile True: store.compact(sys.argv[1])", str(out)], cwd=REPO_ROOT
+    )
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while not stop.is_set():
+            store.compact(out)
+            loaded = inductscan.load_results(out, suite="suite-a", run="run-1", columns=["induction"])
+            assert loaded.index.is_unique
+    finally:
+        thread.join()
+        others.kill()
+        others.wait()
+    store.compact(out)
+    loaded = inductscan.load_results(out, suite="suite-a", run="run-1")
+    assert loaded.index.is_unique and sorted(loaded.reset_index()["step"].unique()) == list(range(40))
+
+
+def test_load_results_reads_only_the_columns_asked_for(written):
+    out, before = written
+    store.compact(out)
+    frame = inductscan.load_results(out, columns=["tokens", "induction"], seed=2, step=slice(10, 20))
+    assert list(frame.columns) == ["tokens", "induction"]
+    steps, seeds = before.index.get_level_values("step"), before.index.get_level_values("seed")
+    expected = before.loc[(seeds == 2) & steps.isin([10, 20])]
+    pd.testing.assert_frame_equal(frame, expected[["tokens", "induction"]])
+    assert isinstance(inductscan.load_results(out)["probe"].dtype, pd.CategoricalDtype)  # one string, not a row each
+    with pytest.raises(inductscan.errors.ConfigError, match="unknown column"):
+        inductscan.load_results(out, columns=["nope"])
+
+
+def test_query_best_matches_pandas_on_the_same_rows(written):
+    out, before = written
+    store.compact(out)
+    write_checkpoints(out, [80])  # compacted and loose files together
+    table = inductscan.load_results(out).reset_index()
+    expected = table.loc[table.groupby(["suite", "run", "seed", "step"])["induction"].idxmax()]
+    got = inductscan.query(out, best=True, columns=["suite", "run", "seed", "step", "layer", "head", "induction"])
+    pd.testing.assert_frame_equal(got, expected[got.columns].reset_index(drop=True), check_dtype=False)
+    top = inductscan.query(out, top=3, seed=1, columns=["induction"])
+    assert top["induction"].tolist() == sorted(table[table["seed"] == 1]["induction"], reverse=True)[:3]
+
+
+def test_sql_sees_each_row_once_and_the_documented_globs_read_the_scores(written):
+    out, before = written
+    store.compact(out)
+    write_checkpoints(out, [80])
+    from inductscan import sql
+
+    counts = "SELECT count(*) AS n, count(DISTINCT (suite, run, step, layer, head)) AS keys FROM scores"
+    answer = sql.run_sql(out, counts)
+    assert answer.columns == ["n", "keys"] and answer.rows == [(len(before) + 18, len(before) + 18)]
+    # the README's recipes: one glob for the scores, never the ICL curves' rows or the probes' JSON
+    by_duckdb = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/scores/*/*/*.parquet', union_by_name=true)")
+    assert by_duckdb.fetchall() == [(len(before) + 18,)]
+    by_pandas = pd.read_parquet([str(path) for path in sorted(out.glob("scores/*/*/*.parquet"))])
+    assert len(by_pandas) == len(before) + 18
+    with pytest.raises(inductscan.errors.ConfigError, match="SQL error.*tables: scores"):
+        sql.run_sql(out, "SELECT nothing FROM nowhere")
+
+
+def test_compact_command_and_query_sql_from_the_command_line(written, tmp_path: Path):
+    out, before = written
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "inductscan.cli", "compact", str(out)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0 and "12 per-checkpoint file(s) folded" in done.stdout
+    statement = "SELECT seed, count(*) AS rows FROM scores GROUP BY seed ORDER BY seed"
+    done = subprocess.run([sys.executable, "-m", "inductscan.cli", "query", str(out), "--sql", statement,
+                           "--format", "csv"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.stdout.splitlines() == ["seed,rows", "1,48", "2,24"]
+    done = subprocess.run([sys.executable, "-m", "inductscan.cli", "query", str(out), "--sql", statement, "--best"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 2 and "--sql takes no other selection option (got --best)" in done.stderr
