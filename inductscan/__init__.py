@@ -12,9 +12,10 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.find_phase_changes(results)    # onset / midpoint / end per run (or per head)
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
+    inductscan.write_report(results, "report.html")  # one self-contained interactive HTML page
 
 ``import inductscan`` loads only what reads tables (pandas, pyarrow); torch and transformers are
-imported when a scan (or a plot, matplotlib) is first asked for.
+imported when a scan (or a plot, matplotlib; a report, plotly) is first asked for.
 """
 
 from inductscan.phases import find_phase_changes
@@ -27,6 +28,7 @@ LAZY = {  # name: the module that defines it, imported on first use
     "status": "inductscan.status_report",
     "ScanConfig": "inductscan.plan",
     "RayOptions": "inductscan.plan",
+    "write_report": "inductscan.report",
     **{
         name: "inductscan.plots"
         for name in (
