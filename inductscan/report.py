@@ -21,7 +21,7 @@ import html
 import json
 import os
 import re
-import tempfile
+import uuid
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -84,14 +84,15 @@ def write_report(
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
+    """Write to a temporary name beside ``path`` (mode as any new file's), then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "xb") as stream:
             stream.write(content)
         os.replace(temporary, path)
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
 
 
 def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]:
@@ -152,19 +153,20 @@ def rounded(values: np.ndarray, digits: int = DIGITS, scale: float | None = None
 def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (run, step): ``value`` (the best head's ``metric``, or the checkpoint score),
     with ``tokens`` and, for a head score, the best head's ``layer`` and ``head``."""
-    rows = flat.dropna(subset=[metric])
+    rows = flat[[*RUN_KEYS, "step", "tokens", "layer", "head", metric]].dropna(subset=[metric])
     if METRICS[metric].level == "head":
         rows = rows.loc[rows.groupby([*RUN_KEYS, "step"], sort=True)[metric].idxmax()]
     else:
         rows = rows.groupby([*RUN_KEYS, "step"], sort=True, as_index=False).first()
-    return rows[[*RUN_KEYS, "step", "tokens", "layer", "head", metric]].rename(columns={metric: "value"})
+    return rows.rename(columns={metric: "value"})
 
 
 def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.DataFrame | None) -> dict:
     """Everything the page shows of a non-empty scan table: HTML fragments and the page's data."""
     from inductscan.plots import run_labels
 
-    flat = frame.reset_index()
+    wanted = ["step", "tokens", "layer", "head", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]
+    flat = frame.reset_index()[[*RUN_KEYS, *wanted]]  # fewer columns: every selection below copies them
     runs = list(flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS).itertuples(index=False, name=None))
     names = run_labels(runs)
     labels = [names[identity] for identity in runs]

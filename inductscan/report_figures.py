@@ -1,5 +1,6 @@
 """The report's Plotly figures, built in Python from tables already aggregated by
-:mod:`inductscan.report`: each function returns a figure as a plain dict (Plotly's JSON), which the
+:mod:`inductscan.report`: each function returns a figure as a plain dict (Plotly's JSON, its data as
+lists rather than Plotly's base64 arrays, so that the rounding decides the page's size), which the
 page hands to ``Plotly.react`` as is. The page's own script only swaps data in (the heatmap's step,
 a clicked head's curve); every layout, colour and label is decided here.
 """
@@ -48,8 +49,7 @@ def timing_figure(
     best: one row per (run, step) with ``value`` and, for a head score, the best head's ``layer``
     and ``head``. phases: ``find_phase_changes`` of the metric, None where it is not timed.
     """
-    figure = go.Figure()
-    shapes = []
+    traces, shapes = [], []
     colours = palette(len(runs))
     by_run = dict(list(best.groupby(RUN_KEYS, sort=False)))
     head_score = METRICS[metric].level == "head"
@@ -58,25 +58,20 @@ def timing_figure(
         if curve is None:
             continue
         curve = curve[curve[axis] > 0]
-        trace = {
-            "x": curve[axis].to_numpy(),
-            "y": curve["value"].to_numpy(),
-            "name": label,
-            "mode": "lines+markers" if len(curve) <= MARKERS_UP_TO else "lines",
-            "line": {"color": colour},
-            "marker": {"size": 5},
-            "customdata": np.stack([curve["step"], curve["layer"], curve["head"]], axis=1) if head_score else None,
-            "hovertemplate": f"{label}<br>%{{x:.4s}} {axis}<br>{metric} %{{y:.3f}}"
-            + ("<br>head %{customdata[1]}.%{customdata[2]} (step %{customdata[0]})" if head_score else "")
-            + "<extra></extra>",
-        }
-        figure.add_trace(go.Scatter(**trace))
+        data = {"x": curve[axis].tolist(), "y": curve["value"].tolist()}
+        if head_score:
+            data["customdata"] = curve[["step", "layer", "head"]].to_numpy().tolist()
+        hover = f"{label}<br>%{{x:.4s}} {axis}<br>{metric} %{{y:.3f}}"
+        hover += "<br>head %{customdata[1]}.%{customdata[2]} (step %{customdata[0]})" if head_score else ""
+        style = {"name": label, "line": {"color": colour}, "marker": {"size": 5}}
+        mode = "lines+markers" if len(curve) <= MARKERS_UP_TO else "lines"
+        traces.append(scatter(data, mode=mode, hovertemplate=hover + "<extra></extra>", **style))
         shapes += _phase_shapes(phases, identity, axis, colour)
     threshold = METRICS[metric].threshold
     if threshold is not None:
         shapes.append(_line(threshold, "y", "grey", "dash"))
-    figure.update_layout(
-        _layout(
+    figure = go.Figure(
+        layout=_layout(
             title={"text": f"{metric_title(metric)} during training"},
             xaxis={"type": "log", "title": {"text": axis_title(axis)}},
             yaxis={"title": {"text": metric_title(metric)}},
@@ -84,7 +79,13 @@ def timing_figure(
             legend={"title": {"text": "shaded: onset-end (10-90% of the rise); dotted: midpoint"}},
         )
     )
-    return figure.to_plotly_json()
+    return figure.to_plotly_json() | {"data": traces}
+
+
+def scatter(data: dict, **style) -> dict:
+    """A scatter trace as Plotly JSON: its style checked by Plotly, its data lists (long, already
+    plain and rounded) added as they are, since checking every number costs seconds on a big scan."""
+    return go.Scatter(**style).to_plotly_json() | data
 
 
 def _line(value: float, along: str, colour: str, dash: str) -> dict:
@@ -158,8 +159,13 @@ def per_head_figure(changed: pd.DataFrame, axis: str, runs: list[tuple], labels:
         end = rows[f"end_{axis}"].astype(float).fillna(pd.Series(middle, index=rows.index)).to_numpy()
         trace = go.Scatter(
             x=[f"{layer}.{head}" for layer, head in zip(rows["layer"], rows["head"])],
-            y=middle,
-            error_y={"type": "data", "symmetric": False, "array": end - middle, "arrayminus": middle - onset},
+            y=middle.tolist(),
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (end - middle).tolist(),
+                "arrayminus": (middle - onset).tolist(),
+            },
             mode="markers",
             name=label,
             marker={"color": colour, "size": 8},
@@ -186,16 +192,16 @@ def icl_figure(curves: pd.DataFrame, label: str) -> dict:
     """Loss against token position (log x) for one run, a line per checkpoint coloured by step
     (log colour scale), as in Olsson et al.; ``curves``: that run's rows, already subsampled."""
     figure = go.Figure()
+    traces = []
     steps = np.sort(curves["step"].unique())
     logs = np.log10(np.maximum(steps, 1).astype(float))
     span = max(logs[-1] - logs[0], 1e-9)
     colours = sample_colorscale("Viridis", list((logs - logs[0]) / span))
     for step, colour in zip(steps, colours):
         rows = curves[curves["step"] == step]
-        figure.add_trace(
-            go.Scatter(
-                x=rows["position"].to_numpy(),
-                y=rows["loss"].to_numpy(),
+        traces.append(
+            scatter(
+                {"x": rows["position"].tolist(), "y": rows["loss"].tolist()},
                 mode="lines",
                 line={"color": colour, "width": 1.2},
                 name=f"step {step}",
@@ -213,13 +219,13 @@ def icl_figure(curves: pd.DataFrame, label: str) -> dict:
             hoverinfo="skip",
             marker={
                 "colorscale": "Viridis",
-                "cmin": logs[0],
-                "cmax": logs[0] + span,
-                "color": [logs[0]],
+                "cmin": float(logs[0]),
+                "cmax": float(logs[0] + span),
+                "color": [float(logs[0])],
                 "showscale": True,
                 "colorbar": {
                     "title": {"text": "step"},
-                    "tickvals": list(logs[ticks]),
+                    "tickvals": logs[ticks].tolist(),
                     "ticktext": [f"{steps[tick]:,}" for tick in ticks],
                 },
             },
@@ -232,7 +238,8 @@ def icl_figure(curves: pd.DataFrame, label: str) -> dict:
             yaxis={"title": {"text": "mean loss (nats)"}},
         )
     )
-    return figure.to_plotly_json()
+    drawn = figure.to_plotly_json()
+    return drawn | {"data": traces + drawn["data"]}
 
 
 def heatmap_figure() -> dict:

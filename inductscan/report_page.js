@@ -1,7 +1,7 @@
 // The report's interactions. Every figure comes from Python (inductscan/report_figures.py) as
 // Plotly JSON; this script only chooses which one to show and swaps data in: the metric, the run,
 // the heatmap's step, the heads clicked on the heatmap. Open the page with #selftest to have it
-// exercise itself and write what it saw into <pre id="selftest"> (see tests/test_report.py).
+// exercise itself and write what it saw into a <pre> element, id selftest (see tests/test_report.py).
 (function () {
   "use strict";
   const data = JSON.parse(document.getElementById("report-data").textContent);
