@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -143,12 +145,24 @@ def test_rounding_keeps_four_significant_digits_of_the_range():
     assert report.rounded(np.array([1234.567, -2.5])) == [1235.0, -2.0]
 
 
+def test_plotly_and_torch_stay_out_of_the_import_and_of_a_report(synthetic, tmp_path):
+    root, _, _ = synthetic
+    code = (
+        "import sys, inductscan, inductscan.cli; print('plotly' in sys.modules); "
+        f"inductscan.write_report({str(root / 'results')!r}, {str(tmp_path / 'page.html')!r}); "
+        "print('plotly' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.split() == ["False", "True", "False"]
+
+
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory):
     """A real scan of tiny random models: no phase change."""
     root = tmp_path_factory.mktemp("report-scan")
     folder = make_local_suite(root / "suite", seeds=(0,), steps=(0, 10, 20))
-    run_scan(plan(local_suite(folder, tokens_per_step=1000)), root / "results", ScanConfig(probe_length=8), progress=False)
+    suite = local_suite(folder, tokens_per_step=1000)
+    run_scan(plan(suite), root / "results", ScanConfig(probe_length=8), progress=False)
     return root / "results"
 
 
