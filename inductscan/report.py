@@ -32,6 +32,7 @@ from inductscan import queries, report_figures, store
 from inductscan.errors import ConfigError, OutputError
 from inductscan.metrics import METRICS
 from inductscan.phases import RISING_METRICS, find_phase_changes
+from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
 
@@ -163,8 +164,6 @@ def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.DataFrame | None) -> dict:
     """Everything the page shows of a non-empty scan table: HTML fragments and the page's data."""
-    from inductscan.plots import run_labels
-
     wanted = ["step", "tokens", "layer", "head", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]
     flat = frame.reset_index()[[*RUN_KEYS, *wanted]]  # fewer columns: every selection below copies them
     runs = list(flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS).itertuples(index=False, name=None))

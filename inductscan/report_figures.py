@@ -209,7 +209,8 @@ def icl_figure(curves: pd.DataFrame, label: str) -> dict:
                 hovertemplate=f"step {step}<br>token %{{x}}<br>loss %{{y:.3f}} nats<extra></extra>",
             )
         )
-    ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int))
+    evenly = np.linspace(logs[0], logs[-1], min(len(steps), 6))  # ticks spread on the colour bar's log scale
+    ticks = np.unique(np.abs(logs[None, :] - evenly[:, None]).argmin(axis=1))
     figure.add_trace(  # an invisible marker that carries the colour bar of the steps
         go.Scatter(
             x=[None],

@@ -92,7 +92,7 @@ def _icl_text(record: str) -> str:
 
 def failures_html(failures: pd.DataFrame) -> str:
     if failures.empty:
-        return "<p>None: every planned checkpoint in the folder was scored.</p>"
+        return "<p>None recorded in the folder.</p>"
     columns = ["suite", "run", "seed", "step", "kind", "reason"]
     head = "".join(f"<th>{name}</th>" for name in columns)
     body = "".join("<tr>" + "".join(_cell(row[name]) for name in columns) + "</tr>" for _, row in failures.iterrows())

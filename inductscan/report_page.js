@@ -8,6 +8,7 @@
   const config = { responsive: true, displaylogo: false };
   const MAX_CLICKED = 6;
   const element = (id) => document.getElementById(id);
+  const commas = (number) => String(number).replace(/\B(?=(\d{3})+(?!\d))/g, ","); // 6144000 -> 6,144,000, in any locale
   const state = { metric: null, run: 0, step: 0, clicked: [], timer: null };
 
   function showMetric() {
@@ -35,15 +36,15 @@
       z: run.grids[metric][state.step],
       zmin: data.ranges[metric][0],
       zmax: data.ranges[metric][1],
-      hovertemplate: "head %{y}.%{x}<br>" + metric + " %{z:.3f}<br>step " + step.toLocaleString() + "<extra></extra>",
+      hovertemplate: "head %{y}.%{x}<br>" + metric + " %{z:.3f}<br>step " + commas(step) + "<extra></extra>",
     });
     trace.colorbar = Object.assign({}, trace.colorbar, { title: { text: metric } });
     const layout = Object.assign({}, base.layout, {
-      title: { text: metric + " of every head: " + run.label + ", step " + step.toLocaleString() },
+      title: { text: metric + " of every head: " + run.label + ", step " + commas(step) },
     });
     const shown = run.steps.length < run.checkpoints ? " (" + run.steps.length + " of its " + run.checkpoints + " checkpoints)" : "";
     element("step-label").textContent =
-      "step " + step.toLocaleString() + (data.axis === "tokens" ? ", " + run.tokens[state.step].toLocaleString() + " tokens" : "") + shown;
+      "step " + commas(step) + (data.axis === "tokens" ? ", " + commas(run.tokens[state.step]) + " tokens" : "") + shown;
     return Plotly.react("heatmap", [trace], layout, config);
   }
 
@@ -170,7 +171,8 @@
     });
   }
 
-  // #selftest: move the slider, click a head, sort a table, and report it all with any errors.
+  // #selftest: move the slider, click a head, sort a table, choose a metric and a run, and report it
+  // all with any errors.
   async function selftest(started) {
     const report = { ready_ms: performance.now(), script_ms: performance.now() - started, errors: window.reportErrors };
     const paint = performance.getEntriesByType("paint").find((entry) => entry.name === "first-contentful-paint");
@@ -198,6 +200,18 @@
         report.sorted_column = header.textContent;
         report.sorted_keys = Array.from(header.closest("table").tBodies[0].rows).map((row) => row.cells[4].dataset.sort);
       }
+      const choose = async (id, value) => {
+        element(id).value = value;
+        element(id).dispatchEvent(new Event("change"));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      };
+      const last = data.metrics[data.metrics.length - 1].name;
+      await choose("metric-select", last);
+      report.metric_chosen = last;
+      report.timing_title = element("timing").layout.title.text;
+      report.tables_shown = Array.from(document.querySelectorAll(".by-metric:not([hidden])")).map((block) => block.dataset.metric);
+      await choose("run-select", String(data.runs.length - 1));
+      report.heatmap_title = heatmap.layout.title.text;
     }
     const out = document.createElement("pre");
     out.id = "selftest";

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import inductscan
-from inductscan import report
+from inductscan import report, store
 from inductscan.cli import main
 from inductscan.plan import ScanConfig, plan
 from inductscan.runner import run_scan
@@ -180,11 +180,13 @@ def test_report_command_on_a_scan_without_a_phase_change(scanned, tmp_path):
 
 def test_report_of_an_empty_folder_or_selection_says_so(scanned, tmp_path):
     empty = tmp_path / "empty"
-    empty.mkdir()
+    identity = {"suite": "synthetic", "repo": "a/b", "run": "b", "revision": "step5", "seed": 0, "step": 5, "tokens": 0}
+    store.write_failure(empty, identity, kind="skipped", reason="the revision does not exist")
     result = CliRunner().invoke(main, ["report", str(empty), "-o", str(tmp_path / "empty.html")])
     assert result.exit_code == 0, result.output
     assert "holds no scored checkpoints" in result.output
-    assert "holds no scored checkpoints: scan into it first" in (tmp_path / "empty.html").read_text()
+    text = (tmp_path / "empty.html").read_text()
+    assert "holds no scored checkpoints: scan into it first" in text and "the revision does not exist" in text
     assert page_data(tmp_path / "empty.html") is None
     result = CliRunner().invoke(main, ["report", str(scanned), "-o", str(tmp_path / "none.html"), "--seed", "7"])
     assert result.exit_code == 0 and "no scored checkpoint matches the selection" in result.output
@@ -222,6 +224,9 @@ def test_the_page_draws_its_charts_and_its_slider_changes_the_heatmap(synthetic)
     assert page["curves_after_click"] == page["curves_before_click"] + 1
     assert page["sorted_column"] == "onset"
     assert [float(key) for key in page["sorted_keys"]] == sorted(float(key) for key in page["sorted_keys"])
+    assert page["metric_chosen"] == "icl_score" and page["tables_shown"] == ["icl_score"]
+    assert page["timing_title"].startswith("ICL score")
+    assert page["heatmap_title"] == "induction of every head: seed 1, step 3,000"  # a head score, the last step
 
 
 @needs_chromium
