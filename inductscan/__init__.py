@@ -13,9 +13,10 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.find_phase_changes(results)    # onset / midpoint / end per run (or per head)
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
+    inductscan.write_report(results, "report.html")  # one self-contained interactive HTML page
 
 ``import inductscan`` loads nothing heavy: pandas and pyarrow are imported when a table is first
-read, torch and transformers when a scan is, matplotlib when a plot is.
+read, torch and transformers when a scan is, matplotlib when a plot is, plotly when a report is.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +37,7 @@ LAZY = {  # name: the module that defines it, imported on first use
     "status": "inductscan.status_report",
     "ScanConfig": "inductscan.plan",
     "RayOptions": "inductscan.plan",
+    "write_report": "inductscan.report",
     **{
         name: "inductscan.plots"
         for name in (

@@ -700,6 +700,30 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     return plots.plot_seed_comparison(find_phase_changes(frame, metric, threshold))
 
 
+@main.command("report")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The HTML file to write.")
+@selection_options
+def report_command(results: Path, output: Path, suite, run, seed, step_range) -> None:
+    """Write an interactive report of a results table: one self-contained HTML file.
+
+    The page holds its scripts and data (it fetches nothing: open it from disk or send it as an
+    attachment): what was scanned and what failed, the phase table (sortable), the best head's
+    curve per run for each metric, a layer x head heatmap with a step slider (click a head for its
+    curve), the per-head timing and, with --icl-dataset, the loss by token position.
+
+    \b
+    Example:
+        inductscan report results/ -o report.html
+        inductscan report results/ -o seeds-1-2.html --seed 1,2 --step-range 0:20000
+    """
+    from inductscan.report import write_report  # plotly: only a report needs it
+
+    written = write_report(results, output, **_selection(suite, run, seed, step_range))
+    note = f"; {written.notice}" if written.notice else ""
+    click.echo(f"report written to {written.path} ({written.size / 1e6:.1f} MB){note}")
+
+
 @main.command("toy-suite")
 @click.argument("out", type=click.Path(path_type=Path), required=False)
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0 .. N-1).")

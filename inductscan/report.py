@@ -1,0 +1,277 @@
+"""``inductscan report``: one self-contained, interactive HTML page of a results folder.
+
+The page holds everything it shows: Plotly's JavaScript bundle (inlined once), the data, and a
+small script (``report_page.js``) that swaps data into the charts; it fetches nothing, so it opens
+from disk or as an e-mail attachment. What it shows: the scan (suites, runs, steps, probe and ICL
+settings, versions, failures), the phase table per metric (sortable), the best head's curve per
+run with its onset-end band and midpoint, a layer x head heatmap of one run with a step slider
+(a click on a head draws its curve), the per-head timing of the heads that change, and the ICL
+loss curves of a scan with ``--icl-dataset``.
+
+The browser gets only what it draws, aggregated here: the best head per checkpoint (every step),
+the heatmap at no more than ``MAX_HEATMAP_STEPS`` checkpoints per run, the ICL curves at no more
+than ``MAX_ICL_STEPS`` checkpoints and ``MAX_ICL_POSITIONS`` positions, numbers rounded to
+``DIGITS`` significant digits of each score's range. A Stanford suite (10 runs x 609 steps x 144
+heads) stays well under 20 MB (see BENCHMARKS.md).
+
+This module chooses and aggregates the data; :mod:`inductscan.report_figures` makes the Plotly
+figures and :mod:`inductscan.report_html` the page. None of them needs torch.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from inductscan import queries, report_figures, store
+from inductscan.errors import ConfigError, OutputError
+from inductscan.metrics import METRICS
+from inductscan.phases import RISING_METRICS, find_phase_changes
+from inductscan.plots import run_labels
+from inductscan.queries import RUN_KEYS
+from inductscan.report_html import failures_html, header_html, phase_table, render_page
+
+CURVE_METRICS = ("induction", "prefix_matching", "previous_token", "copying", "in_context_gain", "icl_score")
+READ = ["tokens", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]  # all the page needs
+HEATMAP_METRICS = tuple(name for name in CURVE_METRICS if METRICS[name].level == "head")
+PER_HEAD_METRIC = "induction"
+MAX_HEATMAP_STEPS = 120
+MAX_ICL_STEPS = 24
+MAX_ICL_POSITIONS = 80
+MAX_PER_HEAD = 40  # heads shown in the per-head timing, those that change in the most runs first
+DIGITS = 4
+SUFFIXES = (".html", ".htm")
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What :func:`write_report` wrote: the page, its size in bytes, and what it says instead of
+    charts when there is nothing to chart (no scored checkpoint, no row in the selection), else None."""
+
+    path: Path
+    size: int
+    notice: str | None
+
+
+def write_report(
+    results: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    suite: str | None = None,
+    run: str | None = None,
+    seed: int | list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+) -> ReportSummary:
+    """Write the interactive report of a results folder (or a selection of it) to ``out`` (.html).
+
+    Example::
+
+        inductscan.write_report("results/", "report.html", seed=[21, 42])
+    """
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise ConfigError(f"the report is an HTML page: name it .html, not {out.name}")
+    page, notice = build_report(results, suite=suite, run=run, seed=seed, step_range=step_range)
+    try:
+        _write_atomically(out, page.encode())
+    except OSError as error:
+        reason = store.unwritable_reason(out, error)
+        raise OutputError(f"cannot write the report to {out}: {reason}; choose another -o") from error
+    return ReportSummary(out, out.stat().st_size, notice)
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Write to a temporary name beside ``path`` (mode as any new file's), then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(temporary, "xb") as stream:
+            stream.write(content)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]:
+    """The page (HTML text) and its notice (see :class:`ReportSummary`); ``chosen``: the selection
+    of :func:`inductscan.queries.selection` (suite, run, seed, step_range)."""
+    store.require_results_folder(results)
+    failures = _selected_failures(store.load_failures(Path(results)), **chosen)
+    notice, frame = None, None
+    try:
+        store.require_results(results)
+    except OutputError:
+        notice = f"{results} holds no scored checkpoints: scan into it first"
+    else:
+        frame = queries.load_selection(results, columns=READ, **chosen)
+        if frame.empty:
+            notice = "no scored checkpoint matches the selection"
+    if notice is not None:
+        return render_page(str(results), empty_sections(notice, failures)), notice
+    curves = _icl_curves(results, frame, chosen)
+    return render_page(str(results), report_sections(frame, failures, curves)), None
+
+
+def _selected_failures(failures: pd.DataFrame, **chosen) -> pd.DataFrame:
+    """The failure records within the selection (suite, run, seed, step_range)."""
+    keep = pd.Series(True, index=failures.index)
+    for name in ("suite", "run", "seed"):
+        wanted = chosen.get(name)
+        if wanted is not None:
+            keep &= failures[name].isin(wanted if isinstance(wanted, list) else [wanted])
+    if chosen.get("step_range") is not None:
+        low, high = chosen["step_range"]
+        keep &= failures["step"].between(low, high)
+    return failures[keep]
+
+
+def _icl_curves(results, frame: pd.DataFrame, chosen: dict) -> pd.DataFrame | None:
+    """The ICL loss curves of the selection when its rows were scored with --icl-dataset, else None."""
+    if not frame["icl"].notna().any():
+        return None
+    return store.load_icl_curves(results, **queries.selection(**chosen))
+
+
+def subsample(count: int, most: int) -> np.ndarray:
+    """At most ``most`` indices of ``count`` items, evenly spread, the first and last included."""
+    return np.unique(np.linspace(0, count - 1, min(count, most)).round().astype(int))
+
+
+def rounded(values: np.ndarray, digits: int = DIGITS, scale: float | None = None):
+    """``values`` as nested lists, rounded to ``digits`` significant digits of ``scale`` (default:
+    the largest magnitude), NaN as None (JSON has no NaN)."""
+    values = np.asarray(values, dtype=float)
+    finite = np.abs(values[np.isfinite(values)])
+    scale = scale if scale is not None else (finite.max() if finite.size else 0.0)
+    decimals = max(0, digits - 1 - int(np.floor(np.log10(scale)))) if scale > 0 else digits
+    return np.where(np.isfinite(values), np.round(values, decimals), None).tolist()
+
+
+def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (run, step): ``value`` (the best head's ``metric``, or the checkpoint score),
+    with ``tokens`` and, for a head score, the best head's ``layer`` and ``head``."""
+    rows = flat[[*RUN_KEYS, "step", "tokens", "layer", "head", metric]].dropna(subset=[metric])
+    if METRICS[metric].level == "head":
+        rows = rows.loc[rows.groupby([*RUN_KEYS, "step"], sort=True)[metric].idxmax()]
+    else:
+        rows = rows.groupby([*RUN_KEYS, "step"], sort=True, as_index=False).first()
+    return rows.rename(columns={metric: "value"})
+
+
+def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.DataFrame | None) -> dict:
+    """Everything the page shows of a non-empty scan table: HTML fragments and the page's data."""
+    wanted = ["step", "tokens", "layer", "head", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]
+    flat = frame.reset_index()[[*RUN_KEYS, *wanted]]  # fewer columns: every selection below copies them
+    runs = list(flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS).itertuples(index=False, name=None))
+    names = run_labels(runs)
+    labels = [names[identity] for identity in runs]
+    axis = "tokens" if (flat["tokens"] > 0).any() else "step"
+    metrics = [name for name in CURVE_METRICS if name in flat and flat[name].notna().any()]
+    timing, tables, notices = {}, {}, []
+    for metric in metrics:
+        best = best_per_checkpoint(flat, metric)
+        best["value"] = rounded(best["value"].to_numpy())
+        phases = find_phase_changes(frame, metric) if metric in RISING_METRICS else None
+        timing[metric] = report_figures.timing_figure(best, phases, metric, axis, runs, labels)
+        tables[metric] = phase_table(phases, metric, axis, runs, labels)
+        if metric == "induction" and not phases["phase_change"].any():
+            notices.append(f"no phase change in the scanned range, in any run (induction; {len(runs)} run(s))")
+    per_head = find_phase_changes(frame, PER_HEAD_METRIC, per_head=True)
+    changed = _most_changed(per_head[per_head["phase_change"]])
+    data = {
+        "metrics": [{"name": name, "label": report_figures.metric_title(name)} for name in metrics],
+        "timing": timing,
+        "heatmap": report_figures.heatmap_figure(),
+        "heatmap_metrics": [name for name in HEATMAP_METRICS if name in metrics],
+        "ranges": {name: _colour_range(flat[name]) for name in HEATMAP_METRICS if name in metrics},
+        "head_curve_layout": report_figures.head_curve_layout(axis),
+        "axis": axis,
+        "runs": [heatmap_data(rows, label) for (_, rows), label in zip(flat.groupby(RUN_KEYS, sort=True), labels)],
+        "per_head": report_figures.per_head_figure(changed, axis, runs, labels) if len(changed) else None,
+        "per_head_note": _per_head_note(per_head, changed),
+        "icl": None if icl_curves is None else icl_figures(icl_curves, runs, labels),
+    }
+    return {
+        "header": header_html(flat, runs, labels, failures),
+        "notices": notices,
+        "tables": tables,
+        "failures": failures_html(failures),
+        "data": data,
+    }
+
+
+def empty_sections(notice: str, failures: pd.DataFrame) -> dict:
+    """The page of a folder or selection without scored checkpoints: the notice and any failures."""
+    return {"header": "", "notices": [notice], "tables": {}, "failures": failures_html(failures), "data": None}
+
+
+def _colour_range(values: pd.Series) -> list[float]:
+    if METRICS[values.name].unit == "attention probability":
+        return [0.0, 1.0]
+    return [float(values.min()), float(values.max())]
+
+
+def _most_changed(changed: pd.DataFrame) -> pd.DataFrame:
+    """The per-head rows of the ``MAX_PER_HEAD`` heads that change in the most runs (then earliest)."""
+    if changed.empty:
+        return changed
+    counts = changed.groupby(["layer", "head"])["midpoint_step"].agg(["size", "median"])
+    kept = counts.sort_values(["size", "median"], ascending=[False, True]).head(MAX_PER_HEAD).index
+    return changed[pd.MultiIndex.from_frame(changed[["layer", "head"]]).isin(kept)]
+
+
+def _per_head_note(per_head: pd.DataFrame, shown: pd.DataFrame) -> str:
+    heads = per_head[per_head["phase_change"]][["layer", "head"]].drop_duplicates()
+    if heads.empty:
+        return f"no head's {PER_HEAD_METRIC} score has a phase change in the scanned range"
+    total = per_head[["layer", "head"]].drop_duplicates()
+    shown_heads = shown[["layer", "head"]].drop_duplicates()
+    note = f"{len(heads)} of {len(total)} heads have a phase change of their own {PER_HEAD_METRIC} score"
+    if len(shown_heads) < len(heads):
+        note += f"; the {len(shown_heads)} that change in the most runs are shown"
+    return note
+
+
+def heatmap_data(rows: pd.DataFrame, label: str) -> dict:
+    """One run's heatmap: every head score's (layer, head) grid at each of its subsampled steps."""
+    steps = np.sort(rows["step"].unique())
+    chosen = steps[subsample(len(steps), MAX_HEATMAP_STEPS)]
+    rows = rows[rows["step"].isin(chosen)]
+    layers, heads = int(rows["layer"].max()) + 1, int(rows["head"].max()) + 1
+    where = (np.searchsorted(chosen, rows["step"].to_numpy()), rows["layer"].to_numpy(), rows["head"].to_numpy())
+    tokens = rows.groupby("step")["tokens"].first().loc[chosen]
+    grids = {}
+    for metric in HEATMAP_METRICS:
+        grid = np.full((len(chosen), layers, heads), np.nan)  # (steps, layer, head)
+        grid[where] = rows[metric].to_numpy()
+        grids[metric] = rounded(grid)
+    return {
+        "label": label,
+        "steps": chosen.tolist(),
+        "tokens": tokens.tolist(),
+        "checkpoints": len(steps),
+        "grids": grids,
+    }
+
+
+def icl_figures(curves: pd.DataFrame, runs: list[tuple], labels: list[str]) -> list[dict | None]:
+    """One ICL figure per run (None for a run without curves), subsampled in steps and positions."""
+    figures = []
+    by_run = dict(list(curves.groupby(RUN_KEYS, sort=False)))
+    for identity, label in zip(runs, labels):
+        rows = by_run.get(identity)
+        if rows is None:
+            figures.append(None)
+            continue
+        steps = np.sort(rows["step"].unique())
+        positions = np.sort(rows["position"].unique())
+        wanted = np.unique(np.geomspace(positions[0], positions[-1], MAX_ICL_POSITIONS).round().astype(int))
+        rows = rows[rows["step"].isin(steps[subsample(len(steps), MAX_ICL_STEPS)]) & rows["position"].isin(wanted)]
+        rows = rows.assign(loss=rounded(rows["loss"].to_numpy()))
+        figures.append(report_figures.icl_figure(rows, label))
+    return figures
