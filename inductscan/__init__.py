@@ -12,6 +12,10 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.find_phase_changes(results)    # onset / midpoint / end per run (or per head)
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
+    inductscan.compare_timing([r1, r2], x="fraction")  # phase timing of several folders or suites
+    inductscan.load_token_losses(path)        # with --token-losses: each ICL token's loss per checkpoint
+    inductscan.seed_scatter(losses)           # and curve_shapes, loss_pca; plots: plot_compare,
+                                              # plot_seed_scatter, plot_token_curves, plot_loss_pca
 
 ``import inductscan`` loads only what reads tables (pandas, pyarrow); torch and transformers are
 imported when a scan (or a plot, matplotlib) is first asked for.
@@ -27,6 +31,14 @@ LAZY = {  # name: the module that defines it, imported on first use
     "status": "inductscan.status_report",
     "ScanConfig": "inductscan.plan",
     "RayOptions": "inductscan.plan",
+    "load_token_losses": "inductscan.token_losses",
+    "compare_timing": "inductscan.timing_compare",
+    "load_several": "inductscan.timing_compare",
+    **{name: "inductscan.compare" for name in ("seed_scatter", "curve_shapes", "classify_curves", "loss_pca")},
+    **{
+        name: "inductscan.compare_plots"
+        for name in ("plot_compare", "plot_seed_scatter", "plot_token_curves", "plot_loss_pca")
+    },
     **{
         name: "inductscan.plots"
         for name in (

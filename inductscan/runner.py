@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import hazards, icl, store
+from inductscan import hazards, icl, store, token_losses
 from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
@@ -213,6 +213,8 @@ class ScanContext:
                 f"out of memory scoring {ref.describe()} on {self.config.device}: try --layer-by-layer, "
                 "a smaller --probe-batch, or --device cpu"
             ) from error
+        if self.config.token_losses:  # before the scores file, whose presence marks the checkpoint done
+            token_losses.write(out, identity(ref, ref.revision), losses, self.icl_examples)
         store.write_scores(
             out,
             identity(ref, ref.revision),
@@ -269,7 +271,8 @@ def prepare_scan(
     store.remove_stale_temporaries(out)
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
-    todo = [ref for ref in refs if not store.is_done(out, ref.suite.name, ref.run.name, ref.step)]
+    done = token_losses.is_done if config.token_losses else store.is_done  # with it, a missing side file is redone
+    todo = [ref for ref in refs if not done(out, ref.suite.name, ref.run.name, ref.step)]
     summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
     return context, todo, summary
 
