@@ -753,7 +753,7 @@ def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
     seeds = _integers(seed, "--seed")
     if seeds is not None and len(seeds) != 2:
         raise click.BadParameter(f"expected two seeds, A,B, got {seed!r}", param_hint="--seed")
-    losses = load_token_losses(results, **selection(suite=suite, seed=seeds, step=step))
+    losses = load_token_losses(results, **selection(suite=suite, seed=seeds))  # a missing step is named below
     if losses.empty:
         click.echo(NO_ROWS)
         return

@@ -147,7 +147,8 @@ def classify_curves(x: np.ndarray, curves: np.ndarray) -> pd.DataFrame:
     centre ``c`` and steepness ``k`` by a grid search (the centre within the range of x; the
     steepness from almost linear to a step within one checkpoint) and its ``a``, ``b`` exactly for
     each. A curve is ``S-shaped`` when the logistic's BIC is lower than the line's by at least
-    ``BIC_MARGIN`` (2: positive evidence, Kass & Raftery 1995), else ``smooth``. Columns: ``bic_line``, ``bic_logistic``, ``shape``.
+    ``BIC_MARGIN`` (2: positive evidence, Kass & Raftery 1995), else ``smooth``.
+    Columns: ``bic_line``, ``bic_logistic``, ``shape``.
     """
     x = np.asarray(x, dtype=float)
     curves = np.asarray(curves, dtype=float)
