@@ -183,3 +183,15 @@ def test_timing_across_suites_in_tokens_and_as_a_fraction_of_training():
 
 def test_pearson_is_nan_for_a_constant_sample():
     assert np.isnan(compare.pearson(np.ones(5), np.arange(5)))
+
+
+def test_the_analyses_import_neither_torch_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, inductscan.compare, inductscan.timing_compare, inductscan.token_losses; "
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
