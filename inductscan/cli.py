@@ -677,7 +677,7 @@ def plot_command(
     if kind == "icl-curves":  # a table of its own, not the scores
         frame = store.load_icl_curves(results[0], **selection(**chosen))
     elif kind in TOKEN_PLOTS:
-        frame = load_token_losses(results[0], **selection(**chosen))
+        frame = _token_losses(results[0], **selection(**chosen))
     else:
         frame = load_several(results, **chosen)
     if frame.empty:
@@ -717,6 +717,21 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     return plots.plot_seed_comparison(phase_timing.find_phase_changes(frame, metric, threshold))
 
 
+def _token_losses(results: Path, **filters):
+    """The token losses of a results folder, with a warning where scored checkpoints have none."""
+    from inductscan.token_losses import missing
+
+    losses = load_token_losses(results, **filters)
+    lacking = missing(results)
+    if len(lacking):
+        click.echo(
+            f"warning: {len(lacking)} scored checkpoint(s) of {results} have no token losses (scanned without "
+            "--token-losses); a scan with --token-losses adds them",
+            err=True,
+        )
+    return losses
+
+
 def _token_figure(kind: str, losses, seeds: list[int] | None, step: int | None, top: int | None):
     from inductscan import compare_plots
 
@@ -753,7 +768,7 @@ def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
     seeds = _integers(seed, "--seed")
     if seeds is not None and len(seeds) != 2:
         raise click.BadParameter(f"expected two seeds, A,B, got {seed!r}", param_hint="--seed")
-    losses = load_token_losses(results, **selection(suite=suite, seed=seeds))  # a missing step is named below
+    losses = _token_losses(results, **selection(suite=suite, seed=seeds))  # a missing step is named below
     if losses.empty:
         click.echo(NO_ROWS)
         return

@@ -120,13 +120,20 @@ def test_a_resume_with_token_losses_scores_the_checkpoints_that_lack_them(scanne
     with pytest.raises(OutputError, match="scan with --icl-dataset and --token-losses"):
         inductscan.load_token_losses(out)
     assert token_losses.missing(out)[["seed", "step"]].values.tolist() == [[0, 0], [0, 10]]
-    again = scan(suite, out, data, seeds=[0], steps=[0, 10, 20])
-    assert (again.scored, again.already_done) == (3, 0)
+    again = scan(suite, out, data, seeds=[0], steps=[10, 20])
+    assert (again.scored, again.already_done) == (2, 0)  # step 10 had scores, not token losses
+    assert token_losses.missing(out)[["seed", "step"]].values.tolist() == [[0, 0]]
+    drawn = run_cli("plot", str(out), "-o", str(tmp_path / "pca.png"), "--kind", "loss-pca")
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stderr.strip() == (
+        f"warning: 1 scored checkpoint(s) of {out} have no token losses (scanned without --token-losses); "
+        "a scan with --token-losses adds them"
+    )
+    third = scan(suite, out, data, seeds=[0], steps=[0, 10, 20])
+    assert (third.scored, third.already_done) == (1, 2)
     assert token_losses.missing(out).empty
     assert sorted(inductscan.load_token_losses(out).step.unique()) == [0, 10, 20]
     assert len(inductscan.load_results(out)) == 3 * 3 * 4  # each checkpoint's rows once
-    third = scan(suite, out, data, seeds=[0], steps=[0, 10, 20])
-    assert (third.scored, third.already_done) == (0, 3)
 
 
 def test_a_scan_killed_before_its_scores_file_redoes_the_checkpoint(scanned, tmp_path):
