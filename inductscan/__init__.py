@@ -14,6 +14,10 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
     inductscan.write_report(results, "report.html")  # one self-contained interactive HTML page
+    inductscan.compare_timing([r1, r2], x="fraction")  # phase timing of several folders or suites
+    inductscan.load_token_losses(path)        # with --token-losses: each ICL token's loss per checkpoint
+    inductscan.seed_scatter(losses)           # and curve_shapes, loss_pca; plots: plot_compare,
+                                              # plot_seed_scatter, plot_token_curves, plot_loss_pca
 
 ``import inductscan`` loads nothing heavy: pandas and pyarrow are imported when a table is first
 read, torch and transformers when a scan is, matplotlib when a plot is, plotly when a report is.
@@ -38,6 +42,14 @@ LAZY = {  # name: the module that defines it, imported on first use
     "ScanConfig": "inductscan.plan",
     "RayOptions": "inductscan.plan",
     "write_report": "inductscan.report",
+    "load_token_losses": "inductscan.token_losses",
+    "compare_timing": "inductscan.timing_compare",
+    "load_several": "inductscan.timing_compare",
+    **{name: "inductscan.compare" for name in ("seed_scatter", "curve_shapes", "classify_curves", "loss_pca")},
+    **{
+        name: "inductscan.compare_plots"
+        for name in ("plot_compare", "plot_seed_scatter", "plot_token_curves", "plot_loss_pca")
+    },
     **{
         name: "inductscan.plots"
         for name in (

@@ -34,7 +34,12 @@ PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when 
     "gain": "in-context gain (nats) against tokens, one line per seed",
     "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed",
     "icl-curves": "loss against token position for one run, a line per checkpoint coloured by step",
+    "compare": "every run of the folders on one axis (--x tokens|fraction), onset-end whiskers, grouped by suite",
+    "seed-scatter": "per-token log-probabilities of two seeds at one step (--step), correlation, --top outliers",
+    "token-curves": "per-token loss against tokens for the --top tokens changing most, smooth or S-shaped",
+    "loss-pca": "training's path through the first principal components of the per-token losses, per seed",
 }
+TOKEN_PLOTS = ("seed-scatter", "token-curves", "loss-pca")  # from the --token-losses side table
 
 
 class Group(click.Group):
@@ -133,6 +138,8 @@ def suites_command(name: str | None) -> None:
     click.echo(f"{suite.name}: {suite.description}")
     click.echo(f"  steps: {len(steps)} ({steps[0]} .. {steps[-1]})" if steps else "  steps: none")
     click.echo(f"  tokens per step: {suite.tokens_per_step:,}")
+    if suite.total_tokens:
+        click.echo(f"  total training tokens per run: {suite.total_tokens:,}")
     click.echo(f"  revision: {suite.revision if suite.source == 'hub' else 'local folders'}")
     token_range = f"[{suite.token_range[0]}, {suite.token_range[1]})" if suite.token_range else "every non-special id"
     bos = suite.bos_token_id if suite.token_range else "the config's bos_token_id"
@@ -274,6 +281,13 @@ RAY_DEFAULTS = RayOptions()
     help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.",
 )
 @click.option(
+    "--token-losses",
+    is_flag=True,
+    help="With --icl-dataset: also store every ICL token's loss per checkpoint in OUT/token_losses/ "
+    "(--icl-examples x (--icl-context - 1) float32: 16 x 511 x 4 B = 33 kB a checkpoint by default), "
+    "for `inductscan compare` and the plots seed-scatter, token-curves and loss-pca.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -338,6 +352,7 @@ def scan_command(
         inductscan scan toy --out toy-results/
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
+        inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
         inductscan scan stanford-gpt2-small --shard 3/8 --out /shared/results   # one of 8 array tasks
         inductscan scan stanford-gpt2-small --executor ray --ray-address auto --out /shared/results
 
@@ -576,8 +591,29 @@ def compact_command(results: Path) -> None:
     click.echo(f"compacted {results}: {folded} per-checkpoint file(s) folded in {time.perf_counter() - started:.1f} s")
 
 
+def timing_axis_options(command):
+    """The axis of a comparison of phase-change timings: tokens, or a fraction of training."""
+    options = [
+        click.option(
+            "--x",
+            "x_axis",
+            type=click.Choice(["tokens", "fraction"]),
+            default="tokens",
+            show_default=True,
+            help="Time in tokens seen, or as a fraction of each run's training (the suite's total tokens).",
+        ),
+        click.option(
+            "--total-tokens",
+            type=int,
+            help="With --x fraction: the total training tokens of suites the catalog does not know "
+            "(local folders, toy); the catalogued suites' are known.",
+        ),
+    ]
+    return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
+
+
 @main.command("phases")
-@click.argument("results", type=click.Path(path_type=Path))
+@click.argument("results", type=click.Path(path_type=Path), nargs=-1, required=True)
 @selection_options
 @click.option("--metric", default="induction", show_default=True, help=f"What to time: {', '.join(RISING)}.")
 @click.option(
@@ -588,34 +624,54 @@ def compact_command(results: Path) -> None:
 )
 @click.option("--per-head", is_flag=True, help="Time every head's own curve instead of each run's best head.")
 @click.option("--changed-only", is_flag=True, help="Only rows with a phase change.")
+@timing_axis_options
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-def phases_command(results: Path, suite, run, seed, step_range, metric, threshold, per_head, changed_only, fmt) -> None:
+def phases_command(
+    results: tuple[Path, ...],
+    suite,
+    run,
+    seed,
+    step_range,
+    metric,
+    threshold,
+    per_head,
+    changed_only,
+    x_axis,
+    total_tokens,
+    fmt,
+) -> None:
     """When the phase change happens: onset, midpoint and end per run (or per head).
 
     On a log-token axis, the onset, midpoint and end are where the curve (the best head's score,
     made monotone robustly) first reaches 10%, 50% and 90% of its rise from the early to the
     late plateau, interpolated between the checkpoints that bracket them. A run without a rise
-    says "no phase change in the scanned range". csv and json hold every column.
+    says "no phase change in the scanned range". csv and json hold every column. Several results
+    folders are timed together (a checkpoint held by two is refused); --x fraction adds each
+    level's share of the run's training.
 
     \b
     Example:
         inductscan phases results/
         inductscan phases results/ --metric in_context_gain
         inductscan phases results/ --seed 21 --per-head --changed-only --format csv
+        inductscan phases stanford-small/ stanford-medium/ pythia-160m/ --x fraction --format csv
     """
     from inductscan import phases as phase_timing
     from inductscan.queries import best_rows, load_selection
+    from inductscan.timing_compare import add_fractions, load_several
 
     phase_timing.timed_metric(metric, per_head)
     chosen = _selection(suite, run, seed, step_range)
     if per_head:
-        frame = load_selection(results, columns=["tokens", metric], **chosen)
+        frame = load_several(results, lambda path: load_selection(path, columns=["tokens", metric], **chosen))
     else:  # a run's curve is its best head's: one row per checkpoint is all it needs
-        frame = best_rows(results, metric, **chosen)
+        frame = load_several(results, lambda path: best_rows(path, metric, **chosen))
     if frame.empty:
         click.echo(NO_ROWS)
         return
     timing = phase_timing.find_phase_changes(frame, metric, threshold, per_head)
+    if x_axis == "fraction":
+        timing = add_fractions(timing, total_tokens)
     if changed_only:
         timing = timing[timing["phase_change"]]
     if fmt != "table":
@@ -630,11 +686,18 @@ def phases_command(results: Path, suite, run, seed, step_range, metric, threshol
         f"{curve}: onset / midpoint / end = 10% / 50% / 90% of the rise from the early to the late "
         f"plateau; tokens seen (interpolated in log tokens) and the checkpoints that bracket them"
     )
-    _emit(phase_timing.readable(timing) if len(timing) else timing, fmt)
+    shown = phase_timing.readable(timing) if len(timing) else timing
+    if x_axis == "fraction" and len(timing):
+        fractions = timing[[f"{level}_fraction" for level in phase_timing.LEVELS]].to_numpy(dtype=float)
+        shown["fraction of training"] = [
+            " / ".join("-" if value != value else f"{value:.3g}" for value in row)
+            for row in fractions  # NaN: -
+        ]
+    _emit(shown, fmt)
 
 
 @main.command("plot")
-@click.argument("results", type=click.Path(path_type=Path))
+@click.argument("results", type=click.Path(path_type=Path), nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Image file: .png, .svg or .pdf.")
 @click.option(
     "--kind",
@@ -646,7 +709,26 @@ def phases_command(results: Path, suite, run, seed, step_range, metric, threshol
 @selection_options
 @click.option("--metric", default="induction", show_default=True, help="Head score (timing, heatmap, seeds).")
 @click.option("--threshold", type=float, help="Dashed line of the timing plot (default: the metric's).")
-def plot_command(results: Path, output: Path, kind, suite, run, seed, step_range, metric, threshold) -> None:
+@timing_axis_options
+@click.option("--step", type=int, help="seed-scatter: the step (default: the last both seeds have).")
+@click.option(
+    "--top", type=int, help="seed-scatter: outliers listed (10); token-curves: tokens drawn (20); loss-pca: tokens (5)."
+)
+def plot_command(
+    results: tuple[Path, ...],
+    output: Path,
+    kind,
+    suite,
+    run,
+    seed,
+    step_range,
+    metric,
+    threshold,
+    x_axis,
+    total_tokens,
+    step,
+    top,
+) -> None:
     """Draw a figure of a results table.
 
     \b
@@ -657,24 +739,47 @@ def plot_command(results: Path, output: Path, kind, suite, run, seed, step_range
         inductscan plot results/ -o gain.png --kind gain
         inductscan plot results/ -o icl.png --kind icl
         inductscan plot results/ -o loss-by-position.png --kind icl-curves --seed 21
+        inductscan plot small/ medium/ pythia/ -o compare.png --kind compare --x fraction
+        inductscan plot results/ -o scatter.png --kind seed-scatter --seed 21,49 --step 400000 --top 15
+        inductscan plot results/ -o curves.png --kind token-curves --top 30
+        inductscan plot results/ -o pca.png --kind loss-pca
+
+    Several RESULTS folders are read as one table (a checkpoint held by two is refused), except by
+    icl-curves and the per-token kinds (seed-scatter, token-curves, loss-pca), which read one.
     """
     from inductscan import plots, store
     from inductscan.queries import best_rows, load_selection, selection
+    from inductscan.timing_compare import compare_timing, load_several
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
+        raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
     chosen = _selection(suite, run, seed, step_range)
     if kind == "icl-curves":  # a table of its own, not the scores
-        frame = store.load_icl_curves(results, **selection(**chosen))
+        frame = store.load_icl_curves(results[0], **selection(**chosen))
+    elif kind in TOKEN_PLOTS:
+        frame = _token_losses(results[0], **selection(**chosen))
     elif kind == "heatmap":  # every head
-        frame = load_selection(results, columns=["tokens", metric], **chosen)
+        frame = load_several(results, lambda path: load_selection(path, columns=["tokens", metric], **chosen))
     else:  # one curve a run: the best head's, or a checkpoint's score
         best_of = {"gain": "in_context_gain", "icl": "icl_score"}.get(kind, metric)
-        frame = best_rows(results, best_of, columns=["icl"] if kind == "icl" else None, **chosen)
+        icl = ["icl"] if kind == "icl" else None
+        frame = load_several(results, lambda path: best_rows(path, best_of, columns=icl, **chosen))
     if frame.empty:
         click.echo(f"{NO_ROWS}; no plot written")
         return
-    figure = plots.plot_icl_curves(frame) if kind == "icl-curves" else _scores_figure(kind, frame, metric, threshold)
+    if kind == "icl-curves":
+        figure = plots.plot_icl_curves(frame)
+    elif kind in TOKEN_PLOTS:
+        figure = _token_figure(kind, frame, chosen["seed"], step, top)
+    elif kind == "compare":
+        from inductscan.compare_plots import plot_compare
+
+        timing = compare_timing(frame, metric, threshold, x=x_axis, total_tokens=total_tokens)
+        figure = plot_compare(timing, x=x_axis)
+    else:
+        figure = _scores_figure(kind, frame, metric, threshold)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(output, dpi=150)
@@ -722,6 +827,78 @@ def report_command(results: Path, output: Path, suite, run, seed, step_range) ->
     written = write_report(results, output, **_selection(suite, run, seed, step_range))
     note = f"; {written.notice}" if written.notice else ""
     click.echo(f"report written to {written.path} ({written.size / 1e6:.1f} MB){note}")
+
+
+def _token_losses(results: Path, **filters):
+    """The token losses of a results folder, with a warning where scored checkpoints have none."""
+    from inductscan.token_losses import load_token_losses, missing
+
+    losses = load_token_losses(results, **filters)
+    lacking = missing(results)
+    if len(lacking):
+        click.echo(
+            f"warning: {len(lacking)} scored checkpoint(s) of {results} have no token losses (scanned without "
+            "--token-losses); a scan with --token-losses adds them",
+            err=True,
+        )
+    return losses
+
+
+def _token_figure(kind: str, losses, seeds: list[int] | None, step: int | None, top: int | None):
+    from inductscan import compare_plots
+
+    if kind == "seed-scatter":
+        pair = tuple(seeds[:2]) if seeds else None
+        return compare_plots.plot_seed_scatter(losses, seeds=pair, step=step, top=top or 10)
+    if kind == "token-curves":
+        return compare_plots.plot_token_curves(losses, seeds=seeds, top=top or 20)
+    return compare_plots.plot_loss_pca(losses, seeds=seeds, top=top or 5)
+
+
+@main.command("compare")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--seed", "--seeds", "seed", help="The two seeds to compare, as A,B (default: the first two).")
+@click.option("--suite", help="Only this suite's runs.")
+@click.option("--step", type=int, help="The step (default: the last both seeds have).")
+@click.option("--top", type=int, default=10, show_default=True, help="Outlier tokens listed.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
+    """Two seeds' per-token log-probabilities at one step: their correlation and the tokens they
+    disagree on most (largest |log p(seed A) - log p(seed B)|), from a scan with --token-losses.
+
+    Tokens are named by example (the ICL example's row) and position (the predicted token's number
+    in the context, from 2), with the token id. The table lists the --top outliers.
+
+    \b
+    Example:
+        inductscan compare results/
+        inductscan compare results/ --seed 21,49 --step 400000 --top 20 --format csv
+    """
+    from inductscan.compare import seed_scatter
+    from inductscan.queries import selection
+    from inductscan.token_losses import icl_ids
+
+    seeds = _integers(seed, "--seed")
+    if seeds is not None and len(seeds) != 2:
+        raise click.BadParameter(f"expected two seeds, A,B, got {seed!r}", param_hint="--seed")
+    losses = _token_losses(results, **selection(suite=suite, seed=seeds))  # a missing step is named below
+    if losses.empty:
+        click.echo(NO_ROWS)
+        return
+    scatter = seed_scatter(losses, seeds=tuple(seeds) if seeds else None, step=step)
+    outliers = scatter.outliers(top)
+    ids = icl_ids(results)
+    if ids is not None:
+        where = list(zip(outliers["example"], outliers["position"]))
+        outliers.insert(2, "token", ids["token"].reindex(where).to_numpy())
+    first, second = scatter.labels
+    outliers = outliers.rename(columns={"logprob_a": f"logprob {first}", "logprob_b": f"logprob {second}"})
+    if fmt == "table":
+        click.echo(
+            f"{first} vs {second} at step {scatter.step}: Pearson r = {scatter.correlation:.4f} over "
+            f"{len(scatter.points)} tokens; the {len(outliers)} furthest apart:"
+        )
+    _emit(outliers, fmt)
 
 
 @main.command("toy-suite")

@@ -38,6 +38,7 @@ class ScanConfig:
     threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
     layer_by_layer: bool = False  # stream each layer's weights from disk: peak memory ~ one layer + embeddings
     icl: IclConfig | None = None  # the in-context learning score on real text (inductscan.icl)
+    token_losses: bool = False  # also store every ICL token's loss (inductscan.token_losses); needs icl
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -48,6 +49,8 @@ class ScanConfig:
             raise ConfigError(f"max_disk is a number of bytes, got {self.max_disk!r}")
         if self.icl is not None and not isinstance(self.icl, IclConfig):
             raise ConfigError(f"icl must be an inductscan.icl.IclConfig, got {type(self.icl).__name__}")
+        if self.token_losses and self.icl is None:
+            raise ConfigError("--token-losses stores the losses of the ICL examples: it needs --icl-dataset")
         if self.max_disk is not None and self.max_disk <= 0:
             raise ConfigError(f"--max-disk must be > 0 bytes, got {self.max_disk}")
         if self.max_disk is not None and self.keep_weights:

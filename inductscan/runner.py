@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import hazards, icl, store
+from inductscan import hazards, icl, store, token_losses
 from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
@@ -213,6 +213,8 @@ class ScanContext:
                 f"out of memory scoring {ref.describe()} on {self.config.device}: try --layer-by-layer, "
                 "a smaller --probe-batch, or --device cpu"
             ) from error
+        if self.config.token_losses:  # before the scores file, whose presence marks the checkpoint done
+            token_losses.write(out, identity(ref, ref.revision), losses, self.icl_examples)
         store.write_scores(
             out,
             identity(ref, ref.revision),
@@ -271,6 +273,8 @@ def prepare_scan(
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
     scored = store.Scored(out)
+    if config.token_losses:  # with it, a checkpoint scored without its side file is redone
+        scored = token_losses.Recorded(out)
     todo = [ref for ref in refs if (ref.suite.name, ref.run.name, ref.step) not in scored]
     summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
     return context, todo, summary

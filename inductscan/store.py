@@ -177,15 +177,19 @@ class Scored:
     """The checkpoints a results folder holds scores of, compacted or not, from one listing of
     each run's folder: ``(suite, run, step) in Scored(out)``. A scan's start-up asks once."""
 
-    def __init__(self, out: Path) -> None:
-        self._steps = tables.done_steps(Path(out), "scores")
+    def __init__(self, out: Path, table: str = "scores") -> None:
+        self._steps = tables.done_steps(Path(out), table)
 
     def __contains__(self, checkpoint: tuple[str, str, int]) -> bool:
         suite, run, step = checkpoint
         return step in self._steps.get((_safe(suite), _safe(run)), ())
 
 
-SORT_KEYS = {"scores": ["step", "layer", "head"], "icl_curves": ["step", "position"]}
+SORT_KEYS = {
+    "scores": ["step", "layer", "head"],
+    "icl_curves": ["step", "position"],
+    "token_losses": ["step", "example", "position"],  # inductscan/token_losses.py
+}
 
 
 def compact(out: str | os.PathLike, runs: list[tuple[str, str]] | None = None) -> int:
@@ -195,7 +199,8 @@ def compact(out: str | os.PathLike, runs: list[tuple[str, str]] | None = None) -
     require_results_folder(out)
     chosen = None if runs is None else {(_safe(suite), _safe(run)) for suite, run in runs}
     folded = 0
-    for table, schema in {"scores": SCHEMA, "icl_curves": CURVE_SCHEMA}.items():
+    for table in tables.TABLES:  # the token losses' schema is their files' own
+        schema = {"scores": SCHEMA, "icl_curves": CURVE_SCHEMA}.get(table)
         for run in tables.runs(Path(out), table):
             if chosen is None or (run.folder.parent.name, run.folder.name) in chosen:
                 folded += tables.compact_run(run.folder, schema, SORT_KEYS[table], _atomic)

@@ -46,6 +46,7 @@ class Suite:
     token_range: tuple[int, int] | None = None  # None: every id but the config's special ones
     bos_token_id: int | None = None  # used when token_range is catalogued
     probe: ProbeConfig = ProbeConfig()
+    total_tokens: int | None = None  # tokens of a whole run's training, where known (catalogued suites)
 
     def run(self, seed: int) -> Run:
         for run in self.runs:
@@ -82,6 +83,9 @@ STANFORD_RUNS = {
     "medium": ("arwen", "beren", "celebrimbor", "durin", "eowyn"),
 }
 STANFORD_SEEDS = (21, 49, 81, 343, 777)
+# Whole training runs: Stanford CRFM Mistral GPT-2, 400,000 steps of 512 x 1024 tokens (~210 B);
+# Pythia, 143,000 steps of 1024 x 2048 tokens (~300 B). Each suite's last checkpoint is its last step.
+STANFORD_TOTAL_STEPS, PYTHIA_TOTAL_STEPS = 400_000, 143_000
 PYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b")
 PYTHIA_SEED_SIZES = ("14m", "31m", "70m", "160m", "410m")
 PYTHIA_PLAIN_SEED = 1234
@@ -101,6 +105,7 @@ def _stanford(size: str) -> Suite:
         runs=runs,
         steps=stanford_steps(),
         tokens_per_step=512 * 1024,
+        total_tokens=STANFORD_TOTAL_STEPS * 512 * 1024,
         revision="checkpoint-{step}",
         token_range=COMMON_TOKEN_RANGE,
         bos_token_id=GPT2_BOS,
@@ -115,6 +120,7 @@ def _pythia(name: str, description: str, runs: tuple[Run, ...]) -> Suite:
         runs=runs,
         steps=pythia_steps(),
         tokens_per_step=1024 * 2048,
+        total_tokens=PYTHIA_TOTAL_STEPS * 1024 * 2048,
         revision="step{step}",
         token_range=COMMON_TOKEN_RANGE,
         bos_token_id=None,
@@ -147,6 +153,11 @@ def toy_home() -> Path:
     """Where ``inductscan toy-suite`` builds the toy suite unless told otherwise."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "inductscan" / "toy-suite"
     return Path(os.environ.get("INDUCTSCAN_TOY_DIR", default))
+
+
+def total_tokens(suite: str) -> int | None:
+    """The catalogued suite's total training tokens per run; None for a suite not catalogued."""
+    return CATALOG[suite].total_tokens if suite in CATALOG else None
 
 
 def suite_names() -> list[str]:

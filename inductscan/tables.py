@@ -115,9 +115,10 @@ def _locked(folder: Path) -> Iterator[None]:
 def compact_run(folder: Path, schema, sort_by: list[str], atomic) -> int:
     """Fold a run folder's per-checkpoint files into a new generation; return how many were folded.
 
-    schema: the table's pyarrow schema (older files missing a column get nulls). atomic: the
-    store's temp-file-and-rename context manager.
+    schema: the table's pyarrow schema (older files missing a column get nulls), or None: the
+    files' own. atomic: the store's temp-file-and-rename context manager.
     """
+    import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
@@ -133,8 +134,17 @@ def compact_run(folder: Path, schema, sort_by: list[str], atomic) -> int:
             steps = sorted(before.compacted_steps | set(fold))
             with atomic(folder / f"compact-{generation:06d}.json") as temporary:
                 temporary.write_text(json.dumps({"steps": steps, "rows": table.num_rows}))
+            floats = [field.name for field in table.schema if pa.types.is_floating(field.type)]
+            others = [name for name in table.column_names if name not in floats]  # repeated: dictionaries
             with atomic(folder / f"compact-{generation:06d}.parquet") as temporary:  # the commit
-                pq.write_table(table, temporary, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+                pq.write_table(
+                    table,
+                    temporary,
+                    row_group_size=ROW_GROUP_ROWS,
+                    compression="zstd",
+                    use_dictionary=others,
+                    use_byte_stream_split=floats,  # floats rarely repeat: split bytes compress better
+                )
         _remove_folded(folder)
     return len(fold)
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import inductscan
-from inductscan.cli import PLOTS, main
+from inductscan.cli import PLOTS, TOKEN_PLOTS, main
 from inductscan.plan import ScanConfig, plan
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
@@ -36,7 +36,9 @@ def curve_lines(axes):
 
 
 @pytest.mark.parametrize("suffix", sorted(MAGIC))
-@pytest.mark.parametrize("kind", sorted(kind for kind in PLOTS if not kind.startswith("icl")))  # ICL: test_icl.py
+@pytest.mark.parametrize(  # ICL: test_icl.py; per-token losses: test_token_losses.py
+    "kind", sorted(kind for kind in PLOTS if not kind.startswith("icl") and kind not in TOKEN_PLOTS)
+)
 def test_plot_command_writes_every_kind_in_every_format(scanned, tmp_path, kind, suffix):
     output = tmp_path / "figures" / f"{kind}{suffix}"
     result = CliRunner().invoke(main, ["plot", str(scanned), "-o", str(output), "--kind", kind])

@@ -1,0 +1,104 @@
+"""Phase-change timing of the runs of several results folders (or several suites of one), side
+by side: in tokens seen, or as a fraction of each run's whole training.
+
+A run's fraction is its onset, midpoint and end tokens over its suite's total training tokens:
+from the catalog for the public suites (:mod:`inductscan.suites`), else the ``total_tokens`` the
+caller gives (a local or toy suite's results do not say how long its training was: its last
+scanned checkpoint need not be its last step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from inductscan.errors import ConfigError
+from inductscan.phases import LEVELS, find_phase_changes
+from inductscan.queries import load_selection
+from inductscan.suites import total_tokens as catalogued_total
+
+AXES = ("tokens", "fraction")
+
+
+def load_several(
+    paths: Sequence[str | os.PathLike], read: Callable[[str | os.PathLike], pd.DataFrame] | None = None, **chosen
+) -> pd.DataFrame:
+    """The rows of several results folders (each selected as :func:`inductscan.queries.load_selection`
+    does, or read by ``read(path)``, e.g. :func:`inductscan.queries.best_rows`), in one table. A
+    checkpoint held by two of them is refused: which one's rows count would be a guess (delete one,
+    or select apart with ``suite=``/``seed=``)."""
+    if not paths:
+        raise ConfigError("no results folder given")
+    frames, origin = [], {}
+    for path in paths:
+        frame = read(path) if read is not None else load_selection(path, **chosen)
+        checkpoints = frame.index.droplevel(["layer", "head"]).unique()
+        for checkpoint in checkpoints:
+            if checkpoint in origin:
+                suite, run, seed, step = checkpoint
+                raise ConfigError(
+                    f"{origin[checkpoint]} and {path} both hold {suite} {run} (seed {seed}) step {step}: "
+                    "give each checkpoint once (another folder, or --suite/--seed to select)"
+                )
+            origin[checkpoint] = path
+        frames.append(frame)
+    return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0]
+
+
+def totals(suites: Sequence[str], total_tokens: int | None = None) -> dict[str, int]:
+    """Each suite's total training tokens: the catalog's, else ``total_tokens``; ConfigError naming
+    the suites that have neither."""
+    if total_tokens is not None and total_tokens <= 0:
+        raise ConfigError(f"--total-tokens must be > 0, got {total_tokens}")
+    found = {suite: catalogued_total(suite) or total_tokens for suite in suites}
+    unknown = sorted(suite for suite, total in found.items() if total is None)
+    if unknown:
+        raise ConfigError(
+            f"the total training tokens of {', '.join(unknown)} are not catalogued: pass --total-tokens N "
+            "(its steps x tokens per step), or use --x tokens"
+        )
+    return found
+
+
+def compare_timing(
+    results: pd.DataFrame | str | os.PathLike | Sequence[str | os.PathLike],
+    metric: str = "induction",
+    threshold: float | None = None,
+    *,
+    x: str = "tokens",
+    total_tokens: int | None = None,
+) -> pd.DataFrame:
+    """:func:`inductscan.find_phase_changes` of every run of ``results`` (a table, a results folder,
+    or a list of them: :func:`load_several`), one row per run, sorted by suite.
+
+    With ``x="fraction"`` it adds ``total_tokens`` (the suite's training, see :func:`totals`) and
+    ``onset_fraction``, ``midpoint_fraction``, ``end_fraction``: the tokens over that total.
+    """
+    if x not in AXES:
+        raise ConfigError(f"x must be one of {', '.join(AXES)}, got {x!r}")
+    if isinstance(results, (list, tuple)):
+        results = load_several(results)
+    timing = find_phase_changes(results, metric, threshold)
+    if x == "fraction":
+        timing = add_fractions(timing, total_tokens)
+    return timing.sort_values(["suite", "run", "seed"]).reset_index(drop=True)
+
+
+def add_fractions(timing: pd.DataFrame, total_tokens: int | None = None) -> pd.DataFrame:
+    """``timing`` (from :func:`inductscan.find_phase_changes`) with ``total_tokens`` and
+    ``onset_fraction``, ``midpoint_fraction``, ``end_fraction`` (each level's tokens over the total)."""
+    timing = timing.copy()
+    total = timing["suite"].map(totals(sorted(timing["suite"].unique()), total_tokens)).astype(float)
+    timing["total_tokens"] = total.astype("Int64")
+    for level in LEVELS:
+        timing[f"{level}_fraction"] = timing[f"{level}_tokens"].astype(float) / total
+    return timing
+
+
+def without_tokens(timing: pd.DataFrame) -> list[str]:
+    """The suites of a timing table whose rows count no tokens (a local suite scanned without
+    ``--tokens-per-step``): on a token axis they have no place."""
+    timed = timing[timing["phase_change"]]
+    return sorted(timed.loc[timed["midpoint_tokens_after"].fillna(0) <= 0, "suite"].unique())
