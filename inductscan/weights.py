@@ -177,23 +177,31 @@ class Buffers:
             raise CorruptCheckpointError(f"weight {key!r} has shape {tuple(source.shape)}, the config says {shape}")
         slot = slot or (LAYER_NUMBER.sub(".N.", key) if self.one_layer else key)
         if self.staged:
+            if view is None and source.dtype == self.dtype:  # nothing to do on the device: straight into place
+                self.unchecked.append((key, self._to_device(source, slot, self._buffer(slot, source.shape))))
+                return self.tensors[slot]
             source = self._to_device(source, slot)
         if view is not None:
             source = view(source)
         if not self.reuse:
             return _finite(source.to(device=self.device, dtype=self.dtype).contiguous(), key)
-        buffer = self.tensors.get(slot)
-        if buffer is None or buffer.shape != source.shape:
-            buffer = torch.empty(source.shape, dtype=self.dtype, device=self.device)
-            self.tensors[slot] = buffer
+        buffer = self._buffer(slot, source.shape)
         buffer.copy_(source)  # on the device when staged: a conversion of dtype, a transposition
         if self.staged:
             self.unchecked.append((key, buffer))
             return buffer
         return _finite(buffer, key)
 
-    def _to_device(self, source: torch.Tensor, slot: str) -> torch.Tensor:
-        """``source`` (on the CPU, as stored) on the device in its stored dtype, its transfer queued.
+    def _buffer(self, slot: str, shape: torch.Size) -> torch.Tensor:
+        buffer = self.tensors.get(slot)
+        if buffer is None or buffer.shape != shape:
+            buffer = torch.empty(shape, dtype=self.dtype, device=self.device)
+            self.tensors[slot] = buffer
+        return buffer
+
+    def _to_device(self, source: torch.Tensor, slot: str, into: torch.Tensor | None = None) -> torch.Tensor:
+        """``source`` (on the CPU, as stored) on the device in its stored dtype, its transfer queued;
+        into ``into`` when given (of that dtype), else into the slot's reused device copy.
 
         The page-locked copy of a slot is reused, so the copy into it first waits until that slot's
         previous transfer has read it (streamed layers share slots)."""
@@ -204,7 +212,7 @@ class Buffers:
         elif sent is not None:
             sent.synchronize()
         pinned.copy_(source)
-        stored = self.stored.get(slot)
+        stored = into if into is not None else self.stored.get(slot)
         if stored is None or stored.shape != source.shape or stored.dtype != source.dtype:
             stored = torch.empty(source.shape, dtype=source.dtype, device=self.device)
             self.stored[slot] = stored

@@ -5,6 +5,8 @@ needs a GPU; the staged path runs on the CPU with the same code, less the page-l
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import sys
 import threading
 
 import numpy as np
@@ -18,7 +20,7 @@ from inductscan.errors import NonFiniteError
 from inductscan.measure import Scorer
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 from inductscan.weights import Buffers, convert, read_state_dict
-from tests.conftest import gpt2_model, neox_model, save_checkpoint
+from tests.conftest import REPO_ROOT, gpt2_model, neox_model, save_checkpoint
 
 
 def numpy_ratios(matrices: np.ndarray) -> np.ndarray:
@@ -31,26 +33,23 @@ def numpy_ratios(matrices: np.ndarray) -> np.ndarray:
     return np.array(out).reshape(matrices.shape[:-2])
 
 
-def test_eigenvalue_ratios_in_threads_equal_the_serial_ones():
+def test_eigenvalue_ratios_in_threads_equal_the_serial_ones(monkeypatch):
     generator = torch.Generator().manual_seed(0)
     layers = [torch.randn(5, 16, 16, generator=generator, dtype=torch.float64) for _ in range(4)]
     layers[2][1] += 3 * torch.eye(16, dtype=torch.float64)  # a copying head: a ratio near 1
     seen = set()
+    original = scores._ratios
+
+    def recorded(*args):
+        seen.add(threading.get_ident())
+        return original(*args)
+
+    monkeypatch.setattr(scores, "_ratios", recorded)
     with scores.EigenvalueRatios(workers=3) as ratios:
-        original = scores._ratios
-
-        def spy(*args):
-            seen.add(threading.get_ident())
-            return original(*args)
-
-        scores._ratios = spy
-        try:
-            for layer in layers:
-                ratios.submit(layer)
-            gathered = ratios.gather()
-        finally:
-            scores._ratios = original
-    assert threading.get_ident() not in seen  # the eigenvalues were computed off this thread
+        for layer in layers:
+            ratios.submit(layer)
+        gathered = ratios.gather()
+    assert seen and threading.get_ident() not in seen  # computed off this thread
     for layer, (ratio, finite) in zip(layers, gathered, strict=True):
         assert ratio.shape == (5,) and bool(finite.all())
         np.testing.assert_allclose(ratio.numpy(), numpy_ratios(layer.numpy()), rtol=0, atol=1e-12)
@@ -81,22 +80,26 @@ def test_eigenvalue_ratio_of_float32_on_one_thread_matches_numpy():
     np.testing.assert_allclose(ratio.numpy(), numpy_ratios(circuits.double().numpy()), rtol=0, atol=1e-12)
 
 
-def half_state(model) -> dict[str, torch.Tensor]:
-    """The model's weights as a half-precision checkpoint stores them."""
-    return {key: value.detach().half() for key, value in model.state_dict().items()}
+def half_state(model, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+    """The model's weights as a checkpoint stores them (half precision, as the Stanford files)."""
+    return {key: value.detach().to(dtype) for key, value in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("factory", [gpt2_model, neox_model])
 @pytest.mark.parametrize("one_layer", [False, True])
-def test_weights_staged_as_stored_then_converted_equal_the_direct_copy(tmp_path, factory, one_layer):
+@pytest.mark.parametrize("stored", [torch.float16, torch.float32])
+def test_weights_staged_as_stored_then_converted_equal_the_direct_copy(tmp_path, factory, one_layer, stored):
     model = factory(3)
     folder = save_checkpoint(model, tmp_path / "ckpt")
     arch = read_architecture(folder / "config.json")
-    state = half_state(model)
+    state = half_state(model, stored)
     staged = Buffers(torch.float32, "cpu", staged=True, one_layer=one_layer)
     direct = convert(arch, state, torch.float32)  # each weight converted by .to(), no buffers
     converted = convert(arch, state, torch.float32, buffers=staged)
-    assert staged.stored and all(tensor.dtype == torch.float16 for tensor in staged.stored.values())
+    assert len(staged.pinned) == len(staged.tensors)  # every weight went through the staging copy
+    assert all(tensor.dtype == stored for tensor in staged.stored.values())
+    if stored == torch.float16:  # every weight was moved as stored, then converted
+        assert set(staged.stored) == set(staged.tensors)
     for name in ("embed", "positions", "final_ln_weight", "final_ln_bias", "unembed"):
         mine, theirs = getattr(converted, name), getattr(direct, name)
         assert (mine is None and theirs is None) or torch.equal(mine, theirs), name
@@ -144,3 +147,24 @@ def test_shards_hashed_in_parallel_give_hashlib_digests(tmp_path):
     lines = "".join(f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()}\n" for path in files)
     assert hash_files(files) == hashlib.sha256(lines.encode()).hexdigest()
     assert hash_files(files[:1]) == hashlib.sha256(files[0].read_bytes()).hexdigest()
+
+
+def load_bench(monkeypatch):
+    """scripts/bench.py as a module (scripts are not a package; its dataclasses need it in sys.modules)."""
+    spec = importlib.util.spec_from_file_location("bench", REPO_ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_read_floor_reads_every_byte_into_device_memory(tmp_path, monkeypatch):
+    bench = load_bench(monkeypatch)
+    files = [tmp_path / "model-1.safetensors", tmp_path / "model-2.safetensors"]
+    for index, path in enumerate(files):
+        path.write_bytes(np.random.default_rng(index).bytes(1_000_003 * (index + 1)))
+    read = bench.ReadFloor("cpu")
+    for _ in range(2):  # the second call reuses the first one's buffers
+        assert read(files) == sum(path.stat().st_size for path in files)
+    for path in files:
+        assert read.targets[path].numpy().tobytes() == path.read_bytes()
