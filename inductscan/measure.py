@@ -50,8 +50,8 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
             per_layer.append(scores.pattern_scores(pattern, pattern_weights))
             values, outputs = layer.value_output(arch)
             contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
-            # the input LayerNorm's gain folded into W_V (the final one is in `through`); the
-            # eigenvalues start on the CPU now, while the pass goes on through the next layers
+            # the input LayerNorm's gain folded into W_V (the final one is in `through`); from a GPU,
+            # the eigenvalues start on the CPU now, while the pass goes on through the next layers
             eigenvalues.submit(scores.ov_circuits(values * layer.ln1_weight[:, None], outputs, through))
 
         result = forward(weights, ids, on_layer, losses=True)

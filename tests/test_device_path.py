@@ -33,7 +33,8 @@ def numpy_ratios(matrices: np.ndarray) -> np.ndarray:
     return np.array(out).reshape(matrices.shape[:-2])
 
 
-def test_eigenvalue_ratios_in_threads_equal_the_serial_ones(monkeypatch):
+@pytest.mark.parametrize("at_once", [False, True])
+def test_eigenvalue_ratios_in_threads_equal_the_serial_ones(monkeypatch, at_once):
     generator = torch.Generator().manual_seed(0)
     layers = [torch.randn(5, 16, 16, generator=generator, dtype=torch.float64) for _ in range(4)]
     layers[2][1] += 3 * torch.eye(16, dtype=torch.float64)  # a copying head: a ratio near 1
@@ -45,9 +46,11 @@ def test_eigenvalue_ratios_in_threads_equal_the_serial_ones(monkeypatch):
         return original(*args)
 
     monkeypatch.setattr(scores, "_ratios", recorded)
-    with scores.EigenvalueRatios(workers=3) as ratios:
+    with scores.EigenvalueRatios(workers=3, at_once=at_once) as ratios:
         for layer in layers:
             ratios.submit(layer)
+        if not at_once:
+            assert not seen  # CPU stacks wait for gather
         gathered = ratios.gather()
     assert seen and threading.get_ident() not in seen  # computed off this thread
     for layer, (ratio, finite) in zip(layers, gathered, strict=True):
