@@ -157,9 +157,10 @@ class EigenvalueRatios:
             return
         ready = None
         if flat.device.type == "cuda":
+            stream = torch.cuda.current_stream(flat.device)
             flat = flat.to("cpu", torch.float64, non_blocking=True)  # into pinned memory, asynchronously
             ready = torch.cuda.Event()
-            ready.record()
+            ready.record(stream)
         else:
             flat = flat.to("cpu", torch.float64)
         self._start([batch_shape], flat, ready)

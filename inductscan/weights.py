@@ -219,7 +219,7 @@ class Buffers:
         stored.copy_(pinned, non_blocking=pin)
         if pin:
             sent = torch.cuda.Event()
-            sent.record()
+            sent.record(torch.cuda.current_stream(self.device))
         self.pinned[slot] = (pinned, sent)
         return stored
 

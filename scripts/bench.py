@@ -5,8 +5,8 @@ Stanford attention flags, fp16 ``pytorch_model.bin``) as branches ``checkpoint-{
 ``stanford-crfm/alias-gpt2-small-x21`` in a Hub-layout cache (``HF_HUB_OFFLINE=1``), so that every
 contender loads them the way it would load the real suite. ``--shape pythia-1.4b`` (or
 ``pythia-160m``, ``pythia-tiny``) makes GPT-NeoX checkpoints of Pythia's layout instead, random
-fp16 ``model.safetensors`` as branches ``step{step}`` of ``EleutherAI/pythia-1.4b``. Then measures, each in its own process
-(for an honest peak RSS), the per-checkpoint time of:
+fp16 ``model.safetensors`` as branches ``step{step}`` of ``EleutherAI/pythia-1.4b``. Then
+measures, each in its own process (for an honest peak RSS), the per-checkpoint time of:
 
     (a) scan     ``inductscan scan stanford-gpt2-small --seeds 21 --steps ...`` (run_scan, in-process);
                  a cached file is trusted by its blob's sha256 name

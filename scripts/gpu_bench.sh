@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU benchmark set, in one command, for a machine with one CUDA GPU (about 8 minutes on an H100):
+# The GPU benchmark set, in one command, for a machine with one CUDA GPU (not yet run on one; an estimate
+# from the earlier H100 timings: 5 to 10 minutes, most of it building the Pythia checkpoints and
+# starting processes):
 #   1. GPT-2 small (the targets): scripts/bench.py, 8 checkpoints, 2 paired rounds, every contender but
 #      TransformerLens 3.9; its last line is the CUDA summary line.
 #   2. the scan's scores on the GPU against the CPU's (scripts/device_agreement.py, 2 checkpoints, 1e-4).
