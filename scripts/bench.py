@@ -175,14 +175,9 @@ def save_neox(settings: dict, step: int, folder: Path) -> None:
     generator = torch.Generator().manual_seed(step)
     state = {}
     for key, shape in shapes.items():
-        noise = torch.randn(shape, generator=generator)
-        if key.endswith("bias"):
-            noise *= 0.02
-        elif "layernorm" in key or "layer_norm" in key:
-            noise = 1 + 0.1 * noise
-        else:
-            noise *= 0.02
-        state[key] = noise.half()
+        values = torch.randn(shape, generator=generator)
+        gain = key.endswith("weight") and ("layernorm" in key or "layer_norm" in key)
+        state[key] = (1 + 0.1 * values if gain else 0.02 * values).half()
     config.save_pretrained(folder)
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
 
