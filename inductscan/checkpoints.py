@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +201,18 @@ def combined_sha256(named_hashes: list[tuple[str, str]]) -> str:
 
 
 def hash_files(files: list[Path]) -> str:
-    """One sha256 for a checkpoint's weights: the file's own, or, when sharded, one over the shards'."""
+    """One sha256 for a checkpoint's weights: the file's own, or, when sharded, one over the shards'.
+
+    It runs in a prefetch thread (see :mod:`inductscan.pipeline`), while the checkpoint before is
+    loaded and scored, never as a pass of its own before the load. The shards of a sharded
+    checkpoint are hashed at once, each in its own thread (hashlib releases the GIL): one shard's
+    time, not their sum, so that the hash keeps ahead of a fast (GPU) scan.
+    """
     if len(files) == 1:
         return hash_file(files[0])
-    return combined_sha256([(Path(path).name, hash_file(path)) for path in files])
+    with ThreadPoolExecutor(min(len(files), HASH_THREADS), thread_name_prefix="inductscan-hash") as pool:
+        digests = list(pool.map(hash_file, files))
+    return combined_sha256([(Path(path).name, digest) for path, digest in zip(files, digests, strict=True)])
+
+
+HASH_THREADS = 8  # shards hashed at once; each is bound by memory bandwidth or the disk

@@ -43,21 +43,23 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
 
     per_layer: list[dict[str, torch.Tensor]] = []
     contributions: list[torch.Tensor] = []
-    circuits: list[torch.Tensor] = []
 
-    def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
-        per_layer.append(scores.pattern_scores(pattern, pattern_weights))
-        values, outputs = layer.value_output(arch)
-        contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
-        # the input LayerNorm's gain folded into W_V (the final one is in `through`)
-        circuits.append(scores.ov_circuits(values * layer.ln1_weight[:, None], outputs, through))
+    with scores.EigenvalueRatios() as eigenvalues:
 
-    result = forward(weights, ids, on_layer, losses=True)
-    heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
-    heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
-    circuits = torch.stack(circuits)
-    _check_finite("OV circuit", circuits.flatten(2))  # the eigenvalue solver fails on a NaN
-    heads["copying"] = scores.eigenvalue_ratio(circuits)
+        def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
+            per_layer.append(scores.pattern_scores(pattern, pattern_weights))
+            values, outputs = layer.value_output(arch)
+            contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
+            # the input LayerNorm's gain folded into W_V (the final one is in `through`); from a GPU,
+            # the eigenvalues start on the CPU now, while the pass goes on through the next layers
+            eigenvalues.submit(scores.ov_circuits(values * layer.ln1_weight[:, None], outputs, through))
+
+        result = forward(weights, ids, on_layer, losses=True)
+        heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
+        heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
+        copying, finite = (torch.stack(parts) for parts in zip(*eigenvalues.gather(), strict=True))
+    _report_non_finite("OV circuit", finite)  # the weights were finite: an overflow of the circuit itself
+    heads["copying"] = copying
     checkpoint = scores.loss_summary(result.token_losses, layout)
     for name, values in heads.items():
         _check_finite(name, values)
@@ -71,7 +73,12 @@ def _check_finite(name: str, values: torch.Tensor) -> None:
     The weights were checked as they were converted, so a NaN here comes from the forward pass
     itself: an overflow, most likely in a 16-bit dtype.
     """
-    finite = torch.isfinite(values.flatten(1)).all(dim=1)
+    _report_non_finite(name, torch.isfinite(values))
+
+
+def _report_non_finite(name: str, finite: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteError` naming the layers whose entry of ``finite`` (layer, ...) is not all true."""
+    finite = finite.flatten(1).all(dim=1)
     if bool(finite.all()):
         return
     layers = ", ".join(map(str, torch.nonzero(~finite).flatten().tolist()))

@@ -128,12 +128,30 @@ class Buffers:
     key got last time (when the shape agrees) instead of a fresh one: a scan converts checkpoint
     after checkpoint of one architecture without faulting in new memory for each. ``one_layer``
     gives every layer the same tensors, for streaming one layer at a time.
+
+    ``staged`` (the default on CUDA) moves each weight to the device as it is stored: its stored
+    dtype copied into a reused page-locked buffer, sent to the device without waiting, then viewed
+    and converted there. Copying a half-precision tensor into a float32 device buffer straight away
+    would convert it on the CPU first, and copy from pageable memory synchronously. Staged weights
+    are checked for finiteness together, in one synchronisation, by :meth:`check_finite`.
     """
 
-    def __init__(self, dtype: torch.dtype, device: str | torch.device, *, reuse: bool = True, one_layer: bool = False):
+    def __init__(
+        self,
+        dtype: torch.dtype,
+        device: str | torch.device,
+        *,
+        reuse: bool = True,
+        one_layer: bool = False,
+        staged: bool | None = None,
+    ):
         self.dtype, self.device = dtype, torch.device(device)
         self.reuse, self.one_layer = reuse, one_layer
+        self.staged = reuse and (self.device.type == "cuda" if staged is None else staged)
         self.tensors: dict[str, torch.Tensor] = {}
+        self.stored: dict[str, torch.Tensor] = {}  # slot -> the weight as stored, on the device
+        self.pinned: dict[str, tuple[torch.Tensor, object]] = {}  # slot -> page-locked copy, its transfer's event
+        self.unchecked: list[tuple[str, torch.Tensor]] = []
 
     def take(
         self,
@@ -149,7 +167,7 @@ class Buffers:
         Checked as it is copied (nanoGPT's ``from_pretrained`` habit): its stored ``shape`` must be
         the one the config implies, and every value must be finite, so that a checkpoint with a
         wrong or broken tensor is a recorded failure naming the tensor, not an error deep inside the
-        forward pass or the eigenvalue solver.
+        forward pass or the eigenvalue solver. Staged weights are checked by :meth:`check_finite`.
         """
         try:
             source = state[key]
@@ -157,16 +175,64 @@ class Buffers:
             raise CorruptCheckpointError(f"weight {key!r} is missing from the checkpoint") from None
         if tuple(source.shape) != tuple(shape):
             raise CorruptCheckpointError(f"weight {key!r} has shape {tuple(source.shape)}, the config says {shape}")
+        slot = slot or (LAYER_NUMBER.sub(".N.", key) if self.one_layer else key)
+        if self.staged:
+            if view is None and source.dtype == self.dtype:  # nothing to do on the device: straight into place
+                self.unchecked.append((key, self._to_device(source, slot, self._buffer(slot, source.shape))))
+                return self.tensors[slot]
+            source = self._to_device(source, slot)
         if view is not None:
             source = view(source)
         if not self.reuse:
             return _finite(source.to(device=self.device, dtype=self.dtype).contiguous(), key)
-        slot = slot or (LAYER_NUMBER.sub(".N.", key) if self.one_layer else key)
+        buffer = self._buffer(slot, source.shape)
+        buffer.copy_(source)  # on the device when staged: a conversion of dtype, a transposition
+        if self.staged:
+            self.unchecked.append((key, buffer))
+            return buffer
+        return _finite(buffer, key)
+
+    def _buffer(self, slot: str, shape: torch.Size) -> torch.Tensor:
         buffer = self.tensors.get(slot)
-        if buffer is None or buffer.shape != source.shape:
-            buffer = torch.empty(source.shape, dtype=self.dtype, device=self.device)
+        if buffer is None or buffer.shape != shape:
+            buffer = torch.empty(shape, dtype=self.dtype, device=self.device)
             self.tensors[slot] = buffer
-        return _finite(buffer.copy_(source), key)
+        return buffer
+
+    def _to_device(self, source: torch.Tensor, slot: str, into: torch.Tensor | None = None) -> torch.Tensor:
+        """``source`` (on the CPU, as stored) on the device in its stored dtype, its transfer queued;
+        into ``into`` when given (of that dtype), else into the slot's reused device copy.
+
+        The page-locked copy of a slot is reused, so the copy into it first waits until that slot's
+        previous transfer has read it (streamed layers share slots)."""
+        pin = self.device.type == "cuda"
+        pinned, sent = self.pinned.get(slot, (None, None))
+        if pinned is None or pinned.shape != source.shape or pinned.dtype != source.dtype:
+            pinned = torch.empty(source.shape, dtype=source.dtype, pin_memory=pin)
+        elif sent is not None:
+            sent.synchronize()
+        pinned.copy_(source)
+        stored = into if into is not None else self.stored.get(slot)
+        if stored is None or stored.shape != source.shape or stored.dtype != source.dtype:
+            stored = torch.empty(source.shape, dtype=source.dtype, device=self.device)
+            self.stored[slot] = stored
+        stored.copy_(pinned, non_blocking=pin)
+        if pin:
+            sent = torch.cuda.Event()
+            sent.record(torch.cuda.current_stream(self.device))
+        self.pinned[slot] = (pinned, sent)
+        return stored
+
+    def check_finite(self) -> None:
+        """:class:`NonFiniteError` naming the first staged weight since the last call that holds a NaN
+        or an infinity. One sum per weight, all read back at once (see :func:`_finite`)."""
+        unchecked, self.unchecked = self.unchecked, []
+        if not unchecked:
+            return
+        sums = torch.stack([tensor.sum() for _, tensor in unchecked])
+        for flagged in torch.nonzero(~torch.isfinite(sums)).flatten().tolist():
+            key, tensor = unchecked[flagged]
+            _finite(tensor, key)
 
 
 def _finite(tensor: torch.Tensor, key: str) -> torch.Tensor:
@@ -228,7 +294,9 @@ def convert(
     state = _normalise(arch, state)
     family = FAMILIES[arch.family]
     layers = tuple(family.layer(arch, state, buffers, index) for index in range(arch.n_layers))
-    return family.globals(arch, state, buffers, layers)
+    weights = family.globals(arch, state, buffers, layers)
+    buffers.check_finite()
+    return weights
 
 
 class StreamedLayers(Sequence):
@@ -251,7 +319,9 @@ class StreamedLayers(Sequence):
         if not 0 <= index < len(self):
             raise IndexError(index)
         state = _normalise(self.arch, self.open_state())
-        return FAMILIES[self.arch.family].layer(self.arch, state, self.buffers, index)
+        layer = FAMILIES[self.arch.family].layer(self.arch, state, self.buffers, index)
+        self.buffers.check_finite()
+        return layer
 
 
 def convert_streamed(
@@ -262,7 +332,9 @@ def convert_streamed(
     state = _normalise(arch, open_state())
     family = FAMILIES[arch.family]
     family.layer(arch, state, buffers, 0)  # fails early, as convert does, on a missing or misshapen weight
-    return family.globals(arch, state, buffers, StreamedLayers(arch, open_state, buffers))
+    weights = family.globals(arch, state, buffers, StreamedLayers(arch, open_state, buffers))
+    buffers.check_finite()
+    return weights
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Makes N checkpoints of one shape (default GPT-2 small: 12 layers x 768, GPT-2 vocabulary, both
 Stanford attention flags, fp16 ``pytorch_model.bin``) as branches ``checkpoint-{step}`` of
 ``stanford-crfm/alias-gpt2-small-x21`` in a Hub-layout cache (``HF_HUB_OFFLINE=1``), so that every
-contender loads them the way it would load the real suite. Then measures, each in its own process
-(for an honest peak RSS), the per-checkpoint time of:
+contender loads them the way it would load the real suite. ``--shape pythia-1.4b`` (or
+``pythia-160m``, ``pythia-tiny``) makes GPT-NeoX checkpoints of Pythia's layout instead, random
+fp16 ``model.safetensors`` as branches ``step{step}`` of ``EleutherAI/pythia-1.4b``. Then
+measures, each in its own process (for an honest peak RSS), the per-checkpoint time of:
 
     (a) scan     ``inductscan scan stanford-gpt2-small --seeds 21 --steps ...`` (run_scan, in-process);
                  a cached file is trusted by its blob's sha256 name
@@ -19,6 +21,8 @@ contender loads them the way it would load the real suite. Then measures, each i
                  forward and inductscan's own; the floor is the faster of the two. It is timed
                  paired with the scan, in one process: a pass of each floor after one of its own
                  kind, then the scan of a checkpoint after the scan of another
+    (e) read floor  every weight file of a checkpoint read into device memory, nothing else
+                 (:class:`ReadFloor`), timed in the same pairs
 
 The loops compute the induction score the way the ARENA notebooks do (a diagonal of the
 pattern) and pickle it; the benchmark checks that (a) and (b) agree on it. The last line reads
@@ -27,6 +31,12 @@ loop's time over the scan's, the scan's time over the floor, and the scan's peak
 may be shared, so ``floor_ratio`` is the median over the pairs (``--rounds`` runs of the paired
 measurement, 3 by default, 4 pairs each from 8 checkpoints) of each pair's scan time over its
 faster floor pass; every pair is printed.
+
+With ``--device cuda`` one more line follows, ``device=NAME s_per_ckpt=S
+speedup_vs_transformerlens=X speedup_vs_transformers=Y read_floor_ratio=Z peak_gpu_gb=W``: the
+scan's seconds per checkpoint once warm, the fastest TransformerLens loop's and the transformers
+loop's time over the scan's, the paired median of the scan over the read floor, and the scan's peak
+GPU memory (``torch.cuda.max_memory_allocated``). scripts/gpu_bench.sh runs the GPU set.
 
     pip install -e '.[bench]'                         # TransformerLens 4.x, benchmark only
     python scripts/bench.py --checkpoints 8 --tl39-python /path/to/tl39/bin/python
@@ -41,28 +51,73 @@ import pickle
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REPO = "stanford-crfm/alias-gpt2-small-x21"
-SEED = 21
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A benchmark shape: the model family, its config, and the suite whose checkpoints it poses as."""
+
+    family: str  # "gpt2" (fp16 pytorch_model.bin, as the Stanford branches) or "gpt_neox" (fp16 model.safetensors)
+    config: dict
+    suite: str
+
+    @property
+    def weight_file(self) -> str:
+        return "pytorch_model.bin" if self.family == "gpt2" else "model.safetensors"
+
+
+PYTHIA = dict(rotary_pct=0.25, use_parallel_residual=True, vocab_size=50304, max_position_embeddings=2048)
 SHAPES = {
-    "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12),
-    "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16),
-    "tiny": dict(n_layer=2, n_embd=128, n_head=4),
+    "gpt2-small": Shape("gpt2", dict(n_layer=12, n_embd=768, n_head=12), "stanford-gpt2-small"),
+    "gpt2-medium": Shape("gpt2", dict(n_layer=24, n_embd=1024, n_head=16), "stanford-gpt2-medium"),
+    "tiny": Shape("gpt2", dict(n_layer=2, n_embd=128, n_head=4), "stanford-gpt2-small"),
+    "pythia-1.4b": Shape(
+        "gpt_neox",
+        dict(num_hidden_layers=24, hidden_size=2048, num_attention_heads=16, intermediate_size=8192, **PYTHIA),
+        "pythia-1.4b",
+    ),
+    "pythia-160m": Shape(
+        "gpt_neox",
+        dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072, **PYTHIA),
+        "pythia-160m",
+    ),
+    "pythia-tiny": Shape(
+        "gpt_neox",
+        dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=512, **PYTHIA),
+        "pythia-14m",
+    ),
 }
 TL_LOOPS = ("tl4", "tl39")
+LAYER_BY_LAYER = os.environ.get("INDUCTSCAN_BENCH_LAYER_BY_LAYER") == "1"  # set by --layer-by-layer
 
 
 # ---------------------------------------------------------------- the checkpoints (driver side)
 
 
-def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
-    """fp16 ``pytorch_model.bin`` + ``config.json`` per step, in Hub layout under work/hf_home."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+def suite_of(shape: str):
+    from inductscan.suites import get_suite
 
+    return get_suite(SHAPES[shape].suite)
+
+
+def bench_steps(shape: str, n: int) -> list[int]:
+    """The suite's first ``n`` steps (Stanford: 0, 10, 20, ...; Pythia: 0, 1, 2, 4, ...)."""
+    return list(suite_of(shape).steps[:n])
+
+
+def where(shape: str, step: int) -> tuple[str, str]:
+    """The Hub repo and revision a benchmark checkpoint poses as: the suite's first run."""
+    suite = suite_of(shape)
+    return suite.runs[0].repo, suite.revision_of(step)
+
+
+def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
+    """fp16 weights + ``config.json`` per step, in Hub layout under work/hf_home."""
     from inductscan.testing import place_in_hub_cache
 
     hf_home = work / "hf_home"
@@ -72,39 +127,70 @@ def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
     import shutil
 
     shutil.rmtree(hf_home, ignore_errors=True)  # made for other steps: start clean
+    name = SHAPES[shape].weight_file
+    save = save_gpt2 if SHAPES[shape].family == "gpt2" else save_neox
+    for step in steps:
+        repo, revision = where(shape, step)
+        folder = work / "files" / revision
+        folder.mkdir(parents=True, exist_ok=True)
+        save(SHAPES[shape].config, step, folder)
+        files = {file: folder / file for file in ("config.json", name)}
+        place_in_hub_cache(hf_home, repo, revision, files)
+        if step == steps[-1]:
+            place_in_hub_cache(hf_home, repo, "main", files)  # TransformerLens 3.9 reads the config off main
+        (folder / name).unlink()
+    marker.touch()
+    return hf_home
+
+
+def save_gpt2(settings: dict, step: int, folder: Path) -> None:
+    """A randomly initialised GPT-2 with both Stanford attention flags, as an fp16 ``pytorch_model.bin``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     config = GPT2Config(
-        **SHAPES[shape],
+        **settings,
         scale_attn_by_inverse_layer_idx=True,
         reorder_and_upcast_attn=True,
         architectures=["GPT2LMHeadModel"],
         n_ctx=1024,
     )  # as the Stanford configs say
-    for step in steps:
-        torch.manual_seed(step)  # a script: the global RNG is fine here
-        model = GPT2LMHeadModel(config)
-        folder = work / "files" / f"checkpoint-{step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        config.save_pretrained(folder)
-        torch.save({key: value.half() for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
-        files = {name: folder / name for name in ("config.json", "pytorch_model.bin")}
-        place_in_hub_cache(hf_home, REPO, f"checkpoint-{step}", files)
-        if step == steps[-1]:
-            place_in_hub_cache(hf_home, REPO, "main", files)  # TransformerLens 3.9 reads the config off main
-        (folder / "pytorch_model.bin").unlink()
-    marker.touch()
-    return hf_home
+    torch.manual_seed(step)  # a script: the global RNG is fine here
+    model = GPT2LMHeadModel(config)
+    config.save_pretrained(folder)
+    torch.save({key: value.half() for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
 
 
-def write_probe(work: Path) -> Path:
-    """The scan's own probe ids for the Stanford suite, for the loops to run."""
+def save_neox(settings: dict, step: int, folder: Path) -> None:
+    """A GPT-NeoX (Pythia's layout) of random fp16 weights as ``model.safetensors``, drawn tensor by
+    tensor (no model is built: a 1.4B one would take minutes to initialise): matrices N(0, 0.02),
+    LayerNorm gains near 1, biases near 0; the names and shapes from a model on the meta device."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(**settings, architectures=["GPTNeoXForCausalLM"], tie_word_embeddings=False)
+    with torch.device("meta"):
+        shapes = {key: tuple(value.shape) for key, value in GPTNeoXForCausalLM(config).state_dict().items()}
+    generator = torch.Generator().manual_seed(step)
+    state = {}
+    for key, shape in shapes.items():
+        values = torch.randn(shape, generator=generator)
+        gain = key.endswith("weight") and ("layernorm" in key or "layer_norm" in key)
+        state[key] = (1 + 0.1 * values if gain else 0.02 * values).half()
+    config.save_pretrained(folder)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def write_probe(work: Path, shape: str) -> Path:
+    """The scan's own probe ids for the shape's suite, for the loops to run."""
     import torch
 
     from inductscan.architecture import read_architecture
     from inductscan.plan import ScanConfig, suite_probe
-    from inductscan.suites import get_suite
 
-    config = next((work / "files").glob("checkpoint-*/config.json"))
-    probe = suite_probe(get_suite("stanford-gpt2-small"), read_architecture(config), ScanConfig())
+    config = next((work / "files").glob("*/config.json"))
+    probe = suite_probe(suite_of(shape), read_architecture(config), ScanConfig())
     path = work / "probe.pt"
     torch.save({"ids": probe.ids, "length": probe.layout.length, "offset": probe.layout.offset}, path)
     return path
@@ -143,7 +229,7 @@ def write_tokenizer(work: Path, vocab_size: int = 50257, bos: int = 50256) -> Pa
     return folder
 
 
-def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
+def worker(kind: str, work: Path, steps: list[int], device: str, shape: str) -> dict:
     """One contender over every checkpoint. Its libraries are imported before the clock starts
     (transformers too, for the scan: it reads configs with it), so that the time is the loop's."""
     import torch
@@ -152,9 +238,9 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
     probe = torch.load(work / "probe.pt")
     ids, length, offset = probe["ids"].to(device), probe["length"], probe["offset"]
     if kind == "paired":
-        return paired(work, steps, ids, device)
+        return paired(work, steps, ids, device, shape)
     if kind in ("scan", "scan-verify"):
-        return scan_worker(work, steps, device, verify_cached=kind == "scan-verify")
+        return scan_worker(work, steps, device, shape, verify_cached=kind == "scan-verify")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if kind == "tl4":
@@ -166,12 +252,11 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
     finished = []  # when each checkpoint was done
     started = time.perf_counter()
     for step in steps:
+        repo, revision = where(shape, step)
         if kind == "tl4":
-            model = TransformerBridge.boot_transformers(
-                REPO, revision=f"checkpoint-{step}", tokenizer=tokenizer, device=device
-            )
+            model = TransformerBridge.boot_transformers(repo, revision=revision, tokenizer=tokenizer, device=device)
         elif kind == "tl39":
-            model = HookedTransformer.from_pretrained(REPO, checkpoint_value=step, tokenizer=tokenizer, device=device)
+            model = HookedTransformer.from_pretrained(repo, checkpoint_value=step, tokenizer=tokenizer, device=device)
         if kind in TL_LOOPS:
             with torch.inference_mode():
                 _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_pattern"))
@@ -179,7 +264,7 @@ def worker(kind: str, work: Path, steps: list[int], device: str) -> dict:
         else:  # hf
             model = (
                 AutoModelForCausalLM.from_pretrained(
-                    REPO, revision=f"checkpoint-{step}", dtype=torch.float32, attn_implementation="eager"
+                    repo, revision=revision, dtype=torch.float32, attn_implementation="eager"
                 )
                 .to(device)
                 .eval()
@@ -201,16 +286,19 @@ def steady(finished: list[float]) -> float:
     return (finished[-1] - finished[0]) / (len(finished) - 1) if len(finished) > 1 else float("nan")
 
 
-def scan_worker(work: Path, steps: list[int], device: str, verify_cached: bool) -> dict:
+def scan_worker(work: Path, steps: list[int], device: str, shape: str, verify_cached: bool) -> dict:
+    import torch
+
     from inductscan.plan import ScanConfig, plan
     from inductscan.runner import run_scan
     from inductscan.store import load_results
-    from inductscan.suites import get_suite
 
     out = work / ("scan-verify-results" if verify_cached else "scan-results")
-    refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
+    suite = suite_of(shape)
+    refs = plan(suite, seeds=[suite.runs[0].seed], steps=steps)
+    config = ScanConfig(device=device, verify_cached=verify_cached, layer_by_layer=LAYER_BY_LAYER)
     started = time.perf_counter()
-    summary = run_scan(refs, out, ScanConfig(device=device, verify_cached=verify_cached), progress=False)
+    summary = run_scan(refs, out, config, progress=False)
     seconds = time.perf_counter() - started
     if summary.scored != len(steps):
         raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
@@ -219,10 +307,14 @@ def scan_worker(work: Path, steps: list[int], device: str, verify_cached: bool) 
         int(step): rows.sort_values(["layer", "head"])["induction"].tolist() for step, rows in table.groupby("step")
     }
     finished = sorted(table.groupby("step")["scored_at"].max().map(lambda when: when.timestamp()))
-    return {"seconds": seconds, "steady": steady(finished), "peak_rss_gb": peak_rss_gb(), "induction": results}
+    result = {"seconds": seconds, "steady": steady(finished), "peak_rss_gb": peak_rss_gb(), "induction": results}
+    if device.startswith("cuda"):
+        result["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
+        result["device_name"] = torch.cuda.get_device_name()
+    return result
 
 
-def paired(work: Path, steps: list[int], ids, device: str) -> dict:
+def paired(work: Path, steps: list[int], ids, device: str, shape: str) -> dict:
     """The floor and the scan side by side, in one process, each timed in its own steady state.
 
     The floor is the forward pass alone on preloaded weights, logits included: transformers'
@@ -234,6 +326,8 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
     real scan, where a checkpoint follows a checkpoint. A scan timed right after the floor passes
     (kept, and printed, as ``scan_after_floor``) ran 0.03-0.04 s slower in the median. A pair is
     measured within ~12 s, so on a shared machine both of its sides see the same neighbours.
+    The read floor (:class:`ReadFloor`, the first checkpoint's weight files into device memory)
+    is timed in each pair the same way.
     """
     import shutil
 
@@ -246,7 +340,6 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
     from inductscan.model import forward
     from inductscan.plan import ScanConfig, plan
     from inductscan.runner import LocalExecutor, run_scan
-    from inductscan.suites import get_suite
     from inductscan.weights import read_state_dict
 
     def timed(action) -> float:
@@ -258,16 +351,13 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - started
 
+    repo, revision = where(shape, steps[0])
     model = (
-        AutoModelForCausalLM.from_pretrained(
-            REPO, revision=f"checkpoint-{steps[0]}", dtype=torch.float32, attn_implementation="eager"
-        )
+        AutoModelForCausalLM.from_pretrained(repo, revision=revision, dtype=torch.float32, attn_implementation="eager")
         .to(device)
         .eval()
     )
-    files = [
-        hf_hub_download(REPO, name, revision=f"checkpoint-{steps[0]}") for name in ("config.json", "pytorch_model.bin")
-    ]
+    files = [hf_hub_download(repo, name, revision=revision) for name in ("config.json", SHAPES[shape].weight_file)]
     scorer = Scorer(read_architecture(Path(files[0])), device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
     logits = torch.empty(*ids.shape, scorer.arch.vocab_size, device=device)  # one buffer, as a scan would keep
@@ -276,7 +366,12 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
     def transformers_forward():
         model(ids)
 
-    floors = {"transformers": transformers_forward, "inductscan": lambda: forward(weights, ids, logits_out=logits)}
+    read = ReadFloor(device)
+    floors = {
+        "transformers": transformers_forward,
+        "inductscan": lambda: forward(weights, ids, logits_out=logits),
+        "read": lambda: read([Path(files[1])]),
+    }
     for action in floors.values():
         action()  # warm
     out = work / "paired-results"
@@ -298,16 +393,67 @@ def paired(work: Path, steps: list[int], ids, device: str) -> dict:
         pairs[-1]["scan" if "scan_after_floor" in pairs[-1] else "scan_after_floor"] = seconds
         return outcome[0]
 
-    refs = plan(get_suite("stanford-gpt2-small"), seeds=[SEED], steps=steps)
-    run_scan(refs, out, ScanConfig(device=device), progress=False, executor=LocalExecutor(around=around))
+    suite = suite_of(shape)
+    refs = plan(suite, seeds=[suite.runs[0].seed], steps=steps)
+    config = ScanConfig(device=device, layer_by_layer=LAYER_BY_LAYER)
+    run_scan(refs, out, config, progress=False, executor=LocalExecutor(around=around))
     pairs = [pair for pair in pairs if "scan" in pair]
     return {"pairs": pairs}
+
+
+class ReadFloor:
+    """Read every weight file of a checkpoint into device memory, and nothing else: the time no
+    scan can beat. On the CPU each file is read straight into a reused buffer; on CUDA it is read
+    in 64 MB pieces into two alternating page-locked buffers, each piece sent to the device without
+    waiting while the next one is read."""
+
+    CHUNK = 64 << 20
+
+    def __init__(self, device: str):
+        import torch
+
+        self.torch, self.device = torch, torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.staging = (
+            [torch.empty(self.CHUNK, dtype=torch.uint8, pin_memory=True) for _ in range(2)] if self.cuda else []
+        )
+        self.sent: list = [None, None]
+        self.targets: dict[Path, object] = {}  # reused from one call to the next, as the scan's buffers are
+
+    def __call__(self, paths: list[Path]) -> int:
+        """Bytes read; on CUDA the last transfers may still be in flight (the caller synchronises)."""
+        total = 0
+        for path in paths:
+            size = os.path.getsize(path)
+            target = self.targets.get(path)
+            if target is None or target.numel() != size:
+                target = self.targets[path] = self.torch.empty(size, dtype=self.torch.uint8, device=self.device)
+            with open(path, "rb", buffering=0) as file:
+                total += self._read_cuda(file, target, size) if self.cuda else file.readinto(target.numpy())
+        return total
+
+    def _read_cuda(self, file, target, size: int) -> int:
+        offset, turn = 0, 0
+        while offset < size:
+            staging = self.staging[turn]
+            if self.sent[turn] is not None:
+                self.sent[turn].synchronize()  # its previous piece has left for the device
+            got = file.readinto(staging.numpy()[: min(self.CHUNK, size - offset)])
+            if not got:
+                break
+            target[offset : offset + got].copy_(staging[:got], non_blocking=True)
+            self.sent[turn] = self.torch.cuda.Event()
+            self.sent[turn].record()
+            offset, turn = offset + got, 1 - turn
+        return offset
 
 
 # ---------------------------------------------------------------- the driver
 
 
-def run_worker(python: str, kind: str, work: Path, steps: list[int], device: str, hf_home: Path) -> dict:
+def run_worker(
+    python: str, kind: str, work: Path, steps: list[int], device: str, hf_home: Path, shape: str, layer_by_layer: bool
+) -> dict:
     # the caller's PYTHONPATH is kept (an environment assembled with it must still find TransformerLens)
     python_path = os.pathsep.join(part for part in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if part)
     environment = {
@@ -317,6 +463,7 @@ def run_worker(python: str, kind: str, work: Path, steps: list[int], device: str
         "TRANSFORMERS_VERBOSITY": "error",
         "PYTHONPATH": python_path,
         "TOKENIZERS_PARALLELISM": "false",
+        "INDUCTSCAN_BENCH_LAYER_BY_LAYER": "1" if layer_by_layer else "0",
     }
     command = [
         python,
@@ -329,6 +476,8 @@ def run_worker(python: str, kind: str, work: Path, steps: list[int], device: str
         device,
         "--steps",
         ",".join(map(str, steps)),
+        "--shape",
+        shape,
     ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=environment)
@@ -349,7 +498,8 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
     parser.add_argument("--work", type=Path, default=Path("/tmp/inductscan-bench"))
     parser.add_argument("--tl39-python", help="python of an environment with transformer-lens==3.9.0")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda: the summary line adds the GPU fields)")
+    parser.add_argument("--layer-by-layer", action="store_true", help="scan with --layer-by-layer")
     parser.add_argument("--skip", default="", help="contenders to leave out, comma-separated (e.g. tl39)")
     parser.add_argument(
         "--rounds",
@@ -362,16 +512,16 @@ def main() -> None:
     arguments = parser.parse_args()
     if arguments.worker:
         steps = [int(step) for step in arguments.steps.split(",")]
-        print(json.dumps(worker(arguments.worker, arguments.work, steps, arguments.device)))
+        print(json.dumps(worker(arguments.worker, arguments.work, steps, arguments.device, arguments.shape)))
         return
 
     if arguments.checkpoints < 2:
         parser.error("--checkpoints must be at least 2: each paired measurement scans two")
-    steps = [10 * index for index in range(arguments.checkpoints)]  # Stanford steps 0, 10, 20, ...
+    sys.path.insert(0, str(REPO_ROOT))
+    steps = bench_steps(arguments.shape, arguments.checkpoints)  # Stanford 0, 10, 20, ...; Pythia 0, 1, 2, 4, ...
     work = arguments.work / arguments.shape
     hf_home = make_checkpoints(work, arguments.shape, steps)
-    sys.path.insert(0, str(REPO_ROOT))
-    write_probe(work)
+    write_probe(work, arguments.shape)
     write_tokenizer(work)
     skip = set(filter(None, arguments.skip.split(",")))
     if not arguments.tl39_python and "tl39" not in skip:
@@ -393,7 +543,10 @@ def main() -> None:
         if kind.startswith("scan"):
             shutil.rmtree(work / f"{kind}-results", ignore_errors=True)  # every scan starts from an empty folder
         print(f"running {kind} ...", flush=True)
-        results.setdefault(kind, []).append(run_worker(python, kind, work, steps, arguments.device, hf_home))
+        measured = run_worker(
+            python, kind, work, steps, arguments.device, hf_home, arguments.shape, arguments.layer_by_layer
+        )
+        results.setdefault(kind, []).append(measured)
     report(results, len(steps), arguments, work)
 
 
@@ -407,6 +560,7 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     floor_ratio = median(ratios)
     floors = {kind: median(pair[kind] for pair in pairs) for kind in ("transformers", "inductscan")}
     floor_seconds = min(floors.values())
+    read_ratios = [pair["scan"] / pair["read"] for pair in pairs]
     print(f"\n{n} checkpoints of {arguments.shape} on {arguments.device}; probe {tuple(torch_shape(work))}")
     print(f"paired (each side timed after one of its own kind; {len(pairs)} pairs in {len(runs['paired'])} runs):")
     after_floor = [pair["scan_after_floor"] for run in runs["paired"] for pair in run["pairs"][1:]]  # no buffers made
@@ -415,6 +569,8 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
         ("inductscan forward", [pair["inductscan"] for pair in pairs]),
         ("scan", [pair["scan"] for pair in pairs]),
         ("scan / faster floor", ratios),
+        ("read floor", [pair["read"] for pair in pairs]),
+        ("scan / read floor", read_ratios),
         ("scan right after floors", after_floor),
     ):
         if not values:  # with 2 or 3 checkpoints, no scan right after the floors but the first
@@ -426,6 +582,10 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     floor_names = {"transformers": "(d) floor: transformers forward", "inductscan": "(d) floor: inductscan forward"}
     for kind, name in floor_names.items():
         print(f"{name:36}{'':7}{floors[kind]:8.3f}{floors[kind] / floor_seconds:9.2f}")
+    read_floor = median(pair["read"] for pair in pairs)
+    print(
+        f"{'(e) read floor: files to ' + arguments.device:36}{'':7}{read_floor:8.3f}{read_floor / floor_seconds:9.2f}"
+    )
     names = {
         "scan": "(a) inductscan scan",
         "scan-verify": "(a) scan --verify-cached",
@@ -467,6 +627,14 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
         f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={floor_ratio:.2f} "
         f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}"
     )
+    if arguments.device.startswith("cuda"):
+        versus_hf = results["hf"]["steady"] / scan if "hf" in results else float("nan")
+        device_name = results["scan"]["device_name"].replace(" ", "_")
+        print(
+            f"device={device_name} s_per_ckpt={scan:.3f} speedup_vs_transformerlens={speedup:.2f} "
+            f"speedup_vs_transformers={versus_hf:.2f} read_floor_ratio={median(read_ratios):.2f} "
+            f"peak_gpu_gb={results['scan']['peak_gpu_gb']:.1f}"
+        )
 
 
 def typical(kind_runs: list[dict]) -> dict:
@@ -476,6 +644,8 @@ def typical(kind_runs: list[dict]) -> dict:
         **typical_run,
         "peak_rss_gb": max(run["peak_rss_gb"] for run in kind_runs),
         "induction": kind_runs[0]["induction"],
+        **({"peak_gpu_gb": max(run["peak_gpu_gb"] for run in kind_runs)} if "peak_gpu_gb" in kind_runs[0] else {}),
+        **({"device_name": kind_runs[0]["device_name"]} if "device_name" in kind_runs[0] else {}),
     }
 
 
