@@ -65,6 +65,10 @@ LAZY = {  # name: the module that defines it, imported on first use
 __all__ = ["__version__", *LAZY]
 
 
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 def __getattr__(name: str):
     if name in LAZY:
         import importlib

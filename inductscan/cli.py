@@ -13,7 +13,7 @@ import click
 
 from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
 from inductscan.icl import IclConfig
-from inductscan.metrics import CHECKPOINT_METRICS, METRICS
+from inductscan.metrics import CHECKPOINT_METRICS, METRICS, get_metric
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
@@ -166,7 +166,7 @@ def probe_options(command):
 def plan_options(command):
     """Which checkpoints of a suite: the plan that scan and status share."""
     options = [
-        click.option("--seeds", help="Comma-separated seeds, or 'all' (default)."),
+        click.option("--seeds", "--seed", "seeds", help="Comma-separated seeds, or 'all' (default)."),
         click.option("--steps", help="Comma-separated steps (default: every step of the suite)."),
         click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
         click.option("--every", type=int, help="Only every Nth of the chosen steps."),
@@ -753,6 +753,7 @@ def plot_command(
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    get_metric(metric)  # an unknown name lists the scores
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
     chosen = _selection(suite, run, seed, step_range)

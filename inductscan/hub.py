@@ -161,6 +161,24 @@ def _unreachable(where: str, failure: BaseException) -> HubUnreachableError:
     )
 
 
+def require_reachable(where: str, timeout: float = 10.0) -> None:
+    """Raise :class:`HubUnreachableError` at once unless the Hub's endpoint accepts a connection
+    (or the Hub is off by HF_HUB_OFFLINE): for libraries that retry for half a minute before they
+    give up, such as ``datasets.load_dataset``."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if _offline():
+        return
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise _unreachable(where, error) from error
+
+
 def not_cached(subject: str, verb: str = "is") -> NotCachedError:
     """Offline, ``subject`` (``repo@revision/file``, say) missing from the cache, which is named."""
     from huggingface_hub import constants

@@ -148,6 +148,10 @@ def _load_dataset(config: IclConfig):
     path = Path(config.dataset).expanduser()
     if looks_like_path(config.dataset) and not path.exists():  # else datasets would ask the Hub for it, with retries
         raise ConfigError(f"no such file: {config.dataset}")
+    if not path.exists():  # a Hub dataset: a Hub that cannot be reached is said at once, not after retries
+        from inductscan.hub import require_reachable
+
+        require_reachable(f"ICL dataset {config.dataset}")
     import datasets
 
     datasets.disable_progress_bars()

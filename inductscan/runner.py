@@ -372,17 +372,22 @@ def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> None:
     scored, whether or not planned checkpoints remain."""
     for suite, settings in sorted(wanted.items()):
         for held in store.settings_used(out, suite):
-            differences = settings.differences(held)
-            if not differences:
-                continue
-            named = "; ".join(
-                f"{name} {_shown(theirs)} there, {_shown(mine)} here" for name, mine, theirs in differences
-            )
-            fixes = list(dict.fromkeys(_fix(name, theirs) for name, _, theirs in differences))
-            raise ConfigError(
-                f"{out} already holds {suite} scores made with other settings ({named}): "
-                f"scan with {' and '.join(fixes)}, or into another --out"
-            )
+            _refuse_if_other(out, suite, settings, held, f"{out} already holds {suite} scores")
+        claimed = store.claim_settings(out, suite, settings)  # two scans starting at once: the first wins
+        if claimed is not None:
+            where = f"another scan of {suite} into {out} claimed it first (settings/{store._safe(suite)}.json)"
+            _refuse_if_other(out, suite, settings, claimed, where)
+
+
+def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: store.Settings, what: str) -> None:
+    differences = settings.differences(held)
+    if not differences:
+        return
+    named = "; ".join(f"{name} {_shown(theirs)} there, {_shown(mine)} here" for name, mine, theirs in differences)
+    fixes = list(dict.fromkeys(_fix(name, theirs) for name, _, theirs in differences))
+    raise ConfigError(
+        f"{what}, made with other settings ({named}): scan with {' and '.join(fixes)}, or into another --out"
+    )
 
 
 def _fix(setting: str, held) -> str:

@@ -21,6 +21,7 @@ from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
 
 RUN_KEYS = ["suite", "run", "seed"]
 SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_METRICS, *CHECKPOINT_METRICS]  # query's default columns
+ADDED_COLUMNS = {"dtype": "VARCHAR", "scoring_version": "INTEGER"}  # since 0.2 (docs/scores.md)
 DERIVED = ("same_weights_as", "hazard")  # computed by inductscan.store as a table is loaded, not stored
 
 
@@ -42,7 +43,13 @@ def connect(results: str | os.PathLike) -> duckdb.DuckDBPyConnection:
         if files:
             listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
             # union_by_name: files written before a column existed (dtype, scoring_version) read it as null
-            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+            source = f"read_parquet([{listed}], union_by_name=true)"
+            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM {source}")
+            if table == "scores":  # a folder written by 0.1 alone has neither column: add them, null
+                have = {name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()}
+                added = ", ".join(f"NULL::{kind} AS {name}" for name, kind in ADDED_COLUMNS.items() if name not in have)
+                if added:
+                    connection.execute(f"CREATE OR REPLACE VIEW scores AS SELECT *, {added} FROM {source}")
     return connection
 
 
@@ -57,7 +64,10 @@ def run_sql(results: str | os.PathLike, statement: str) -> Rows:
         raise ConfigError(f"SQL error: {str(error).splitlines()[0]} (tables: {views})") from error
     if relation is None:  # a statement with no result, e.g. SET
         return Rows([], [])
-    return Rows(list(relation.columns), relation.fetchall())
+    try:
+        return Rows(list(relation.columns), relation.fetchall())
+    except duckdb.Error as error:  # raised as it runs: a conversion, error('...')
+        raise ConfigError(f"SQL error: {str(error).splitlines()[0]}") from error
 
 
 def _views(connection: duckdb.DuckDBPyConnection) -> list[str]:
@@ -140,7 +150,9 @@ def select(
         )
     known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
     wanted = SHOWN if columns is None else columns
-    unknown = [name for name in [*wanted, metric] if name not in known]
+    if not wanted:
+        raise ConfigError(f"no column chosen; columns are {', '.join(known + list(DERIVED))}")
+    unknown = [name for name in dict.fromkeys([*wanted, metric]) if name not in known]
     if unknown:
         raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(known + list(DERIVED))}")
     if top is not None and top < 1:

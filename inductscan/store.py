@@ -9,6 +9,7 @@ Layout of a results folder::
     failures/SUITE/RUN/step-000001000.json     why a checkpoint was not scored (removed on success)
     probes/PROBE_ID.json                       a probe's parameters and token ids
     icl/ICL_ID.json                            the ICL examples' settings and token ids
+    settings/SUITE.json                        the settings the folder's first scan of a suite claimed
 
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
@@ -19,6 +20,7 @@ and read only the columns they need. This is the only module that knows the sche
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -548,6 +550,25 @@ def settings_used(path: Path, suite: str) -> list[Settings]:
     return sorted(
         {Settings(probe, icl, dtype or "float32", version or 1) for probe, icl, dtype, version in rows}, key=repr
     )
+
+
+def claim_settings(out: Path, suite: str, settings: Settings) -> Settings | None:
+    """Record the settings a suite is scanned with in ``OUT/settings/SUITE.json``, unless a scan
+    did first: then return the settings it recorded. The first scan wins however close together
+    they start (shards of a job array start at the same moment, before either has written a row):
+    the record is written whole to a temporary file and hard-linked into place, which fails if the
+    name exists."""
+    path = Path(out) / "settings" / f"{_safe(suite)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        temporary.write_text(json.dumps(dataclasses.asdict(settings), indent=1))
+        os.link(temporary, path)
+    except FileExistsError:
+        return Settings(**json.loads(path.read_text()))
+    finally:
+        temporary.unlink(missing_ok=True)
+    return None
 
 
 def probes_used(path: Path, suite: str) -> set[str]:

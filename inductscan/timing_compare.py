@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
+from inductscan import store
 from inductscan.errors import ConfigError
 from inductscan.phases import LEVELS, find_phase_changes
 from inductscan.queries import load_selection
@@ -44,7 +45,31 @@ def load_several(
                 )
             origin[checkpoint] = path
         frames.append(frame)
+    if len(frames) > 1:
+        _refuse_other_settings(paths, frames)
     return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0]
+
+
+def _refuse_other_settings(paths: Sequence[str | os.PathLike], frames: list[pd.DataFrame]) -> None:
+    """One suite's rows in two folders made with other settings (probe, ICL examples, dtype,
+    scoring version) would join into one curve as if comparable: refuse, naming what differs."""
+    held: dict[str, tuple] = {}
+    for path, frame in zip(paths, frames):
+        for suite in frame.index.get_level_values("suite").unique():
+            for settings in store.settings_used(path, suite):
+                if suite not in held:
+                    held[suite] = (path, settings)
+                    continue
+                first_path, first = held[suite]
+                differences = settings.differences(first)
+                if differences:
+                    named = "; ".join(
+                        f"{name} {theirs} in {first_path}, {mine} in {path}" for name, mine, theirs in differences
+                    )
+                    raise ConfigError(
+                        f"{suite} was scored with other settings in {first_path} and {path} ({named}): "
+                        "its curves cannot be joined; compare folders scanned alike"
+                    )
 
 
 def totals(suites: Sequence[str], total_tokens: int | None = None) -> dict[str, int]:
@@ -94,6 +119,15 @@ def add_fractions(timing: pd.DataFrame, total_tokens: int | None = None) -> pd.D
     timing["total_tokens"] = total.astype("Int64")
     for level in LEVELS:
         timing[f"{level}_fraction"] = timing[f"{level}_tokens"].astype(float) / total
+    seen = timing[[f"{level}_tokens_after" for level in LEVELS]].astype(float).max(axis=1)
+    beyond = timing[seen > total]
+    if len(beyond):
+        row = beyond.iloc[0]
+        raise ConfigError(
+            f"{row['suite']} {row['run']} had seen {int(seen[beyond.index[0]]):,} tokens by a checkpoint it "
+            f"scanned, more than its total training tokens ({int(total[beyond.index[0]]):,}): give its whole "
+            "training's tokens (--total-tokens N)"
+        )
     return timing
 
 

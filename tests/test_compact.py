@@ -246,3 +246,47 @@ def test_compact_command_and_query_sql_from_the_command_line(written, tmp_path: 
     done = subprocess.run([sys.executable, "-m", "inductscan.cli", "query", str(out), "--sql", statement, "--best"],
                           capture_output=True, text=True, env=env)  # fmt: skip
     assert done.returncode == 2 and "--sql takes no other selection option (got --best)" in done.stderr
+
+
+def test_sql_over_a_folder_written_by_0_1_has_every_column():
+    from inductscan import sql
+
+    old = REPO_ROOT / "tests" / "data" / "results-0.1.0"  # its files predate dtype and scoring_version
+    answer = sql.run_sql(old, "SELECT DISTINCT dtype, scoring_version FROM scores")
+    assert answer.rows == [(None, None)]
+    assert sql.select(old, {}, columns=["step", "dtype"], best=True).fetchall()[0][1] is None
+
+
+def test_sql_errors_and_empty_column_lists_are_one_line(written):
+    out, _ = written
+    from inductscan import sql
+
+    with pytest.raises(inductscan.errors.ConfigError, match="SQL error: Conversion Error"):
+        sql.run_sql(out, "SELECT CAST(run AS INTEGER) FROM scores")  # fails as it runs, not as it is parsed
+    with pytest.raises(inductscan.errors.ConfigError, match="no column chosen"):
+        sql.select(out, {}, columns=[])
+
+
+def test_two_folders_whose_suite_was_scored_with_other_settings_are_not_joined(tmp_path):
+    from inductscan import timing_compare
+
+    write_checkpoints(tmp_path / "a", [0, 10], runs=RUNS[:1])
+    other = make_probe(ProbeConfig(length=9, batch=2), TokenSpec(0, 96))
+    store.write_scores(tmp_path / "b", dict(suite="suite-a", repo="org/run-2", run="run-2", revision="step0", seed=2,
+                       step=0, tokens=0), {name: torch.zeros(2, 3, dtype=torch.float64) for name in HEAD_METRICS},
+                       {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}, weights_sha256="0" * 64,
+                       probe=other, dtype="float32")  # fmt: skip
+    with pytest.raises(inductscan.errors.ConfigError, match="other settings.*probe length 8 in .*a, 9 in .*b"):
+        timing_compare.load_several([tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_total_below_the_tokens_already_seen_is_refused():
+    from inductscan import timing_compare
+
+    levels = {
+        f"{level}_{kind}": [2000.0] for level in ("onset", "midpoint", "end") for kind in ("tokens", "tokens_after")
+    }
+    timing = pd.DataFrame({"suite": ["local"], "run": ["run-1"], **levels})
+    with pytest.raises(inductscan.errors.ConfigError, match="had seen 2,000 tokens.*more than its total"):
+        timing_compare.add_fractions(timing, total_tokens=1000)
+    assert timing_compare.add_fractions(timing, total_tokens=4000)["midpoint_fraction"].tolist() == [0.5]

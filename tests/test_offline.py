@@ -14,7 +14,7 @@ import time
 
 import inductscan
 
-from .conftest import REPO_ROOT, place_in_hub_cache, run_cli
+from .conftest import REPO_ROOT, make_local_suite, place_in_hub_cache, run_cli
 from .test_hub import REPO, stanford_like
 
 # Each of the three library calls a scan makes, with the default Retry(), against HF_ENDPOINT.
@@ -123,3 +123,14 @@ def test_offline_cached_config_without_weights_names_the_weights(tmp_path):
     assert result.stdout.startswith("NotCachedError ")
     assert f"{REPO}@checkpoint-0: its weights (model.safetensors" in result.stdout
     assert "are not in the local cache (HF_HUB_OFFLINE is set" in result.stdout
+
+
+def test_an_icl_dataset_on_a_hub_that_cannot_be_reached_stops_the_scan_at_once(tmp_path):
+    env = {"HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": closed_port_endpoint(), "HF_HUB_OFFLINE": "0"}
+    started = time.monotonic()
+    suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0,))
+    result = run_cli("scan", str(suite), "--out", str(tmp_path / "out"), "--icl-dataset", "org/some-texts", env=env)
+    assert time.monotonic() - started < 20  # datasets alone retries for about 25 s
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ICL dataset org/some-texts: cannot reach the Hub" in lines[0], result.stderr

@@ -404,3 +404,35 @@ def test_a_toy_suite_whose_training_was_interrupted_is_not_scanned_as_complete(r
     (folder / "inductscan-suite.json").write_text(json.dumps({"suite": "toy", "tokens_per_step": 100}))
     (folder / "seed0" / "training.json").write_text("{}")  # seed 1 never finished
     one_line(scan(runner, folder, tmp_path / "out"), 2, "seed1", "did not finish training", "toy-suite")
+
+
+def test_two_scans_started_at_once_with_other_settings_never_mix_them(tmp_path):
+    """Shards of a job array start together, before either has written a row: the first to claim
+    the folder's settings for the suite wins, the other is refused, and every row has one probe."""
+    folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20, 30))
+    out = tmp_path / "out"
+    commands = [
+        [sys.executable, "-m", "inductscan.cli", "scan", str(folder), "--out", str(out), "--quiet",
+         "--shard", f"{index}/2", "--probe-length", str(length)]
+        for index, length in enumerate((8, 9))
+    ]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    started = [subprocess.Popen(command, cwd=REPO_ROOT, **pipes) for command in commands]
+    finished = [process.communicate(timeout=300) for process in started]
+    codes = sorted(process.returncode for process in started)
+    assert codes == [0, 2], finished
+    refused = next(err for process, (_, err) in zip(started, finished) if process.returncode == 2)
+    assert "claimed it first" in refused or "already holds" in refused
+    probes = {json.loads(record)["length"] for record in inductscan.load_results(out)["probe"].unique()}
+    assert len(probes) == 1
+
+
+def test_a_second_claim_of_a_suite_gets_the_first_ones_settings(tmp_path):
+    from inductscan import store
+
+    first = store.Settings('{"length": 8}', None, "float32")
+    second = store.Settings('{"length": 9}', None, "float32")
+    assert store.claim_settings(tmp_path, "local", first) is None
+    assert store.claim_settings(tmp_path, "local", second) == first
+    assert store.claim_settings(tmp_path, "local", first) == first
+    assert [path.name for path in (tmp_path / "settings").iterdir()] == ["local.json"]
