@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import hazards, icl, store, token_losses
+from inductscan import hazards, icl, sql, store, token_losses
 from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
@@ -272,6 +272,7 @@ def prepare_scan(
     store.remove_stale_temporaries(out)
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
+    refuse_another_suite(out, refs)
     scored = store.Scored(out)
     if config.token_losses:  # with it, a checkpoint scored without its side file is redone
         scored = token_losses.Recorded(out)
@@ -377,6 +378,20 @@ def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> None:
         if claimed is not None:
             where = f"another scan of {suite} into {out} claimed it first (settings/{store._safe(suite)}.json)"
             _refuse_if_other(out, suite, settings, claimed, where)
+
+
+def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
+    """The same checkpoints never counted twice under two suites of one folder (a toy seed's folder
+    scanned again as a local folder; pythia-160m's run inside pythia-160m-seeds): refuse, naming
+    the suite that holds them, before anything is scored."""
+    planned = {(ref.run.repo, ref.suite.name, ref.run.seed) for ref in refs}
+    held = {repo: suite for suite, repo in sql.distinct(out, ["suite", "repo"])}
+    for repo, suite, seed in sorted(planned):
+        if held.get(repo, suite) != suite:
+            raise ConfigError(
+                f"{out} already holds the checkpoints of {repo} as suite {held[repo]}: scanned as {suite} they "
+                f"would count twice; scan them as {held[repo]}, leave seed {seed} out, or scan into another --out"
+            )
 
 
 def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: store.Settings, what: str) -> None:

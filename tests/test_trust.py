@@ -436,3 +436,24 @@ def test_a_second_claim_of_a_suite_gets_the_first_ones_settings(tmp_path):
     assert store.claim_settings(tmp_path, "local", second) == first
     assert store.claim_settings(tmp_path, "local", first) == first
     assert [path.name for path in (tmp_path / "settings").iterdir()] == ["local.json"]
+
+
+def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_another(tmp_path):
+    from inductscan import store
+    from inductscan.metrics import HEAD_METRICS
+    from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+    from inductscan.suites import local_suite
+
+    folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10))
+    run = local_suite(folder).runs[0]
+    out = tmp_path / "out"  # rows of the same checkpoints, as the toy suite records its seeds' folders
+    identity = dict(suite="toy", repo=run.repo, run=run.name, revision="checkpoint-0", seed=0, step=0, tokens=0)
+    scores = {name: torch.zeros(2, 4, dtype=torch.float64) for name in HEAD_METRICS}
+    checkpoint = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
+    probe = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
+    store.write_scores(out, identity, scores, checkpoint, weights_sha256="0" * 64, probe=probe, dtype="float32")
+    result = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"already holds the checkpoints of {run.repo} as suite toy" in result.stderr
+    assert "would count twice" in result.stderr
+    assert len(inductscan.load_results(out)) == 8  # nothing scored again
