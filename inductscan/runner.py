@@ -392,6 +392,23 @@ def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
                 f"{out} already holds the checkpoints of {repo} as suite {held[repo]}: scanned as {suite} they "
                 f"would count twice; scan them as {held[repo]}, leave seed {seed} out, or scan into another --out"
             )
+    _refuse_other_token_counts(out, refs)
+
+
+def _refuse_other_token_counts(out: Path, refs: list[CheckpointRef]) -> None:
+    """One run's rows never count tokens two ways (a local folder scanned once with
+    --tokens-per-step and once without): refuse, naming the count the folder holds."""
+    per_step = {(ref.suite.name, ref.run.name): ref.suite.tokens_per_step for ref in refs}
+    suites = sorted({suite for suite, _ in per_step})
+    for suite, run, step, tokens in sql.distinct(out, ["suite", "run", "step", "tokens"], {"suite": suites}):
+        wanted = per_step.get((suite, run))
+        if wanted is not None and step > 0 and tokens != step * wanted:
+            held = f"{tokens // step:,} tokens per step" if tokens else "no token count (no --tokens-per-step)"
+            fix = f"--tokens-per-step {tokens // step}" if tokens else "no --tokens-per-step"
+            raise ConfigError(
+                f"{out} holds {suite} {run} with {held} (step {step}: {tokens:,} tokens), this scan counts "
+                f"{wanted:,} a step: scan with {fix}, or into another --out"
+            )
 
 
 def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: store.Settings, what: str) -> None:

@@ -457,3 +457,20 @@ def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_a
     assert f"already holds the checkpoints of {run.repo} as suite toy" in result.stderr
     assert "would count twice" in result.stderr
     assert len(inductscan.load_results(out)) == 8  # nothing scored again
+
+
+def test_a_run_never_counts_tokens_two_ways(tmp_path):
+    folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20))
+    out = tmp_path / "out"
+    first = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8", "--steps", "0,10",
+                    "--tokens-per-step", "2048")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    again = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "with 2,048 tokens per step (step 10: 20,480 tokens), this scan counts 0 a step" in again.stderr
+    assert "scan with --tokens-per-step 2048" in again.stderr
+    resumed = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8",
+                      "--tokens-per-step", "2048")  # fmt: skip
+    assert resumed.returncode == 0 and "1 scored, 2 already done" in resumed.stdout, resumed.stdout + resumed.stderr
+    tokens = inductscan.query(out, best=True, columns=["step", "tokens"])
+    assert tokens["tokens"].tolist() == [0, 20_480, 40_960]
