@@ -381,32 +381,29 @@ def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> None:
 
 
 def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
-    """The same checkpoints never counted twice under two suites of one folder (a toy seed's folder
-    scanned again as a local folder; pythia-160m's run inside pythia-160m-seeds): refuse, naming
-    the suite that holds them, before anything is scored."""
-    planned = {(ref.run.repo, ref.suite.name, ref.run.seed) for ref in refs}
-    held = {repo: suite for suite, repo in sql.distinct(out, ["suite", "repo"])}
-    for repo, suite, seed in sorted(planned):
-        if held.get(repo, suite) != suite:
+    """The folder's rows never count the same checkpoints twice, nor a run's tokens two ways:
+    refuse, before anything is scored, a scan of checkpoints the folder holds under another suite
+    (a toy seed's folder scanned again as a local folder; pythia-160m's run inside
+    pythia-160m-seeds), or of a run whose rows count other tokens per step (a local folder scanned
+    once with --tokens-per-step and once without). One read of the folder answers both."""
+    held = sql.distinct(out, ["suite", "run", "repo", "step", "tokens"])
+    suite_of = {repo: suite for suite, _, repo, _, _ in held}
+    for ref in refs:
+        if suite_of.get(ref.run.repo, ref.suite.name) != ref.suite.name:
+            other = suite_of[ref.run.repo]
             raise ConfigError(
-                f"{out} already holds the checkpoints of {repo} as suite {held[repo]}: scanned as {suite} they "
-                f"would count twice; scan them as {held[repo]}, leave seed {seed} out, or scan into another --out"
+                f"{out} already holds the checkpoints of {ref.run.repo} as suite {other}: scanned as "
+                f"{ref.suite.name} they would count twice; scan them as {other}, leave seed {ref.run.seed} out, "
+                "or scan into another --out"
             )
-    _refuse_other_token_counts(out, refs)
-
-
-def _refuse_other_token_counts(out: Path, refs: list[CheckpointRef]) -> None:
-    """One run's rows never count tokens two ways (a local folder scanned once with
-    --tokens-per-step and once without): refuse, naming the count the folder holds."""
     per_step = {(ref.suite.name, ref.run.name): ref.suite.tokens_per_step for ref in refs}
-    suites = sorted({suite for suite, _ in per_step})
-    for suite, run, step, tokens in sql.distinct(out, ["suite", "run", "step", "tokens"], {"suite": suites}):
+    for suite, run, _, step, tokens in held:
         wanted = per_step.get((suite, run))
         if wanted is not None and step > 0 and tokens != step * wanted:
-            held = f"{tokens // step:,} tokens per step" if tokens else "no token count (no --tokens-per-step)"
+            counted = f"{tokens // step:,} tokens per step" if tokens else "no token count (no --tokens-per-step)"
             fix = f"--tokens-per-step {tokens // step}" if tokens else "no --tokens-per-step"
             raise ConfigError(
-                f"{out} holds {suite} {run} with {held} (step {step}: {tokens:,} tokens), this scan counts "
+                f"{out} holds {suite} {run} with {counted} (step {step}: {tokens:,} tokens), this scan counts "
                 f"{wanted:,} a step: scan with {fix}, or into another --out"
             )
 
