@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.errors import CheckpointUnavailableError, CorruptCheckpointError, NotCachedError, UnknownRunError
 from inductscan.hazards import Hazard, known_missing
-from inductscan.hub import Announced, Downloaded, Retry, announce, download, hash_file, not_cached
+from inductscan.hub import Announced, Downloaded, Retry, announce, download, not_cached
+from inductscan.idle import IdleWork
 from inductscan.suites import Run, Suite, local_step_folder
 
 # In order of preference: safetensors (no pickle), then the pickled .bin the old branches hold.
@@ -63,8 +63,66 @@ class CheckpointRef:
 class CheckpointFiles:
     config: Path
     weights: tuple[Path, ...]
-    sha256: str  # of the single weight file; of the shards' names and hashes when sharded
+    digest: WeightsDigest  # of the single weight file; of the shards' names and hashes when sharded
     downloaded: tuple[Path, ...] = ()  # weight files whose cache blobs this fetch created: removable once scored
+
+    @property
+    def sha256(self) -> str:
+        """The weights' sha256; a local folder's may still be in the making (see :class:`WeightsDigest`)."""
+        return self.digest.result()
+
+
+class WeightsDigest:
+    """The sha256 of a checkpoint's weights: known (a Hub file, verified as it was fetched), or made
+    from a local folder's files in the machine's idle time (:mod:`inductscan.idle`), in 8 MB steps,
+    while the checkpoints before it are scored; :meth:`result` finishes it. The file is read once
+    for it, into the page cache, where the load finds it. A file that cannot be read is a
+    :class:`CheckpointUnavailableError` (recorded, the scan goes on)."""
+
+    def __init__(self, known: str | None = None, files: list[Path] | None = None):
+        self._known = known
+        self._files = [Path(path) for path in files or ()]
+        self._work = [IdleWork(_FileHash(path).steps()) for path in self._files] if known is None else []
+
+    def result(self) -> str:
+        if self._known is None:
+            try:
+                digests = [work.result()[-1] for work in self._work]
+            except OSError as error:
+                raise CheckpointUnavailableError(f"cannot read {error.filename or self._files[0]}: {error}") from error
+            if len(digests) == 1:
+                self._known = digests[0]
+            else:
+                self._known = combined_sha256([(path.name, digest) for path, digest in zip(self._files, digests)])
+        return self._known
+
+
+HASH_CHUNK = 8 << 20  # bytes hashed per step: 12 ms of a core, the longest a caller taking over waits
+
+
+class _FileHash:
+    """One file's sha256 in steps of ``HASH_CHUNK`` bytes, each step after the one before; the last
+    step's result is the hex digest."""
+
+    def __init__(self, path: Path):
+        self.path, self.hasher, self.handle = path, hashlib.sha256(), None
+
+    def steps(self) -> list:
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        return [self._chunk] * (size // HASH_CHUNK) + [self._rest]
+
+    def _chunk(self) -> None:
+        if self.handle is None:
+            self.handle = open(self.path, "rb")  # closed by the last step
+        self.hasher.update(self.handle.read(HASH_CHUNK))
+
+    def _rest(self) -> str:
+        if self.handle is None:
+            self.handle = open(self.path, "rb")
+        with self.handle:
+            while chunk := self.handle.read(HASH_CHUNK):
+                self.hasher.update(chunk)
+        return self.hasher.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -142,7 +200,7 @@ def fetch_planned(plan: FetchPlan, retry: Retry = Retry(), *, verify_cached: boo
         weights[0].sha256 if len(weights) == 1 else combined_sha256([(file.path.name, file.sha256) for file in weights])
     )
     downloaded = tuple(file.path for file in weights if file.created)  # config.json is small: kept
-    return CheckpointFiles(config.path, tuple(file.path for file in weights), digest, downloaded)
+    return CheckpointFiles(config.path, tuple(file.path for file in weights), WeightsDigest(digest), downloaded)
 
 
 def _announced_config(ref: CheckpointRef, retry: Retry) -> Announced:
@@ -182,7 +240,7 @@ def _local(ref: CheckpointRef) -> CheckpointFiles:
                 missing = [str(path) for path in files if not path.is_file()]
                 if missing:
                     raise CheckpointUnavailableError(f"shards named by {folder / name} are missing: {missing}")
-            return CheckpointFiles(config, tuple(files), hash_files(files))
+            return CheckpointFiles(config, tuple(files), WeightsDigest(files=files))
     raise CheckpointUnavailableError(f"{folder} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
 
 
@@ -201,18 +259,6 @@ def combined_sha256(named_hashes: list[tuple[str, str]]) -> str:
 
 
 def hash_files(files: list[Path]) -> str:
-    """One sha256 for a checkpoint's weights: the file's own, or, when sharded, one over the shards'.
-
-    It runs in a prefetch thread (see :mod:`inductscan.pipeline`), while the checkpoint before is
-    loaded and scored, never as a pass of its own before the load. The shards of a sharded
-    checkpoint are hashed at once, each in its own thread (hashlib releases the GIL): one shard's
-    time, not their sum, so that the hash keeps ahead of a fast (GPU) scan.
-    """
-    if len(files) == 1:
-        return hash_file(files[0])
-    with ThreadPoolExecutor(min(len(files), HASH_THREADS), thread_name_prefix="inductscan-hash") as pool:
-        digests = list(pool.map(hash_file, files))
-    return combined_sha256([(Path(path).name, digest) for path, digest in zip(files, digests, strict=True)])
-
-
-HASH_THREADS = 8  # shards hashed at once; each is bound by memory bandwidth or the disk
+    """One sha256 for a checkpoint's weights: the file's own, or, when sharded, one over the shards'
+    (each shard hashed in its own thread, see :class:`WeightsDigest`)."""
+    return WeightsDigest(files=files).result()

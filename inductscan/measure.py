@@ -18,7 +18,7 @@ from inductscan.architecture import Architecture
 from inductscan.errors import NonFiniteError
 from inductscan.model import forward
 from inductscan.probe import Probe
-from inductscan.weights import Buffers, Layer, Weights, convert, convert_streamed
+from inductscan.weights import Buffers, Layer, StreamedLayers, Weights, convert, convert_streamed
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,20 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     targets = ids[:, queries - layout.length + 1]  # the token induction predicts at each query
     tokens, which = targets.unique(return_inverse=True)
     directions = scores.logit_directions(weights.unembed, weights.final_ln_weight, tokens)
-    through = scores.through_vocab(weights.unembed, weights.embed, weights.final_ln_weight)
+    streamed = isinstance(weights.layers, StreamedLayers)  # a layer's weights last only while the pass is in it
 
     per_layer: list[dict[str, torch.Tensor]] = []
     contributions: list[torch.Tensor] = []
+    circuits: list[tuple[torch.Tensor, torch.Tensor]] = []  # each layer's (W_V with its gain folded in, W_O)
 
-    with scores.EigenvalueRatios() as eigenvalues:
+    # W_U W_E, the costly part of every OV circuit: on the CPU made in the idle moments of the
+    # forward pass (inductscan/idle.py), the circuits multiplied once it is done
+    with (
+        scores.ThroughVocab(
+            weights.unembed, weights.embed, weights.final_ln_weight, in_idle_time=not streamed
+        ) as through,
+        scores.EigenvalueRatios() as eigenvalues,
+    ):
 
         def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
             per_layer.append(scores.pattern_scores(pattern, pattern_weights))
@@ -52,9 +60,15 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
             contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
             # the input LayerNorm's gain folded into W_V (the final one is in `through`); from a GPU,
             # the eigenvalues start on the CPU now, while the pass goes on through the next layers
-            eigenvalues.submit(scores.ov_circuits(values * layer.ln1_weight[:, None], outputs, through))
+            folded = (values * layer.ln1_weight[:, None], outputs)
+            if through.pending:
+                circuits.append(folded)
+            else:
+                eigenvalues.submit(scores.ov_circuits(*folded, through.result()))
 
         result = forward(weights, ids, on_layer, losses=True)
+        for folded in circuits:
+            eigenvalues.submit(scores.ov_circuits(*folded, through.result()))
         heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
         heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
         copying, finite = (torch.stack(parts) for parts in zip(*eigenvalues.gather(), strict=True))

@@ -1,11 +1,21 @@
 """Where a GPT-2-small checkpoint's scan time goes, next to the forward pass alone.
 
-Makes 3 GPT-2-small-shaped checkpoints (12 layers x 768, GPT-2 vocabulary, both Stanford
-attention flags, fp16 pytorch_model.bin, as the Stanford branches hold) and prints, measured in
-one run: the scan per checkpoint, loading, the forward pass alone on preloaded weights (ours and
-transformers'), all the scores on preloaded weights, and the profile of the latter.
+Makes N GPT-2-small-shaped checkpoints in a local folder (12 layers x 768, GPT-2 vocabulary, both
+Stanford attention flags, fp16 pytorch_model.bin, as the Stanford branches hold: a local folder's
+files are hashed by the scan, a Hub cache's are trusted by their blob's name) and prints, measured
+in one run:
 
-    python scripts/profile_scan.py [--work /tmp/profile-scan] [--top 15]
+- the scan of the folder, each checkpoint timed through the local executor's ``around`` hook
+  (load, score, write; the fetch, which hashes the next files in the machine's idle time, runs
+  beside it), and once warm: from the first checkpoint done to the last, over N - 1. The start
+  (plan, probe, settings checks) and the end (compaction, same-weights check) are fixed costs of
+  a scan, printed apart;
+- its floor, the forward pass alone on preloaded weights, logits included (inductscan's own and
+  transformers' eager one), timed just before and just after the scan, the faster kept;
+- loading and converting one checkpoint, all the scores on loaded weights, and the profile of the
+  latter.
+
+    python scripts/profile_scan.py [--work /tmp/profile-scan] [--checkpoints 6] [--top 15]
 """
 
 from __future__ import annotations
@@ -16,22 +26,24 @@ import pstats
 import shutil
 import time
 from pathlib import Path
+from statistics import median
 
 import torch
 
 
-def make_suite(root: Path):
+def make_suite(root: Path, steps: list[int]):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(scale_attn_by_inverse_layer_idx=True, reorder_and_upcast_attn=True)
-    if not root.exists():
-        torch.manual_seed(0)  # a script: the global RNG is fine here
+    for step in steps:
+        folder = root / f"checkpoint-{step}"
+        if (folder / "pytorch_model.bin").is_file():
+            continue
+        torch.manual_seed(step)  # a script: the global RNG is fine here
         model = GPT2LMHeadModel(config)
-        for step in (0, 10, 20):
-            folder = root / f"checkpoint-{step}"
-            folder.mkdir(parents=True)
-            config.save_pretrained(folder)
-            torch.save({key: value.half() for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
+        folder.mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(folder)
+        torch.save({key: value.half() for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
     return config
 
 
@@ -47,45 +59,74 @@ def best_of(repeats: int, action) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/profile-scan"))
+    parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--top", type=int, default=15)
     arguments = parser.parse_args()
+    if arguments.checkpoints < 3:
+        parser.error("--checkpoints must be at least 3: one to warm up, two to time between")
     from transformers import GPT2LMHeadModel
 
     from inductscan.architecture import read_architecture
     from inductscan.measure import Scorer
     from inductscan.model import forward
     from inductscan.plan import ScanConfig, plan, suite_probe
-    from inductscan.runner import run_scan
+    from inductscan.runner import LocalExecutor, run_scan
     from inductscan.suites import local_suite
     from inductscan.weights import read_state_dict
 
-    make_suite(arguments.work / "suite")
+    steps = [10 * index for index in range(arguments.checkpoints)]
+    make_suite(arguments.work / "suite", steps)
     suite = local_suite(arguments.work / "suite")
-    out = arguments.work / "results"
-    shutil.rmtree(out, ignore_errors=True)
-    started = time.perf_counter()
-    summary = run_scan(plan(suite), out, ScanConfig(), progress=False)
-    scan = (time.perf_counter() - started) / summary.scored
-
     folder = arguments.work / "suite" / "checkpoint-10"
     arch = read_architecture(folder / "config.json")
     probe = suite_probe(suite, arch, ScanConfig())
     scorer = Scorer(arch)
-    load = best_of(2, lambda: scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"])))
     weights = scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"]))
     logits = torch.empty(*probe.ids.shape, arch.vocab_size)
-    own = best_of(3, lambda: forward(weights, probe.ids, logits_out=logits))
+    reference = GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+
+    def floors() -> dict[str, float]:
+        with torch.inference_mode():
+            return {
+                "inductscan": best_of(3, lambda: forward(weights, probe.ids, logits_out=logits)),
+                "transformers": best_of(3, lambda: reference(probe.ids)),
+            }
+
+    before = floors()
+    out = arguments.work / "results"
+    shutil.rmtree(out, ignore_errors=True)
+    times: list[tuple[float, float]] = []  # each checkpoint's (start, end) of load, score, write
+
+    def around(fetched, process):
+        started = time.perf_counter()
+        outcome = process()
+        times.append((started, time.perf_counter()))
+        return outcome
+
+    started = time.perf_counter()
+    executor = LocalExecutor(around=around)
+    summary = run_scan(plan(suite, steps=steps), out, ScanConfig(), progress=False, executor=executor)
+    ended = time.perf_counter()
+    after = floors()
+    if summary.scored != len(steps):
+        raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
+    steady = (times[-1][1] - times[0][1]) / (len(times) - 1)
+    each = [end - start for start, end in times[1:]]
+    floor = min(min(before.values()), min(after.values()))
+
+    load = best_of(2, lambda: scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"])))
+    weights = scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"]))
     scores = best_of(3, lambda: scorer.score(weights, probe))
-    reference = GPT2LMHeadModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
-    with torch.inference_mode():
-        theirs = best_of(3, lambda: reference(probe.ids))
-    floor = min(own, theirs)
-    print(f"probe {tuple(probe.ids.shape)}, {torch.get_num_threads()} torch threads")
-    print(f"scan per checkpoint          {scan:6.3f} s  ({scan / floor:.2f}x the floor)")
-    print(f"load + convert               {load:6.3f} s")
-    print(f"forward alone (inductscan)   {own:6.3f} s")
-    print(f"forward alone (transformers) {theirs:6.3f} s")
-    print(f"all scores, weights loaded   {scores:6.3f} s  ({scores / floor:.2f}x the floor)")
+    print(f"probe {tuple(probe.ids.shape)}, {torch.get_num_threads()} torch threads, {len(steps)} checkpoints")
+    print(f"scan per checkpoint, once warm {steady:6.3f} s  ({steady / floor:.2f}x the floor)")
+    print(f"  each, load + score + write   {median(each):6.3f} s  (median; the fetch and hash run beside it)")
+    print(f"  start (plan, probe, checks)  {times[0][0] - started:6.3f} s  (once per scan)")
+    print(f"  end (compaction, checks)     {ended - times[-1][1]:6.3f} s  (once per scan)")
+    for name in ("inductscan", "transformers"):
+        print(f"forward alone ({name + ')':13} {before[name]:6.3f} s before the scan, {after[name]:6.3f} s after")
+    print(f"load + convert                 {load:6.3f} s")
+    print(f"all scores, weights loaded     {scores:6.3f} s  ({scores / floor:.2f}x the floor)")
+    print(f"scan_ratio={steady / floor:.2f} floor_s={floor:.3f}")
     profile = cProfile.Profile()
     profile.runcall(scorer.score, weights, probe)
     pstats.Stats(profile).sort_stats("cumulative").print_stats(arguments.top)
