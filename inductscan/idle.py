@@ -63,13 +63,14 @@ class IdleWork(Generic[Step]):
         self._next = 0
         self._ordered, self._workers = ordered, max(1, workers)
         self._error: BaseException | None = None
+        self._wanted = False  # a caller asked for the result: the background thread starts no further step
         self._running = threading.Lock()  # held while a step runs: the caller waits for that one step
         self._future = idle_pool().submit(self._in_background) if self._steps else None
 
     def _in_background(self) -> None:
         while True:
             with self._running:
-                if self._next == len(self._steps) or self._error is not None:
+                if self._wanted or self._next == len(self._steps) or self._error is not None:
                     return
                 index, self._next = self._next, self._next + 1
                 self._run(index)
@@ -82,6 +83,7 @@ class IdleWork(Generic[Step]):
 
     def result(self) -> list[Step]:
         """Every step's result, in order; the steps not yet started run here, now."""
+        self._wanted = True
         with self._running:
             left = range(self._next, len(self._steps))
             self._next = len(self._steps)
@@ -100,10 +102,7 @@ class IdleWork(Generic[Step]):
 
     def cancel(self) -> None:
         """Start no further step (the one in progress, if any, ends first); :meth:`result` then raises."""
+        self._wanted = True
         with self._running:
             self._next = len(self._steps)
             self._error = self._error or CancelledError()
-
-    def done(self) -> bool:
-        """Whether every step has run (without waiting)."""
-        return self._next == len(self._steps) and not self._running.locked()
