@@ -33,6 +33,7 @@ class Hazard:
     revision: str  # a branch name, or a pattern such as checkpoint-* or *
     kind: str  # one of KINDS
     detail: str
+    source: str = TABLE  # where it is recorded: the packaged table, or a repo's branch listing
 
     def matches(self, repo: str, revision: str) -> bool:
         return fnmatchcase(repo, self.repo) and fnmatchcase(revision, self.revision)
@@ -43,7 +44,7 @@ class Hazard:
         return not any(mark in self.revision for mark in "*?[")
 
     def describe(self) -> str:
-        return f"{self.kind.replace('_', ' ')}: {self.detail} ({TABLE})"
+        return f"{self.kind.replace('_', ' ')}: {self.detail} ({self.source or TABLE})"
 
 
 @cache
