@@ -5,7 +5,8 @@ wildcards allowed), what is known to be wrong upstream:
 
 - ``missing``: the branch does not exist (a few Pythia seed runs lack a step). A scan still asks
   the Hub for it, and if it is absent records it as *known missing*, which is not a failure;
-  ``inductscan status`` does not wait for it.
+  ``inductscan status`` does not wait for it. A listed suite's step that its repo's branch listing
+  lacks is known missing the same way, its ``source`` the listing (:mod:`inductscan.listing`).
 - ``wrong_weights``: the branch serves another step's weights (pythia-2.8b, pythia-12b).
   :func:`inductscan.load_results` flags the rows in its ``hazard`` column: every row of a listed
   revision, and for a wildcard entry the rows whose weights another step of the run serves too

@@ -40,8 +40,9 @@ class Listing:
     fresh: bool  # just listed from the Hub, not yet kept
 
 
-def listing_of(repo: str, results: Path | None) -> Listing:
-    """The repo's branches: the results folder's kept listing if it has one, else the Hub's.
+def listing_of(repo: str, results: Path | None, *, ask_hub: bool = True) -> Listing | None:
+    """The repo's branches: the results folder's kept listing if it has one, else the Hub's (None
+    without ``ask_hub``).
 
     Offline without a kept listing, and a kept listing of another repo, are one
     :class:`BranchListingError` line each, naming what to do.
@@ -59,6 +60,8 @@ def listing_of(repo: str, results: Path | None) -> Listing:
                     f"plan lists {repo} again"
                 )
             return Listing(repo, tuple(branch["name"] for branch in record["branches"]), str(path), fresh=False)
+    if not ask_hub:
+        return None
     if hub.offline():
         kept = f"kept in {path}" if path is not None else "kept (no results folder was given)"
         raise BranchListingError(
@@ -85,11 +88,14 @@ def keep(listing: Listing, results: Path) -> Listing:
     return Listing(listing.repo, tuple(branch["name"] for branch in kept["branches"]), str(path), fresh=False)
 
 
-def resolve(suite: Suite, results: Path | None = None, *, seeds: list[int] | None = None) -> Suite:
+def resolve(
+    suite: Suite, results: Path | None = None, *, seeds: list[int] | None = None, ask_hub: bool = True
+) -> Suite:
     """``suite`` with the runs its repos' branches name (each with its steps, branches and token
     offset), and ``notes`` on what the listings show. Only the repos of the chosen ``seeds`` are
-    listed (all, if a seed is not a catalogued one: a stage-2 run appears only in a listing). A
-    suite that is not listed is returned as it is."""
+    listed (all, if a seed is not a catalogued one: a stage-2 run appears only in a listing).
+    Without ``ask_hub``, a repo whose listing ``results`` does not keep keeps its catalogued run,
+    with a note. A suite that is not listed is returned as it is."""
     if not suite.listed:
         return suite
     catalogued = {run.seed for run in suite.runs}
@@ -97,7 +103,7 @@ def resolve(suite: Suite, results: Path | None = None, *, seeds: list[int] | Non
     repos = list(dict.fromkeys(run.repo for run in suite.runs if every or run.seed in seeds))
     runs, notes = [], []
     for repo in repos:
-        found, noted = _runs_of(suite, repo, results)
+        found, noted = _runs_of(suite, repo, results, ask_hub)
         runs += found
         notes += noted
     chosen = {run.repo for run in runs}
@@ -110,11 +116,13 @@ def resolve(suite: Suite, results: Path | None = None, *, seeds: list[int] | Non
     return replace(suite, runs=tuple(sorted(runs, key=lambda run: run.seed)), steps=steps, notes=tuple(notes))
 
 
-def _runs_of(suite: Suite, repo: str, results: Path | None) -> tuple[list[Run], list[str]]:
+def _runs_of(suite: Suite, repo: str, results: Path | None, ask_hub: bool) -> tuple[list[Run], list[str]]:
     """The runs one repo's branches name, and the notes on them. A fresh listing is kept in the
     results folder once its branches are known to be readable."""
     home = next(run for run in suite.runs if run.repo == repo)
-    listing = listing_of(repo, results)
+    listing = listing_of(repo, results, ask_hub=ask_hub)
+    if listing is None:
+        return [], [f"{repo}: no listing kept in {results}; a scan or status there lists it"]
     parsed, notes = _read(suite, home, listing)
     if listing.fresh and results is not None:
         listing = keep(listing, results)  # another plan may have kept one first: plan from that one

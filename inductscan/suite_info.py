@@ -45,7 +45,7 @@ def suite_lines(name: str, results: str | os.PathLike | None = None) -> list[str
         lines.append(_where_listed(suite))
     elif suite.listed:
         try:
-            shown = listing.resolve(suite, Path(results), seeds=None)
+            shown = listing.resolve(suite, Path(results), seeds=None, ask_hub=False)
         except BranchListingError as error:
             lines.append(f"  listing: none usable in {results}: {error}")
     lines.append("  runs:")

@@ -187,6 +187,10 @@ def test_fineweb_seeds_name_datasets_and_only_the_chosen_repos_are_listed(hub, t
     assert [ref.revision for ref in refs] == ["step-001000-2BT", "step-002000-4BT", "step-003000-9BT"]
     assert any("step-003000-9BT: the name says 9 x" in note for note in refs[0].suite.notes)
     assert hub.refs_requests(edu) == 1 and hub.refs_requests(pile) == 0
+    shown = CliRunner().invoke(main, ["suites", "fineweb-ablations", "--results", str(tmp_path / "results")])
+    assert "seed     0  fineweb-edu  HuggingFaceFW/ablation-model-fineweb-edu: 3 steps (1000 .. 3000)" in shown.output
+    assert f"note: {pile}: no listing kept in {tmp_path / 'results'}; a scan or status there lists it" in shown.output
+    assert hub.refs_requests(pile) == 0  # `suites` asks the Hub nothing
     both = plan_scan("fineweb-ablations", results=tmp_path / "results", seeds=[0, 4])
     assert [(ref.run.name, ref.run.seed, ref.repo) for ref in both][-1] == ("the-pile", 4, pile)
 
@@ -256,3 +260,52 @@ def test_suites_lists_the_new_suites_and_shows_one_with_its_kept_listing(hub, tm
     )
     assert "note: allenai/OLMo-2-0425-1B@stage1-step2000-tokens9B" in kept.output
     assert hub.refs_requests(OLMO2) == 1  # `suites` asks the Hub nothing
+
+
+# Each listed suite, a few branches named as the suite names them, and what the plan must make of
+# them: (run, seed, step, tokens), tokens worked out by hand from docs/suites.md's batch sizes.
+EACH_LISTED_SUITE = [
+    ("olmo-1b", ("main", "step20000-tokens84B", "step21000-tokens88B"), [
+        ("OLMo-1B", 0, 20_000, 83_886_080_000), ("OLMo-1B", 0, 21_000, 88_080_384_000)]),
+    ("olmo-7b", ("main", "step452000-tokens2000B", "step556000-tokens2460B"), [
+        ("OLMo-7B", 0, 452_000, 1_999_503_360_000), ("OLMo-7B", 0, 556_000, 2_459_566_080_000)]),
+    ("olmo-1b-0724", ("main", "step1000-tokens4B", "step2000-tokens8B"), [
+        ("OLMo-1B-0724", 0, 1_000, 4_194_304_000), ("OLMo-1B-0724", 0, 2_000, 8_388_608_000)]),
+    ("olmo-7b-0424", ("main", "step500-tokens2B", "step1000-tokens4B"), [
+        ("OLMo-7B-0424", 0, 500, 2_097_152_000), ("OLMo-7B-0424", 0, 1_000, 4_194_304_000)]),
+    ("olmo-2-7b", ("main", "step150-tokens1B", "stage1-step928646-tokens3896B",
+                   "stage2-ingredient3-step11931-tokens50B"), [
+        ("stage1", 0, 150, 629_145_600), ("stage1", 0, 928_646, 3_895_023_632_384),
+        ("stage2-ingredient3", 3, 11_931, 3_945_065_873_408)]),  # stage 1's end + 11,931 x 4,194,304: the total
+    ("olmo-2-13b", ("main", "stage1-step100000-tokens839B", "stage1-step200000-tokens1678B",
+                    "stage2-ingredient2-step11931-tokens100B"), [
+        ("stage1", 0, 100_000, 838_860_800_000), ("stage1", 0, 200_000, 1_677_721_600_000),
+        ("stage2-ingredient2", 2, 11_931, 1_777_806_082_048)]),
+    ("olmo-3-7b", ("main", "stage1-step1000", "stage1-step2000"), [
+        ("stage1", 0, 1_000, 4_194_304_000), ("stage1", 0, 2_000, 8_388_608_000)]),
+    ("smollm2-135m", ("main", "step-240000", "step-480000"), [
+        ("SmolLM2-135M", 0, 240_000, 251_658_240_000), ("SmolLM2-135M", 0, 480_000, 503_316_480_000)]),
+    ("smollm2-360m", ("main", "step-160000"), [("SmolLM2-360M", 0, 160_000, 251_658_240_000)]),
+    ("smollm2-1.7b", ("main", "step-125000", "step-250000"), [
+        ("SmolLM2-1.7B", 0, 125_000, 262_144_000_000), ("SmolLM2-1.7B", 0, 250_000, 524_288_000_000)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("suite", "branches", "expected"), EACH_LISTED_SUITE)
+def test_each_listed_suite_plans_status_and_replans_offline_from_its_listing(
+    hub, tmp_path, monkeypatch, suite, branches, expected
+):
+    from inductscan.suites import CATALOG
+
+    repo = CATALOG[suite].runs[0].repo
+    serve_names(hub, repo, branches, tmp_path)
+    out = tmp_path / "results"
+    refs = plan_scan(suite, results=out)
+    assert planned(refs) == expected
+    assert [ref.revision for ref in refs] == [name for name in branches if name != "main"]
+    assert refs[0].suite.notes == ()  # every name agrees with the schedule
+    report = inductscan.status(out, suite)
+    assert sum(run.planned for run in report.runs) == len(expected) and not report.complete
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert planned(plan_scan(suite, results=out)) == expected
+    assert hub.refs_requests(repo) == 1
