@@ -53,6 +53,7 @@ def scan(
         every=every,
         tokens_per_step=tokens_per_step,
         shard=shard,
+        results=out,
     )
     executor = LocalExecutor() if ray is None else RayExecutor(ray)
     return run_scan(refs, Path(out), config or ScanConfig(), progress=progress, executor=executor)

@@ -41,22 +41,36 @@ class CheckpointRef:
     step: int
 
     @property
+    def repo(self) -> str:
+        """The Hub repo of this checkpoint: the run's (TinyLlama's checkpoints are repos of their own)."""
+        return self.run.repo_of(self.step)
+
+    @property
     def revision(self) -> str:
+        """Its Hub branch (a listed run's from the listing; :class:`CheckpointUnavailableError`
+        naming the branches nearby if the listing has none), or its local step folder's name."""
         if self.suite.source == "local":
             return local_step_folder(self.run, self.step).name
+        if self.run.listed:
+            return self.run.listed_revision(self.step)
         return self.suite.revision_of(self.step)
 
     @property
     def tokens(self) -> int:
-        return self.step * self.suite.tokens_per_step
+        return self.suite.tokens_of(self.run, self.step)
 
     def describe(self) -> str:
         return f"{self.run.name} step {self.step}"
 
     @property
     def missing_upstream(self) -> Hazard | None:
-        """The packaged table's entry if this Hub branch is known to be missing upstream."""
-        return None if self.suite.source == "local" else known_missing(self.run.repo, self.revision)
+        """Why this Hub branch is known to be missing upstream: its repo's listing lacks it, or the
+        packaged table lists it; else None."""
+        if self.suite.source == "local":
+            return None
+        if self.run.listed and self.step not in self.run.steps:
+            return Hazard(self.repo, "", "missing", "not among the repo's listed branches", self.run.listing or "")
+        return known_missing(self.repo, self.revision)
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,7 @@ def locate(ref: CheckpointRef, retry: Retry = Retry()) -> FetchPlan:
     """
     if ref.suite.source == "local":
         return FetchPlan(ref)
-    repo, revision = ref.run.repo, ref.revision
+    repo, revision = ref.repo, ref.revision
     where = f"{repo}@{revision}"
 
     def announced(name: str) -> Announced | None:
@@ -204,8 +218,8 @@ def fetch_planned(plan: FetchPlan, retry: Retry = Retry(), *, verify_cached: boo
 
 
 def _announced_config(ref: CheckpointRef, retry: Retry) -> Announced:
-    where = f"{ref.run.repo}@{ref.revision}"
-    config = retry.run(lambda: announce(ref.run.repo, ref.revision, "config.json"), where)
+    where = f"{ref.repo}@{ref.revision}"
+    config = retry.run(lambda: announce(ref.repo, ref.revision, "config.json"), where)
     if config is None:
         raise CheckpointUnavailableError(f"{where} has no config.json")
     return config

@@ -15,7 +15,7 @@ from inductscan.errors import ConfigError, HubUnreachableError, InductscanError,
 from inductscan.icl import IclConfig
 from inductscan.metrics import CHECKPOINT_METRICS, METRICS, get_metric
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
-from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
+from inductscan.suites import toy_home
 
 # The commands that read a table import pandas, pyarrow or DuckDB when they run: `inductscan
 # query` answers in a fraction of a second, and pandas alone takes about half a second to import.
@@ -119,37 +119,29 @@ def _size(text: str, what: str) -> int:
 
 @main.command("suites")
 @click.argument("name", required=False)
-def suites_command(name: str | None) -> None:
-    """List the catalogued suites, or show one suite's runs, seeds and steps.
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    help="A results folder whose kept branch listing shows a listed suite's runs and steps (the Hub is not asked).",
+)
+def suites_command(name: str | None, results: Path | None) -> None:
+    """List the catalogued suites, or show one suite: its runs, how its branches are named, its
+    token schedule, known gaps and where its numbers come from.
+
+    A suite whose branch names carry more than the step (OLMo, SmolLM, the FineWeb ablations)
+    has its branches listed from the Hub when a scan or status first plans it; the listing is
+    kept in the results folder, and --results shows its runs and steps from there.
 
     \b
     Example:
         inductscan suites
         inductscan suites stanford-gpt2-small
+        inductscan suites olmo-2-1b --results results/
     """
-    if name is None:
-        for suite in CATALOG.values():
-            click.echo(f"{suite.name:28} {len(suite.runs):2} run(s) x {len(suite.steps):3} steps  {suite.description}")
-        click.echo(f"{TOY_NAME:28} built by `inductscan toy-suite` (in {toy_home()})")
-        click.echo(f"{'FOLDER':28} any folder of checkpoint-N/, stepN/ or step_N/ Hugging Face checkpoints")
-        return
-    suite = get_suite(name)
-    steps = suite.steps
-    click.echo(f"{suite.name}: {suite.description}")
-    click.echo(f"  steps: {len(steps)} ({steps[0]} .. {steps[-1]})" if steps else "  steps: none")
-    click.echo(f"  tokens per step: {suite.tokens_per_step:,}")
-    if suite.total_tokens:
-        click.echo(f"  total training tokens per run: {suite.total_tokens:,}")
-    click.echo(f"  revision: {suite.revision if suite.source == 'hub' else 'local folders'}")
-    token_range = f"[{suite.token_range[0]}, {suite.token_range[1]})" if suite.token_range else "every non-special id"
-    bos = suite.bos_token_id if suite.token_range else "the config's bos_token_id"
-    click.echo(
-        f"  probe: {suite.probe.length} tokens x {suite.probe.repeats}, batch {suite.probe.batch}, "
-        f"tokens {token_range}, BOS {bos}"
-    )
-    click.echo("  runs:")
-    for run in suite.runs:
-        click.echo(f"    seed {run.seed:>5}  {run.repo}")
+    from inductscan.suite_info import catalog_lines, suite_lines
+
+    for line in catalog_lines() if name is None else suite_lines(name, results):
+        click.echo(line)
 
 
 def probe_options(command):

@@ -71,3 +71,12 @@ class NonFiniteError(CorruptCheckpointError):
 
 class OutOfMemory(InductscanError, MemoryError):
     """The device ran out of memory while scoring: the scan stops with a hint."""
+
+
+class GrammarError(ConfigError):
+    """A suite's branch-name grammar that cannot be used (a field it does not know, no step)."""
+
+
+class BranchListingError(InductscanError, LookupError):
+    """A repo's branches cannot be listed or used: none in the suite's grammar, none at all, offline
+    without a cached listing, or a cached listing of another repo."""

@@ -5,7 +5,8 @@ wildcards allowed), what is known to be wrong upstream:
 
 - ``missing``: the branch does not exist (a few Pythia seed runs lack a step). A scan still asks
   the Hub for it, and if it is absent records it as *known missing*, which is not a failure;
-  ``inductscan status`` does not wait for it.
+  ``inductscan status`` does not wait for it. A listed suite's step that its repo's branch listing
+  lacks is known missing the same way, its ``source`` the listing (:mod:`inductscan.listing`).
 - ``wrong_weights``: the branch serves another step's weights (pythia-2.8b, pythia-12b).
   :func:`inductscan.load_results` flags the rows in its ``hazard`` column: every row of a listed
   revision, and for a wildcard entry the rows whose weights another step of the run serves too
@@ -33,6 +34,7 @@ class Hazard:
     revision: str  # a branch name, or a pattern such as checkpoint-* or *
     kind: str  # one of KINDS
     detail: str
+    source: str = TABLE  # where it is recorded: the packaged table, or a repo's branch listing
 
     def matches(self, repo: str, revision: str) -> bool:
         return fnmatchcase(repo, self.repo) and fnmatchcase(revision, self.revision)
@@ -43,7 +45,7 @@ class Hazard:
         return not any(mark in self.revision for mark in "*?[")
 
     def describe(self) -> str:
-        return f"{self.kind.replace('_', ' ')}: {self.detail} ({TABLE})"
+        return f"{self.kind.replace('_', ' ')}: {self.detail} ({self.source or TABLE})"
 
 
 @cache

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from inductscan.errors import (
+    BranchListingError,
     CheckpointError,
     CheckpointUnavailableError,
     ConfigError,
@@ -196,6 +197,37 @@ def _offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE is set: only the local cache (and cached branch listings) may answer."""
+    return _offline()
+
+
+def list_branches(repo: str) -> list[tuple[str, str]]:
+    """The repo's branches as (name, commit) pairs, from the Hub's refs endpoint.
+
+    huggingface_hub's module-level ``list_repo_refs`` keeps the endpoint it saw at import, so an
+    ``HfApi`` is made here with the endpoint of now. No connection at all is
+    :class:`HubUnreachableError`; a repo the Hub does not have, or any other failure, is one
+    :class:`BranchListingError` line.
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    where = f"listing the branches of {repo}"
+    try:
+        refs = HfApi(endpoint=constants.ENDPOINT).list_repo_refs(repo)
+    except Exception as error:  # sorted here; anything else is raised as it is
+        failure = _connect_failure(error)
+        if failure is not None:
+            raise _unreachable(where, failure) from error
+        if isinstance(error, RepositoryNotFoundError):
+            raise BranchListingError(f"{where}: the Hub has no such repository, or it is private or gated") from error
+        if isinstance(error, (HfHubHTTPError, *_transport_errors())):
+            raise BranchListingError(f"{where}: {_first_line(error)}; try again later") from error
+        raise
+    return [(branch.name, branch.target_commit) for branch in refs.branches]
 
 
 def _classify(error: BaseException, where: str) -> CheckpointError | None:

@@ -5,8 +5,11 @@ settings (:class:`ScanConfig`), validated before anything is fetched.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from inductscan import listing
 from inductscan.architecture import Architecture
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, UnknownRunError
@@ -92,7 +95,9 @@ def plan(
     """The checkpoints to scan, run by run in step order.
 
     ``every`` keeps every Nth of the chosen steps, and always the first and the last, which the
-    early and late plateaus of the phase-change timing need.
+    early and late plateaus of the phase-change timing need. A step the suite does not have is an
+    error, except in a run whose branches were listed: there the listing says the Hub lacks it,
+    and it is planned, to be recorded as known missing with the branches nearby.
     """
     if every is not None and every < 1:
         raise ConfigError(f"--every must be >= 1, got {every}")
@@ -104,7 +109,7 @@ def plan(
         chosen = list(available)
         if steps is not None:
             for step in steps:
-                if step not in available:
+                if step not in available and not run.listed:
                     raise UnknownRunError(f"{run.name} has no step {step}; {_nearby(available, step)}")
             chosen = sorted(set(steps))
         if step_range is not None:
@@ -200,15 +205,20 @@ def plan_scan(
     every: int | None = None,
     tokens_per_step: int | None = None,
     shard: Shard | str | None = None,
+    results: str | os.PathLike | None = None,
 ) -> list[CheckpointRef]:
     """The checkpoints of a suite (a catalogued name, ``toy``, or a folder) that a scan covers.
 
     None keeps every seed and step; ``shard`` (a :class:`Shard` or ``"I/N"``) keeps one
-    interleaved part. Raises :class:`ConfigError` when nothing is left.
+    interleaved part. A suite whose branches are listed (:mod:`inductscan.listing`) reads them
+    from the listing ``results`` keeps, else from the Hub (then kept there). Raises
+    :class:`ConfigError` when nothing is left.
     """
     if tokens_per_step is not None and tokens_per_step < 0:
         raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
     suite = get_suite(source, tokens_per_step=tokens_per_step)
+    chosen_seeds = _chosen(seeds, "seeds")
+    suite = listing.resolve(suite, None if results is None else Path(results), seeds=chosen_seeds)
     refs = plan(suite, seeds=seeds, steps=steps, step_range=step_range, every=every)
     if not refs:
         raise ConfigError("no checkpoint matches the chosen seeds and steps")

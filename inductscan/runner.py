@@ -49,6 +49,7 @@ class ScanSummary:
     seconds: float = 0.0
     peak_disk: int = 0  # bytes reserved at once for downloads
     same_weights: list[store.SameWeights] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed (inductscan.listing)
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
@@ -66,7 +67,8 @@ class ScanSummary:
             f"{self.already_done} already done, {len(self.failed)} failed or skipped"
         )
         if self.known_missing:
-            text += f", {len(self.known_missing)} known missing upstream ({hazards.TABLE})"
+            sources = dict.fromkeys(_missing_source(ref) for ref, _ in self.known_missing)
+            text += f", {len(self.known_missing)} known missing upstream ({', '.join(sources)})"
         text += f"; results in {out}"
         if self.failed or self.known_missing:
             text += f" (reasons in {Path(out) / 'failures'})"
@@ -75,12 +77,18 @@ class ScanSummary:
         return text
 
     def warnings(self) -> list[str]:
-        """One line per group of steps of a run that serve identical weights."""
+        """One line per group of steps of a run that serve identical weights, and per note on the
+        suites' branch listings (a name that disagrees with the token schedule, ...)."""
         return [
             f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
             f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
             for group in self.same_weights
-        ]
+        ] + [f"note: {note}" for note in self.notes]
+
+
+def _missing_source(ref: CheckpointRef) -> str:
+    known = ref.missing_upstream
+    return known.source if known is not None and known.source else hazards.TABLE
 
 
 class ScanInterrupted(KeyboardInterrupt):
@@ -134,7 +142,7 @@ class Progress:
 def identity(ref: CheckpointRef, revision: str) -> dict:
     return {
         "suite": ref.suite.name,
-        "repo": ref.run.repo,
+        "repo": ref.repo,
         "run": ref.run.name,
         "revision": revision,
         "seed": ref.run.seed,
@@ -247,6 +255,7 @@ def run_scan(
         torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
     started = time.perf_counter()
     context, todo, summary = prepare_scan(refs, out, config)
+    summary.notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
     bar = Progress(len(refs), summary.already_done, enabled=progress)
     try:
         (executor or LocalExecutor()).run(todo, out, context, summary, bar)
@@ -364,7 +373,7 @@ def tokenizer_source(ref: CheckpointRef) -> tuple[str, str | None]:
             return str(local_step_folder(ref.run, ref.step)), None
         except UnknownRunError as error:
             raise ConfigError(str(error)) from error
-    return ref.run.repo, ref.revision
+    return ref.repo, ref.revision
 
 
 def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> None:
@@ -389,22 +398,30 @@ def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
     held = sql.distinct(out, ["suite", "run", "repo", "step", "tokens"])
     suite_of = {repo: suite for suite, _, repo, _, _ in held}
     for ref in refs:
-        if suite_of.get(ref.run.repo, ref.suite.name) != ref.suite.name:
-            other = suite_of[ref.run.repo]
+        if suite_of.get(ref.repo, ref.suite.name) != ref.suite.name:
+            other = suite_of[ref.repo]
             raise ConfigError(
-                f"{out} already holds the checkpoints of {ref.run.repo} as suite {other}: scanned as "
+                f"{out} already holds the checkpoints of {ref.repo} as suite {other}: scanned as "
                 f"{ref.suite.name} they would count twice; scan them as {other}, leave seed {ref.run.seed} out, "
                 "or scan into another --out"
             )
-    per_step = {(ref.suite.name, ref.run.name): ref.suite.tokens_per_step for ref in refs}
+    planned = {(ref.suite.name, ref.run.name): ref for ref in refs}
     for suite, run, _, step, tokens in held:
-        wanted = per_step.get((suite, run))
-        if wanted is not None and step > 0 and tokens != step * wanted:
+        ref = planned.get((suite, run))
+        if ref is None or step <= 0:
+            continue
+        wanted = ref.suite.tokens_of(ref.run, step)
+        if tokens != wanted and ref.suite.source == "local":
             counted = f"{tokens // step:,} tokens per step" if tokens else "no token count (no --tokens-per-step)"
             fix = f"--tokens-per-step {tokens // step}" if tokens else "no --tokens-per-step"
             raise ConfigError(
                 f"{out} holds {suite} {run} with {counted} (step {step}: {tokens:,} tokens), this scan counts "
-                f"{wanted:,} a step: scan with {fix}, or into another --out"
+                f"{ref.suite.tokens_per_step:,} a step: scan with {fix}, or into another --out"
+            )
+        if tokens != wanted:
+            raise ConfigError(
+                f"{out} holds {suite} {run} step {step} at {tokens:,} tokens, the catalog counts {wanted:,} now "
+                "(another inductscan's catalog): scan into another --out"
             )
 
 
@@ -441,5 +458,5 @@ def _shown(value) -> str:
 def _revision_or_step(ref: CheckpointRef) -> str:
     try:
         return ref.revision
-    except UnknownRunError:
+    except (UnknownRunError, CheckpointUnavailableError):  # a local step folder gone; a step its listing lacks
         return str(ref.step)

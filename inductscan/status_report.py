@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from inductscan import hazards, store
+from inductscan import hazards, listing, store
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, OutputError, UnknownSuiteError
 from inductscan.plan import Shard, plan, plan_scan
@@ -45,6 +45,7 @@ class StatusReport:
     """What of a plan a results folder holds, run by run."""
 
     runs: list[RunStatus]
+    notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed
 
     @property
     def complete(self) -> bool:
@@ -69,7 +70,10 @@ class StatusReport:
         totals = [run.counts() for run in self.runs]
         lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
         if any(run.known_missing for run in self.runs):
-            lines.append(f"known missing upstream: listed in {hazards.TABLE}; not waited for")
+            lines.append(
+                f"known missing upstream: listed in {hazards.TABLE} or absent from the branch listing; not waited for"
+            )
+        lines += [f"note: {note}" for note in self.notes]
         return lines
 
 
@@ -93,14 +97,16 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
         else:
             kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
             {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
-    return StatusReport(list(runs.values()))
+    notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
+    return StatusReport(list(runs.values()), notes)
 
 
 def recorded_suites(out: Path) -> list[Suite]:
     """The suites a results folder holds checkpoints of, with the runs it holds, to plan a status.
 
-    A catalogued suite keeps its own steps; a local run's steps are those its folder (the ``repo``
-    column) holds now, or, if the folder is gone, those recorded.
+    A catalogued suite keeps its own steps (a listed one's, from the listing the folder keeps); a
+    local run's steps are those its folder (the ``repo`` column) holds now, or, if the folder is
+    gone, those recorded.
     """
     recorded = store.recorded_checkpoints(out)
     suites = []
@@ -108,7 +114,9 @@ def recorded_suites(out: Path) -> list[Suite]:
         runs = rows.groupby(["run", "seed", "repo"], sort=True)["step"].agg(lambda steps: tuple(sorted(steps)))
         if name in CATALOG:
             seen = {run for run, _, _ in runs.index}
-            suites.append(replace(CATALOG[name], runs=tuple(run for run in CATALOG[name].runs if run.name in seen)))
+            seeds = sorted({int(seed) for _, seed, _ in runs.index})
+            catalogued = listing.resolve(CATALOG[name], out, seeds=seeds)
+            suites.append(replace(catalogued, runs=tuple(run for run in catalogued.runs if run.name in seen)))
             continue
         local = tuple(
             Run(run, int(seed), repo, _present_steps(Path(repo)) or steps) for (run, seed, repo), steps in runs.items()
@@ -140,6 +148,7 @@ def status(
     the plan is that suite's; without, every step of each run the folder holds (see
     :func:`recorded_suites`). The other arguments narrow the plan as for a scan."""
     if suite is not None:
+        store.require_results_folder(results)
         refs = plan_scan(
             suite,
             seeds=seeds,
@@ -148,6 +157,7 @@ def status(
             every=every,
             tokens_per_step=tokens_per_step,
             shard=shard,
+            results=results,
         )
         return scan_status(refs, Path(results))
     if tokens_per_step is not None:

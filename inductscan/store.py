@@ -10,6 +10,7 @@ Layout of a results folder::
     probes/PROBE_ID.json                       a probe's parameters and token ids
     icl/ICL_ID.json                            the ICL examples' settings and token ids
     settings/SUITE.json                        the settings the folder's first scan of a suite claimed
+    listings/OWNER_REPO.json                   a repo's branches as listed once (inductscan.listing)
 
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
@@ -100,6 +101,11 @@ def _safe(name: str) -> str:
 
 def _checkpoint_file(out: Path, table: str, suite: str, run: str, step: int, suffix: str) -> Path:
     return Path(out) / table / _safe(suite) / _safe(run) / f"{_file_stem(step)}{suffix}"
+
+
+def listing_path(out: Path, repo: str) -> Path:
+    """Where a results folder keeps a Hub repo's branch listing (read and written by inductscan.listing)."""
+    return Path(out) / "listings" / f"{_safe(repo)}.json"
 
 
 def score_path(out: Path, suite: str, run: str, step: int) -> Path:
@@ -559,16 +565,49 @@ def claim_settings(out: Path, suite: str, settings: Settings) -> Settings | None
     the record is written whole to a temporary file and hard-linked into place, which fails if the
     name exists."""
     path = Path(out) / "settings" / f"{_safe(suite)}.json"
+    if _write_once(path, json.dumps(dataclasses.asdict(settings), indent=1)):
+        return None
+    return Settings(**json.loads(path.read_text()))
+
+
+def _write_once(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` whole, unless the file exists: written to a temporary file and
+    hard-linked into place, which fails if the name exists. False if another writer was first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        temporary.write_text(json.dumps(dataclasses.asdict(settings), indent=1))
+        temporary.write_text(text)
         os.link(temporary, path)
     except FileExistsError:
-        return Settings(**json.loads(path.read_text()))
+        return False
     finally:
         temporary.unlink(missing_ok=True)
-    return None
+    return True
+
+
+def claim_listing(out: Path, repo: str, record: dict) -> dict:
+    """Keep a repo's branch listing in ``OUT/listings/``, unless a listing is there already; return
+    the one the folder holds. The first writer wins, as for the settings: shards that plan at the
+    same moment all plan from one listing."""
+    path = listing_path(out, repo)
+    if _write_once(path, json.dumps(record, indent=1)):
+        return record
+    return read_listing(out, repo)
+
+
+def read_listing(out: Path, repo: str) -> dict | None:
+    """The listing of ``repo`` the results folder keeps, or None. A file that is not a listing is an
+    :class:`OutputError` naming it."""
+    path = listing_path(out, repo)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise OutputError(f"cannot read the branch listing {path}: {error}; delete it to list again") from error
+    if not isinstance(record, dict) or not isinstance(record.get("branches"), list):
+        raise OutputError(f"{path} is not a branch listing (no branches); delete it to list again")
+    return record
 
 
 def probes_used(path: Path, suite: str) -> set[str]:

@@ -1,9 +1,11 @@
 """The catalog of checkpoint suites: data, looked up by name.
 
 A suite is a set of runs (one per seed) that share a step schedule, a revision naming scheme and
-a probe token range. Hub suites name Hugging Face repos; a local suite is any folder of Hugging
-Face checkpoint folders (``checkpoint-N/``, ``stepN/``, ``step_N/``), one run or one sub-folder per
-run. The toy suite is a local suite whose folder carries a manifest (see :mod:`inductscan.toy`).
+a probe token range (:mod:`inductscan.entries`). Hub suites name Hugging Face repos: Stanford
+CRFM's and Pythia's (here), and the newer suites of :mod:`inductscan.recent_suites`; a local suite
+is any folder of Hugging Face checkpoint folders (``checkpoint-N/``, ``stepN/``, ``step_N/``), one
+run or one sub-folder per run. The toy suite is a local suite whose folder carries a manifest (see
+:mod:`inductscan.toy`).
 """
 
 from __future__ import annotations
@@ -12,59 +14,19 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from inductscan.entries import Run, Suite
 from inductscan.errors import UnknownRunError, UnknownSuiteError
 from inductscan.probe import ProbeConfig
+from inductscan.recent_suites import recent_suites
+
+__all__ = ["CATALOG", "Run", "Suite", "get_suite", "local_suite", "suite_names", "total_tokens"]
 
 MANIFEST_NAME = "inductscan-suite.json"
 TRAINED_MARK = "training.json"  # a toy seed's folder holds it once its training has finished
 STEP_FOLDER = re.compile(r"^(?:checkpoint-|step_?)(\d+)$")
 RUN_SEED = re.compile(r"(?:seed[-_]?|-x)(\d+)$")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One training run: a Hub repo (or a local folder) and its seed."""
-
-    name: str
-    seed: int
-    repo: str  # Hub repo id, or the run's folder for a local suite
-    steps: tuple[int, ...] = ()  # a local run's discovered steps; a Hub run uses the suite's
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    runs: tuple[Run, ...]
-    steps: tuple[int, ...]
-    tokens_per_step: int
-    source: str = "hub"  # "hub" or "local"
-    revision: str = "{step}"  # Hub branch of a step; a local run's step folder
-    token_range: tuple[int, int] | None = None  # None: every id but the config's special ones
-    bos_token_id: int | None = None  # used when token_range is catalogued
-    probe: ProbeConfig = ProbeConfig()
-    total_tokens: int | None = None  # tokens of a whole run's training, where known (catalogued suites)
-
-    def run(self, seed: int) -> Run:
-        for run in self.runs:
-            if run.seed == seed:
-                return run
-        raise UnknownRunError(
-            f"suite {self.name!r} has no seed {seed}; its seeds are {', '.join(map(str, sorted(set(self.seeds))))}"
-        )
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return tuple(run.seed for run in self.runs)
-
-    def steps_of(self, run: Run) -> tuple[int, ...]:
-        return run.steps or self.steps
-
-    def revision_of(self, step: int) -> str:
-        return self.revision.format(step=step)
 
 
 def stanford_steps() -> tuple[int, ...]:
@@ -109,10 +71,14 @@ def _stanford(size: str) -> Suite:
         revision="checkpoint-{step}",
         token_range=COMMON_TOKEN_RANGE,
         bos_token_id=GPT2_BOS,
+        token_source="512 sequences x 1024 tokens",
+        model_type="gpt2",
+        family="Stanford CRFM",
+        checkpoints=len(stanford_steps()),
     )
 
 
-def _pythia(name: str, description: str, runs: tuple[Run, ...]) -> Suite:
+def _pythia(name: str, description: str, runs: tuple[Run, ...], family: str = "Pythia") -> Suite:
     # Pythia was trained without a BOS token, so the probe has none.
     return Suite(
         name=name,
@@ -124,6 +90,10 @@ def _pythia(name: str, description: str, runs: tuple[Run, ...]) -> Suite:
         revision="step{step}",
         token_range=COMMON_TOKEN_RANGE,
         bos_token_id=None,
+        token_source="1024 sequences x 2048 tokens",
+        model_type="gpt_neox",
+        family=family,
+        checkpoints=len(pythia_steps()),
     )
 
 
@@ -139,7 +109,26 @@ def _catalog() -> dict[str, Suite]:
             Run(f"pythia-{size}-seed{seed}", seed, f"EleutherAI/pythia-{size}-seed{seed}") for seed in range(1, 10)
         )
         suites.append(_pythia(f"pythia-{size}-seeds", f"Pythia {size}, 10 seeds (seed 1234 is the plain run)", runs))
+    suites += [_polypythias(kind) for kind in POLYPYTHIAS]
+    suites += recent_suites()
     return {suite.name: suite for suite in suites}
+
+
+# PolyPythias (van der Wal et al. 2025) also decouple Pythia 160M's two sources of randomness:
+# EleutherAI/pythia-160m-data-seedN and -weight-seedN, Pythia's schedule and tokenizer. The Hub
+# confirmed data-seed2, data-seed3 and weight-seed1 to the sources read; seeds 1-3 of each are catalogued.
+POLYPYTHIAS = {
+    "data": "the data order varies, the initialisation is fixed",
+    "weight": "the initialisation varies, the data order is fixed",
+}
+
+
+def _polypythias(kind: str) -> Suite:
+    runs = tuple(
+        Run(f"pythia-160m-{kind}-seed{seed}", seed, f"EleutherAI/pythia-160m-{kind}-seed{seed}") for seed in (1, 2, 3)
+    )
+    description = f"PolyPythias: Pythia 160M, 3 {kind} seeds ({POLYPYTHIAS[kind]})"
+    return _pythia(f"pythia-160m-{kind}-seeds", description, runs, family="PolyPythias")
 
 
 CATALOG: dict[str, Suite] = _catalog()

@@ -7,6 +7,10 @@ It serves files in the Hub's URL layout and with the headers huggingface_hub rea
   ``X-Linked-Etag`` (its sha256), ``X-Linked-Size`` and ``X-Repo-Commit``, as the Hub does. A
   missing revision is 404 with ``X-Error-Code: RevisionNotFound``, a missing file 404 with
   ``X-Error-Code: EntryNotFound``.
+- ``GET /api/models/{repo}/refs``: the repo's branches, in the JSON huggingface_hub's
+  ``list_repo_refs`` reads (``branches``, ``converts``, ``tags``; each ref's ``name``, ``ref``,
+  ``targetCommit``): every revision served with :meth:`HubServer.add`, and none for a repo
+  declared with :meth:`HubServer.add_repo`; an unknown repo is 404 ``RepoNotFound``.
 - ``GET /cdn/{sha256}`` on a second port (another origin, so huggingface_hub reads the metadata
   off the 302 and does not follow it on HEAD), with ``Range`` support, so downloads can resume.
 
@@ -28,6 +32,7 @@ Point huggingface_hub at it with ``HF_ENDPOINT=server.endpoint``. Faults are set
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import Counter
@@ -36,6 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 LFS_SUFFIXES = (".bin", ".safetensors")
+REFS_PREFIX, REFS_SUFFIX = "/api/models/", "/refs"
 CHUNK = 64 * 1024
 ALWAYS = 10**9
 STALL = 3.0
@@ -58,6 +64,7 @@ class HostedFile:
 @dataclass
 class HubState:
     repos: dict[tuple[str, str], dict[str, HostedFile]] = field(default_factory=dict)  # (repo, revision) -> files
+    known: set[str] = field(default_factory=set)  # repos that exist, with or without branches
     faults: dict[tuple[str, str, str], list] = field(default_factory=dict)  # -> [kind, remaining]
     throttle: float | None = None  # bytes per second
     requests: Counter = field(default_factory=Counter)  # (method, path) -> count
@@ -103,6 +110,8 @@ class HubHandler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path.startswith("/cdn/"):
             return self._cdn(path.removeprefix("/cdn/"), body=body)
+        if path.startswith(REFS_PREFIX) and path.endswith(REFS_SUFFIX):
+            return self._refs(path[len(REFS_PREFIX) : -len(REFS_SUFFIX)], body=body)
         repo, marker, rest = path.lstrip("/").partition("/resolve/")
         revision, _, name = rest.partition("/")
         if not marker or not name:
@@ -133,6 +142,19 @@ class HubHandler(BaseHTTPRequestHandler):
         self._send_headers(200, headers)
         if body:
             self.wfile.write(hosted.path.read_bytes())
+
+    def _refs(self, repo: str, *, body: bool) -> None:
+        if repo not in self.state.known:
+            return self._reply(404, {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+        branches = [
+            {"name": revision, "ref": f"refs/heads/{revision}", "targetCommit": commit_of(repo, revision)}
+            for owner, revision in self.state.repos
+            if owner == repo
+        ]
+        data = json.dumps({"branches": branches, "converts": [], "tags": []}).encode()
+        self._send_headers(200, {"Content-Type": "application/json", "Content-Length": str(len(data))})
+        if body:
+            self.wfile.write(data)
 
     def _cdn(self, sha256: str, *, body: bool) -> None:
         found = self.state.blob(sha256)
@@ -201,6 +223,15 @@ class HubServer:
     def add(self, repo: str, revision: str, files: dict[str, Path]) -> None:
         """Serve ``files`` (name in the repo -> file on disk) at ``repo@revision``."""
         self.state.repos[(repo, revision)] = {name: HostedFile.of(path) for name, path in files.items()}
+        self.state.known.add(repo)
+
+    def add_repo(self, repo: str) -> None:
+        """A repo that exists on this Hub, with no branch until :meth:`add` serves one."""
+        self.state.known.add(repo)
+
+    def refs_requests(self, repo: str) -> int:
+        """How many times the repo's branches were listed."""
+        return self.state.requests[("GET", f"{REFS_PREFIX}{repo}{REFS_SUFFIX}")]
 
     def fault(self, repo: str, revision: str, name: str, kind: str, times: int = ALWAYS) -> None:
         self.state.faults[(repo, revision, name)] = [kind, times]
