@@ -150,6 +150,8 @@ def suites_command(name: str | None) -> None:
     click.echo("  runs:")
     for run in suite.runs:
         click.echo(f"    seed {run.seed:>5}  {run.repo}")
+    for path in suite.ignored:
+        click.echo(f"  not a checkpoint (names no step): {path}")
 
 
 def probe_options(command):
@@ -169,7 +171,11 @@ def plan_options(command):
         click.option("--seeds", "--seed", "seeds", help="Comma-separated seeds, or 'all' (default)."),
         click.option("--steps", help="Comma-separated steps (default: every step of the suite)."),
         click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
-        click.option("--every", type=int, help="Only every Nth of the chosen steps."),
+        click.option(
+            "--every",
+            type=int,
+            help="Only every Nth of the chosen steps, and always the last (the late plateau needs it).",
+        ),
         click.option(
             "--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's)."
         ),
@@ -757,6 +763,10 @@ def plot_command(
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
     chosen = _selection(suite, run, seed, step_range)
+    if kind == "icl-curves" or kind in TOKEN_PLOTS:  # one folder, a table of its own: its names checked here
+        from inductscan import sql
+
+        sql.require_held(results[0], selection(**chosen))
     if kind == "icl-curves":  # a table of its own, not the scores
         frame = store.load_icl_curves(results[0], **selection(**chosen))
     elif kind in TOKEN_PLOTS:
@@ -875,13 +885,17 @@ def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
         inductscan compare results/
         inductscan compare results/ --seed 21,49 --step 400000 --top 20 --format csv
     """
-    from inductscan.compare import seed_scatter
+    from inductscan import sql
+    from inductscan.compare import require_seeds, seed_scatter
     from inductscan.queries import selection
-    from inductscan.token_losses import icl_ids
+    from inductscan.token_losses import icl_ids, seeds_held
 
     seeds = _integers(seed, "--seed")
     if seeds is not None and len(seeds) != 2:
         raise click.BadParameter(f"expected two seeds, A,B, got {seed!r}", param_hint="--seed")
+    sql.require_held(results, selection(suite=suite))
+    if seeds is not None:  # both, or either, absent: named alike
+        require_seeds(seeds, seeds_held(results, suite))
     losses = _token_losses(results, **selection(suite=suite, seed=seeds))  # a missing step is named below
     if losses.empty:
         click.echo(NO_ROWS)

@@ -18,6 +18,16 @@ class UnknownRunError(InductscanError, LookupError):
     """A seed or step that the suite does not have."""
 
 
+class NotHeldError(InductscanError, LookupError):
+    """A suite or run that a selection names and a results folder does not hold: a typo, most
+    often, so it is an error rather than an empty answer. ``kind`` is "suite" or "run", ``wanted``
+    the names asked for and ``held`` those the folder holds."""
+
+    def __init__(self, message: str, *, kind: str, wanted: list[str], held: list[str]):
+        super().__init__(message)
+        self.kind, self.wanted, self.held = kind, wanted, held
+
+
 class ConfigError(InductscanError, ValueError):
     """A bad value in a probe or scan setting."""
 

@@ -49,6 +49,7 @@ class ScanSummary:
     seconds: float = 0.0
     peak_disk: int = 0  # bytes reserved at once for downloads
     same_weights: list[store.SameWeights] = field(default_factory=list)
+    ignored: tuple[str, ...] = ()  # local folders that look like checkpoints but name no step
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
@@ -75,12 +76,19 @@ class ScanSummary:
         return text
 
     def warnings(self) -> list[str]:
-        """One line per group of steps of a run that serve identical weights."""
-        return [
+        """One line per group of steps of a run that serve identical weights, and one naming the
+        folders that look like checkpoints but were not scanned."""
+        lines = [
             f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
             f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
             for group in self.same_weights
         ]
+        if self.ignored:
+            lines.append(
+                f"warning: not scanned, {len(self.ignored)} folder(s) that look like checkpoints but name no step "
+                f"(checkpoint-N/, stepN/, step_N/ are scanned): {', '.join(self.ignored)}"
+            )
+        return lines
 
 
 class ScanInterrupted(KeyboardInterrupt):
@@ -247,6 +255,7 @@ def run_scan(
         torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
     started = time.perf_counter()
     context, todo, summary = prepare_scan(refs, out, config)
+    summary.ignored = tuple(sorted({path for ref in refs for path in ref.suite.ignored}))
     bar = Progress(len(refs), summary.already_done, enabled=progress)
     try:
         (executor or LocalExecutor()).run(todo, out, context, summary, bar)
@@ -273,6 +282,7 @@ def prepare_scan(
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
     refuse_another_suite(out, refs)
+    refuse_mixed_architectures(refs)
     scored = store.Scored(out)
     if config.token_losses:  # with it, a checkpoint scored without its side file is redone
         scored = token_losses.Recorded(out)
@@ -406,6 +416,31 @@ def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
                 f"{out} holds {suite} {run} with {counted} (step {step}: {tokens:,} tokens), this scan counts "
                 f"{wanted:,} a step: scan with {fix}, or into another --out"
             )
+
+
+def refuse_mixed_architectures(refs: list[CheckpointRef]) -> None:
+    """One run, one architecture: a local run whose checkpoint folders change it (GPT-2 checkpoints,
+    then GPT-NeoX ones; a head count that changes at one step) would be scored with the probe of
+    its first and its rows read as one curve. Refused before anything is scored, naming the step
+    and what changes. Every checkpoint folder of each planned local run is read (its config.json
+    only); one that cannot be read is left to its own scan, which records why."""
+    runs = {(ref.suite.name, ref.run.name): ref for ref in refs if ref.suite.source == "local"}
+    for ref in runs.values():
+        first: tuple[int, Architecture] | None = None
+        for step in ref.suite.steps_of(ref.run):
+            try:
+                arch = read_architecture(fetch_config(CheckpointRef(ref.suite, ref.run, step)))
+            except (CheckpointError, UnsupportedArchitectureError):
+                continue
+            if first is None:
+                first = (step, arch)
+            elif changes := first[1].changes(arch):
+                shown = "; ".join(changes[:4]) + (f"; {len(changes) - 4} more" if len(changes) > 4 else "")
+                raise ConfigError(
+                    f"the checkpoints of {ref.run.repo} change architecture at step {step} (from step {first[0]}: "
+                    f"{shown}): one run's checkpoints share one; move the checkpoints of each architecture "
+                    "into a folder of their own"
+                )
 
 
 def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: store.Settings, what: str) -> None:

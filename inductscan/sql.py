@@ -9,6 +9,7 @@ time pandas takes, so ``inductscan query`` answers without pandas or pyarrow.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from inductscan import tables
-from inductscan.errors import ConfigError, OutputError
+from inductscan.errors import ConfigError, NotHeldError, OutputError
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
 
 RUN_KEYS = ["suite", "run", "seed"]
@@ -89,6 +90,49 @@ def distinct(results: str | os.PathLike, columns: list[str], filters: dict | Non
     return connection.sql(f"SELECT DISTINCT {shown} FROM scores{where}", params=parameters).fetchall()
 
 
+def require_held(results: str | os.PathLike, filters: dict, connection=None) -> None:
+    """Raise :class:`NotHeldError` when ``filters`` name a suite or run (a name, or a list of
+    them) that the folder's scores do not hold: ``--suite toyy`` is a typo to name, not an empty
+    answer. Seeds, steps, layers and heads that match nothing stay an empty answer."""
+    named = {kind: filters.get(kind) for kind in ("suite", "run") if filters.get(kind) is not None}
+    if not named:
+        return
+    connection = connection or connect(results)
+    if "scores" not in _views(connection):
+        return  # no scored checkpoint at all: the reader says so in its own words
+    held = connection.sql("SELECT DISTINCT suite, run FROM scores").fetchall()
+    suites = sorted({suite for suite, _ in held})
+    for kind, wanted in named.items():
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        chosen = [wanted_suite for wanted_suite in _listed(named.get("suite")) if wanted_suite in suites] or suites
+        names = suites if kind == "suite" else sorted({run for suite, run in held if suite in chosen})
+        absent = [name for name in wanted if name not in names]
+        if absent:
+            raise NotHeldError(not_held(kind, absent, names, str(results)), kind=kind, wanted=absent, held=names)
+
+
+def _listed(value) -> list:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def not_held(kind: str, wanted: list[str], held: list[str], where: str) -> str:
+    """The line for a suite or run that ``where`` (one folder or several) does not hold: the names
+    it holds, and the closest to each name asked for, of those held and, for a suite, of the catalog."""
+    from inductscan.suites import suite_names  # the catalog, for "did you mean"
+
+    shown = ", ".join(held[:12]) + (f", ... ({len(held) - 12} more)" if len(held) > 12 else "")
+    line = f"no {kind} {', '.join(map(repr, wanted))} in {where} ({kind}s held: {shown or 'none'})"
+    for name in wanted:
+        prefix = f"{name}: " if len(wanted) > 1 else ""
+        close = difflib.get_close_matches(name, held, n=1, cutoff=0.6)
+        catalogued = [] if close or kind != "suite" else difflib.get_close_matches(name, suite_names(), n=1)
+        if close:
+            line += f"; {prefix}did you mean {close[0]}?"
+        elif catalogued:
+            line += f"; {prefix}did you mean {catalogued[0]}? (a suite inductscan knows, not scanned into {where})"
+    return line
+
+
 def selection(
     *,
     suite: str | None = None,
@@ -148,6 +192,7 @@ def select(
         raise OutputError(
             f"{results} holds no scored checkpoints (nothing under {Path(results) / 'scores'}); scan into it first"
         )
+    require_held(results, filters, connection)
     known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
     wanted = SHOWN if columns is None else columns
     if not wanted:

@@ -421,7 +421,8 @@ def load_results(path: str | os.PathLike, *, columns: list[str] | None = None, *
             f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(SCHEMA.names + list(DERIVED))}"
         )
     needed = {name for name in wanted if name in SCHEMA.names}
-    needed |= {source for name in wanted if name in DERIVED for source in DERIVED[name]}
+    if any(name in DERIVED for name in wanted):  # derive() adds both, the hazard from the same weights
+        needed |= {source for sources in DERIVED.values() for source in sources}
     read = [name for name in SCHEMA.names if name in needed or name in INDEX]
     table = _read(Path(path), columns=read, filter=_filter_expression(filters))
     frame = _categorical(table if table.num_rows else SCHEMA.empty_table().select(read))
