@@ -11,7 +11,14 @@ from pathlib import Path
 
 import click
 
-from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
+from inductscan.errors import (
+    ConfigError,
+    DiskFullError,
+    HubUnreachableError,
+    InductscanError,
+    OutOfMemory,
+    OutputError,
+)
 from inductscan.icl import IclConfig
 from inductscan.metrics import CHECKPOINT_METRICS, METRICS, get_metric
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
@@ -21,9 +28,10 @@ from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 # query` answers in a fraction of a second, and pandas alone takes about half a second to import.
 
 # Exit statuses: 0 done; 1 some checkpoints failed, or the scan stopped (Hub unreachable, out of
-# memory); 2 bad input (a usage error, a bad value, an unreadable folder); 130 interrupted (Ctrl-C).
+# memory, no space left); 2 bad input (a usage error, a bad value, an unreadable folder); 130
+# interrupted (Ctrl-C).
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-STOPPED_SCAN = (HubUnreachableError, OutOfMemory)
+STOPPED_SCAN = (HubUnreachableError, OutOfMemory, DiskFullError)
 
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")

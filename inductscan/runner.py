@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import hazards, icl, sql, store, token_losses
+from inductscan import hazards, icl, sql, store, tables, token_losses
 from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
@@ -50,6 +50,7 @@ class ScanSummary:
     peak_disk: int = 0  # bytes reserved at once for downloads
     same_weights: list[store.SameWeights] = field(default_factory=list)
     ignored: tuple[str, ...] = ()  # local folders that look like checkpoints but name no step
+    set_aside: list[tables.Damaged] = field(default_factory=list)  # damaged files moved into OUT/damaged/
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
@@ -83,6 +84,13 @@ class ScanSummary:
             f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
             for group in self.same_weights
         ]
+        for damaged in self.set_aside:
+            what = "a file of another tool" if damaged.foreign else "damaged"
+            steps = "" if damaged.steps is None else f" {', '.join(map(str, sorted(damaged.steps)))}"
+            lines.append(
+                f"warning: set aside {damaged.paths[0]} ({what}) into {Path(damaged.paths[0]).parents[3]}/"
+                f"{tables.DAMAGED_FOLDER}/: its step(s){steps} are scored again where planned"
+            )
         if self.ignored:
             lines.append(
                 f"warning: not scanned, {len(self.ignored)} folder(s) that look like checkpoints but name no step "
@@ -279,15 +287,17 @@ def prepare_scan(
     icl_examples = prepare_icl(refs, config)
     store.check_writable(out)
     store.remove_stale_temporaries(out)
+    set_aside = store.set_aside_damaged(out)  # before anything reads the folder: their checkpoints are redone
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
     refuse_another_suite(out, refs)
     refuse_mixed_architectures(refs)
-    scored = store.Scored(out)
-    if config.token_losses:  # with it, a checkpoint scored without its side file is redone
-        scored = token_losses.Recorded(out)
-    todo = [ref for ref in refs if (ref.suite.name, ref.run.name, ref.step) not in scored]
-    summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
+    # a checkpoint is done when its scores and each side file this scan makes are there: one whose
+    # side file is missing (scanned without --token-losses, or set aside as damaged) is redone
+    needed = ["scores"] + (["icl_curves"] if config.icl else []) + ([token_losses.TABLE] if config.token_losses else [])
+    held = [store.Scored(out, table) for table in needed]
+    todo = [ref for ref in refs if not all((ref.suite.name, ref.run.name, ref.step) in done for done in held)]
+    summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo), set_aside=set_aside)
     return context, todo, summary
 
 

@@ -34,13 +34,15 @@ class Rows:
     rows: list[tuple]
 
 
-def connect(results: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view for each table the results folder holds."""
+def connect(results: str | os.PathLike, *, skip_damaged: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view for each table the results folder holds. A
+    file that cannot be read as its table's raises :class:`~inductscan.errors.DamagedFileError`
+    naming it, or with ``skip_damaged`` is left out (see :func:`inductscan.tables.check`)."""
     if not Path(results).is_dir():
         raise OutputError(f"no results folder at {results}" + (": it is a file" if Path(results).exists() else ""))
     connection = duckdb.connect()
     for table in tables.TABLES:
-        files = tables.visible_files(Path(results), table)
+        files = tables.visible_files(Path(results), table, skip_damaged=skip_damaged)
         if files:
             listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
             # union_by_name: files written before a column existed (dtype, scoring_version) read it as null
@@ -77,11 +79,13 @@ def _views(connection: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def distinct(results: str | os.PathLike, columns: list[str], filters: dict | None = None) -> list[tuple]:
+def distinct(
+    results: str | os.PathLike, columns: list[str], filters: dict | None = None, *, skip_damaged: bool = False
+) -> list[tuple]:
     """The distinct values of ``columns`` among the scores rows that ``filters`` select: the
     checks a scan makes at start-up (settings, finished checkpoints) read a few columns of
     every row, which DuckDB does in a few hundredths of a second for a full suite."""
-    connection = connect(results)
+    connection = connect(results, skip_damaged=skip_damaged)
     if "scores" not in _views(connection):
         return []
     known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]

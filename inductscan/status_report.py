@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from inductscan import hazards, store
+from inductscan import hazards, store, tables
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, OutputError, UnknownSuiteError
 from inductscan.plan import Shard, plan, plan_scan
@@ -23,11 +23,13 @@ class RunStatus:
     skipped: list[int] = field(default_factory=list)
     known_missing: list[int] = field(default_factory=list)  # listed as missing upstream, not done
     missing: list[int] = field(default_factory=list)
+    damaged: list[int] = field(default_factory=list)  # scored, in a file that cannot be read
 
     def counts(self) -> dict[str, int]:
         return {
             "planned": self.planned,
             "done": self.done,
+            "damaged": len(self.damaged),
             "failed": len(self.failed),
             "skipped": len(self.skipped),
             "missing": len(self.missing),
@@ -36,7 +38,7 @@ class RunStatus:
 
 
 def _counted(counts: dict[str, int]) -> str:
-    shown = {key: value for key, value in counts.items() if value or key != "known missing upstream"}
+    shown = {key: value for key, value in counts.items() if value or key not in ("known missing upstream", "damaged")}
     return ", ".join(f"{value} {key}" for key, value in shown.items())
 
 
@@ -45,17 +47,19 @@ class StatusReport:
     """What of a plan a results folder holds, run by run."""
 
     runs: list[RunStatus]
+    damaged: list[tables.Damaged] = field(default_factory=list)  # the folder's files that cannot be read
 
     @property
     def complete(self) -> bool:
-        """Every planned checkpoint is done, or listed as missing upstream."""
-        return all(run.done + len(run.known_missing) == run.planned for run in self.runs)
+        """Every planned checkpoint is done, or listed as missing upstream; no file is damaged."""
+        return not self.damaged and all(run.done + len(run.known_missing) == run.planned for run in self.runs)
 
     def lines(self, *, list_steps: bool = False) -> list[str]:
         lines = []
         for run in self.runs:
             lines.append(f"{run.name} (seed {run.seed}): {_counted(run.counts())}")
             kinds = (
+                ("damaged", run.damaged),
                 ("failed", run.failed),
                 ("skipped", run.skipped),
                 ("known missing upstream", run.known_missing),
@@ -67,9 +71,11 @@ class StatusReport:
                     more = "" if len(shown) == len(steps) else f", ... ({len(steps) - len(shown)} more; --list)"
                     lines.append(f"  {kind} steps: {', '.join(map(str, shown))}{more}")
         totals = [run.counts() for run in self.runs]
-        lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
+        if totals:
+            lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
         if any(run.known_missing for run in self.runs):
             lines.append(f"known missing upstream: listed in {hazards.TABLE}; not waited for")
+        lines += [f"damaged: {damaged.line()}" for damaged in self.damaged]
         return lines
 
 
@@ -83,17 +89,24 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
     kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
     runs: dict[tuple[str, str], RunStatus] = {}
     scored = store.Scored(out)
+    damaged = tables.damaged(out, "scores")
+    steps: dict[tuple[str, str], set[int]] = {}
+    for problem in damaged:
+        steps.setdefault(problem.run_folder, set()).update(problem.steps or ())
+    unreadable = store.Scored(None, steps=steps)
     for ref in refs:
         run = runs.setdefault((ref.suite.name, ref.run.name), RunStatus(ref.run.name, ref.run.seed))
         run.planned += 1
-        if (ref.suite.name, ref.run.name, ref.step) in scored:
+        if (ref.suite.name, ref.run.name, ref.step) in unreadable:
+            run.damaged.append(ref.step)
+        elif (ref.suite.name, ref.run.name, ref.step) in scored:
             run.done += 1
         elif ref.missing_upstream is not None:
             run.known_missing.append(ref.step)
         else:
             kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
             {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
-    return StatusReport(list(runs.values()))
+    return StatusReport(list(runs.values()), damaged)
 
 
 def recorded_suites(out: Path) -> list[Suite]:
@@ -102,7 +115,7 @@ def recorded_suites(out: Path) -> list[Suite]:
     A catalogued suite keeps its own steps; a local run's steps are those its folder (the ``repo``
     column) holds now, or, if the folder is gone, those recorded.
     """
-    recorded = store.recorded_checkpoints(out)
+    recorded = store.recorded_checkpoints(out, skip_damaged=True)  # their checkpoints: counted as damaged
     suites = []
     for name, rows in recorded.groupby("suite", sort=True):
         runs = rows.groupby(["run", "seed", "repo"], sort=True)["step"].agg(lambda steps: tuple(sorted(steps)))
@@ -155,6 +168,9 @@ def status(
     store.require_results_folder(results)
     suites = recorded_suites(Path(results))
     if not suites:
+        damaged = tables.damaged(Path(results), "scores")
+        if damaged:  # every scored checkpoint is in a damaged file: those files are the status
+            return StatusReport([], damaged)
         raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
     seeds = [seeds] if isinstance(seeds, int) else seeds
     refs = []
