@@ -295,6 +295,13 @@ RAY_DEFAULTS = RayOptions()
     help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.",
 )
 @click.option(
+    "--icl-seed",
+    type=int,
+    default=ICL_DEFAULTS.seed,
+    show_default=True,
+    help="Seed of the shuffle that chooses the examples (a torch.Generator).",
+)
+@click.option(
     "--token-losses",
     is_flag=True,
     help="With --icl-dataset: also store every ICL token's loss per checkpoint in OUT/token_losses/ "
@@ -342,6 +349,7 @@ def scan_command(
     icl_column,
     icl_examples,
     icl_context,
+    icl_seed,
     executor,
     ray_address,
     cpus_per_task,
@@ -374,7 +382,9 @@ def scan_command(
     of a 512-token context minus that of token 50 (Olsson et al.; both scale with --icl-context),
     and its loss per token position goes to OUT/icl_curves/ (see `inductscan plot --kind icl-curves`).
     """
-    icl = None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples, icl_context)
+    icl = None
+    if icl_dataset is not None:
+        icl = IclConfig(icl_dataset, icl_split, icl_column, icl_examples, icl_context, icl_seed)
     max_disk = None if max_disk is None else _size(max_disk, "--max-disk")
     ray = None
     if executor == "ray":
@@ -844,6 +854,9 @@ def report_command(results: Path, output: Path, suite, run, seed, step_range) ->
     from inductscan.report import write_report  # plotly: only a report needs it
 
     written = write_report(results, output, **_selection(suite, run, seed, step_range))
+    if written.empty_folder:  # a folder with no results is bad input, as for every reader; the page says so too
+        click.echo(f"error: {written.notice} (the page written to {written.path} says so)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     note = f"; {written.notice}" if written.notice else ""
     click.echo(f"report written to {written.path} ({written.size / 1e6:.1f} MB){note}")
 
