@@ -217,6 +217,14 @@ RAY_DEFAULTS = RayOptions()
 @click.argument("suite_or_folder")
 @plan_options
 @click.option(
+    "--suite",
+    "suite_name",
+    metavar="NAME",
+    help="For a folder: the suite its rows are recorded under (default: local). Name each of your "
+    "models' folders (sizes, vocabularies) its own suite, and they share a results folder and compare "
+    "as catalogued suites do.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("results"),
@@ -342,6 +350,7 @@ def scan_command(
     every,
     tokens_per_step,
     shard,
+    suite_name,
     out: Path,
     max_disk,
     icl_dataset,
@@ -372,6 +381,7 @@ def scan_command(
         inductscan scan stanford-gpt2-small --seeds all --prefetch 3 --max-disk 5GB
         inductscan scan pythia-160m-seeds --seeds 1,2 --step-range 1000:10000 --every 2
         inductscan scan toy --out toy-results/
+        inductscan scan runs/small/ --suite mine-small --out mine/   # and runs/large/ --suite mine-large
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
@@ -400,6 +410,7 @@ def scan_command(
             suite_or_folder,
             out,
             **plan,
+            suite=suite_name,
             config=ScanConfig(**settings, max_disk=max_disk, icl=icl),
             ray=ray,
             progress=not quiet,

@@ -147,6 +147,7 @@ def _catalog() -> dict[str, Suite]:
 
 CATALOG: dict[str, Suite] = _catalog()
 TOY_NAME = "toy"
+LOCAL_NAME = "local"  # a local folder's suite, unless named (scan FOLDER --suite NAME)
 # 30 tokens x 2 + BOS = 61 of the toy's 64 positions; with 4 repeats a toy head's attention spreads
 # over the earlier copies, and `induction` counts only the most recent.
 TOY_PROBE = ProbeConfig(length=30, repeats=2, batch=10, seed=0)
@@ -167,8 +168,11 @@ def suite_names() -> list[str]:
     return [*CATALOG, TOY_NAME]
 
 
-def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Suite:
-    """The catalogued suite of that name, else the local suite in that folder."""
+def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None, name: str | None = None) -> Suite:
+    """The catalogued suite of that name, else the local suite in that folder (named ``name``,
+    if given: see :func:`local_suite`)."""
+    if name is not None and (name_or_folder in CATALOG or name_or_folder == TOY_NAME):
+        raise ConfigError(f"--suite names a local folder's suite; {name_or_folder} is a suite of its own")
     if name_or_folder in CATALOG:
         return CATALOG[name_or_folder]
     if name_or_folder == TOY_NAME:
@@ -181,7 +185,7 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Sui
         return local_suite(folder)
     path = Path(name_or_folder)
     if path.is_dir():
-        return local_suite(path, tokens_per_step=tokens_per_step)
+        return local_suite(path, tokens_per_step=tokens_per_step, name=name)
     if os.sep in name_or_folder or name_or_folder.startswith("."):
         raise UnknownSuiteError(f"no such folder: {name_or_folder}")
     close = difflib.get_close_matches(name_or_folder, suite_names(), n=1)
@@ -227,16 +231,22 @@ def step_folders(folder: Path) -> StepFolders:
     return StepFolders({step: names[0] for step, names in named.items()}, tuple(ignored))
 
 
-def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
+def local_suite(folder: Path, *, tokens_per_step: int | None = None, name: str | None = None) -> Suite:
     """Discover the runs and steps of a folder of Hugging Face checkpoints.
 
     The folder holds checkpoint folders (one run, seed 0 unless the folder name ends in
     ``seedN`` or ``-xN``) or run folders that hold them. Each run is named by
     :func:`local_run_name`. A manifest written by
     ``inductscan toy-suite`` gives the suite's name, tokens per step and probe.
+
+    The suite is ``local`` unless ``name`` (``scan FOLDER --suite NAME``) names it: a user's
+    models of different sizes (other vocabularies, so other probes) then share a results folder
+    and compare as catalogued suites do, each under its own name.
     """
     folder = folder.resolve()
     manifest = _read_manifest(folder)
+    if name is not None:
+        check_local_name(name, manifest.get("suite"), folder)
     top = step_folders(folder)
     ignored = list(top.ignored)
     if top.steps:
@@ -267,7 +277,7 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
     all_steps = tuple(sorted({step for run in runs for step in run.steps}))
     probe = ProbeConfig(**manifest["probe"]) if "probe" in manifest else ProbeConfig()
     return Suite(
-        name=manifest.get("suite", "local"),
+        name=name or manifest.get("suite", LOCAL_NAME),
         description=manifest.get("description", f"local checkpoints in {folder}"),
         runs=tuple(runs),
         steps=all_steps,
@@ -276,6 +286,17 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
         probe=probe,
         ignored=tuple(ignored),
     )
+
+
+def check_local_name(name: str, manifest_name: str | None, folder: Path) -> None:
+    """Refuse a suite name for a local folder that would pass for another suite or cannot be a
+    folder's name (the results are stored under it)."""
+    if manifest_name is not None and name != manifest_name:
+        raise ConfigError(f"{folder} is the suite {manifest_name} ({MANIFEST_NAME} says so): scan it without --suite")
+    if name in CATALOG or name == TOY_NAME:
+        raise ConfigError(f"--suite {name} is a suite inductscan knows: name a local folder's suite otherwise")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+        raise ConfigError(f"--suite {name!r}: use letters, digits and . _ + - (it names a folder of the results)")
 
 
 def local_run_name(folder: Path) -> str:

@@ -110,12 +110,70 @@ def test_an_unreadable_config_is_left_to_its_own_checkpoint(runner, tmp_path):
     assert list(inductscan.load_failures(out).step) == [10]
 
 
-def scanned_pair(tmp_path: Path) -> tuple[Path, Path]:
-    """Two local runs whose vocabularies differ (so their probes do), each in a folder of its own."""
+def two_sizes(tmp_path: Path) -> tuple[Path, Path]:
+    """A user's two models of different vocabularies (so their probes differ), a folder each."""
     small, large = tmp_path / "small", tmp_path / "large"
     for step in (0, 10):
         save_checkpoint(gpt2_model(step), small / f"checkpoint-{step}")
-        save_checkpoint(
-            gpt2_model(step, vocab_size=128, bos_token_id=127, eos_token_id=127), large / f"checkpoint-{step}"
-        )
+        save_checkpoint(gpt2_model(step, n_layer=2, vocab_size=128, bos_token_id=127, eos_token_id=127),
+                        large / f"checkpoint-{step}")  # fmt: skip
     return small, large
+
+
+def test_local_models_of_two_sizes_named_as_suites_share_a_folder_and_compare(runner, tmp_path):
+    small, large = two_sizes(tmp_path)
+    out = tmp_path / "out"
+    assert runner.invoke(main, ["scan", str(small), "--out", str(out), *PROBE]).exit_code == 0
+    refused = runner.invoke(main, ["scan", str(large), "--out", str(out), *PROBE])  # both "local": one probe each
+    assert refused.exit_code == 2 and "other settings" in refused.output, refused.output
+
+    named = tmp_path / "named"
+    for folder, name in ((small, "mine-small"), (large, "mine-large")):
+        result = runner.invoke(main, ["scan", str(folder), "--suite", name, "--out", str(named), *PROBE])
+        assert result.exit_code == 0 and "2 scored" in result.output, result.output
+    frame = inductscan.load_results(named)
+    layers = frame.reset_index().groupby("suite").layer.max().to_dict()
+    assert layers == {"mine-large": 1, "mine-small": 2}  # each suite's own model
+    assert sorted((named / "settings").iterdir()) == [
+        named / "settings" / f"{name}.json" for name in ("mine-large", "mine-small")
+    ]
+    timing = runner.invoke(main, ["phases", str(named), "--format", "json"])
+    assert timing.exit_code == 0 and sorted(row["suite"] for row in json.loads(timing.output)) == [
+        "mine-large",
+        "mine-small",
+    ]
+    again = runner.invoke(main, ["scan", str(small), "--suite", "mine-small", "--out", str(named), *PROBE])
+    assert again.exit_code == 0 and "0 scored, 2 already done" in again.output  # the name is part of the resume
+    status = runner.invoke(main, ["status", str(named)])
+    assert status.exit_code == 0 and status.output.count("2 planned, 2 done") == 2, status.output
+
+    apart = [tmp_path / "a", tmp_path / "b"]  # or a folder each, compared like catalogued suites
+    for folder, name, where in ((small, "mine-small", apart[0]), (large, "mine-large", apart[1])):
+        inductscan.scan(str(folder), where, suite=name, config=inductscan.ScanConfig(probe_length=8), progress=False)
+    both = runner.invoke(main, ["phases", *map(str, apart), "--format", "json"])
+    assert both.exit_code == 0 and len(json.loads(both.output)) == 2, both.output
+
+
+@pytest.mark.parametrize(
+    "source, name, message",
+    [
+        ("{small}", "stanford-gpt2-small", "--suite stanford-gpt2-small is a suite inductscan knows"),
+        ("{small}", "toy", "--suite toy is a suite inductscan knows"),
+        ("{small}", "../up", "use letters, digits and . _ + -"),
+        ("stanford-gpt2-small", "mine", "--suite names a local folder's suite; stanford-gpt2-small is a suite"),
+    ],
+)
+def test_a_suite_name_that_would_pass_for_another_is_refused(runner, tmp_path, source, name, message):
+    small, _ = two_sizes(tmp_path)
+    result = runner.invoke(main, ["scan", source.format(small=small), "--suite", name, "--out", str(tmp_path / "o")])
+    one_line(result, 2, message)
+
+
+def test_a_toy_folder_keeps_the_name_its_manifest_gives(runner, tmp_path):
+    small, _ = two_sizes(tmp_path)
+    (small / "inductscan-suite.json").write_text(json.dumps({"suite": "toy", "tokens_per_step": 100}))
+    one_line(
+        runner.invoke(main, ["scan", str(small), "--suite", "mine", "--out", str(tmp_path / "o")]),
+        2,
+        "is the suite toy (inductscan-suite.json says so): scan it without --suite",
+    )
