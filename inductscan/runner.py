@@ -44,6 +44,7 @@ class ScanSummary:
     planned: int = 0
     scored: int = 0
     already_done: int = 0
+    elsewhere: int = 0  # being scored by another scan into the same folder, started at the same time
     failed: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # failed or skipped
     known_missing: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # missing upstream, as listed
     seconds: float = 0.0
@@ -57,6 +58,10 @@ class ScanSummary:
         kind, reason = outcome
         if kind == "scored":
             self.scored += 1
+        elif kind == "done":  # another scan finished it since this one started
+            self.already_done += 1
+        elif kind == "elsewhere":
+            self.elsewhere += 1
         else:
             (self.known_missing if kind == "known-missing" else self.failed).append((ref, reason))
             progress.write(f"{kind}: {ref.describe()}: {reason}")
@@ -67,6 +72,8 @@ class ScanSummary:
             f"{self.planned} checkpoints in {self.seconds:.1f} s: {self.scored} scored, "
             f"{self.already_done} already done, {len(self.failed)} failed or skipped"
         )
+        if self.elsewhere:
+            text += f", {self.elsewhere} being scored by another scan into the same folder"
         if self.known_missing:
             text += f", {len(self.known_missing)} known missing upstream ({hazards.TABLE})"
         text += f"; results in {out}"
@@ -187,6 +194,15 @@ class ScanContext:
     def __init__(self, config: ScanConfig, probes: dict[str, Probe], icl_examples: icl.IclExamples | None = None):
         self.config, self.probes, self.icl_examples = config, probes, icl_examples
         self.scorer: Scorer | None = None
+        # a checkpoint is done when its scores and each side file this scan makes are there: one whose
+        # side file is missing (scanned without --token-losses, or set aside as damaged) is redone
+        self.tables = ["scores"] + (["icl_curves"] if config.icl else [])
+        self.tables += [token_losses.TABLE] if config.token_losses else []
+        self.taken: list[CheckpointRef] = []  # claimed by this process and found not done: scored here
+
+    def is_done(self, ref: CheckpointRef, out: Path) -> bool:
+        """Whether ``out`` holds the checkpoint's scores and side files (one listing of its run's folders)."""
+        return all(store.is_done(out, ref.suite.name, ref.run.name, ref.step, table) for table in self.tables)
 
     def settings(self, suite: str) -> store.Settings:
         icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
@@ -292,10 +308,7 @@ def prepare_scan(
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
     refuse_another_suite(out, refs)
     refuse_mixed_architectures(refs)
-    # a checkpoint is done when its scores and each side file this scan makes are there: one whose
-    # side file is missing (scanned without --token-losses, or set aside as damaged) is redone
-    needed = ["scores"] + (["icl_curves"] if config.icl else []) + ([token_losses.TABLE] if config.token_losses else [])
-    held = [store.Scored(out, table) for table in needed]
+    held = [store.Scored(out, table) for table in context.tables]  # one listing of each table
     todo = [ref for ref in refs if not all((ref.suite.name, ref.run.name, ref.step) in done for done in held)]
     summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo), set_aside=set_aside)
     return context, todo, summary
@@ -334,20 +347,40 @@ class LocalExecutor:
             keep_weights=config.keep_weights,
             verify_cached=config.verify_cached,
         )
-        with prefetcher:
-            for fetched in prefetcher:
-                process = lambda fetched=fetched: process_checkpoint(fetched, context, prefetcher, out)  # noqa: E731
-                outcome = process() if self.around is None else self.around(fetched, process)
-                summary.record(fetched.ref, outcome, progress)
+        try:
+            with prefetcher:
+                for fetched in prefetcher:
+                    process = lambda fetched=fetched: process_checkpoint(fetched, context, prefetcher, out)  # noqa: E731
+                    outcome = process() if self.around is None else self.around(fetched, process)
+                    summary.record(fetched.ref, outcome, progress)
+        except KeyboardInterrupt:  # Ctrl-C may land between a file's rename and its count: the disk says
+            summary.scored = sum(context.is_done(ref, out) for ref in context.taken)
+            raise
         summary.peak_disk = prefetcher.budget.peak
 
 
 def process_checkpoint(fetched: Fetched, context: ScanContext, prefetcher: Prefetcher, out: Path) -> tuple[str, str]:
-    """Score one fetched checkpoint, or record why not; then let go of its files.
+    """Claim one fetched checkpoint, score it, or record why not; then let go of its files.
 
-    Returns ("scored", "") or (one of "failed", "skipped", "known-missing"; the reason). Raises
+    Returns ("scored", ""), ("done", "") when another scan into the folder finished it meanwhile,
+    ("elsewhere", reason) when another scan is scoring it now (see :func:`inductscan.store.claim`),
+    or (one of "failed", "skipped", "known-missing"; the reason). Raises
     :class:`HubUnreachableError` after recording it: every other download would fail alike.
     """
+    ref = fetched.ref
+    try:
+        with store.claim(out, ref.suite.name, ref.run.name, ref.step) as claimed:
+            if not claimed:
+                return "elsewhere", "another scan into the folder is scoring it"
+            if context.is_done(ref, out):
+                return "done", ""
+            context.taken.append(ref)
+            return _score_or_record(fetched, context, out)
+    finally:
+        prefetcher.release(fetched)
+
+
+def _score_or_record(fetched: Fetched, context: ScanContext, out: Path) -> tuple[str, str]:
     ref = fetched.ref
     try:
         if fetched.error is not None:
@@ -364,8 +397,6 @@ def process_checkpoint(fetched: Fetched, context: ScanContext, prefetcher: Prefe
         if isinstance(error, HubUnreachableError):
             raise
         return kind, reason
-    finally:
-        prefetcher.release(fetched)
 
 
 def prepare_icl(refs: list[CheckpointRef], config: ScanConfig) -> icl.IclExamples | None:

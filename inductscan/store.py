@@ -10,6 +10,7 @@ Layout of a results folder::
     probes/PROBE_ID.json                       a probe's parameters and token ids
     icl/ICL_ID.json                            the ICL examples' settings and token ids
     settings/SUITE.json                        the settings the folder's first scan of a suite claimed
+    claims/SUITE/RUN/step-000001000.lock       held (fcntl.flock) while a scan scores the checkpoint
 
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
@@ -21,6 +22,7 @@ and read only the columns they need. This is the only module that knows the sche
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import socket
@@ -183,8 +185,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def is_done(out: Path, suite: str, run: str, step: int) -> bool:
-    return (suite, run, step) in Scored(out)
+def is_done(out: Path, suite: str, run: str, step: int, table: str = "scores") -> bool:
+    """Whether the folder holds the checkpoint's rows of ``table``, from one listing of its run's
+    folder (once more if a compaction moved them meanwhile)."""
+    folder = Path(out) / table / _safe(suite) / _safe(run)
+    for attempt in range(2):
+        try:
+            return folder.is_dir() and step in tables.read_run(folder).steps()
+        except FileNotFoundError:
+            if attempt:
+                raise
+    return False
+
+
+@contextmanager
+def claim(out: Path, suite: str, run: str, step: int) -> Iterator[bool]:
+    """Hold a checkpoint while this process scores it: yields True if no other scan holds it, else
+    False (another scan into the same folder is scoring it now). Two scans started at once into one
+    folder so never score one checkpoint twice.
+
+    The claim is an exclusive ``fcntl.flock`` on ``OUT/claims/SUITE/RUN/step-N.lock``, which the
+    kernel drops when its process ends, however it ends: the claim of a scan that was killed never
+    blocks a resume. The holder must check that the checkpoint is not done before it scores it
+    (the scan that held it a moment ago may have finished it)."""
+    path = _checkpoint_file(out, "claims", suite, run, step, ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)  # before the lock goes: a later claimant makes a new file
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class Scored:
