@@ -18,11 +18,12 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import inductscan
+from inductscan import tables
 from inductscan.cli import main
 from inductscan.errors import ConfigError, OutputError
-from inductscan.plan import plan
-from inductscan.runner import is_out_of_memory
-from inductscan.suites import Run, Suite
+from inductscan.plan import ScanConfig, plan
+from inductscan.runner import LocalExecutor, ScanInterrupted, is_out_of_memory, run_scan
+from inductscan.suites import Run, Suite, local_suite
 from inductscan.testing.hub_server import HubServer
 
 from .conftest import REPO_ROOT, gpt2_model, make_local_suite, neox_model, place_in_hub_cache, run_cli, save_checkpoint
@@ -262,10 +263,29 @@ def test_ctrl_c_exits_130_and_says_what_was_saved(tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "interrupted" in stderr and "saved in" in stderr and "re-run" in stderr and "Aborted" not in stderr
-    saved = len(list((out / "scores").glob("*/*/step-*.parquet")))
+    saved = sum(len(steps) for steps in tables.done_steps(out).values())  # compacted or not
     assert f"{saved} checkpoint(s) scored and saved" in stderr
     again = run_cli(*args)
     assert again.returncode == 0 and f"{saved} already done" in again.stdout
+
+
+def test_an_interrupt_just_after_a_checkpoint_is_saved_counts_it(tmp_path):
+    """Ctrl-C between a scores file's rename and its count: the count is what is on disk. The
+    executor's hook lands the interrupt at exactly that moment, for step 10."""
+    folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20))
+    out = tmp_path / "out"
+
+    def interrupted_after(fetched, process):
+        outcome = process()
+        if fetched.ref.step == 10:
+            raise KeyboardInterrupt  # its file is in place; the summary has not counted it yet
+        return outcome
+
+    executor = LocalExecutor(around=interrupted_after)
+    with pytest.raises(ScanInterrupted) as interrupted:
+        run_scan(plan(local_suite(folder)), out, ScanConfig(probe_length=8), progress=False, executor=executor)
+    assert sorted(step for steps in tables.done_steps(out).values() for step in steps) == [0, 10]
+    assert interrupted.value.summary.scored == 2
 
 
 def test_status_needs_no_suite_and_reports_every_recorded_run(runner, tmp_path):
