@@ -106,10 +106,10 @@ def require_held(results: str | os.PathLike, filters: dict, connection=None) -> 
         return  # no scored checkpoint at all: the reader says so in its own words
     held = connection.sql("SELECT DISTINCT suite, run FROM scores").fetchall()
     suites = sorted({suite for suite, _ in held})
-    for kind, wanted in named.items():
-        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-        chosen = [wanted_suite for wanted_suite in _listed(named.get("suite")) if wanted_suite in suites] or suites
-        names = suites if kind == "suite" else sorted({run for suite, run in held if suite in chosen})
+    within = [suite for suite in _listed(named.get("suite")) if suite in suites] or suites  # a run: of these
+    for kind, value in named.items():
+        wanted = _listed(value)
+        names = suites if kind == "suite" else sorted({run for suite, run in held if suite in within})
         absent = [name for name in wanted if name not in names]
         if absent:
             raise NotHeldError(not_held(kind, absent, names, str(results)), kind=kind, wanted=absent, held=names)

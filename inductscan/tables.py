@@ -50,6 +50,9 @@ IDENTITY = {
 }
 LABEL = {"scores": "scores", "icl_curves": "ICL curves", "token_losses": "token losses"}
 DAMAGED_FOLDER = "damaged"  # OUT/damaged/TABLE/SUITE/RUN/: where a scan sets damaged files aside
+ADVICE = (  # what a damaged file's line says to do
+    ": its checkpoints cannot be read; a scan into the folder sets it aside (into OUT/damaged/) and scores them again"
+)
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,6 @@ def read_run(folder: Path) -> RunFiles:
             continue
         return RunFiles(folder, number, steps, step_files, tuple(unreadable))
     return RunFiles(folder, None, frozenset(), step_files, tuple(unreadable))
-
-
-ADVICE = (
-    ": its checkpoints cannot be read; a scan into the folder sets it aside (into OUT/damaged/) and scores them again"
-)
 
 
 def runs(out: Path, table: str = "scores") -> Iterator[RunFiles]:
