@@ -189,9 +189,7 @@ _CHECKED: dict[tuple[str, int, int], tuple[str, bool] | None] = {}  # (path, siz
 
 def _footer_problems(paths: Iterable[Path], identity: tuple[str, ...], label: str) -> dict[Path, tuple[str, bool]]:
     """The files of ``paths`` that are not a table's parquet file: (what is wrong, whether it is
-    a parquet file of another tool). DuckDB reads the footers, many at once."""
-    import duckdb  # no pandas, no pyarrow: `inductscan query` reads through DuckDB alone
-
+    a parquet file of another tool)."""
     keys = {}
     for path in paths:
         try:
@@ -200,34 +198,44 @@ def _footer_problems(paths: Iterable[Path], identity: tuple[str, ...], label: st
             continue  # a compaction removed it meanwhile: the reader lists again
         keys[path] = (str(path), stat.st_size, stat.st_mtime_ns)
     todo = [path for path, key in keys.items() if key not in _CHECKED]
-    columns: dict[str, list[str]] = {}
-    if todo:
-        statement = "SELECT file_name, list(name) FILTER (num_children IS NULL OR num_children = 0) "
-        statement += "FROM parquet_schema($files) GROUP BY file_name"
-        try:
-            columns = dict(duckdb.sql(statement, params={"files": [str(path) for path in todo]}).fetchall())
-        except duckdb.Error:  # one file or more cannot be read: each on its own, to name them
-            for path in todo:
-                try:
-                    columns.update(duckdb.sql(statement, params={"files": [str(path)]}).fetchall())
-                except duckdb.Error as error:
-                    reason = str(error).strip().splitlines()[0].split("Error: ", 1)[-1].replace(f" '{path}'", "")
-                    _CHECKED[keys[path]] = (f"is damaged ({reason}){ADVICE}", False)
+    columns, unreadable = _footers(todo)
     for path in todo:
-        if keys[path] in _CHECKED:
-            continue
-        names = columns.get(str(path), [])
-        lacking = [name for name in identity if name not in names]
-        if lacking:
+        if path in unreadable:
+            _CHECKED[keys[path]] = (f"is damaged ({unreadable[path]}){ADVICE}", False)
+        elif str(path) in columns:
+            names = columns[str(path)]
+            lacking = [name for name in identity if name not in names]
             has = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
             problem = (
                 f"is not an inductscan {label} file (it lacks the columns {', '.join(lacking)}; its columns: "
                 f"{has or 'none'}): move it out of {path.parent}"
             )
-            _CHECKED[keys[path]] = (problem, True)
-        else:
-            _CHECKED[keys[path]] = None
+            _CHECKED[keys[path]] = (problem, True) if lacking else None
     return {path: _CHECKED[key] for path, key in keys.items() if _CHECKED.get(key) is not None}
+
+
+def _footers(paths: list[Path]) -> tuple[dict[str, list[str]], dict[Path, str]]:
+    """Each file's column names, read from its footer, and why those that cannot be read cannot
+    (a file removed meanwhile is in neither). DuckDB reads the footers, many at once."""
+    import duckdb  # no pandas, no pyarrow: `inductscan query` reads through DuckDB alone
+
+    statement = "SELECT file_name, list(name) FILTER (num_children IS NULL OR num_children = 0) "
+    statement += "FROM parquet_schema($files) GROUP BY file_name"
+    if not paths:
+        return {}, {}
+    try:
+        return dict(duckdb.sql(statement, params={"files": [str(path) for path in paths]}).fetchall()), {}
+    except duckdb.Error:  # one file or more cannot be read: each on its own, to name them
+        pass
+    columns, unreadable = {}, {}
+    for path in paths:
+        try:
+            columns.update(duckdb.sql(statement, params={"files": [str(path)]}).fetchall())
+        except duckdb.Error as error:
+            if path.exists():  # else a compaction removed it meanwhile: not damaged, gone
+                reason = str(error).strip().splitlines()[0].split("Error: ", 1)[-1]
+                unreadable[path] = reason.replace(f" '{path}'", "")
+    return columns, unreadable
 
 
 def set_aside(out: Path, table: str, found: list[Damaged]) -> list[Path]:
