@@ -5,6 +5,7 @@ a scan stopped by a full disk resumes once there is room."""
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
@@ -254,3 +255,24 @@ def test_no_space_in_the_middle_of_a_compaction_is_one_line_too(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no space left writing ") and "compact-000001" in lines[0]
     assert len(inductscan.load_results(out)) == 2  # the per-checkpoint file is still read
+
+
+def test_no_space_for_a_download_is_one_line_too(tmp_path):
+    """The Hugging Face cache's disk, not the results folder's: a weight file larger than the limit."""
+    from inductscan.testing.hub_server import HubServer
+
+    from .test_stream import hub_env
+    from .test_trust import pythia_like
+
+    folder = save_checkpoint(pythia_like(0), tmp_path / "made")  # 5 MB of weights
+    with HubServer() as server:
+        files = {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"}
+        server.add("EleutherAI/pythia-160m", "step0", files)
+        arguments = ["scan", "pythia-160m", "--steps", "0", "--out", str(tmp_path / "out"), "--quiet"]
+        limited = subprocess.run([sys.executable, "-c", LIMITED_SCAN, "200000", *arguments], capture_output=True,
+                                 text=True, cwd=REPO_ROOT, timeout=300,
+                                 env={**os.environ, **hub_env(server, tmp_path / "hf")})  # fmt: skip
+    assert limited.returncode == 1, limited.stdout + limited.stderr
+    lines = limited.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left downloading EleutherAI/pythia-160m@step0/model.safetensors" in lines[0]
+    assert str(tmp_path / "hf") in lines[0] and "re-run the same command" in lines[0]
