@@ -40,6 +40,17 @@ def connect(results: str | os.PathLike, *, skip_damaged: bool = False) -> duckdb
     naming it, or with ``skip_damaged`` is left out (see :func:`inductscan.tables.check`)."""
     if not Path(results).is_dir():
         raise OutputError(f"no results folder at {results}" + (": it is a file" if Path(results).exists() else ""))
+    return tables.relisted(lambda: _views_of(results, skip_damaged), vanished)
+
+
+def vanished(error: Exception) -> bool:
+    """Whether DuckDB failed on a listed file that is gone: a compaction folded it meanwhile, and a
+    new listing of the folder holds its rows elsewhere."""
+    text = str(error)  # at binding: "No files found ..."; as it runs: "Cannot open file ...: No such file"
+    return isinstance(error, duckdb.IOException) and ("No files found" in text or "No such file or directory" in text)
+
+
+def _views_of(results: str | os.PathLike, skip_damaged: bool) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     for table in tables.TABLES:
         files = tables.visible_files(Path(results), table, skip_damaged=skip_damaged)
@@ -85,13 +96,17 @@ def distinct(
     """The distinct values of ``columns`` among the scores rows that ``filters`` select: the
     checks a scan makes at start-up (settings, finished checkpoints) read a few columns of
     every row, which DuckDB does in a few hundredths of a second for a full suite."""
-    connection = connect(results, skip_damaged=skip_damaged)
-    if "scores" not in _views(connection):
-        return []
-    known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
-    where, parameters = _where(filters or {}, known)
-    shown = ", ".join(f'"{name}"' if name in known else f'NULL AS "{name}"' for name in columns)
-    return connection.sql(f"SELECT DISTINCT {shown} FROM scores{where}", params=parameters).fetchall()
+
+    def read() -> list[tuple]:  # the start-up of a scan reads beside another scan's compaction
+        connection = connect(results, skip_damaged=skip_damaged)
+        if "scores" not in _views(connection):
+            return []
+        known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
+        where, parameters = _where(filters or {}, known)
+        shown = ", ".join(f'"{name}"' if name in known else f'NULL AS "{name}"' for name in columns)
+        return connection.sql(f"SELECT DISTINCT {shown} FROM scores{where}", params=parameters).fetchall()
+
+    return tables.relisted(read, vanished)
 
 
 def require_held(results: str | os.PathLike, filters: dict, connection=None) -> None:

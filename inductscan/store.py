@@ -148,7 +148,7 @@ def check_writable(out: Path) -> None:
         Path(out).mkdir(parents=True, exist_ok=True)
         with _atomic(Path(out) / ".write-check") as temporary:
             temporary.write_bytes(b"ok")
-        (Path(out) / ".write-check").unlink()
+        (Path(out) / ".write-check").unlink(missing_ok=True)  # two scans starting at once: either removes it
     except OSError as error:
         raise OutputError(
             f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another --out"
@@ -187,15 +187,9 @@ def _alive(pid: int) -> bool:
 
 def is_done(out: Path, suite: str, run: str, step: int, table: str = "scores") -> bool:
     """Whether the folder holds the checkpoint's rows of ``table``, from one listing of its run's
-    folder (once more if a compaction moved them meanwhile)."""
+    folder (:func:`inductscan.tables.read_run` lists again if a compaction moved them meanwhile)."""
     folder = Path(out) / table / _safe(suite) / _safe(run)
-    for attempt in range(2):
-        try:
-            return folder.is_dir() and step in tables.read_run(folder).steps()
-        except FileNotFoundError:
-            if attempt:
-                raise
-    return False
+    return folder.is_dir() and step in tables.read_run(folder).steps()
 
 
 @contextmanager
@@ -407,12 +401,9 @@ def _dataset(path: Path) -> ds.Dataset:
 
 
 def _read(path: Path, **arguments) -> pa.Table:
-    """The scores table read with ``to_table(**arguments)``, once more if a compaction that ran
+    """The scores table read with ``to_table(**arguments)``, listed again if a compaction that ran
     meanwhile removed a file this reader had listed."""
-    try:
-        return _dataset(path).to_table(**arguments)
-    except FileNotFoundError:
-        return _dataset(path).to_table(**arguments)
+    return tables.relisted(lambda: _dataset(path).to_table(**arguments), tables.removed)
 
 
 def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:

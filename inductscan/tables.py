@@ -31,12 +31,16 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from inductscan.errors import DamagedFileError
+
+T = TypeVar("T")
 
 STEP_FILE = re.compile(r"^step-(\d+)\.parquet$")
 GENERATION_FILE = re.compile(r"^compact-(\d+)\.(json|parquet)$")
@@ -109,7 +113,33 @@ class RunFiles:
 
 def read_run(folder: Path) -> RunFiles:
     """One listing of a run folder: its per-checkpoint files and its newest committed generation
-    whose steps list can be read (one that cannot is in ``unreadable``)."""
+    whose steps list can be read (one that cannot is in ``unreadable``). A compaction that removes
+    the generation listed before its steps list is read makes the folder be listed again."""
+    return relisted(lambda: _read_run_once(folder), removed)
+
+
+LISTINGS = 8  # a compaction commits and deletes in a few milliseconds: a handful of listings outlast it
+
+
+def removed(error: Exception) -> bool:
+    """Whether a read failed on a file that a compaction removed since the folder was listed."""
+    return isinstance(error, FileNotFoundError)
+
+
+def relisted(read: Callable[[], T], gone: Callable[[Exception], bool]) -> T:
+    """``read()``, again (up to :data:`LISTINGS` times in all) while it fails on a file that is
+    gone (``gone(error)``): a compaction folded it meanwhile, and a new listing finds its rows."""
+    for attempt in range(LISTINGS - 1):
+        try:
+            return read()
+        except Exception as error:
+            if not gone(error):
+                raise
+        time.sleep(0.02 * (attempt + 1))  # let a compaction that is deleting what it folded finish
+    return read()
+
+
+def _read_run_once(folder: Path) -> RunFiles:
     step_files, generations = {}, {}
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -124,7 +154,7 @@ def read_run(folder: Path) -> RunFiles:
         try:
             steps = frozenset(int(step) for step in json.loads(listing.read_text())["steps"])
         except FileNotFoundError:
-            raise  # a compaction removed it meanwhile: the caller lists again
+            raise  # a compaction removed it meanwhile: read_run lists again
         except (OSError, ValueError, KeyError, TypeError) as error:
             problem = f"is damaged (its steps list cannot be read: {error}){ADVICE}"
             unreadable.append(Damaged((listing, listing.with_suffix(".parquet")), problem, None))

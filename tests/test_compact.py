@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import inductscan
-from inductscan import store, tables
+from inductscan import sql, store, tables
 from inductscan.metrics import HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 
@@ -197,6 +197,10 @@ def test_a_writer_and_two_compactions_at_once_lose_and_duplicate_nothing(tmp_pat
             store.compact(out)
             loaded = inductscan.load_results(out, suite="suite-a", run="run-1", columns=["induction"])
             assert loaded.index.is_unique
+            # a scan starting beside them: its reads see each checkpoint once, and no file is damaged
+            assert store.set_aside_damaged(out) == []
+            steps = sql.distinct(out, ["suite", "run", "step"], {"run": "run-1"})
+            assert len(steps) == len(set(steps)) and len(steps) >= len(loaded) // 6
     finally:
         thread.join()
         others.kill()
