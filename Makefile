@@ -16,9 +16,11 @@ $(VENV)/.installed: setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
 	touch $@
 
+# The toy suite is trained into its one home (~/.cache/inductscan/toy-suite, or $INDUCTSCAN_TOY_DIR),
+# where `inductscan scan toy` and inductscan.scan("toy") find it afterwards.
 demo: install
-	$(BIN)/inductscan toy-suite $(DEMO)/toy --seeds 3
-	$(BIN)/inductscan scan $(DEMO)/toy --out $(DEMO)/toy-results
+	$(BIN)/inductscan toy-suite --seeds 3
+	$(BIN)/inductscan scan toy --out $(DEMO)/toy-results
 	$(BIN)/inductscan query $(DEMO)/toy-results --best --step-range 1160:3000 --columns seed,step,tokens,layer,head,induction,in_context_gain
 	$(BIN)/inductscan phases $(DEMO)/toy-results
 	$(BIN)/inductscan plot $(DEMO)/toy-results -o $(DEMO)/toy-timing.png

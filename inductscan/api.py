@@ -32,6 +32,7 @@ def scan(
     every: int | None = None,
     tokens_per_step: int | None = None,
     shard: Shard | str | None = None,
+    suite: str | None = None,
     config: ScanConfig | None = None,
     ray: RayOptions | None = None,
     progress: bool = True,
@@ -39,7 +40,9 @@ def scan(
     """Score every attention head of the planned checkpoints of ``source`` into ``out``.
 
     source: a catalogued suite (``inductscan suites``), ``toy``, or a folder of Hugging Face
-    checkpoints. The plan arguments are :func:`inductscan.plan.plan_scan`'s; ``config`` the
+    checkpoints; ``suite`` names a folder's suite (default ``local``), so that local models of
+    different sizes share a results folder and compare as catalogued suites do. The plan
+    arguments are :func:`inductscan.plan.plan_scan`'s; ``config`` the
     settings (probe, dtype, device, downloads); ``ray`` runs it on a Ray cluster. A re-run
     resumes. Returns the summary: scored, already done, failed or skipped (with reasons).
     """
@@ -54,6 +57,7 @@ def scan(
         tokens_per_step=tokens_per_step,
         shard=shard,
         results=out,
+        suite=suite,
     )
     executor = LocalExecutor() if ray is None else RayExecutor(ray)
     return run_scan(refs, Path(out), config or ScanConfig(), progress=progress, executor=executor)

@@ -43,6 +43,15 @@ class Architecture:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
+    def changes(self, other: Architecture) -> list[str]:
+        """What differs from ``other``, for a person: ``family gpt2 -> gpt_neox``, ``n_heads 4 -> 2``."""
+        found = []
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                found.append(name + (" differ" if isinstance(mine, tuple) else f" {mine} -> {theirs}"))
+        return found
+
 
 def read_architecture(config_path: Path) -> Architecture:
     """Read a checkpoint's ``config.json``; refuse what inductscan cannot run faithfully."""

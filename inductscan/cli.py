@@ -11,7 +11,14 @@ from pathlib import Path
 
 import click
 
-from inductscan.errors import ConfigError, HubUnreachableError, InductscanError, OutOfMemory, OutputError
+from inductscan.errors import (
+    ConfigError,
+    DiskFullError,
+    HubUnreachableError,
+    InductscanError,
+    OutOfMemory,
+    OutputError,
+)
 from inductscan.icl import IclConfig
 from inductscan.metrics import CHECKPOINT_METRICS, METRICS, get_metric
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
@@ -21,9 +28,10 @@ from inductscan.suites import toy_home
 # query` answers in a fraction of a second, and pandas alone takes about half a second to import.
 
 # Exit statuses: 0 done; 1 some checkpoints failed, or the scan stopped (Hub unreachable, out of
-# memory); 2 bad input (a usage error, a bad value, an unreadable folder); 130 interrupted (Ctrl-C).
+# memory, no space left); 2 bad input (a usage error, a bad value, an unreadable folder); 130
+# interrupted (Ctrl-C).
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-STOPPED_SCAN = (HubUnreachableError, OutOfMemory)
+STOPPED_SCAN = (HubUnreachableError, OutOfMemory, DiskFullError)
 
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -161,7 +169,11 @@ def plan_options(command):
         click.option("--seeds", "--seed", "seeds", help="Comma-separated seeds, or 'all' (default)."),
         click.option("--steps", help="Comma-separated steps (default: every step of the suite)."),
         click.option("--step-range", help="Only steps A..B inclusive, as A:B."),
-        click.option("--every", type=int, help="Only every Nth of the chosen steps."),
+        click.option(
+            "--every",
+            type=int,
+            help="Only every Nth of the chosen steps, and always the last (the late plateau needs it).",
+        ),
         click.option(
             "--tokens-per-step", type=int, help="Tokens per step of a local folder (default 0, or its manifest's)."
         ),
@@ -194,6 +206,14 @@ RAY_DEFAULTS = RayOptions()
 @main.command("scan")
 @click.argument("suite_or_folder")
 @plan_options
+@click.option(
+    "--suite",
+    "suite_name",
+    metavar="NAME",
+    help="For a folder: the suite its rows are recorded under (default: local). Name each of your "
+    "models' folders (sizes, vocabularies) its own suite, and they share a results folder and compare "
+    "as catalogued suites do.",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -273,6 +293,13 @@ RAY_DEFAULTS = RayOptions()
     help="Tokens per context; the score compares tokens 500/512 and 50/512 of it.",
 )
 @click.option(
+    "--icl-seed",
+    type=int,
+    default=ICL_DEFAULTS.seed,
+    show_default=True,
+    help="Seed of the shuffle that chooses the examples (a torch.Generator).",
+)
+@click.option(
     "--token-losses",
     is_flag=True,
     help="With --icl-dataset: also store every ICL token's loss per checkpoint in OUT/token_losses/ "
@@ -313,6 +340,7 @@ def scan_command(
     every,
     tokens_per_step,
     shard,
+    suite_name,
     out: Path,
     max_disk,
     icl_dataset,
@@ -320,6 +348,7 @@ def scan_command(
     icl_column,
     icl_examples,
     icl_context,
+    icl_seed,
     executor,
     ray_address,
     cpus_per_task,
@@ -342,6 +371,7 @@ def scan_command(
         inductscan scan stanford-gpt2-small --seeds all --prefetch 3 --max-disk 5GB
         inductscan scan pythia-160m-seeds --seeds 1,2 --step-range 1000:10000 --every 2
         inductscan scan toy --out toy-results/
+        inductscan scan runs/small/ --suite mine-small --out mine/   # and runs/large/ --suite mine-large
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
@@ -352,7 +382,9 @@ def scan_command(
     of a 512-token context minus that of token 50 (Olsson et al.; both scale with --icl-context),
     and its loss per token position goes to OUT/icl_curves/ (see `inductscan plot --kind icl-curves`).
     """
-    icl = None if icl_dataset is None else IclConfig(icl_dataset, icl_split, icl_column, icl_examples, icl_context)
+    icl = None
+    if icl_dataset is not None:
+        icl = IclConfig(icl_dataset, icl_split, icl_column, icl_examples, icl_context, icl_seed)
     max_disk = None if max_disk is None else _size(max_disk, "--max-disk")
     ray = None
     if executor == "ray":
@@ -368,6 +400,7 @@ def scan_command(
             suite_or_folder,
             out,
             **plan,
+            suite=suite_name,
             config=ScanConfig(**settings, max_disk=max_disk, icl=icl),
             ray=ray,
             progress=not quiet,
@@ -749,6 +782,10 @@ def plot_command(
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
     chosen = _selection(suite, run, seed, step_range)
+    if kind == "icl-curves" or kind in TOKEN_PLOTS:  # one folder, a table of its own: its names checked here
+        from inductscan import sql
+
+        sql.require_held(results[0], selection(**chosen))
     if kind == "icl-curves":  # a table of its own, not the scores
         frame = store.load_icl_curves(results[0], **selection(**chosen))
     elif kind in TOKEN_PLOTS:
@@ -818,6 +855,9 @@ def report_command(results: Path, output: Path, suite, run, seed, step_range) ->
     from inductscan.report import write_report  # plotly: only a report needs it
 
     written = write_report(results, output, **_selection(suite, run, seed, step_range))
+    if written.empty_folder:  # a folder with no results is bad input, as for every reader; the page says so too
+        click.echo(f"error: {written.notice} (the page written to {written.path} says so)", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     note = f"; {written.notice}" if written.notice else ""
     click.echo(f"report written to {written.path} ({written.size / 1e6:.1f} MB){note}")
 
@@ -867,13 +907,17 @@ def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
         inductscan compare results/
         inductscan compare results/ --seed 21,49 --step 400000 --top 20 --format csv
     """
-    from inductscan.compare import seed_scatter
+    from inductscan import sql
+    from inductscan.compare import require_seeds, seed_scatter
     from inductscan.queries import selection
-    from inductscan.token_losses import icl_ids
+    from inductscan.token_losses import icl_ids, seeds_held
 
     seeds = _integers(seed, "--seed")
     if seeds is not None and len(seeds) != 2:
         raise click.BadParameter(f"expected two seeds, A,B, got {seed!r}", param_hint="--seed")
+    sql.require_held(results, selection(suite=suite))
+    if seeds is not None:  # both, or either, absent: named alike
+        require_seeds(seeds, seeds_held(results, suite))
     losses = _token_losses(results, **selection(suite=suite, seed=seeds))  # a missing step is named below
     if losses.empty:
         click.echo(NO_ROWS)

@@ -38,19 +38,25 @@ def _pick_runs(frame: pd.DataFrame, seeds: list[int] | tuple[int, ...] | None, c
     unique = not runs["seed"].duplicated().any()
     runs["label"] = [f"seed {row.seed}" if unique else f"{row.run} seed {row.seed}" for row in runs.itertuples()]
     if seeds is not None:
+        require_seeds(seeds, runs["seed"])
         chosen = runs[runs["seed"].isin(list(seeds))]
-        absent = sorted(set(seeds) - set(chosen["seed"]))
-        if absent:
-            raise ConfigError(
-                f"no token losses of seed(s) {', '.join(map(str, absent))}; the table has seeds "
-                f"{', '.join(map(str, sorted(runs['seed'].unique())))}"
-            )
         runs = pd.concat([chosen[chosen["seed"] == seed] for seed in dict.fromkeys(seeds)])
     if count is not None:
         if len(runs) < count:
             raise ConfigError(f"this needs {count} runs (seeds) of token losses, the table has {len(runs)}")
         runs = runs.head(count)
     return runs.reset_index(drop=True)
+
+
+def require_seeds(wanted, held) -> None:
+    """Raise :class:`ConfigError` naming the seeds of ``wanted`` that are not ``held`` (the seeds
+    the token losses hold), and those held."""
+    absent = sorted(set(wanted) - {int(seed) for seed in held})
+    if absent:
+        raise ConfigError(
+            f"no token losses of seed(s) {', '.join(map(str, absent))}; the table has seeds "
+            f"{', '.join(map(str, sorted({int(seed) for seed in held}))) or 'none'}"
+        )
 
 
 def _rows_of(frame: pd.DataFrame, run: pd.Series) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.checkpoints import CheckpointRef
-from inductscan.errors import ConfigError, HubUnreachableError, OutOfMemory
+from inductscan.errors import ConfigError, DiskFullError, HubUnreachableError, OutOfMemory
 from inductscan.pipeline import Prefetcher
 from inductscan.plan import RayOptions
 from inductscan.runner import Progress, ScanContext, ScanSummary, process_checkpoint
@@ -81,7 +81,7 @@ def run_on_ray(
         except ray.exceptions.RayTaskError as error:  # the task raised: as in a local scan, never a bad checkpoint
             for task_ref in pending:
                 ray.cancel(task_ref)
-            if isinstance(error.cause, (HubUnreachableError, OutOfMemory)):  # one line, as locally
+            if isinstance(error.cause, (HubUnreachableError, OutOfMemory, DiskFullError)):  # one line, as locally
                 raise error.cause from error
             raise  # a bug: its remote traceback is in the error
         except ray.exceptions.RayError as error:  # the task's worker or node kept dying: this checkpoint's failure

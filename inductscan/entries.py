@@ -99,6 +99,7 @@ class Suite:
     gaps: tuple[str, ...] = ()
     checkpoints: int | None = None
     notes: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # a local suite's folders that look like checkpoints but name no step
 
     def run(self, seed: int) -> Run:
         for run in self.runs:

@@ -5,6 +5,10 @@ Every error subclasses :class:`InductscanError` and the stdlib error a caller wo
 that library users can catch either; the CLI turns any of them into one line that says what to do.
 """
 
+import errno
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
+
 
 class InductscanError(Exception):
     """Base of every error inductscan raises on purpose."""
@@ -16,6 +20,16 @@ class UnknownSuiteError(InductscanError, LookupError):
 
 class UnknownRunError(InductscanError, LookupError):
     """A seed or step that the suite does not have."""
+
+
+class NotHeldError(InductscanError, LookupError):
+    """A suite or run that a selection names and a results folder does not hold: a typo, most
+    often, so it is an error rather than an empty answer. ``kind`` is "suite" or "run", ``wanted``
+    the names asked for and ``held`` those the folder holds."""
+
+    def __init__(self, message: str, *, kind: str, wanted: list[str], held: list[str]):
+        super().__init__(message)
+        self.kind, self.wanted, self.held = kind, wanted, held
 
 
 class ConfigError(InductscanError, ValueError):
@@ -44,6 +58,26 @@ class CorruptCheckpointError(CheckpointError):
 
 class OutputError(InductscanError, OSError):
     """The results folder cannot be written or holds something inductscan cannot read."""
+
+
+class DamagedFileError(OutputError):
+    """A results file that cannot be read as its table's: truncated, garbage, or a parquet file
+    of another tool. The message names it and says what to do."""
+
+
+class DiskFullError(OutputError):
+    """No space left (a full disk, a quota or a file-size limit) writing a file: the scan stops at
+    once, what was written stays, and a re-run of the same command resumes. ``errno`` is the
+    operating system's (ENOSPC, EDQUOT or EFBIG)."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether ``error`` is the operating system saying there is no room for what was written."""
+    return isinstance(error, OSError) and error.errno in NO_SPACE
 
 
 class NotCachedError(CheckpointError):

@@ -34,10 +34,12 @@ from inductscan.errors import (
     CheckpointUnavailableError,
     ConfigError,
     CorruptCheckpointError,
+    DiskFullError,
     HubUnreachableError,
     IntegrityError,
     NotCachedError,
     TransientError,
+    no_space,
 )
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -258,6 +260,14 @@ def _classify(error: BaseException, where: str) -> CheckpointError | None:
         status = error.response.status_code if error.response is not None else None
         kind = TransientError if status in RETRY_STATUS else CheckpointUnavailableError
         return kind(f"{where}: {_first_line(error)}")
+    if no_space(error):  # the cache's disk: every later download would fail alike
+        from huggingface_hub import constants
+
+        raise DiskFullError(
+            f"no space left downloading {where} into the Hugging Face cache ({constants.HF_HUB_CACHE}): free "
+            "some space (or bound the downloads with --max-disk), then re-run the same command to resume",
+            error.errno,
+        ) from error
     if isinstance(error, OSError) and "Consistency check" in str(error):  # huggingface_hub's size check
         return IntegrityError(f"{where}: refused: {_first_line(error)}")
     if isinstance(error, _transport_errors()):

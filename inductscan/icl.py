@@ -13,6 +13,7 @@ tokenised once, so every checkpoint sees the same tokens; their ids are stored w
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -160,6 +161,8 @@ def _load_dataset(config: IclConfig):
             kind = DATA_SUFFIXES.get(path.suffix)
             if kind is None:
                 raise ConfigError(f"cannot tell the format of {path}: name it {', '.join(DATA_SUFFIXES)}")
+            if kind != "parquet":  # text: datasets would fail on a bad byte without saying where
+                require_utf8(path)
             loaded = datasets.load_dataset(kind, data_files={config.split: str(path)}, split=config.split)
         else:
             loaded = datasets.load_dataset(str(path) if path.exists() else config.dataset, split=config.split)
@@ -173,6 +176,31 @@ def _load_dataset(config: IclConfig):
     if isinstance(loaded, datasets.IterableDataset):
         raise ConfigError(f"{config.dataset} loaded as a stream; inductscan needs a map-style dataset")
     return loaded
+
+
+def require_utf8(path: Path, chunk_size: int = 1 << 20) -> None:
+    """Raise :class:`ConfigError` naming the first byte of ``path`` that is not valid UTF-8 (its
+    offset from 0, and its line), read in chunks so that a large file is never held whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1  # bytes handed to the decoder so far; the line they end on
+    with open(path, "rb") as stream:
+        while True:
+            chunk = stream.read(chunk_size)
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk's end
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as error:
+                start = offset - pending + error.start  # error.object is the pending bytes, then chunk
+                bad = error.object[error.start]
+                line = lines + error.object[: error.start].count(b"\n")  # the pending bytes hold none
+                raise ConfigError(
+                    f"{path} is not valid UTF-8: byte {start:,} (line {line}) is 0x{bad:02x} ({error.reason}); "
+                    "save the file as UTF-8"
+                ) from error
+            if not chunk:
+                return
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
 
 
 def _tokenizer(config: IclConfig, column: str, first, source: tuple[str, str | None] | None):

@@ -206,20 +206,20 @@ def plan_scan(
     tokens_per_step: int | None = None,
     shard: Shard | str | None = None,
     results: str | os.PathLike | None = None,
+    suite: str | None = None,
 ) -> list[CheckpointRef]:
     """The checkpoints of a suite (a catalogued name, ``toy``, or a folder) that a scan covers.
 
     None keeps every seed and step; ``shard`` (a :class:`Shard` or ``"I/N"``) keeps one
-    interleaved part. A suite whose branches are listed (:mod:`inductscan.listing`) reads them
-    from the listing ``results`` keeps, else from the Hub (then kept there). Raises
-    :class:`ConfigError` when nothing is left.
+    interleaved part; ``suite`` names a folder's suite (default ``local``). A suite whose branches
+    are listed (:mod:`inductscan.listing`) reads them from the listing ``results`` keeps, else from
+    the Hub (then kept there). Raises :class:`ConfigError` when nothing is left.
     """
     if tokens_per_step is not None and tokens_per_step < 0:
         raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
-    suite = get_suite(source, tokens_per_step=tokens_per_step)
-    chosen_seeds = _chosen(seeds, "seeds")
-    suite = listing.resolve(suite, None if results is None else Path(results), seeds=chosen_seeds)
-    refs = plan(suite, seeds=seeds, steps=steps, step_range=step_range, every=every)
+    chosen = get_suite(source, tokens_per_step=tokens_per_step, name=suite)
+    chosen = listing.resolve(chosen, None if results is None else Path(results), seeds=_chosen(seeds, "seeds"))
+    refs = plan(chosen, seeds=seeds, steps=steps, step_range=step_range, every=every)
     if not refs:
         raise ConfigError("no checkpoint matches the chosen seeds and steps")
     if isinstance(shard, str):

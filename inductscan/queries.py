@@ -24,7 +24,8 @@ def _check_metric(frame: pd.DataFrame, metric: str) -> None:
 
 
 def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
-    """One row per (suite, run, seed, step): the head with the highest ``metric``, every column of it.
+    """One row per (suite, run, seed, step): the head with the highest ``metric``, every column of it;
+    of tied heads, the lowest (layer, head), as ``inductscan query --best`` chooses.
 
     frame: as returned by :func:`inductscan.load_results` (indexed by seed, step, layer, head).
     """
@@ -32,6 +33,7 @@ def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
     flat = frame.reset_index()
     if flat.empty:
         return flat
+    flat = flat.sort_values(RUN_KEYS + ["step", "layer", "head"], ignore_index=True)  # idxmax: the first of ties
     best = flat.loc[flat.groupby(RUN_KEYS + ["step"], sort=True)[metric].idxmax()]
     return best.sort_values(RUN_KEYS + ["step"]).reset_index(drop=True)
 
@@ -47,9 +49,11 @@ def top_heads(frame: pd.DataFrame, k: int, metric: str = "induction") -> pd.Data
 def load_selection(results: str | os.PathLike, *, columns: list[str] | None = None, **chosen) -> pd.DataFrame:
     """The rows of a results folder that :func:`selection` chooses (only ``columns``, if given); an
     empty frame when none match, :class:`~inductscan.errors.OutputError` when the folder holds no
-    results at all."""
+    results at all, and :class:`~inductscan.errors.NotHeldError` for a suite or run it does not hold."""
     store.require_results(results)
-    return store.load_results(results, columns=columns, **selection(**chosen))
+    chosen = selection(**chosen)
+    sql.require_held(results, chosen)
+    return store.load_results(results, columns=columns, **chosen)
 
 
 def best_rows(

@@ -56,6 +56,7 @@ class ReportSummary:
     path: Path
     size: int
     notice: str | None
+    empty_folder: bool = False  # the folder holds no scored checkpoint (the command exits 2, as for any reader)
 
 
 def write_report(
@@ -82,7 +83,7 @@ def write_report(
     except OSError as error:
         reason = store.unwritable_reason(out, error)
         raise OutputError(f"cannot write the report to {out}: {reason}; choose another -o") from error
-    return ReportSummary(out, out.stat().st_size, notice)
+    return ReportSummary(out, out.stat().st_size, notice, empty_folder=notice == empty_folder_notice(results))
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
@@ -106,7 +107,7 @@ def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]
     try:
         store.require_results(results)
     except OutputError:
-        notice = f"{results} holds no scored checkpoints: scan into it first"
+        notice = empty_folder_notice(results)
     else:
         frame = queries.load_selection(results, columns=READ, **chosen)
         if frame.empty:
@@ -115,6 +116,10 @@ def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]
         return render_page(str(results), empty_sections(notice, failures)), notice
     curves = _icl_curves(results, frame, chosen)
     return render_page(str(results), report_sections(frame, failures, curves)), None
+
+
+def empty_folder_notice(results: str | os.PathLike) -> str:
+    return f"{results} holds no scored checkpoints: scan into it first"
 
 
 def _selected_failures(failures: pd.DataFrame, **chosen) -> pd.DataFrame:

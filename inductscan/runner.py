@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import hazards, icl, sql, store, token_losses
+from inductscan import hazards, icl, sql, store, tables, token_losses
 from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
@@ -44,18 +44,25 @@ class ScanSummary:
     planned: int = 0
     scored: int = 0
     already_done: int = 0
+    elsewhere: int = 0  # being scored by another scan into the same folder, started at the same time
     failed: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # failed or skipped
     known_missing: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # missing upstream, as listed
     seconds: float = 0.0
     peak_disk: int = 0  # bytes reserved at once for downloads
     same_weights: list[store.SameWeights] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed (inductscan.listing)
+    ignored: tuple[str, ...] = ()  # local folders that look like checkpoints but name no step
+    set_aside: list[tables.Damaged] = field(default_factory=list)  # damaged files moved into OUT/damaged/
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
         kind, reason = outcome
         if kind == "scored":
             self.scored += 1
+        elif kind == "done":  # another scan finished it since this one started
+            self.already_done += 1
+        elif kind == "elsewhere":
+            self.elsewhere += 1
         else:
             (self.known_missing if kind == "known-missing" else self.failed).append((ref, reason))
             progress.write(f"{kind}: {ref.describe()}: {reason}")
@@ -66,6 +73,8 @@ class ScanSummary:
             f"{self.planned} checkpoints in {self.seconds:.1f} s: {self.scored} scored, "
             f"{self.already_done} already done, {len(self.failed)} failed or skipped"
         )
+        if self.elsewhere:
+            text += f", {self.elsewhere} being scored by another scan into the same folder"
         if self.known_missing:
             sources = dict.fromkeys(_missing_source(ref) for ref, _ in self.known_missing)
             text += f", {len(self.known_missing)} known missing upstream ({', '.join(sources)})"
@@ -77,13 +86,27 @@ class ScanSummary:
         return text
 
     def warnings(self) -> list[str]:
-        """One line per group of steps of a run that serve identical weights, and per note on the
-        suites' branch listings (a name that disagrees with the token schedule, ...)."""
-        return [
+        """One line per group of steps of a run that serve identical weights, per damaged file set
+        aside, one naming the folders that look like checkpoints but were not scanned, and one per note
+        on the suites' branch listings (a name that disagrees with the token schedule, ...)."""
+        lines = [
             f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
             f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
             for group in self.same_weights
-        ] + [f"note: {note}" for note in self.notes]
+        ]
+        for damaged in self.set_aside:
+            what = "a file of another tool" if damaged.foreign else "damaged"
+            steps = "" if damaged.steps is None else f" {', '.join(map(str, sorted(damaged.steps)))}"
+            lines.append(
+                f"warning: set aside {damaged.paths[0]} ({what}) into {Path(damaged.paths[0]).parents[3]}/"
+                f"{tables.DAMAGED_FOLDER}/: its step(s){steps} are scored again where planned"
+            )
+        if self.ignored:
+            lines.append(
+                f"warning: not scanned, {len(self.ignored)} folder(s) that look like checkpoints but name no step "
+                f"(checkpoint-N/, stepN/, step_N/ are scanned): {', '.join(self.ignored)}"
+            )
+        return lines + [f"note: {note}" for note in self.notes]
 
 
 def _missing_source(ref: CheckpointRef) -> str:
@@ -179,6 +202,15 @@ class ScanContext:
     def __init__(self, config: ScanConfig, probes: dict[str, Probe], icl_examples: icl.IclExamples | None = None):
         self.config, self.probes, self.icl_examples = config, probes, icl_examples
         self.scorer: Scorer | None = None
+        # a checkpoint is done when its scores and each side file this scan makes are there: one whose
+        # side file is missing (scanned without --token-losses, or set aside as damaged) is redone
+        self.tables = ["scores"] + (["icl_curves"] if config.icl else [])
+        self.tables += [token_losses.TABLE] if config.token_losses else []
+        self.taken: list[CheckpointRef] = []  # claimed by this process and found not done: scored here
+
+    def is_done(self, ref: CheckpointRef, out: Path) -> bool:
+        """Whether ``out`` holds the checkpoint's scores and side files (one listing of its run's folders)."""
+        return all(store.is_done(out, ref.suite.name, ref.run.name, ref.step, table) for table in self.tables)
 
     def settings(self, suite: str) -> store.Settings:
         icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
@@ -256,6 +288,7 @@ def run_scan(
     started = time.perf_counter()
     context, todo, summary = prepare_scan(refs, out, config)
     summary.notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
+    summary.ignored = tuple(sorted({path for ref in refs for path in ref.suite.ignored}))
     bar = Progress(len(refs), summary.already_done, enabled=progress)
     try:
         (executor or LocalExecutor()).run(todo, out, context, summary, bar)
@@ -279,14 +312,14 @@ def prepare_scan(
     icl_examples = prepare_icl(refs, config)
     store.check_writable(out)
     store.remove_stale_temporaries(out)
+    set_aside = store.set_aside_damaged(out)  # before anything reads the folder: their checkpoints are redone
     context = ScanContext(config, prepare_probes(refs, config), icl_examples)
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
     refuse_another_suite(out, refs)
-    scored = store.Scored(out)
-    if config.token_losses:  # with it, a checkpoint scored without its side file is redone
-        scored = token_losses.Recorded(out)
-    todo = [ref for ref in refs if (ref.suite.name, ref.run.name, ref.step) not in scored]
-    summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo))
+    refuse_mixed_architectures(refs)
+    held = [store.Scored(out, table) for table in context.tables]  # one listing of each table
+    todo = [ref for ref in refs if not all((ref.suite.name, ref.run.name, ref.step) in done for done in held)]
+    summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo), set_aside=set_aside)
     return context, todo, summary
 
 
@@ -323,20 +356,40 @@ class LocalExecutor:
             keep_weights=config.keep_weights,
             verify_cached=config.verify_cached,
         )
-        with prefetcher:
-            for fetched in prefetcher:
-                process = lambda fetched=fetched: process_checkpoint(fetched, context, prefetcher, out)  # noqa: E731
-                outcome = process() if self.around is None else self.around(fetched, process)
-                summary.record(fetched.ref, outcome, progress)
+        try:
+            with prefetcher:
+                for fetched in prefetcher:
+                    process = lambda fetched=fetched: process_checkpoint(fetched, context, prefetcher, out)  # noqa: E731
+                    outcome = process() if self.around is None else self.around(fetched, process)
+                    summary.record(fetched.ref, outcome, progress)
+        except KeyboardInterrupt:  # Ctrl-C may land between a file's rename and its count: the disk says
+            summary.scored = sum(context.is_done(ref, out) for ref in context.taken)
+            raise
         summary.peak_disk = prefetcher.budget.peak
 
 
 def process_checkpoint(fetched: Fetched, context: ScanContext, prefetcher: Prefetcher, out: Path) -> tuple[str, str]:
-    """Score one fetched checkpoint, or record why not; then let go of its files.
+    """Claim one fetched checkpoint, score it, or record why not; then let go of its files.
 
-    Returns ("scored", "") or (one of "failed", "skipped", "known-missing"; the reason). Raises
+    Returns ("scored", ""), ("done", "") when another scan into the folder finished it meanwhile,
+    ("elsewhere", reason) when another scan is scoring it now (see :func:`inductscan.store.claim`),
+    or (one of "failed", "skipped", "known-missing"; the reason). Raises
     :class:`HubUnreachableError` after recording it: every other download would fail alike.
     """
+    ref = fetched.ref
+    try:
+        with store.claim(out, ref.suite.name, ref.run.name, ref.step) as claimed:
+            if not claimed:
+                return "elsewhere", "another scan into the folder is scoring it"
+            if context.is_done(ref, out):
+                return "done", ""
+            context.taken.append(ref)
+            return _score_or_record(fetched, context, out)
+    finally:
+        prefetcher.release(fetched)
+
+
+def _score_or_record(fetched: Fetched, context: ScanContext, out: Path) -> tuple[str, str]:
     ref = fetched.ref
     try:
         if fetched.error is not None:
@@ -353,8 +406,6 @@ def process_checkpoint(fetched: Fetched, context: ScanContext, prefetcher: Prefe
         if isinstance(error, HubUnreachableError):
             raise
         return kind, reason
-    finally:
-        prefetcher.release(fetched)
 
 
 def prepare_icl(refs: list[CheckpointRef], config: ScanConfig) -> icl.IclExamples | None:
@@ -423,6 +474,31 @@ def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
                 f"{out} holds {suite} {run} step {step} at {tokens:,} tokens, the catalog counts {wanted:,} now "
                 "(another inductscan's catalog): scan into another --out"
             )
+
+
+def refuse_mixed_architectures(refs: list[CheckpointRef]) -> None:
+    """One run, one architecture: a local run whose checkpoint folders change it (GPT-2 checkpoints,
+    then GPT-NeoX ones; a head count that changes at one step) would be scored with the probe of
+    its first and its rows read as one curve. Refused before anything is scored, naming the step
+    and what changes. Every checkpoint folder of each planned local run is read (its config.json
+    only); one that cannot be read is left to its own scan, which records why."""
+    runs = {(ref.suite.name, ref.run.name): ref for ref in refs if ref.suite.source == "local"}
+    for ref in runs.values():
+        first: tuple[int, Architecture] | None = None
+        for step in ref.suite.steps_of(ref.run):
+            try:
+                arch = read_architecture(fetch_config(CheckpointRef(ref.suite, ref.run, step)))
+            except (CheckpointError, UnsupportedArchitectureError):
+                continue
+            if first is None:
+                first = (step, arch)
+            elif changes := first[1].changes(arch):
+                shown = "; ".join(changes[:4]) + (f"; {len(changes) - 4} more" if len(changes) > 4 else "")
+                raise ConfigError(
+                    f"the checkpoints of {ref.run.repo} change architecture at step {step} (from step {first[0]}: "
+                    f"{shown}): one run's checkpoints share one; move the checkpoints of each architecture "
+                    "into a folder of their own"
+                )
 
 
 def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: store.Settings, what: str) -> None:

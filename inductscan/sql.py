@@ -9,6 +9,7 @@ time pandas takes, so ``inductscan query`` answers without pandas or pyarrow.
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from inductscan import tables
-from inductscan.errors import ConfigError, OutputError
+from inductscan.errors import ConfigError, NotHeldError, OutputError
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
 
 RUN_KEYS = ["suite", "run", "seed"]
@@ -33,13 +34,26 @@ class Rows:
     rows: list[tuple]
 
 
-def connect(results: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view for each table the results folder holds."""
+def connect(results: str | os.PathLike, *, skip_damaged: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view for each table the results folder holds. A
+    file that cannot be read as its table's raises :class:`~inductscan.errors.DamagedFileError`
+    naming it, or with ``skip_damaged`` is left out (see :func:`inductscan.tables.check`)."""
     if not Path(results).is_dir():
         raise OutputError(f"no results folder at {results}" + (": it is a file" if Path(results).exists() else ""))
+    return tables.relisted(lambda: _views_of(results, skip_damaged), vanished)
+
+
+def vanished(error: Exception) -> bool:
+    """Whether DuckDB failed on a listed file that is gone: a compaction folded it meanwhile, and a
+    new listing of the folder holds its rows elsewhere."""
+    text = str(error)  # at binding: "No files found ..."; as it runs: "Cannot open file ...: No such file"
+    return isinstance(error, duckdb.IOException) and ("No files found" in text or "No such file or directory" in text)
+
+
+def _views_of(results: str | os.PathLike, skip_damaged: bool) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     for table in tables.TABLES:
-        files = tables.visible_files(Path(results), table)
+        files = tables.visible_files(Path(results), table, skip_damaged=skip_damaged)
         if files:
             listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
             # union_by_name: files written before a column existed (dtype, scoring_version) read it as null
@@ -76,17 +90,66 @@ def _views(connection: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
-def distinct(results: str | os.PathLike, columns: list[str], filters: dict | None = None) -> list[tuple]:
+def distinct(
+    results: str | os.PathLike, columns: list[str], filters: dict | None = None, *, skip_damaged: bool = False
+) -> list[tuple]:
     """The distinct values of ``columns`` among the scores rows that ``filters`` select: the
     checks a scan makes at start-up (settings, finished checkpoints) read a few columns of
     every row, which DuckDB does in a few hundredths of a second for a full suite."""
-    connection = connect(results)
+
+    def read() -> list[tuple]:  # the start-up of a scan reads beside another scan's compaction
+        connection = connect(results, skip_damaged=skip_damaged)
+        if "scores" not in _views(connection):
+            return []
+        known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
+        where, parameters = _where(filters or {}, known)
+        shown = ", ".join(f'"{name}"' if name in known else f'NULL AS "{name}"' for name in columns)
+        return connection.sql(f"SELECT DISTINCT {shown} FROM scores{where}", params=parameters).fetchall()
+
+    return tables.relisted(read, vanished)
+
+
+def require_held(results: str | os.PathLike, filters: dict, connection=None) -> None:
+    """Raise :class:`NotHeldError` when ``filters`` name a suite or run (a name, or a list of
+    them) that the folder's scores do not hold: ``--suite toyy`` is a typo to name, not an empty
+    answer. Seeds, steps, layers and heads that match nothing stay an empty answer."""
+    named = {kind: filters.get(kind) for kind in ("suite", "run") if filters.get(kind) is not None}
+    if not named:
+        return
+    connection = connection or connect(results)
     if "scores" not in _views(connection):
-        return []
-    known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
-    where, parameters = _where(filters or {}, known)
-    shown = ", ".join(f'"{name}"' if name in known else f'NULL AS "{name}"' for name in columns)
-    return connection.sql(f"SELECT DISTINCT {shown} FROM scores{where}", params=parameters).fetchall()
+        return  # no scored checkpoint at all: the reader says so in its own words
+    held = connection.sql("SELECT DISTINCT suite, run FROM scores").fetchall()
+    suites = sorted({suite for suite, _ in held})
+    within = [suite for suite in _listed(named.get("suite")) if suite in suites] or suites  # a run: of these
+    for kind, value in named.items():
+        wanted = _listed(value)
+        names = suites if kind == "suite" else sorted({run for suite, run in held if suite in within})
+        absent = [name for name in wanted if name not in names]
+        if absent:
+            raise NotHeldError(not_held(kind, absent, names, str(results)), kind=kind, wanted=absent, held=names)
+
+
+def _listed(value) -> list:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def not_held(kind: str, wanted: list[str], held: list[str], where: str) -> str:
+    """The line for a suite or run that ``where`` (one folder or several) does not hold: the names
+    it holds, and the closest to each name asked for, of those held and, for a suite, of the catalog."""
+    from inductscan.suites import suite_names  # the catalog, for "did you mean"
+
+    shown = ", ".join(held[:12]) + (f", ... ({len(held) - 12} more)" if len(held) > 12 else "")
+    line = f"no {kind} {', '.join(map(repr, wanted))} in {where} ({kind}s held: {shown or 'none'})"
+    for name in wanted:
+        prefix = f"{name}: " if len(wanted) > 1 else ""
+        close = difflib.get_close_matches(name, held, n=1, cutoff=0.6)
+        catalogued = [] if close or kind != "suite" else difflib.get_close_matches(name, suite_names(), n=1)
+        if close:
+            line += f"; {prefix}did you mean {close[0]}?"
+        elif catalogued:
+            line += f"; {prefix}did you mean {catalogued[0]}? (a suite inductscan knows, not scanned into {where})"
+    return line
 
 
 def selection(
@@ -148,6 +211,7 @@ def select(
         raise OutputError(
             f"{results} holds no scored checkpoints (nothing under {Path(results) / 'scores'}); scan into it first"
         )
+    require_held(results, filters, connection)
     known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
     wanted = SHOWN if columns is None else columns
     if not wanted:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from inductscan import hazards, listing, store
+from inductscan import hazards, listing, store, tables
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, OutputError, UnknownSuiteError
 from inductscan.plan import Shard, plan, plan_scan
@@ -23,11 +23,13 @@ class RunStatus:
     skipped: list[int] = field(default_factory=list)
     known_missing: list[int] = field(default_factory=list)  # listed as missing upstream, not done
     missing: list[int] = field(default_factory=list)
+    damaged: list[int] = field(default_factory=list)  # scored, in a file that cannot be read
 
     def counts(self) -> dict[str, int]:
         return {
             "planned": self.planned,
             "done": self.done,
+            "damaged": len(self.damaged),
             "failed": len(self.failed),
             "skipped": len(self.skipped),
             "missing": len(self.missing),
@@ -36,7 +38,7 @@ class RunStatus:
 
 
 def _counted(counts: dict[str, int]) -> str:
-    shown = {key: value for key, value in counts.items() if value or key != "known missing upstream"}
+    shown = {key: value for key, value in counts.items() if value or key not in ("known missing upstream", "damaged")}
     return ", ".join(f"{value} {key}" for key, value in shown.items())
 
 
@@ -46,17 +48,19 @@ class StatusReport:
 
     runs: list[RunStatus]
     notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed
+    damaged: list[tables.Damaged] = field(default_factory=list)  # the folder's files that cannot be read
 
     @property
     def complete(self) -> bool:
-        """Every planned checkpoint is done, or listed as missing upstream."""
-        return all(run.done + len(run.known_missing) == run.planned for run in self.runs)
+        """Every planned checkpoint is done, or listed as missing upstream; no file is damaged."""
+        return not self.damaged and all(run.done + len(run.known_missing) == run.planned for run in self.runs)
 
     def lines(self, *, list_steps: bool = False) -> list[str]:
         lines = []
         for run in self.runs:
             lines.append(f"{run.name} (seed {run.seed}): {_counted(run.counts())}")
             kinds = (
+                ("damaged", run.damaged),
                 ("failed", run.failed),
                 ("skipped", run.skipped),
                 ("known missing upstream", run.known_missing),
@@ -68,12 +72,14 @@ class StatusReport:
                     more = "" if len(shown) == len(steps) else f", ... ({len(steps) - len(shown)} more; --list)"
                     lines.append(f"  {kind} steps: {', '.join(map(str, shown))}{more}")
         totals = [run.counts() for run in self.runs]
-        lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
+        if totals:
+            lines.append(_counted({key: sum(counts[key] for counts in totals) for key in totals[0]}))
         if any(run.known_missing for run in self.runs):
             lines.append(
                 f"known missing upstream: listed in {hazards.TABLE} or absent from the branch listing; not waited for"
             )
         lines += [f"note: {note}" for note in self.notes]
+        lines += [f"damaged: {damaged.line()}" for damaged in self.damaged]
         return lines
 
 
@@ -87,10 +93,17 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
     kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
     runs: dict[tuple[str, str], RunStatus] = {}
     scored = store.Scored(out)
+    damaged = tables.damaged(out, "scores")
+    steps: dict[tuple[str, str], set[int]] = {}
+    for problem in damaged:
+        steps.setdefault(problem.run_folder, set()).update(problem.steps or ())
+    unreadable = store.Scored(None, steps=steps)
     for ref in refs:
         run = runs.setdefault((ref.suite.name, ref.run.name), RunStatus(ref.run.name, ref.run.seed))
         run.planned += 1
-        if (ref.suite.name, ref.run.name, ref.step) in scored:
+        if (ref.suite.name, ref.run.name, ref.step) in unreadable:
+            run.damaged.append(ref.step)
+        elif (ref.suite.name, ref.run.name, ref.step) in scored:
             run.done += 1
         elif ref.missing_upstream is not None:
             run.known_missing.append(ref.step)
@@ -98,7 +111,7 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
             kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
             {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
     notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
-    return StatusReport(list(runs.values()), notes)
+    return StatusReport(list(runs.values()), notes, damaged)
 
 
 def recorded_suites(out: Path) -> list[Suite]:
@@ -108,7 +121,7 @@ def recorded_suites(out: Path) -> list[Suite]:
     local run's steps are those its folder (the ``repo`` column) holds now, or, if the folder is
     gone, those recorded.
     """
-    recorded = store.recorded_checkpoints(out)
+    recorded = store.recorded_checkpoints(out, skip_damaged=True)  # their checkpoints: counted as damaged
     suites = []
     for name, rows in recorded.groupby("suite", sort=True):
         runs = rows.groupby(["run", "seed", "repo"], sort=True)["step"].agg(lambda steps: tuple(sorted(steps)))
@@ -165,6 +178,9 @@ def status(
     store.require_results_folder(results)
     suites = recorded_suites(Path(results))
     if not suites:
+        damaged = tables.damaged(Path(results), "scores")
+        if damaged:  # every scored checkpoint is in a damaged file: those files are the status
+            return StatusReport([], damaged=damaged)
         raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
     seeds = [seeds] if isinstance(seeds, int) else seeds
     refs = []

@@ -11,6 +11,7 @@ Layout of a results folder::
     icl/ICL_ID.json                            the ICL examples' settings and token ids
     settings/SUITE.json                        the settings the folder's first scan of a suite claimed
     listings/OWNER_REPO.json                   a repo's branches as listed once (inductscan.listing)
+    claims/SUITE/RUN/step-000001000.lock       held (fcntl.flock) while a scan scores the checkpoint
 
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
@@ -22,6 +23,7 @@ and read only the columns they need. This is the only module that knows the sche
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import socket
@@ -40,7 +42,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from inductscan import hazards, sql, tables
-from inductscan.errors import ConfigError, OutputError
+from inductscan.errors import ConfigError, DamagedFileError, DiskFullError, OutputError, no_space
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, SCORING_VERSION
 
 if TYPE_CHECKING:  # the readers need no torch: `import inductscan` stays light
@@ -122,14 +124,26 @@ def failure_path(out: Path, suite: str, run: str, step: int) -> Path:
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path beside ``path``; on success fsync it and rename it into place.
+
+    A disk that fills up (or a quota, a file-size limit) while the file is written is a
+    :class:`DiskFullError` naming the file: nothing half-written is left where a reader looks,
+    and a re-run resumes once there is room."""
     temporary = path.parent / f".{path.name}{TEMP_MARK}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield temporary
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if no_space(error):
+            raise DiskFullError(
+                f"no space left writing {path} ({error.strerror or os.strerror(error.errno)}): free some space, "
+                "then re-run the same command to resume (what was written before is kept)",
+                error.errno,
+            ) from error
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -140,7 +154,7 @@ def check_writable(out: Path) -> None:
         Path(out).mkdir(parents=True, exist_ok=True)
         with _atomic(Path(out) / ".write-check") as temporary:
             temporary.write_bytes(b"ok")
-        (Path(out) / ".write-check").unlink()
+        (Path(out) / ".write-check").unlink(missing_ok=True)  # two scans starting at once: either removes it
     except OSError as error:
         raise OutputError(
             f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another --out"
@@ -177,16 +191,46 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def is_done(out: Path, suite: str, run: str, step: int) -> bool:
-    return (suite, run, step) in Scored(out)
+def is_done(out: Path, suite: str, run: str, step: int, table: str = "scores") -> bool:
+    """Whether the folder holds the checkpoint's rows of ``table``, from one listing of its run's
+    folder (:func:`inductscan.tables.read_run` lists again if a compaction moved them meanwhile)."""
+    folder = Path(out) / table / _safe(suite) / _safe(run)
+    return folder.is_dir() and step in tables.read_run(folder).steps()
+
+
+@contextmanager
+def claim(out: Path, suite: str, run: str, step: int) -> Iterator[bool]:
+    """Hold a checkpoint while this process scores it: yields True if no other scan holds it, else
+    False (another scan into the same folder is scoring it now). Two scans started at once into one
+    folder so never score one checkpoint twice.
+
+    The claim is an exclusive ``fcntl.flock`` on ``OUT/claims/SUITE/RUN/step-N.lock``, which the
+    kernel drops when its process ends, however it ends: the claim of a scan that was killed never
+    blocks a resume. The holder must check that the checkpoint is not done before it scores it
+    (the scan that held it a moment ago may have finished it)."""
+    path = _checkpoint_file(out, "claims", suite, run, step, ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)  # before the lock goes: a later claimant makes a new file
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class Scored:
     """The checkpoints a results folder holds scores of, compacted or not, from one listing of
     each run's folder: ``(suite, run, step) in Scored(out)``. A scan's start-up asks once."""
 
-    def __init__(self, out: Path, table: str = "scores") -> None:
-        self._steps = tables.done_steps(Path(out), table)
+    def __init__(self, out: Path | None, table: str = "scores", *, steps: dict | None = None) -> None:
+        """``steps``: instead of a folder's listing, the steps by (suite folder, run folder), as
+        :func:`inductscan.tables.done_steps` keys them (e.g. those of damaged files)."""
+        self._steps = tables.done_steps(Path(out), table) if steps is None else steps
 
     def __contains__(self, checkpoint: tuple[str, str, int]) -> bool:
         suite, run, step = checkpoint
@@ -211,8 +255,22 @@ def compact(out: str | os.PathLike, runs: list[tuple[str, str]] | None = None) -
         schema = {"scores": SCHEMA, "icl_curves": CURVE_SCHEMA}.get(table)
         for run in tables.runs(Path(out), table):
             if chosen is None or (run.folder.parent.name, run.folder.name) in chosen:
+                if damaged := tables.check(run, table):  # folded into a new file, it would hide its rows
+                    raise DamagedFileError(damaged[0].line())
                 folded += tables.compact_run(run.folder, schema, SORT_KEYS[table], _atomic)
     return folded
+
+
+def set_aside_damaged(out: str | os.PathLike) -> list[tables.Damaged]:
+    """Move every file of the folder's tables that cannot be read as its table's into
+    ``OUT/damaged/`` (see :func:`inductscan.tables.set_aside`): their checkpoints are then not
+    done, and the scan scores them again. Returns what was set aside."""
+    found = []
+    for table in tables.TABLES:
+        damaged = tables.damaged(Path(out), table)
+        tables.set_aside(Path(out), table, damaged)
+        found += damaged
+    return found
 
 
 def write_scores(
@@ -319,10 +377,20 @@ def write_failure(out: Path, identity: dict, *, kind: str, reason: str) -> Path:
 def load_failures(path: Path) -> pd.DataFrame:
     """Every recorded failure and skip of a results folder."""
     require_results_folder(path)
-    records = [json.loads(file.read_text()) for file in sorted(Path(path).glob("failures/*/*/step-*.json"))]
+    records = [_failure_record(file) for file in sorted(Path(path).glob("failures/*/*/step-*.json"))]
     return pd.DataFrame.from_records(
         records, columns=["suite", "repo", "run", "revision", "seed", "step", "tokens", "kind", "reason", "at"]
     )
+
+
+def _failure_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DamagedFileError(
+            f"{path} is damaged (a failure record that cannot be read: {error}); delete it, and a scan "
+            "tries its checkpoint again"
+        ) from error
 
 
 def probe_id(probe: Probe) -> str:
@@ -339,12 +407,9 @@ def _dataset(path: Path) -> ds.Dataset:
 
 
 def _read(path: Path, **arguments) -> pa.Table:
-    """The scores table read with ``to_table(**arguments)``, once more if a compaction that ran
+    """The scores table read with ``to_table(**arguments)``, listed again if a compaction that ran
     meanwhile removed a file this reader had listed."""
-    try:
-        return _dataset(path).to_table(**arguments)
-    except FileNotFoundError:
-        return _dataset(path).to_table(**arguments)
+    return tables.relisted(lambda: _dataset(path).to_table(**arguments), tables.removed)
 
 
 def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:
@@ -382,13 +447,15 @@ def require_results(path: str | os.PathLike) -> None:
         )
 
 
-def recorded_checkpoints(path: str | os.PathLike) -> pd.DataFrame:
+def recorded_checkpoints(path: str | os.PathLike, *, skip_damaged: bool = False) -> pd.DataFrame:
     """Every checkpoint a results folder holds scores or a failure record of: one row per
-    (suite, run, step) with its seed, repo and ``kind`` ("scored", or the failure's kind)."""
+    (suite, run, step) with its seed, repo and ``kind`` ("scored", or the failure's kind); with
+    ``skip_damaged``, of the files that can be read (else a damaged one raises, naming it)."""
     columns = ["suite", "run", "seed", "repo", "step"]
     scored = pd.DataFrame(columns=columns)
     if tables.has_rows(Path(path), "scores"):
-        scored = pd.DataFrame.from_records(sql.distinct(path, columns), columns=columns)
+        rows = sql.distinct(path, columns, skip_damaged=skip_damaged)
+        scored = pd.DataFrame.from_records(rows, columns=columns)
     failures = load_failures(Path(path))[columns + ["kind"]]
     both = pd.concat([scored.assign(kind="scored"), failures], ignore_index=True)
     return both.drop_duplicates(["suite", "run", "step"]).sort_values(["suite", "run", "step"]).reset_index(drop=True)
@@ -427,7 +494,8 @@ def load_results(path: str | os.PathLike, *, columns: list[str] | None = None, *
             f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(SCHEMA.names + list(DERIVED))}"
         )
     needed = {name for name in wanted if name in SCHEMA.names}
-    needed |= {source for name in wanted if name in DERIVED for source in DERIVED[name]}
+    if any(name in DERIVED for name in wanted):  # derive() adds both, the hazard from the same weights
+        needed |= {source for sources in DERIVED.values() for source in sources}
     read = [name for name in SCHEMA.names if name in needed or name in INDEX]
     table = _read(Path(path), columns=read, filter=_filter_expression(filters))
     frame = _categorical(table if table.num_rows else SCHEMA.empty_table().select(read))

@@ -60,6 +60,7 @@ def suite_lines(name: str, results: str | os.PathLike | None = None) -> list[str
     lines += [f"  known gap: {gap}" for gap in suite.gaps]
     lines += [f"  source: {fact}" for fact in suite.facts]
     lines += [f"  note: {note}" for note in shown.notes]
+    lines += [f"  not a checkpoint (names no step): {path}" for path in suite.ignored]
     return lines
 
 

@@ -10,14 +10,16 @@ run or one sub-folder per run. The toy suite is a local suite whose folder carri
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.entries import Run, Suite
-from inductscan.errors import UnknownRunError, UnknownSuiteError
+from inductscan.errors import ConfigError, UnknownRunError, UnknownSuiteError
 from inductscan.probe import ProbeConfig
 from inductscan.recent_suites import recent_suites
 
@@ -26,6 +28,7 @@ __all__ = ["CATALOG", "Run", "Suite", "get_suite", "local_suite", "suite_names",
 MANIFEST_NAME = "inductscan-suite.json"
 TRAINED_MARK = "training.json"  # a toy seed's folder holds it once its training has finished
 STEP_FOLDER = re.compile(r"^(?:checkpoint-|step_?)(\d+)$")
+STEP_LIKE = re.compile(r"^(?:checkpoint|step)", re.IGNORECASE)  # a name that looks like a step folder's
 RUN_SEED = re.compile(r"(?:seed[-_]?|-x)(\d+)$")
 
 
@@ -133,6 +136,7 @@ def _polypythias(kind: str) -> Suite:
 
 CATALOG: dict[str, Suite] = _catalog()
 TOY_NAME = "toy"
+LOCAL_NAME = "local"  # a local folder's suite, unless named (scan FOLDER --suite NAME)
 # 30 tokens x 2 + BOS = 61 of the toy's 64 positions; with 4 repeats a toy head's attention spreads
 # over the earlier copies, and `induction` counts only the most recent.
 TOY_PROBE = ProbeConfig(length=30, repeats=2, batch=10, seed=0)
@@ -153,8 +157,11 @@ def suite_names() -> list[str]:
     return [*CATALOG, TOY_NAME]
 
 
-def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Suite:
-    """The catalogued suite of that name, else the local suite in that folder."""
+def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None, name: str | None = None) -> Suite:
+    """The catalogued suite of that name, else the local suite in that folder (named ``name``,
+    if given: see :func:`local_suite`)."""
+    if name is not None and (name_or_folder in CATALOG or name_or_folder == TOY_NAME):
+        raise ConfigError(f"--suite names a local folder's suite; {name_or_folder} is a suite of its own")
     if name_or_folder in CATALOG:
         return CATALOG[name_or_folder]
     if name_or_folder == TOY_NAME:
@@ -167,41 +174,80 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None) -> Sui
         return local_suite(folder)
     path = Path(name_or_folder)
     if path.is_dir():
-        return local_suite(path, tokens_per_step=tokens_per_step)
+        return local_suite(path, tokens_per_step=tokens_per_step, name=name)
     if os.sep in name_or_folder or name_or_folder.startswith("."):
         raise UnknownSuiteError(f"no such folder: {name_or_folder}")
+    close = difflib.get_close_matches(name_or_folder, suite_names(), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
     raise UnknownSuiteError(
-        f"unknown suite {name_or_folder!r} (and no folder of that name); valid suites: {', '.join(suite_names())}"
+        f"unknown suite {name_or_folder!r} (and no folder of that name); {hint}valid suites: {', '.join(suite_names())}"
     )
 
 
-def _step_folders(folder: Path) -> dict[int, str]:
-    steps = {}
-    for child in folder.iterdir():
+@dataclass(frozen=True)
+class StepFolders:
+    """A folder's checkpoint folders by step, and the folders that look like one but name no step
+    (``checkpoint-final``, ``checkpoint-abc``, ``step-10``): those are not scanned, and said so."""
+
+    steps: dict[int, str]
+    ignored: tuple[str, ...]
+
+
+def step_folders(folder: Path) -> StepFolders:
+    """The checkpoint folders of ``folder`` (``checkpoint-N/``, ``stepN/``, ``step_N/``).
+
+    A step held by two of them (``checkpoint-10/`` and ``step_00010/``) is refused: which one's
+    weights are step 10 would be a guess.
+    """
+    named: dict[int, list[str]] = {}
+    ignored = []
+    for child in sorted(Path(folder).iterdir()):
+        if not child.is_dir():
+            continue
         match = STEP_FOLDER.match(child.name)
-        if match and child.is_dir():
-            steps[int(match.group(1))] = child.name
-    return steps
+        if match:
+            named.setdefault(int(match.group(1)), []).append(child.name)
+        elif STEP_LIKE.match(child.name):
+            ignored.append(str(child))
+    clashes = {step: names for step, names in sorted(named.items()) if len(names) > 1}
+    if clashes:
+        step, names = next(iter(clashes.items()))
+        more = f" (and {len(clashes) - 1} more step(s) alike)" if len(clashes) > 1 else ""
+        raise ConfigError(
+            f"step {step} of {folder} is held by {len(names)} folders: {', '.join(names)}{more}; "
+            "keep one of them there (move the others out)"
+        )
+    return StepFolders({step: names[0] for step, names in named.items()}, tuple(ignored))
 
 
-def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
+def local_suite(folder: Path, *, tokens_per_step: int | None = None, name: str | None = None) -> Suite:
     """Discover the runs and steps of a folder of Hugging Face checkpoints.
 
     The folder holds checkpoint folders (one run, seed 0 unless the folder name ends in
     ``seedN`` or ``-xN``) or run folders that hold them. Each run is named by
     :func:`local_run_name`. A manifest written by
     ``inductscan toy-suite`` gives the suite's name, tokens per step and probe.
+
+    The suite is ``local`` unless ``name`` (``scan FOLDER --suite NAME``) names it: a user's
+    models of different sizes (other vocabularies, so other probes) then share a results folder
+    and compare as catalogued suites do, each under its own name.
     """
     folder = folder.resolve()
     manifest = _read_manifest(folder)
-    if _step_folders(folder):
-        candidates = [folder]
+    if name is not None:
+        check_local_name(name, manifest.get("suite"), folder)
+    top = step_folders(folder)
+    ignored = list(top.ignored)
+    if top.steps:
+        candidates = {folder: top}
     else:
-        candidates = sorted(child for child in folder.iterdir() if child.is_dir() and _step_folders(child))
+        found = {child: step_folders(child) for child in sorted(folder.iterdir()) if child.is_dir()}
+        candidates = {child: steps for child, steps in found.items() if steps.steps}
+        ignored += [path for child in candidates.values() for path in child.ignored]
     if not candidates:
         raise UnknownSuiteError(
             f"{folder} holds no checkpoint folders (checkpoint-N/, stepN/ or step_N/), "
-            "neither directly nor one level down"
+            "neither directly nor one level down" + (f"; ignored {', '.join(ignored)}" if ignored else "")
         )
     if manifest.get("suite") == TOY_NAME:
         unfinished = [run.name for run in candidates if not (run / TRAINED_MARK).is_file()]
@@ -211,23 +257,35 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None) -> Suite:
                 f"run `inductscan toy-suite {folder}` again"
             )
     runs = []
-    for index, run_folder in enumerate(candidates):
+    for index, (run_folder, steps) in enumerate(candidates.items()):
         seed_match = RUN_SEED.search(run_folder.name)
         seed = int(seed_match.group(1)) if seed_match else (0 if len(candidates) == 1 else index)
-        runs.append(Run(local_run_name(run_folder), seed, str(run_folder), tuple(sorted(_step_folders(run_folder)))))
+        runs.append(Run(local_run_name(run_folder), seed, str(run_folder), tuple(sorted(steps.steps))))
     if len({run.seed for run in runs}) != len(runs):
         raise UnknownSuiteError(f"two run folders of {folder} have the same seed: {[r.name for r in runs]}")
     all_steps = tuple(sorted({step for run in runs for step in run.steps}))
     probe = ProbeConfig(**manifest["probe"]) if "probe" in manifest else ProbeConfig()
     return Suite(
-        name=manifest.get("suite", "local"),
+        name=name or manifest.get("suite", LOCAL_NAME),
         description=manifest.get("description", f"local checkpoints in {folder}"),
         runs=tuple(runs),
         steps=all_steps,
         tokens_per_step=tokens_per_step if tokens_per_step is not None else manifest.get("tokens_per_step", 0),
         source="local",
         probe=probe,
+        ignored=tuple(ignored),
     )
+
+
+def check_local_name(name: str, manifest_name: str | None, folder: Path) -> None:
+    """Refuse a suite name for a local folder that would pass for another suite or cannot be a
+    folder's name (the results are stored under it)."""
+    if manifest_name is not None and name != manifest_name:
+        raise ConfigError(f"{folder} is the suite {manifest_name} ({MANIFEST_NAME} says so): scan it without --suite")
+    if name in CATALOG or name == TOY_NAME:
+        raise ConfigError(f"--suite {name} is a suite inductscan knows: name a local folder's suite otherwise")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+        raise ConfigError(f"--suite {name!r}: use letters, digits and . _ + - (it names a folder of the results)")
 
 
 def local_run_name(folder: Path) -> str:
@@ -252,9 +310,9 @@ def _read_manifest(folder: Path) -> dict:
 
 
 def local_step_folder(run: Run, step: int) -> Path:
-    """The folder of one step of a local run."""
+    """The folder of one step of a local run (``checkpoint-10``, ``step10``, ``step_00010``)."""
     folder = Path(run.repo)
-    for name in (f"checkpoint-{step}", f"step{step}", f"step_{step}"):
-        if (folder / name).is_dir():
-            return folder / name
-    raise UnknownRunError(f"run {run.name} has no step {step} in {folder}")
+    name = step_folders(folder).steps.get(step) if folder.is_dir() else None
+    if name is None:
+        raise UnknownRunError(f"run {run.name} has no step {step} in {folder}")
+    return folder / name

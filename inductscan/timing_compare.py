@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from inductscan import store
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, NotHeldError
 from inductscan.phases import LEVELS, find_phase_changes
 from inductscan.queries import load_selection
+from inductscan.sql import not_held
 from inductscan.suites import total_tokens as catalogued_total
 
 AXES = ("tokens", "fraction")
@@ -32,9 +33,13 @@ def load_several(
     or select apart with ``suite=``/``seed=``)."""
     if not paths:
         raise ConfigError("no results folder given")
-    frames, origin = [], {}
+    frames, origin, lacking = [], {}, []
     for path in paths:
-        frame = read(path) if read is not None else load_selection(path, **chosen)
+        try:
+            frame = read(path) if read is not None else load_selection(path, **chosen)
+        except NotHeldError as error:  # a suite or run of the selection that this folder does not hold
+            lacking.append(error)
+            continue
         checkpoints = frame.index.droplevel(["layer", "head"]).unique()
         for checkpoint in checkpoints:
             if checkpoint in origin:
@@ -45,6 +50,11 @@ def load_several(
                 )
             origin[checkpoint] = path
         frames.append(frame)
+    if not frames:  # no folder holds it: a typo, named with every folder's names
+        kind, wanted = lacking[0].kind, lacking[0].wanted
+        held = sorted({name for error in lacking for name in error.held})
+        where = " or ".join(map(str, paths))
+        raise NotHeldError(not_held(kind, wanted, held, where), kind=kind, wanted=wanted, held=held)
     if len(frames) > 1:
         _refuse_other_settings(paths, frames)
     return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0]

@@ -123,6 +123,18 @@ def load_token_losses(path: str | os.PathLike, **filters) -> pd.DataFrame:
     return frame.sort_values(["suite", "run", "step", "example", "position"]).reset_index(drop=True)
 
 
+def seeds_held(path: str | os.PathLike, suite: str | None = None) -> list[int]:
+    """The seeds that a results folder's token losses hold (of ``suite``, if given), read from the
+    seed column alone."""
+    store.require_results_folder(path)
+    files = _files(Path(path))
+    if not files:
+        return []
+    where = None if suite is None else ds.field("suite") == suite
+    table = ds.dataset(files, schema=SCHEMA, format="parquet").to_table(columns=["seed"], filter=where)
+    return sorted(set(table.column("seed").unique().to_pylist()))
+
+
 def missing(path: str | os.PathLike) -> pd.DataFrame:
     """The scored checkpoints of a results folder without token losses (scored by a scan without
     ``--token-losses``): one row per (suite, run, seed, step). Rescan them with the flag to add them."""

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import duckdb
@@ -22,7 +21,7 @@ import pytest
 import torch
 
 import inductscan
-from inductscan import store, tables
+from inductscan import sql, store, tables
 from inductscan.metrics import HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 
@@ -135,27 +134,44 @@ def test_every_state_a_crash_can_leave_reads_each_row_once(written):
 
 
 COMPACT = "import sys; from inductscan import store; store.compact(sys.argv[1])"
+# A compaction that kills itself (SIGKILL, no clean-up) just before its N-th file operation in the
+# folder: each open, rename, delete and lock, counted by an audit hook (PEP 578), so that every
+# moment is reached by construction rather than by a timer that a loaded machine makes late.
+KILL_AT_OPERATION = """
+import os, signal, sys
+from inductscan import store
+
+out, kill_at = sys.argv[1], int(sys.argv[2])
+seen = 0
+
+def hook(event, args):
+    global seen
+    if event == "fcntl.flock" or (event in ("open", "os.rename", "os.remove") and str(args[0]).startswith(out)):
+        seen += 1
+        if seen == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+sys.addaudithook(hook)
+store.compact(out)
+"""
 
 
 def test_compaction_killed_at_any_moment_loses_and_duplicates_nothing(tmp_path: Path):
     out = tmp_path / "out"
-    write_checkpoints(out, range(0, 200, 10), runs=RUNS * 1)
+    write_checkpoints(out, range(0, 60, 10), runs=RUNS[:1])
+    store.compact(out)  # a generation to replace, folded files to delete
     before = inductscan.load_results(out).drop(columns=["scored_at"])
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", COMPACT, str(tmp_path / "timing")], cwd=REPO_ROOT, capture_output=True)
-    startup = time.perf_counter() - started  # a compaction of nothing: the interpreter and imports
-    kills = 0
-    for attempt in range(12):
-        write_checkpoints(out, [1000 + attempt])  # something new to fold each time
-        before = pd.concat([before, inductscan.load_results(out, step=1000 + attempt).drop(columns=["scored_at"])])
-        process = subprocess.Popen([sys.executable, "-c", COMPACT, str(out)], cwd=REPO_ROOT)
-        time.sleep(startup * (0.6 + 0.1 * attempt))  # spread over the imports and the compaction itself
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+    kills = []
+    for kill_at in range(1, 60):
+        write_checkpoints(out, [1000 + kill_at], runs=RUNS[:1])  # something new to fold each time
+        before = pd.concat([before, inductscan.load_results(out, step=1000 + kill_at).drop(columns=["scored_at"])])
+        child = subprocess.run([sys.executable, "-c", KILL_AT_OPERATION, str(out), str(kill_at)], cwd=REPO_ROOT)
         assert_same_rows(out, before.sort_index())
-    assert kills >= 3
+        if child.returncode == 0:  # fewer operations than kill_at: it ran to the end
+            break
+        assert child.returncode == -signal.SIGKILL
+        kills.append(kill_at)
+    assert kills == list(range(1, len(kills) + 1)) and len(kills) >= 12  # killed before each of its operations
     store.compact(out)
     assert_same_rows(out, before.sort_index())
     assert all(name.endswith("compact-" + name[-14:]) for name in files(out))
@@ -181,6 +197,10 @@ def test_a_writer_and_two_compactions_at_once_lose_and_duplicate_nothing(tmp_pat
             store.compact(out)
             loaded = inductscan.load_results(out, suite="suite-a", run="run-1", columns=["induction"])
             assert loaded.index.is_unique
+            # a scan starting beside them: its reads see each checkpoint once, and no file is damaged
+            assert store.set_aside_damaged(out) == []
+            steps = sql.distinct(out, ["suite", "run", "step"], {"run": "run-1"})
+            assert len(steps) == len(set(steps)) and len(steps) >= len(loaded) // 6
     finally:
         thread.join()
         others.kill()

@@ -14,8 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner
 
 import inductscan
+from inductscan.cli import main
 from inductscan.errors import ConfigError
 from inductscan.icl import IclConfig, load_examples, looks_like_path
 from tests.conftest import gpt2_model, run_cli, save_checkpoint
@@ -261,3 +263,57 @@ def test_icl_figures_hold_the_table(tmp_path):
     assert list(lines[1].get_ydata()) == curves[curves.step == 10].sort_values("position")["loss"].tolist()
     with pytest.raises(ConfigError, match="no icl_score"):
         inductscan.plot_icl_score(results.assign(icl_score=float("nan")))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".txt"])
+def test_a_file_that_is_not_utf8_is_one_line_naming_the_byte(tmp_path, suffix):
+    suite = make_suite(tmp_path / "suite", steps=(0,), tokenizer=True)
+    lines = [" ".join(f"w{(i + j) % VOCAB}" for j in range(70)) for i in range(3)]
+    if suffix == ".jsonl":
+        lines = [json.dumps({"text": line}) for line in lines]
+    text = ("\n".join(lines) + "\n").encode()
+    offset = len(text) + len("w1 w")
+    data = tmp_path / f"texts{suffix}"
+    data.write_bytes(text + b"w1 w\xe92 w3\n")  # Latin-1's e-acute in the fourth line
+    result = CliRunner().invoke(main, ["scan", str(suite), "--out", str(tmp_path / "out"), "--quiet",
+                                       "--icl-dataset", str(data), "--icl-context", "64"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.strip()]
+    assert line == f"error: {data} is not valid UTF-8: byte {offset:,} (line 4) is 0xe9 (invalid continuation byte); " \
+        "save the file as UTF-8"  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_icl_settings_with_the_same_dataset_are_refused_naming_them(tmp_path):
+    """The same file, other examples: each setting that changes which tokens are scored is named."""
+    suite = make_suite(tmp_path / "suite", steps=(0,))
+    data = token_file(tmp_path / "tokens.parquet")
+    out = tmp_path / "out"
+    settings = {"--icl-context": "32", "--icl-examples": "2", "--icl-seed": "0"}
+
+    def scan_with(**changed: str):
+        options = {**settings, **{f"--icl-{name}": value for name, value in changed.items()}}
+        arguments = [
+            "scan",
+            str(suite),
+            "--out",
+            str(out),
+            "--quiet",
+            "--probe-length",
+            "8",
+            "--icl-dataset",
+            str(data),
+        ]
+        return CliRunner().invoke(main, [*arguments, *(word for pair in options.items() for word in pair)])
+
+    assert scan_with().exit_code == 0
+    for name, value, named in (
+        ("context", "24", "ICL context 32 there, 24 here"),
+        ("examples", "3", "ICL examples 2 there, 3 here"),
+        ("seed", "1", "ICL seed 0 there, 1 here"),
+    ):
+        refused = scan_with(**{name: value})
+        assert refused.exit_code == 2, (name, refused.output)
+        assert "other settings" in refused.output and named in refused.output and "--icl-*" in refused.output
+    again = scan_with()  # the folder's own settings resume
+    assert again.exit_code == 0 and "0 scored, 1 already done" in again.output, again.output

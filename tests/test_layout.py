@@ -4,6 +4,7 @@ round a loop), nothing imports the command line, and every score is declared onc
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import inductscan
@@ -92,3 +93,15 @@ def test_commands_that_read_tables_import_no_torch():
     assert loaded_after("import inductscan.cli") == []  # each command imports what it needs when it runs
     query = "from inductscan import sql; sql.SHOWN"  # what `inductscan query` imports: DuckDB, no pandas
     assert loaded_after(query) == []
+
+
+def test_every_document_cited_is_in_the_repository():
+    """A docstring or comment that cites a document (``docs/scores.md``, ``BENCHMARKS.md``) names a
+    file a reader of the repository can open."""
+    root = PACKAGE.parent
+    cited = {}
+    for folder in ("inductscan", "tests", "scripts"):
+        for path in (root / folder).rglob("*.py"):
+            for name in re.findall(r"[\w./-]+\.md\b", path.read_text()):
+                cited.setdefault(name, path.relative_to(root))
+    assert cited and {name: where for name, where in cited.items() if not (root / name).is_file()} == {}

@@ -5,8 +5,8 @@ numpy, or the fp16 pickled ``pytorch_model.bin`` with ``torch.load``), runs the 
 from the definitions (GPT-2 with both Stanford CRFM flags on; GPT-NeoX as transformers'
 ``modeling_gpt_neox.py`` does: a fused qkv projection laid out (head, [q|k|v], d_head), rotary
 embeddings on the first ``partial_rotary_factor`` of each head with halves rotated together,
-parallel or sequential residual, a separate ``embed_out``), and computes each score of DESIGN.md
-section 4 with explicit loops over positions; the copying score uses the eigenvalues of the full
+parallel or sequential residual, a separate ``embed_out``), and computes each score of docs/scores.md
+with explicit loops over positions; the copying score uses the eigenvalues of the full
 vocab x vocab OV circuit.
 
 The test models have LayerNorm gains and biases and every linear bias away from their default

@@ -183,8 +183,10 @@ def test_report_of_an_empty_folder_or_selection_says_so(scanned, tmp_path):
     identity = {"suite": "synthetic", "repo": "a/b", "run": "b", "revision": "step5", "seed": 0, "step": 5, "tokens": 0}
     store.write_failure(empty, identity, kind="skipped", reason="the revision does not exist")
     result = CliRunner().invoke(main, ["report", str(empty), "-o", str(tmp_path / "empty.html")])
-    assert result.exit_code == 0, result.output
-    assert "holds no scored checkpoints" in result.output
+    assert result.exit_code == 2, result.output  # as README.md's table of exit statuses says: no results is bad input
+    (line,) = result.output.splitlines()
+    assert line == f"error: {empty} holds no scored checkpoints: scan into it first (the page written to " \
+        f"{tmp_path / 'empty.html'} says so)"  # fmt: skip
     text = (tmp_path / "empty.html").read_text()
     assert "holds no scored checkpoints: scan into it first" in text and "the revision does not exist" in text
     assert page_data(tmp_path / "empty.html") is None

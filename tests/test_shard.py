@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 import inductscan
+from inductscan.cli import main
 from inductscan.errors import ConfigError
 from inductscan.plan import Shard, plan
 from inductscan.suites import local_suite
-from tests.conftest import make_local_suite, run_cli
+from tests.conftest import REPO_ROOT, make_local_suite, run_cli
 
 STEPS = (0, 10, 20, 30, 40)
 
@@ -81,3 +88,49 @@ def test_status_names_failed_and_missing_steps(suite, tmp_path):
     assert status.returncode == 1
     assert "(seed 0): 3 planned, 1 done, 1 failed, 0 skipped, 1 missing" in status.stdout
     assert "  failed steps: 10" in status.stdout and "  missing steps: 20" in status.stdout
+
+
+def test_two_scans_started_at_once_into_one_folder_score_each_checkpoint_once(suite, tmp_path):
+    """The same plan twice at the same moment (two job scripts, say): a checkpoint is claimed before
+    it is scored, so the two together score the three checkpoints exactly once."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "inductscan.cli", "scan", str(suite), "--out", str(out), "--quiet",
+               "--probe-length", "8", "--probe-batch", "40", "--seeds", "1", "--steps", "0,10,20"]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": REPO_ROOT}
+    started = [subprocess.Popen(command, **pipes) for _ in range(2)]
+    finished = [process.communicate(timeout=300) for process in started]
+    assert [process.returncode for process in started] == [0, 0], finished
+    counts = [re.search(r"(\d+) scored, (\d+) already done", stdout) for stdout, _ in finished]
+    assert sum(int(found.group(1)) for found in counts) == 3, finished  # without claims: 6, twice the work
+    assert len(inductscan.load_results(out)) == 3 * 3 * 4
+
+
+def test_a_claimed_checkpoint_is_left_to_its_holder_and_a_dead_holders_claim_to_the_next_scan(suite, tmp_path):
+    from inductscan import store
+    from inductscan.suites import local_run_name
+
+    out = tmp_path / "out"
+    run = local_run_name(suite / "seed0")
+    scan = ["scan", str(suite), "--out", str(out), "--quiet", "--probe-length", "8", "--seeds", "0"]
+    with store.claim(out, "local", run, 20) as claimed:  # another scan, scoring step 20 right now
+        assert claimed
+        held = CliRunner().invoke(main, scan)
+    assert held.exit_code == 0, held.output
+    assert "4 scored, 0 already done, 0 failed or skipped, 1 being scored by another scan" in held.output
+    assert 20 not in set(inductscan.load_results(out).index.get_level_values("step"))
+    # a scan killed while it held step 20's claim: its claim file stays, its lock went with it
+    killed = subprocess.run([sys.executable, "-c", HOLD_AND_DIE, str(out), run], cwd=REPO_ROOT, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert (out / "claims" / "local" / run / "step-000000020.lock").exists()
+    resumed = CliRunner().invoke(main, scan)
+    assert resumed.exit_code == 0 and "1 scored, 4 already done" in resumed.output, resumed.output
+    assert not (out / "claims" / "local" / run / "step-000000020.lock").exists()
+
+
+HOLD_AND_DIE = """
+import os, signal, sys
+from inductscan import store
+held = store.claim(sys.argv[1], "local", sys.argv[2], 20)  # kept: a dropped one would be released at once
+held.__enter__()
+os.kill(os.getpid(), signal.SIGKILL)
+"""

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -12,7 +19,7 @@ from inductscan.queries import best_heads
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite, make_batch
-from tests.conftest import run_cli
+from tests.conftest import REPO_ROOT, run_cli
 
 
 def test_batches_hold_copied_segments_after_a_bos():
@@ -182,3 +189,55 @@ def test_a_toy_scan_on_ray_gives_the_local_table(toy_results, tmp_path):
     on_ray = inductscan.load_results(tmp_path / "ray").drop(columns=["scored_at"])
     local = inductscan.load_results(toy_results / "results", seed=0).drop(columns=["scored_at"])
     pd.testing.assert_frame_equal(on_ray, local)
+
+
+def readme_python_example() -> str:
+    """The first code block of README.md's "From Python" section, as a user would paste it."""
+    text = (REPO_ROOT / "README.md").read_text().split("## From Python", 1)[1]
+    lines = text.split("\n    import inductscan\n", 1)[1].splitlines()
+    block = ["import inductscan"] + [
+        line[4:] for line in itertools.takewhile(lambda line: line.startswith("    "), lines)
+    ]
+    return "\n".join(block)
+
+
+def toy_home(trained: Path, home: Path, steps: int = 4) -> Path:
+    """A toy suite home with the trained seeds' first and last ``steps // 2`` checkpoints (links to
+    them): `inductscan toy-suite` finds every seed trained, and a scan of it takes seconds."""
+    home.mkdir()
+    shutil.copy(trained / "inductscan-suite.json", home)
+    for seed in sorted(trained.glob("seed*")):
+        (home / seed.name).mkdir()
+        shutil.copy(seed / "training.json", home / seed.name)
+        folders = sorted(seed.glob("checkpoint-*"), key=lambda folder: int(folder.name.split("-")[1]))
+        for folder in folders[: steps // 2] + folders[-(steps // 2) :]:
+            (home / seed.name / folder.name).symlink_to(folder)
+    return home
+
+
+@pytest.mark.slow
+def test_after_make_demo_scan_toy_and_the_readmes_python_example_work(toy_results, tmp_path):
+    """One place for the toy suite: `make demo` trains it where `inductscan scan toy` and
+    inductscan.scan("toy") look (its home, here INDUCTSCAN_TOY_DIR: four checkpoints of each seed
+    the fixture trained, so nothing is trained again)."""
+    env = {**os.environ, "INDUCTSCAN_TOY_DIR": str(toy_home(toy_results / "suite", tmp_path / "home"))}
+    bin_dir, build = Path(sys.executable).parent, tmp_path / "build"
+    dry = subprocess.run(["make", "-n", "demo", f"DEMO={build}", f"BIN={bin_dir}"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    commands = [line for line in dry.stdout.splitlines() if line.startswith(f"{bin_dir}/inductscan ")]
+    assert [command.split()[1] for command in commands] == ["toy-suite", "scan", "query", "phases", "plot"]
+    assert str(build) not in commands[0]  # trained into the toy suite's home, not into the demo's folder
+    assert commands[1].split()[1:3] == ["scan", "toy"]  # and scanned from there, by name
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, command + done.stdout + done.stderr
+        if command.split()[1] == "toy-suite":
+            assert "0 seed(s) trained, 3 already there" in done.stdout
+        if command.split()[1] == "scan":
+            assert "12 scored" in done.stdout
+    assert (build / "toy-timing.png").stat().st_size > 10_000
+    example = subprocess.run([sys.executable, "-c", readme_python_example()], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert example.returncode == 0, example.stderr
+    assert "8 scored" in example.stdout  # the README's scan: seeds 0 and 1
+    assert len(inductscan.load_results(tmp_path / "results").reset_index().groupby(["seed", "step"])) == 2 * 4
