@@ -1,0 +1,123 @@
+"""Whether a timed change lies whole inside the scanned range, and whether it came in two stages.
+
+A curve cut off in the middle of its rise (a scan with ``--step-range`` that ends, or starts,
+while the heads form) shows a rise and a "late plateau" that is only where the scan stopped: its
+midpoint would be timed inside the range, and early. These functions say when a plateau is not
+seen, from the curve's own slope and noise, so that :mod:`inductscan.phases` gives bounds and a
+note instead. They work on a rising curve as :func:`inductscan.phases.curve_timing` holds it:
+raw ``values``, their running median ``smoothed``, the log steps ``positions`` (step 0 at -inf),
+and the log steps of the onset, midpoint and end crossings. The start of a curve is handled as
+the end of its mirror image (values and positions negated and reversed).
+
+``scripts/phase_noise_sweep.py`` calibrates the numbers on the toy, Pythia and Stanford grids:
+no complete curve (each plateau on four checkpoints or more, a dip or spike away from the edges)
+is said to be still rising, and most curves cut in the middle of their rise are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EDGE_SLOPE_SHARE = 0.35  # still rising: the slope at an edge is above this share of the rise's mean slope ...
+EDGE_ERRORS = 2.0  # ... by this many standard errors
+EDGE_POINTS = 4  # the slope at an edge is measured over at least this many checkpoints
+EDGE_JUMP = 3.0  # a crossing in an edge interval: the edge checkpoint jumps by this many noise levels ...
+EDGE_JUMP_SHARE = 0.2  # ... and by this share of the rise
+TWO_STAGE_RATIO = 3.0  # one half of the change (log steps) this many times as long as the other ...
+TWO_STAGE_LEVEL = 0.2  # ... held at a level this share of the rise from both plateaus: two stages
+
+
+def still_climbing(
+    values: np.ndarray, smoothed: np.ndarray, positions: np.ndarray, reach: float, rate: float, noise: float
+) -> bool:
+    """Whether the curve still climbs at its last checkpoints, by its own slope and noise.
+
+    Over the checkpoints within ``reach`` (log steps) of the last one (at least ``EDGE_POINTS``),
+    the least-squares slope of the smoothed curve against log step exceeds ``EDGE_SLOPE_SHARE`` of
+    the rise's mean slope ``rate`` by ``EDGE_ERRORS`` standard errors of the ``noise``; and the
+    curve's level at its end (the median of its last three values, which ignores a spike of one
+    checkpoint) lies ``EDGE_ERRORS`` noise levels above anything it reached before that window: a
+    curve that climbs back from a dip to the plateau it held before is not rising. Step 0 (no
+    logarithm) is left out of the slope.
+    """
+    finite = np.flatnonzero(np.isfinite(positions))
+    window = finite[positions[finite] >= positions[finite[-1]] - reach]
+    window = window if len(window) >= EDGE_POINTS else finite[-EDGE_POINTS:]
+    centred = positions[window] - positions[window].mean()
+    spread = float(np.sum(centred**2))
+    if len(window) < 2 or spread == 0:
+        return False
+    slope = float(np.sum(centred * smoothed[window]) / spread)
+    if slope - EDGE_ERRORS * noise / np.sqrt(spread) < EDGE_SLOPE_SHARE * rate:
+        return False
+    before = smoothed[: window[0]]
+    return len(before) == 0 or float(np.median(values[-3:])) - float(before.max()) >= EDGE_ERRORS * noise
+
+
+def unseen_plateaus(
+    values: np.ndarray,
+    smoothed: np.ndarray,
+    positions: np.ndarray,
+    crossings: tuple[float, float, float],
+    in_edge_intervals: tuple[bool, bool],
+    rise: float,
+    noise: float,
+) -> tuple[bool, bool]:
+    """Whether the curve is still rising at its first and at its last checkpoint: its early and
+    late plateau lie outside the scanned range.
+
+    crossings: the log steps of the onset, midpoint and end. in_edge_intervals: whether the onset
+    crossing lies between the first two checkpoints, and the end crossing between the last two.
+
+    At the end, either the end crossing lies in the last interval and the last checkpoint jumps
+    above the one before by more than ``EDGE_JUMP`` noise levels and ``EDGE_JUMP_SHARE`` of the
+    rise (a last checkpoint a little higher by chance is no rise: it would only raise the late
+    plateau it alone makes); or the curve still climbs there (:func:`still_climbing`) over the
+    shorter half of the rise (onset to midpoint, or midpoint to end), at a sizeable share of the
+    rise's mean slope. Noise on a long plateau can move that plateau's crossing deep into it and
+    stretch its half of the rise, never both halves; the shorter one keeps the window off the
+    rise. A complete logistic's slope past its 90% point falls fast (to a third of its mean at
+    94%); cut off before about 95% of its rise, it still climbs at over half of it. The start
+    mirrors the end.
+    """
+    onset, midpoint, end = crossings
+    jump = max(EDGE_JUMP * noise, EDGE_JUMP_SHARE * rise)
+    early_unseen = in_edge_intervals[0] and smoothed[1] - values[0] > jump
+    late_unseen = in_edge_intervals[1] and values[-1] - smoothed[-2] > jump
+    half = min(midpoint - onset, end - midpoint)
+    if not half > 0:
+        return early_unseen, late_unseen
+    rate = 0.8 * rise / (end - onset)  # from 10% to 90% of the rise: its mean slope, per log step
+    mirrored = (-values[::-1], -smoothed[::-1], -positions[::-1])
+    return (
+        early_unseen or still_climbing(*mirrored, half, rate, noise),
+        late_unseen or still_climbing(values, smoothed, positions, half, rate, noise),
+    )
+
+
+def two_stage(
+    values: np.ndarray, positions: np.ndarray, crossings: tuple[float, float, float], early: float, rise: float
+) -> str | None:
+    """Which half of the change is a stage of its own: ``"early"`` when the onset comes long before
+    the midpoint, ``"late"`` when the end comes long after it; None for one stage.
+
+    A half is a stage of its own when it lasts ``TWO_STAGE_RATIO`` times as long as the other (in
+    log steps) and, over its middle third, the curve holds a level at least ``TWO_STAGE_LEVEL`` of
+    the rise from both plateaus (the median of its values there). A logistic's halves are equal;
+    noise on a long plateau can stretch one (its crossing moved deep into the plateau), but the
+    curve there stays at the plateau, so that alone makes no second stage.
+    """
+    onset, midpoint, end = crossings
+    first, second = midpoint - onset, end - midpoint
+    for which, low, high, longer, shorter in (
+        ("early", onset, midpoint, first, second),
+        ("late", midpoint, end, second, first),
+    ):
+        if not longer > TWO_STAGE_RATIO * max(shorter, 0.0):
+            continue
+        third = (high - low) / 3
+        middle = values[(positions >= low + third) & (positions <= high - third)]
+        margin = TWO_STAGE_LEVEL * rise
+        if len(middle) and early + margin <= np.median(middle) <= early + rise - margin:
+            return which
+    return None
