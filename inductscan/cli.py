@@ -32,7 +32,7 @@ PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when 
     "heatmap": "every head (layer.head) against step, for one run",
     "seeds": "midpoint tokens per seed with onset-end whiskers",
     "gain": "in-context gain (nats) against tokens, one line per seed",
-    "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed",
+    "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed, its fall timed",
     "icl-curves": "loss against token position for one run, a line per checkpoint coloured by step",
     "compare": "every run of the folders on one axis (--x tokens|fraction), onset-end whiskers, grouped by suite",
     "seed-scatter": "per-token log-probabilities of two seeds at one step (--step), correlation, --top outliers",
@@ -790,9 +790,7 @@ def plot_command(
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
     _refuse_options_of_other_kinds(click.get_current_context(), kind)
     _refuse_total_tokens_without_fractions(total_tokens, x_axis)
-    if not output.parent.is_dir():
-        what = "is a file, not a folder" if output.parent.exists() else "does not exist"
-        raise OutputError(f"the folder {output.parent} {what}: create it, or choose another -o")
+    _refuse_a_missing_folder(output)
     get_metric(metric)  # an unknown name lists the scores
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
@@ -827,6 +825,19 @@ def plot_command(
         reason = store.unwritable_reason(output, error)
         raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
     click.echo(f"{kind} plot written to {output}")
+
+
+def _refuse_a_missing_folder(output: Path) -> None:
+    """A plot goes into a folder that exists: one made silently for a mistyped path would hide
+    the mistake. The refusal names the missing folder, or the file that stands in its way."""
+    if output.parent.is_dir():
+        return
+    blocker = next((parent for parent in output.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder; choose another -o"
+    else:
+        reason = f"the folder {output.parent} does not exist; create it, or choose another -o"
+    raise OutputError(f"cannot write the plot to {output}: {reason}")
 
 
 PLOT_OPTIONS = {  # an option of `plot`, and the kinds it applies to (the selection options apply to all)

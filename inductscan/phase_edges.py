@@ -28,21 +28,32 @@ TWO_STAGE_LEVEL = 0.2  # ... held at a level this share of the rise from both pl
 
 
 def still_climbing(
-    values: np.ndarray, smoothed: np.ndarray, positions: np.ndarray, reach: float, rate: float, noise: float
+    values: np.ndarray,
+    smoothed: np.ndarray,
+    positions: np.ndarray,
+    past: int,
+    reach: float,
+    rate: float,
+    noise: float,
 ) -> bool:
     """Whether the curve still climbs at its last checkpoints, by its own slope and noise.
 
-    Over the checkpoints within ``reach`` (log steps) of the last one (at least ``EDGE_POINTS``),
-    the least-squares slope of the smoothed curve against log step exceeds ``EDGE_SLOPE_SHARE`` of
-    the rise's mean slope ``rate`` by ``EDGE_ERRORS`` standard errors of the ``noise``; and the
-    curve's level at its end (the median of its last three values, which ignores a spike of one
-    checkpoint) lies ``EDGE_ERRORS`` noise levels above anything it reached before that window: a
-    curve that climbs back from a dip to the plateau it held before is not rising. Step 0 (no
-    logarithm) is left out of the slope.
+    The window: the checkpoints within ``reach`` (log steps) of the last one; where they are
+    fewer than ``EDGE_POINTS``, more of those from index ``past`` (the first past the end
+    crossing) on, up to ``EDGE_POINTS``; at least the last two; step 0 (no logarithm) left out.
+    Past its end crossing a complete curve is on its plateau: a window made longer never reaches
+    back into a sharp rise (one that fits in a checkpoint interval or two). Over it, the slope of
+    the smoothed curve against log step exceeds ``EDGE_SLOPE_SHARE`` of the rise's mean slope
+    ``rate`` by ``EDGE_ERRORS`` standard errors of the ``noise``; and the curve's level at its end
+    (the median of its last three values, which ignores a spike of one checkpoint) lies
+    ``EDGE_ERRORS`` noise levels above anything it reached before that window: a curve that
+    climbs back from a dip to the plateau it held before is not rising.
     """
     finite = np.flatnonzero(np.isfinite(positions))
     window = finite[positions[finite] >= positions[finite[-1]] - reach]
-    window = window if len(window) >= EDGE_POINTS else finite[-EDGE_POINTS:]
+    if len(window) < EDGE_POINTS:  # more checkpoints, but none from the rise itself
+        window = np.union1d(window, finite[finite >= past][-EDGE_POINTS:])
+    window = window if len(window) >= 2 else finite[-2:]
     centred = positions[window] - positions[window].mean()
     spread = float(np.sum(centred**2))
     if len(window) < 2 or spread == 0:
@@ -59,39 +70,40 @@ def unseen_plateaus(
     smoothed: np.ndarray,
     positions: np.ndarray,
     crossings: tuple[float, float, float],
-    in_edge_intervals: tuple[bool, bool],
+    brackets: tuple[int, int],
     rise: float,
     noise: float,
 ) -> tuple[bool, bool]:
     """Whether the curve is still rising at its first and at its last checkpoint: its early and
     late plateau lie outside the scanned range.
 
-    crossings: the log steps of the onset, midpoint and end. in_edge_intervals: whether the onset
-    crossing lies between the first two checkpoints, and the end crossing between the last two.
+    crossings: the log steps of the onset, midpoint and end. brackets: the index of the checkpoint
+    before the onset crossing, and of the one after the end crossing.
 
     At the end, either the end crossing lies in the last interval and the last checkpoint jumps
     above the one before by more than ``EDGE_JUMP`` noise levels and ``EDGE_JUMP_SHARE`` of the
     rise (a last checkpoint a little higher by chance is no rise: it would only raise the late
-    plateau it alone makes); or the curve still climbs there (:func:`still_climbing`) over the
-    shorter half of the rise (onset to midpoint, or midpoint to end), at a sizeable share of the
-    rise's mean slope. Noise on a long plateau can move that plateau's crossing deep into it and
-    stretch its half of the rise, never both halves; the shorter one keeps the window off the
-    rise. A complete logistic's slope past its 90% point falls fast (to a third of its mean at
-    94%); cut off before about 95% of its rise, it still climbs at over half of it. The start
-    mirrors the end.
+    plateau it alone makes); or the checkpoints past the end crossing, all that could show the
+    late plateau, still climb (:func:`still_climbing`) over as long as the shorter half of the
+    rise (onset to midpoint, or midpoint to end), at a sizeable share of the rise's mean slope.
+    Noise on a long plateau can move that plateau's crossing deep into it and stretch its half of
+    the rise, never both halves. A complete logistic's slope past its 90% point falls fast (to a
+    third of its mean at 94%); cut off before about 95% of its rise, it still climbs at over half
+    of it. The start mirrors the end.
     """
     onset, midpoint, end = crossings
+    count = len(values)
     jump = max(EDGE_JUMP * noise, EDGE_JUMP_SHARE * rise)
-    early_unseen = in_edge_intervals[0] and smoothed[1] - values[0] > jump
-    late_unseen = in_edge_intervals[1] and values[-1] - smoothed[-2] > jump
+    early_unseen = brackets[0] == 0 and smoothed[1] - values[0] > jump
+    late_unseen = brackets[1] == count - 1 and values[-1] - smoothed[-2] > jump
     half = min(midpoint - onset, end - midpoint)
     if not half > 0:
         return early_unseen, late_unseen
     rate = 0.8 * rise / (end - onset)  # from 10% to 90% of the rise: its mean slope, per log step
-    mirrored = (-values[::-1], -smoothed[::-1], -positions[::-1])
+    mirrored = (-values[::-1], -smoothed[::-1], -positions[::-1], count - 1 - brackets[2])
     return (
         early_unseen or still_climbing(*mirrored, half, rate, noise),
-        late_unseen or still_climbing(values, smoothed, positions, half, rate, noise),
+        late_unseen or still_climbing(values, smoothed, positions, brackets[3], half, rate, noise),
     )
 
 

@@ -305,9 +305,9 @@ def curve_timing(
     crossings = None
     if not (at_start or at_end):
         crossings = tuple(crossing_position(positions, where) for where in found.values())
-        in_edge_intervals = (found["onset"].before == 0, found["end"].after == len(values) - 1)
+        brackets = (found["onset"].before, found["end"].after, found["midpoint"].before, found["midpoint"].after)
         at_start, at_end = phase_edges.unseen_plateaus(
-            rising, smoothed, positions, crossings, in_edge_intervals, rise, noise_level(rising)
+            rising, smoothed, positions, crossings, brackets, rise, noise_level(rising)
         )
     for name, where in found.items():
         row |= _timing_columns(name, steps, tokens, where, exact=not (at_start or at_end))

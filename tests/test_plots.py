@@ -137,7 +137,7 @@ def test_plot_refuses_an_output_folder_that_does_not_exist_and_makes_none(scanne
     output = tmp_path / "missing" / "dir" / "a.png"
     result = CliRunner().invoke(main, ["plot", str(scanned), "-o", str(output)])
     assert result.exit_code == 2 and result.output.count("\n") == 1
-    assert f"the folder {output.parent} does not exist: create it, or choose another -o" in result.output
+    assert f"the folder {output.parent} does not exist; create it, or choose another -o" in result.output
     assert not (tmp_path / "missing").exists()
     (tmp_path / "a-file").write_text("")
     result = CliRunner().invoke(main, ["plot", str(scanned), "-o", str(tmp_path / "a-file" / "a.png")])
