@@ -10,8 +10,9 @@ and the log steps of the onset, midpoint and end crossings. The start of a curve
 the end of its mirror image (values and positions negated and reversed).
 
 ``scripts/phase_noise_sweep.py`` calibrates the numbers on the toy, Pythia and Stanford grids:
-no complete curve (each plateau on four checkpoints or more, a dip or spike away from the edges)
-is said to be still rising, and most curves cut in the middle of their rise are.
+no complete curve (each plateau on four checkpoints or more, a dip or spike outside the first and
+last five checkpoints) is said to be still rising, and most curves cut in the middle of their rise
+are.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import numpy as np
 EDGE_SLOPE_SHARE = 0.35  # still rising: the slope at an edge is above this share of the rise's mean slope ...
 EDGE_ERRORS = 2.0  # ... by this many standard errors
 EDGE_POINTS = 4  # the slope at an edge is measured over at least this many checkpoints
-EDGE_JUMP = 3.0  # a crossing in an edge interval: the edge checkpoint jumps by this many noise levels ...
-EDGE_JUMP_SHARE = 0.2  # ... and by this share of the rise
 TWO_STAGE_RATIO = 3.0  # one half of the change (log steps) this many times as long as the other ...
 TWO_STAGE_LEVEL = 0.2  # ... held at a level this share of the rise from both plateaus: two stages
 
@@ -80,12 +79,11 @@ def unseen_plateaus(
     crossings: the log steps of the onset, midpoint and end. brackets: the index of the checkpoint
     before the onset crossing, and of the one after the end crossing.
 
-    At the end, either the end crossing lies in the last interval and the last checkpoint jumps
-    above the one before by more than ``EDGE_JUMP`` noise levels and ``EDGE_JUMP_SHARE`` of the
-    rise (a last checkpoint a little higher by chance is no rise: it would only raise the late
-    plateau it alone makes); or the checkpoints past the end crossing, all that could show the
-    late plateau, still climb (:func:`still_climbing`) over as long as the shorter half of the
-    rise (onset to midpoint, or midpoint to end), at a sizeable share of the rise's mean slope.
+    At the end, either the end crossing lies in the last interval, so that the late plateau is
+    the last checkpoint alone (one high by chance does not do that: the end-point rule of
+    :func:`inductscan.phases.running_median` pulls it to its neighbours' line); or the curve still
+    climbs at its last checkpoints (:func:`still_climbing`), over as long as the shorter half of
+    the rise (onset to midpoint, or midpoint to end), at a sizeable share of the rise's mean slope.
     Noise on a long plateau can move that plateau's crossing deep into it and stretch its half of
     the rise, never both halves. A complete logistic's slope past its 90% point falls fast (to a
     third of its mean at 94%); cut off before about 95% of its rise, it still climbs at over half
@@ -93,17 +91,15 @@ def unseen_plateaus(
     """
     onset, midpoint, end = crossings
     count = len(values)
-    jump = max(EDGE_JUMP * noise, EDGE_JUMP_SHARE * rise)
-    early_unseen = brackets[0] == 0 and smoothed[1] - values[0] > jump
-    late_unseen = brackets[1] == count - 1 and values[-1] - smoothed[-2] > jump
+    early_unseen, late_unseen = brackets[0] == 0, brackets[1] == count - 1
     half = min(midpoint - onset, end - midpoint)
     if not half > 0:
         return early_unseen, late_unseen
     rate = 0.8 * rise / (end - onset)  # from 10% to 90% of the rise: its mean slope, per log step
-    mirrored = (-values[::-1], -smoothed[::-1], -positions[::-1], count - 1 - brackets[2])
+    mirrored = (-values[::-1], -smoothed[::-1], -positions[::-1], count - 1 - brackets[0])
     return (
         early_unseen or still_climbing(*mirrored, half, rate, noise),
-        late_unseen or still_climbing(values, smoothed, positions, brackets[3], half, rate, noise),
+        late_unseen or still_climbing(values, smoothed, positions, brackets[1], half, rate, noise),
     )
 
 

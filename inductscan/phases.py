@@ -305,7 +305,7 @@ def curve_timing(
     crossings = None
     if not (at_start or at_end):
         crossings = tuple(crossing_position(positions, where) for where in found.values())
-        brackets = (found["onset"].before, found["end"].after, found["midpoint"].before, found["midpoint"].after)
+        brackets = (found["onset"].before, found["end"].after)
         at_start, at_end = phase_edges.unseen_plateaus(
             rising, smoothed, positions, crossings, brackets, rise, noise_level(rising)
         )
