@@ -437,3 +437,29 @@ def test_in_context_gain_is_timed_with_its_own_threshold_and_min_rise():
     assert inductscan.find_phase_changes(small, "in_context_gain", min_rise=0.05).iloc[0]["phase_change"]
     induction = inductscan.find_phase_changes(synthetic_table(steps, {(0, 0, 0): np.where(steps < 960, 0.02, 0.12)}))
     assert induction.iloc[0]["phase_change"] and induction.iloc[0]["threshold"] == 0.4
+
+
+def test_a_sharp_rise_with_a_short_clean_late_plateau_is_timed_not_said_still_rising():
+    # The toy suite's seed 0 as scanned: a flat, slowly sagging curve, then the heads form between
+    # steps 2050 and 2480 and the last two checkpoints agree (0.552, 0.560). The checkpoints past
+    # the end crossing are all on the plateau: its midpoint is timed, with no note.
+    steps = TOY_STEPS
+    values = np.concatenate([np.linspace(0.024, 0.017, len(steps) - 3), [0.161, 0.552, 0.56]])
+    row = phases.curve_timing(steps, steps * 2048, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["note"] == "" and not (row["rising_at_start"] or row["rising_at_end"])
+    assert (row["midpoint_step_before"], row["midpoint_step_after"]) == (2050, 2480)
+
+
+def test_a_last_checkpoint_high_by_noise_alone_makes_no_late_plateau_of_its_own():
+    # A complete logistic on Pythia's grid whose last checkpoint is 3.5 noise levels high: the
+    # running median's end-point rule pulls it back to its neighbours' line, so the late plateau
+    # stays the plateau's, the end crossing stays inside, and nothing is said to be still rising.
+    noise = 0.03
+    values = logistic(PYTHIA_STEPS, 2_097_152, midpoint=np.log(8000 * 2_097_152), width=0.4, noise=noise, seed=5)
+    values[-1] = 0.73 + 3.5 * noise
+    smoothed = phases.running_median(values, phases.log_steps(PYTHIA_STEPS))
+    assert abs(smoothed[-1] - 0.73) < 2 * noise
+    row = phases.curve_timing(PYTHIA_STEPS, PYTHIA_STEPS * 2_097_152, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["note"] == "" and row["late"] == pytest.approx(0.73, abs=noise)
+    step = np.where(PYTHIA_STEPS < 143_000, 0.02, 0.9)  # a real step at the last checkpoint, far above any noise
+    assert phases.running_median(step, phases.log_steps(PYTHIA_STEPS))[-1] == 0.9
