@@ -22,6 +22,7 @@ import numpy as np
 EDGE_SLOPE_SHARE = 0.35  # still rising: the slope at an edge is above this share of the rise's mean slope ...
 EDGE_ERRORS = 2.0  # ... by this many standard errors
 EDGE_POINTS = 4  # the slope at an edge is measured over at least this many checkpoints
+EDGE_JUMP_SHARE = 0.15  # a crossing in an edge interval: the edge checkpoint is this share of the rise off
 TWO_STAGE_RATIO = 3.0  # one half of the change (log steps) this many times as long as the other ...
 TWO_STAGE_LEVEL = 0.2  # ... held at a level this share of the rise from both plateaus: two stages
 
@@ -80,8 +81,11 @@ def unseen_plateaus(
     before the onset crossing, and of the one after the end crossing.
 
     At the end, either the end crossing lies in the last interval, so that the late plateau is
-    the last checkpoint alone (one high by chance does not do that: the end-point rule of
-    :func:`inductscan.phases.running_median` pulls it to its neighbours' line); or the curve still
+    the last checkpoint alone, and that checkpoint lies more than ``EDGE_JUMP_SHARE`` of the rise
+    above its smoothed neighbour (one off by noise alone does not make a plateau of its own: the
+    end-point rule of :func:`inductscan.phases.running_median` pulls it to its neighbours' line,
+    unless it is far off, and a crossing moved into the edge interval by noise leaves it close to
+    its neighbour); or the curve still
     climbs at its last checkpoints (:func:`still_climbing`), over as long as the shorter half of
     the rise (onset to midpoint, or midpoint to end), at a sizeable share of the rise's mean slope.
     Noise on a long plateau can move that plateau's crossing deep into it and stretch its half of
@@ -91,7 +95,9 @@ def unseen_plateaus(
     """
     onset, midpoint, end = crossings
     count = len(values)
-    early_unseen, late_unseen = brackets[0] == 0, brackets[1] == count - 1
+    jump = EDGE_JUMP_SHARE * rise  # from the edge checkpoint to its smoothed neighbour
+    early_unseen = brackets[0] == 0 and smoothed[1] - values[0] > jump
+    late_unseen = brackets[1] == count - 1 and values[-1] - smoothed[-2] > jump
     half = min(midpoint - onset, end - midpoint)
     if not half > 0:
         return early_unseen, late_unseen
