@@ -40,7 +40,7 @@ PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when 
     "heatmap": "every head (layer.head) against step, for one run",
     "seeds": "midpoint tokens per seed with onset-end whiskers",
     "gain": "in-context gain (nats) against tokens, one line per seed",
-    "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed",
+    "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed, its fall timed",
     "icl-curves": "loss against token position for one run, a line per checkpoint coloured by step",
     "compare": "every run of the folders on one axis (--x tokens|fraction), onset-end whiskers, grouped by suite",
     "seed-scatter": "per-token log-probabilities of two seeds at one step (--step), correlation, --top outliers",
@@ -536,7 +536,7 @@ def _selection(suite: str | None, run: str | None, seed: str | None, step_range:
 
 
 NO_ROWS = "no rows match"
-RISING = [name for name, metric in METRICS.items() if metric.direction == "rises"]  # inductscan.phases'
+FALLING = [name for name, metric in METRICS.items() if metric.direction == "falls"]
 
 
 @main.command("query")
@@ -630,8 +630,8 @@ def timing_axis_options(command):
         click.option(
             "--total-tokens",
             type=int,
-            help="With --x fraction: the total training tokens of suites the catalog does not know "
-            "(local folders, toy); the catalogued suites' are known.",
+            help="With --x fraction: the total training tokens of runs whose training is not known (local "
+            "folders); the catalogued suites' come from the catalog, the toy suite's from its manifest.",
         ),
     ]
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
@@ -640,12 +640,19 @@ def timing_axis_options(command):
 @main.command("phases")
 @click.argument("results", type=click.Path(path_type=Path), nargs=-1, required=True)
 @selection_options
-@click.option("--metric", default="induction", show_default=True, help=f"What to time: {', '.join(RISING)}.")
+@click.option(
+    "--metric",
+    default="induction",
+    show_default=True,
+    help=f"What to time: {', '.join(METRICS)}. A score that falls as induction forms ({', '.join(FALLING)}) "
+    "is timed as it falls.",
+)
 @click.option(
     "--threshold",
     type=float,
-    help="first_above_threshold is the first checkpoint whose value reaches this (default: the metric's, "
-    "0.4 for the attention scores, 1 nat for in_context_gain; see inductscan/metrics.py).",
+    help="first_above_threshold is the first checkpoint whose value reaches this, at or above it (at or below it "
+    "for a falling score; default: the metric's, 0.4 for the attention scores, 1 nat for in_context_gain, "
+    "-0.25 nat for icl_score; see inductscan/metrics.py).",
 )
 @click.option("--per-head", is_flag=True, help="Time every head's own curve instead of each run's best head.")
 @click.option("--changed-only", is_flag=True, help="Only rows with a phase change.")
@@ -670,7 +677,9 @@ def phases_command(
     On a log-token axis, the onset, midpoint and end are where the curve (the best head's score,
     made monotone robustly) first reaches 10%, 50% and 90% of its rise from the early to the
     late plateau, interpolated between the checkpoints that bracket them. A run without a rise
-    says "no phase change in the scanned range". csv and json hold every column. Several results
+    says "no phase change in the scanned range"; one still rising at its last checkpoint (or
+    already rising at its first) gives bounds ("after 1.2B") and says to scan further. A score
+    that falls (icl_score) is timed as it falls. csv and json hold every column. Several results
     folders are timed together (a checkpoint held by two is refused); --x fraction adds each
     level's share of the run's training.
 
@@ -678,40 +687,37 @@ def phases_command(
     Example:
         inductscan phases results/
         inductscan phases results/ --metric in_context_gain
+        inductscan phases results/ --metric icl_score
         inductscan phases results/ --seed 21 --per-head --changed-only --format csv
         inductscan phases stanford-small/ stanford-medium/ pythia-160m/ --x fraction --format csv
     """
     from inductscan import phases as phase_timing
+    from inductscan.phase_view import readable
     from inductscan.queries import best_rows, load_selection
-    from inductscan.timing_compare import add_fractions, load_several
+    from inductscan.timing_compare import add_fractions, load_several, run_folders
 
     phase_timing.timed_metric(metric, per_head)
+    _refuse_total_tokens_without_fractions(total_tokens, x_axis)
     chosen = _selection(suite, run, seed, step_range)
+    folder = ["repo"] if x_axis == "fraction" else []  # where a toy run's manifest records its training
     if per_head:
-        frame = load_several(results, lambda path: load_selection(path, columns=["tokens", metric], **chosen))
+        read = functools.partial(load_selection, columns=["tokens", metric, *folder], **chosen)
     else:  # a run's curve is its best head's: one row per checkpoint is all it needs
-        frame = load_several(results, lambda path: best_rows(path, metric, **chosen))
+        read = functools.partial(best_rows, metric=metric, columns=folder, **chosen)
+    frame = load_several(results, read)
     if frame.empty:
         click.echo(NO_ROWS)
         return
     timing = phase_timing.find_phase_changes(frame, metric, threshold, per_head)
     if x_axis == "fraction":
-        timing = add_fractions(timing, total_tokens)
+        timing = add_fractions(timing, total_tokens, folders=run_folders(frame))
     if changed_only:
         timing = timing[timing["phase_change"]]
     if fmt != "table":
         _emit(timing, fmt)
         return
-    curve = (
-        f"each head's {metric}"
-        if per_head
-        else (metric if metric in CHECKPOINT_METRICS else f"the best head's {metric}")
-    )
-    click.echo(
-        f"{curve}: onset / midpoint / end = 10% / 50% / 90% of the rise from the early to the late "
-        f"plateau; tokens seen (interpolated in log tokens) and the checkpoints that bracket them"
-    )
-    shown = phase_timing.readable(timing) if len(timing) else timing
+    click.echo(_phases_header(frame, metric, per_head))
+    shown = readable(timing) if len(timing) else timing
     if x_axis == "fraction" and len(timing):
         fractions = timing[[f"{level}_fraction" for level in phase_timing.LEVELS]].to_numpy(dtype=float)
         shown["fraction of training"] = [
@@ -719,6 +725,33 @@ def phases_command(
             for row in fractions  # NaN: -
         ]
     _emit(shown, fmt)
+
+
+def _refuse_total_tokens_without_fractions(total_tokens: int | None, x_axis: str) -> None:
+    if total_tokens is not None and x_axis != "fraction":
+        raise ConfigError("--total-tokens applies only with --x fraction (the fraction of training it divides by)")
+
+
+def _phases_header(frame, metric: str, per_head: bool) -> str:
+    """What the phase table shows: the curve, the levels, and the axis (tokens seen, or the step
+    where runs count no tokens)."""
+    curve = (
+        f"each head's {metric}"
+        if per_head
+        else (metric if metric in CHECKPOINT_METRICS else f"the best head's {metric}")
+    )
+    change = "rise" if METRICS[metric].direction == "rises" else "fall"
+    counted = frame.groupby(level=["suite", "run", "seed"])["tokens"].max() > 0
+    if counted.all():
+        axis = "tokens seen (interpolated in log tokens)"
+    elif not counted.any():
+        axis = "the training step (interpolated in log steps; these runs count no tokens)"
+    else:
+        axis = "tokens seen (interpolated in log tokens), or the training step where a run counts no tokens"
+    return (
+        f"{curve}: onset / midpoint / end = 10% / 50% / 90% of the {change} from the early to the late "
+        f"plateau; {axis} and the checkpoints that bracket them"
+    )
 
 
 @main.command("plot")
@@ -732,8 +765,10 @@ def phases_command(
     help="; ".join(f"{name}: {what}" for name, what in PLOTS.items()) + ".",
 )
 @selection_options
-@click.option("--metric", default="induction", show_default=True, help="Head score (timing, heatmap, seeds).")
-@click.option("--threshold", type=float, help="Dashed line of the timing plot (default: the metric's).")
+@click.option(
+    "--metric", default="induction", show_default=True, help="The score to draw (timing, heatmap, seeds, compare)."
+)
+@click.option("--threshold", type=float, help="Dashed line of the timing and gain plots (default: the metric's).")
 @timing_axis_options
 @click.option("--step", type=int, help="seed-scatter: the step (default: the last both seeds have).")
 @click.option(
@@ -778,6 +813,9 @@ def plot_command(
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    _refuse_options_of_other_kinds(click.get_current_context(), kind)
+    _refuse_total_tokens_without_fractions(total_tokens, x_axis)
+    _refuse_a_missing_folder(output)
     get_metric(metric)  # an unknown name lists the scores
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
@@ -794,8 +832,8 @@ def plot_command(
         frame = load_several(results, lambda path: load_selection(path, columns=["tokens", metric], **chosen))
     else:  # one curve a run: the best head's, or a checkpoint's score
         best_of = {"gain": "in_context_gain", "icl": "icl_score"}.get(kind, metric)
-        icl = ["icl"] if kind == "icl" else None
-        frame = load_several(results, lambda path: best_rows(path, best_of, columns=icl, **chosen))
+        extra = {"icl": ["icl"], "compare": ["repo"]}.get(kind)  # compare: where a toy run records its training
+        frame = load_several(results, functools.partial(best_rows, metric=best_of, columns=extra, **chosen))
     if frame.empty:
         click.echo(f"{NO_ROWS}; no plot written")
         return
@@ -811,12 +849,44 @@ def plot_command(
     else:
         figure = _scores_figure(kind, frame, metric, threshold)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(output, dpi=150)
     except OSError as error:
         reason = store.unwritable_reason(output, error)
         raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
     click.echo(f"{kind} plot written to {output}")
+
+
+def _refuse_a_missing_folder(output: Path) -> None:
+    """A plot goes into a folder that exists: one made silently for a mistyped path would hide
+    the mistake. The refusal names the missing folder, or the file that stands in its way."""
+    if output.parent.is_dir():
+        return
+    blocker = next((parent for parent in output.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder; choose another -o"
+    else:
+        reason = f"the folder {output.parent} does not exist; create it, or choose another -o"
+    raise OutputError(f"cannot write the plot to {output}: {reason}")
+
+
+PLOT_OPTIONS = {  # an option of `plot`, and the kinds it applies to (the selection options apply to all)
+    "metric": ("timing", "heatmap", "seeds", "compare"),
+    "threshold": ("timing", "gain"),
+    "x_axis": ("compare",),
+    "total_tokens": ("compare",),
+    "step": ("seed-scatter",),
+    "top": TOKEN_PLOTS,
+}
+
+
+def _refuse_options_of_other_kinds(context: click.Context, kind: str) -> None:
+    """An option given for a kind of plot it does not change is refused, naming the kinds it
+    changes: ignored silently, it would leave the user believing it was drawn."""
+    for name, kinds in PLOT_OPTIONS.items():
+        given = context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        if given and kind not in kinds:
+            flag = next(param.opts[-1] for param in context.command.params if param.name == name)
+            raise ConfigError(f"{flag} does not apply to --kind {kind}; it applies to {', '.join(kinds)}")
 
 
 def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
@@ -827,7 +897,7 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     if kind == "timing":
         return plots.plot_timing(frame, metric=metric, threshold=threshold)
     if kind == "gain":
-        return plots.plot_in_context_gain(frame)
+        return plots.plot_in_context_gain(frame, threshold=threshold)
     if kind == "heatmap":
         return plots.plot_heatmap(frame, metric=metric)
     from inductscan.phases import find_phase_changes

@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 
 from inductscan.compare import curve_shapes, loss_pca, seed_scatter
 from inductscan.errors import ConfigError
-from inductscan.plots import FIGURE_SIZE, run_labels
+from inductscan.phases import LEVELS
+from inductscan.plots import FIGURE_SIZE, draw_timing_row, readable_ticks, run_labels
 from inductscan.queries import RUN_KEYS
 from inductscan.timing_compare import without_tokens
 
@@ -22,8 +23,9 @@ def plot_compare(timing: pd.DataFrame, *, x: str = "tokens") -> Figure:
     """Every run's phase change on one axis: a marker at the midpoint, whiskers from onset to end,
     runs grouped by suite (one colour each). ``timing`` from
     :func:`inductscan.timing_compare.compare_timing` (with ``x="fraction"`` for a fraction axis);
-    tokens on a log axis, a fraction of training on a linear one. A run without a timed phase
-    change is listed with its note."""
+    tokens on a log axis, a fraction of training on a linear one. A run still changing at an edge
+    of its scan shows the bound it gives (a triangle pointing to where its midpoint lies); a run
+    without a timed phase change is listed with its note."""
     if timing.empty:
         raise ConfigError("no runs to compare")
     if x == "tokens" and without_tokens(timing):
@@ -36,16 +38,9 @@ def plot_compare(timing: pd.DataFrame, *, x: str = "tokens") -> Figure:
     suites = list(dict.fromkeys(timing["suite"]))
     figure = Figure(figsize=(FIGURE_SIZE[0], max(2.5, 0.4 * len(timing) + 1.5)), layout="constrained")
     axes = figure.subplots()
-    for position, (_, row) in enumerate(timing.iterrows()):
-        colour = f"C{suites.index(row['suite']) % 10}"
-        middle = row[f"midpoint_{x}"]
-        if row["phase_change"] and pd.notna(middle):
-            low = middle - row[f"onset_{x}"] if pd.notna(row[f"onset_{x}"]) else 0.0
-            high = row[f"end_{x}"] - middle if pd.notna(row[f"end_{x}"]) else 0.0
-            axes.errorbar([middle], [position], xerr=[[low], [high]], fmt="o", capsize=4, color=colour)
-        else:
-            note = row["note"] or "no phase change in the scanned range"
-            axes.text(0.02, position, note, va="center", transform=axes.get_yaxis_transform(), color="grey")
+    shown = _fraction_brackets(timing) if x == "fraction" else timing
+    for position, (_, row) in enumerate(shown.iterrows()):
+        draw_timing_row(axes, row, position, x, f"C{suites.index(row['suite']) % 10}")
     axes.set_yticks(range(len(timing)), [names[tuple(row)] for row in timing[RUN_KEYS].itertuples(index=False)])
     for tick, suite in zip(axes.get_yticklabels(), timing["suite"]):
         tick.set_color(f"C{suites.index(suite) % 10}")
@@ -53,13 +48,24 @@ def plot_compare(timing: pd.DataFrame, *, x: str = "tokens") -> Figure:
     axes.invert_yaxis()
     if x == "tokens":
         axes.set_xscale("log")
-        axes.set_xlabel("tokens seen (log scale): midpoint, whiskers from onset to end (10-90% of the rise)")
+        readable_ticks(axes, "tokens")
+        axes.set_xlabel("tokens seen (log scale): midpoint, whiskers from onset to end (10-90% of the change)")
     else:
-        axes.set_xlabel("fraction of the run's training: midpoint, whiskers from onset to end (10-90% of the rise)")
+        axes.set_xlabel("fraction of the run's training: midpoint, whiskers from onset to end (10-90% of the change)")
     metric = timing["metric"].iloc[0]
     axes.set_title(f"When the {metric.replace('_', '-')} phase change happens: {', '.join(suites)}")
     axes.grid(True, axis="x", which="major", alpha=0.3)
     return figure
+
+
+def _fraction_brackets(timing: pd.DataFrame) -> pd.DataFrame:
+    """``timing`` with each level's bracketing tokens as fractions of the run's training too, so
+    that a bound (a run still changing at an edge) has its place on a fraction axis."""
+    shown = timing.copy()
+    for level in LEVELS:
+        for side in ("before", "after"):
+            shown[f"{level}_fraction_{side}"] = shown[f"{level}_tokens_{side}"].astype(float) / shown["total_tokens"]
+    return shown
 
 
 def plot_seed_scatter(
@@ -116,13 +122,15 @@ def plot_token_curves(losses: pd.DataFrame, *, seeds: list[int] | None = None, t
 
 def plot_loss_pca(losses: pd.DataFrame, *, seeds: list[int] | None = None, top: int = 5) -> Figure:
     """Training's trajectory through the first two principal components of the (checkpoint x token)
-    loss matrix, one line per seed (a circle at its first checkpoint, a square at its last), and the
-    ``top`` tokens (example:position) of each component's loadings."""
+    loss matrix, one line per seed (a circle at its first checkpoint, a square at its last), and, in
+    a panel beside it, the ``top`` tokens that weigh most on each component: each named by its
+    example and position in the ``--token-losses`` data, with its loading (the sign says which way
+    the token's loss moves the run along the component)."""
     analysis = loss_pca(losses, seeds=seeds, count=2)
     if analysis.components.shape[0] < 2:
         raise ConfigError("a loss PCA plot needs at least 2 components: scan more checkpoints")
-    figure = Figure(figsize=(FIGURE_SIZE[0] + 2, FIGURE_SIZE[1]), layout="constrained")
-    axes = figure.subplots()
+    figure = Figure(figsize=(FIGURE_SIZE[0] + 3, FIGURE_SIZE[1]), layout="constrained")
+    axes, panel = figure.subplots(1, 2, width_ratios=[3, 1])
     for index, (label, rows) in enumerate(analysis.trajectory.groupby("run", sort=False)):
         rows = rows.sort_values("step")
         (line,) = axes.plot(rows["pc1"], rows["pc2"], marker=".", color=f"C{index % 10}", label=label)
@@ -130,9 +138,11 @@ def plot_loss_pca(losses: pd.DataFrame, *, seeds: list[int] | None = None, top: 
         axes.plot(rows["pc1"].iloc[-1:], rows["pc2"].iloc[-1:], marker="s", color=line.get_color())
     listed = []
     for name, group in analysis.top_tokens(top).groupby("component", sort=False):
-        lines = [f"{row.example}:{row.position} {row.loading:+.2f}" for row in group.itertuples()]
-        listed.append("\n".join([f"{name} top tokens", *lines]))
-    axes.text(1.02, 1.0, "\n\n".join(listed), transform=axes.transAxes, va="top", fontsize="x-small")
+        lines = [f"example {row.example}, position {row.position}: {row.loading:+.2f}" for row in group.itertuples()]
+        listed.append("\n".join([f"{name.upper()}: the {len(lines)} tokens weighing most", *lines]))
+    panel.axis("off")
+    panel.set_title("Tokens behind each component\n(their loading)", fontsize="small")
+    panel.text(0.0, 1.0, "\n\n".join(listed), transform=panel.transAxes, va="top", fontsize="x-small")
     first, second = analysis.explained[:2]
     axes.set_xlabel(f"PC1 ({first:.0%} of the variance)")
     axes.set_ylabel(f"PC2 ({second:.0%} of the variance)")

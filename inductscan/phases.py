@@ -33,6 +33,16 @@ Whether a curve is timed, with ``rise = late - early`` (:func:`untimed_reason`),
 
 A curve of 5 checkpoints or more is thus timed exactly when rule 4 says so; rule 5 only chooses
 the note of a curve that is not.
+
+A timed curve may still be rising at its last checkpoint (a scan that stopped while the heads
+formed) or already rising at its first: its late (early) plateau is then only where the scan
+stopped, and each level's crossing only a bound. :mod:`inductscan.phase_edges` decides it from
+the curve's own slope and noise; the row then says ``rising_at_end`` (``rising_at_start``), its
+``_step``/``_tokens`` are NaN, its brackets bound the level (after the earlier checkpoint of
+each, or before the later one), and its note says to scan further. A curve whose onset comes far
+before its midpoint with a level held between (or whose end comes far after it) gets a
+"two-stage" note. A score that falls as induction heads form (``icl_score``, the losses) is
+timed as the rise of its negative, and reported in its own units.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from inductscan import phase_edges
 from inductscan.errors import ConfigError
 from inductscan.metrics import METRICS, Metric
 from inductscan.queries import RUN_KEYS
@@ -50,17 +61,24 @@ from inductscan.store import load_results
 
 LEVELS = {"onset": 0.1, "midpoint": 0.5, "end": 0.9}
 RISING_METRICS = [name for name, metric in METRICS.items() if metric.direction == "rises"]
+TIMED_METRICS = list(METRICS)  # every declared score; one that falls is timed as it falls
 NOISE_MULTIPLE = 8.0  # a rise must exceed this many noise standard deviations (see scripts/phase_noise_sweep.py)
 MIN_CHECKPOINTS = 5  # fewer leave at most three successive differences to measure the noise on
 MIN_QUIET_DIFFERENCES = 3  # "no phase change" needs the noise of at least this many differences outside the rise
-PLATEAU_SHARE = 0.05  # a plateau: where the fit is within 5% of its range of its first (last) value
+PLATEAU_SHARE = 0.05  # a plateau: where the fit is within 5% of its range of its first (last) value ...
+PLATEAU_NOISE = 1.0  # ... or within this many noise levels of it
+EDGE_NOISE = 6.0  # an edge checkpoint this many noise levels off its neighbours' line is a real step, kept
 SMOOTHING_REACH = 0.25  # the running median spans +-25% of the steps (log 1.25) where checkpoints are dense
 LOCAL_SHARE = 0.2  # a crossing on a densely sampled rise is fitted to the checkpoints within +-20% of the rise
 LOCAL_POINTS = 4
 NO_CHANGE = "no phase change in the scanned range"
 TOO_FEW = "too few checkpoints to time it"  # the note adds ": N", the number of checkpoints
-EARLY_UNSEEN = "early plateau not observed"
-LATE_UNSEEN = "late plateau not observed"
+EARLY_UNSEEN = "already {moving} at the first checkpoint (no early plateau seen): scan {earlier} to time it"
+LATE_UNSEEN = "still {moving} at the last checkpoint (no late plateau seen): scan further to time it"
+TWO_STAGE = {
+    "early": "two-stage {change}: the onset comes long before the midpoint (an early, partial {change})",
+    "late": "two-stage {change}: the end comes long after the midpoint (a slow, late second {change})",
+}
 
 
 def isotonic_increasing(values: np.ndarray) -> np.ndarray:
@@ -86,6 +104,12 @@ def running_median(values: np.ndarray, positions: np.ndarray, *, reach: float = 
     axis, and at least 2 (fewer at the ends): so a dip or spike of 1-2 checkpoints goes, a dense
     stretch of checkpoints is averaged over a fixed share of training, and any monotone stretch,
     however steep, stays exactly as it is (a sorted, centred window's median is its middle value).
+    The first and last checkpoints have no neighbour on one side: on a curve of ``MIN_CHECKPOINTS``
+    or more they take Tukey's end-point rule (the median of their own value, their smoothed
+    neighbour's, and the line through the two smoothed neighbours extended to them) where that
+    moves them by at most ``EDGE_NOISE`` times the curve's noise (:func:`noise_level`): a last
+    checkpoint high by chance then cannot set the late plateau alone, while a real step at an
+    edge (far larger than the noise) and a straight climb to the end stay as they are.
     """
     values = np.asarray(values, dtype=float)
     count = values.shape[-1]
@@ -99,6 +123,15 @@ def running_median(values: np.ndarray, positions: np.ndarray, *, reach: float = 
         where = np.flatnonzero(half == width)
         windows = np.lib.stride_tricks.sliding_window_view(values, 2 * width + 1, axis=-1)  # (..., count - 2w, 2w + 1)
         smoothed[..., where] = np.median(windows[..., where - width, :], axis=-1)
+    if count >= MIN_CHECKPOINTS:  # Tukey's end-point rule, for an end that noise alone could have moved
+        differences = np.diff(values, axis=-1)
+        spread = np.median(np.abs(differences - np.median(differences, axis=-1, keepdims=True)), axis=-1)
+        noise = 1.4826 * spread / np.sqrt(2)  # (...,) each curve's noise_level
+        for end, inner, next_inner in ((0, 1, 2), (-1, -2, -3)):
+            line = 3 * smoothed[..., inner] - 2 * smoothed[..., next_inner]
+            rule = np.median(np.stack([values[..., end], smoothed[..., inner], line]), axis=0)
+            noisy = np.abs(values[..., end] - rule) <= EDGE_NOISE * noise
+            smoothed[..., end] = np.where(noisy, rule, values[..., end])
     return smoothed
 
 
@@ -146,12 +179,16 @@ def untimed_reason(values: np.ndarray, fit: np.ndarray, rise: float, min_rise: f
     return f"{TOO_FEW}: {count}"
 
 
-def plateaus(smoothed: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
+def plateaus(smoothed: np.ndarray, fit: np.ndarray, noise: float = 0.0) -> tuple[float, float]:
     """The early and late levels: medians of the smoothed curve where the fit is within
-    ``PLATEAU_SHARE`` of its range of its first (last) value; a dip or slow drift sets neither."""
+    ``PLATEAU_SHARE`` of its range, or ``PLATEAU_NOISE`` times the ``noise``, of its first (last)
+    value; a dip or slow drift sets neither. On a long noisy plateau the fit is a staircase a few
+    noise levels high: within 5% of the range of its top lies only its top step, which would set
+    the late level too high (and move the end crossing deep into the plateau)."""
     low, high = fit[0], fit[-1]
-    early = np.median(smoothed[fit <= low + PLATEAU_SHARE * (high - low)])
-    late = np.median(smoothed[fit >= high - PLATEAU_SHARE * (high - low)])
+    within = max(PLATEAU_SHARE * (high - low), PLATEAU_NOISE * noise)
+    early = np.median(smoothed[fit <= low + within])
+    late = np.median(smoothed[fit >= high - within])
     return float(early), float(late)
 
 
@@ -199,12 +236,14 @@ def geometric(axis: np.ndarray, where: Crossing) -> float:
     return float(np.exp(np.log(low) + where.fraction * (np.log(high) - np.log(low))))
 
 
-def _timing_columns(name: str, steps: np.ndarray, tokens: np.ndarray, where: Crossing | None) -> dict:
+def _timing_columns(name: str, steps: np.ndarray, tokens: np.ndarray, where: Crossing | None, exact: bool) -> dict:
+    """A level's columns: its interpolated step and tokens (NaN where the crossing is only a bound)
+    and the checkpoints that bracket the crossing the curve shows."""
     if where is None:
         return {}
     return {
-        f"{name}_step": geometric(steps, where),
-        f"{name}_tokens": geometric(tokens, where),
+        f"{name}_step": geometric(steps, where) if exact else float("nan"),
+        f"{name}_tokens": geometric(tokens, where) if exact else float("nan"),
         f"{name}_step_before": steps[where.before],
         f"{name}_step_after": steps[where.after],
         f"{name}_tokens_before": tokens[where.before],
@@ -218,41 +257,76 @@ def log_steps(steps: np.ndarray) -> np.ndarray:
         return np.log(np.asarray(steps, dtype=float))
 
 
-def curve_timing(steps, tokens, values, *, threshold: float, min_rise: float, smoothed=None) -> dict:
+def crossing_position(positions: np.ndarray, where: Crossing) -> float:
+    """The log step of a crossing; the bracket's later checkpoint where the earlier one is step 0."""
+    low, high = positions[where.before], positions[where.after]
+    if not np.isfinite(low):
+        return float(high)
+    return float(low + where.fraction * (high - low))
+
+
+def curve_timing(
+    steps, tokens, values, *, threshold: float | None, min_rise: float, smoothed=None, direction: str = "rises"
+) -> dict:
     """Phase-change timing of one curve, checkpoints in step order. Keys: the output columns.
 
     smoothed: ``running_median(values, log_steps(steps))`` when the caller has it already.
+    direction: ``"rises"`` or ``"falls"``, the metric's (``inductscan/metrics.py``): a falling curve
+    is timed as its mirror image, and ``early``, ``late`` and the threshold stay in its own units
+    (``first_above_threshold`` is then the first checkpoint at or below the threshold).
     """
     steps, tokens, values = (np.asarray(array) for array in (steps, tokens, values))
-    first_above = np.flatnonzero(values >= threshold)
+    sign = 1.0 if direction == "rises" else -1.0
+    first = np.flatnonzero(sign * values >= sign * threshold) if threshold is not None else np.array([], dtype=int)
     row = {
         "checkpoints": len(values),
-        "first_above_threshold_step": steps[first_above[0]] if len(first_above) else pd.NA,
-        "first_above_threshold_tokens": tokens[first_above[0]] if len(first_above) else pd.NA,
+        "first_above_threshold_step": steps[first[0]] if len(first) else pd.NA,
+        "first_above_threshold_tokens": tokens[first[0]] if len(first) else pd.NA,
+        "rising_at_start": False,
+        "rising_at_end": False,
     }
     if len(values) < 2:
         return row | {"phase_change": False, "note": f"{TOO_FEW}: {len(values)}"}
+    rising = sign * values.astype(float)
     positions = log_steps(steps)
-    smoothed = running_median(values, positions) if smoothed is None else np.asarray(smoothed)
+    smoothed = running_median(rising, positions) if smoothed is None else sign * np.asarray(smoothed, dtype=float)
     fit = isotonic_increasing(smoothed)
-    early, late = plateaus(smoothed, fit)
-    row |= {"early": early, "late": late}
+    early, late = plateaus(smoothed, fit, noise_level(rising))
+    row |= {"early": sign * early, "late": sign * late}
     rise = late - early
-    reason = untimed_reason(values, fit, rise, min_rise)
+    reason = untimed_reason(rising, fit, rise, min_rise)
     if reason is not None:
         return row | {"phase_change": False, "note": reason}
     found = {  # a level's neighbourhood reaches at most half way to the nearer plateau (curvature)
         name: crossing(fit, smoothed, positions, early + share * rise, 2 * min(share, 1 - share) * rise)
         for name, share in LEVELS.items()
     }
+    at_start, at_end = found["onset"] is None, found["end"] is None
+    crossings = None
+    if not (at_start or at_end):
+        crossings = tuple(crossing_position(positions, where) for where in found.values())
+        brackets = (found["onset"].before, found["end"].after)
+        at_start, at_end = phase_edges.unseen_plateaus(
+            rising, smoothed, positions, crossings, brackets, rise, noise_level(rising)
+        )
     for name, where in found.items():
-        row |= _timing_columns(name, steps, tokens, where)
+        row |= _timing_columns(name, steps, tokens, where, exact=not (at_start or at_end))
+    moving, change = ("rising", "rise") if sign > 0 else ("falling", "fall")
     notes = []
-    if found["onset"] is None or found["onset"].before == 0:
-        notes.append(EARLY_UNSEEN)
-    if found["end"] is None or found["end"].after == len(values) - 1:
-        notes.append(LATE_UNSEEN)
-    return row | {"phase_change": True, "note": "; ".join(notes)}
+    if at_start:
+        earlier = f"more steps before {steps[1]}" if steps[0] == 0 else "earlier steps"
+        notes.append(EARLY_UNSEEN.format(moving=moving, earlier=earlier))
+    if at_end:
+        notes.append(LATE_UNSEEN.format(moving=moving))
+    stage = None if at_start or at_end else phase_edges.two_stage(rising, positions, crossings, early, rise)
+    if stage is not None:
+        notes.append(TWO_STAGE[stage].format(change=change))
+    return row | {
+        "phase_change": True,
+        "rising_at_start": at_start,
+        "rising_at_end": at_end,
+        "note": "; ".join(notes),
+    }
 
 
 def _columns(keys: list[str]) -> list[str]:
@@ -268,6 +342,8 @@ def _columns(keys: list[str]) -> list[str]:
         "early",
         "late",
         *timing,
+        "rising_at_start",
+        "rising_at_end",
         "threshold",
         "first_above_threshold_step",
         "first_above_threshold_tokens",
@@ -276,12 +352,10 @@ def _columns(keys: list[str]) -> list[str]:
 
 
 def timed_metric(metric: str, per_head: bool) -> Metric:
-    """The declaration of ``metric`` (``inductscan/metrics.py``), if it can be timed: it rises as
-    induction heads form, and is a head score when timed ``per_head``. ConfigError otherwise."""
-    if metric not in RISING_METRICS:
-        falls = metric in METRICS and METRICS[metric].direction == "falls"
-        falling = f" ({metric} falls as induction forms)" if falls else ""
-        raise ConfigError(f"cannot time metric {metric!r}{falling}; choose one of {', '.join(RISING_METRICS)}")
+    """The declaration of ``metric`` (``inductscan/metrics.py``), if it can be timed: any declared
+    score, a head score when timed ``per_head``. ConfigError otherwise."""
+    if metric not in METRICS:
+        raise ConfigError(f"cannot time metric {metric!r}; choose one of {', '.join(TIMED_METRICS)}")
     if per_head and METRICS[metric].level == "checkpoint":
         raise ConfigError(f"{metric} is a checkpoint score, the same for every head; time it without per-head")
     return METRICS[metric]
@@ -290,16 +364,21 @@ def timed_metric(metric: str, per_head: bool) -> Metric:
 def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str], pd.DataFrame]:
     """The curves to time, one row per (curve keys, step), and the curve keys.
 
-    Per run, the value at a step is the best head's ``metric`` (a checkpoint score is the same on
-    every head row, so its maximum is itself).
+    Per run, the value at a step is the best head's ``metric``: the highest of a rising score, the
+    lowest of a falling one (a checkpoint score is the same on every head row: it is itself).
     """
-    timed_metric(metric, per_head)
+    declared = timed_metric(metric, per_head)
     flat = results.reset_index()
+    if metric not in flat.columns or (len(flat) and flat[metric].isna().all()):
+        scan = ": scan with --icl-dataset to score in-context learning" if metric == "icl_score" else ""
+        raise ConfigError(f"the table holds no {metric} values{scan}")
+    flat = flat.dropna(subset=[metric])  # checkpoints scored without it (an ICL score needs --icl-dataset)
     if per_head:
         keys = RUN_KEYS + ["layer", "head"]
         return keys, flat[keys + ["step", "tokens", metric]].rename(columns={metric: "value"})
     grouped = flat.groupby(RUN_KEYS + ["step"], as_index=False)
-    return RUN_KEYS, grouped.agg(tokens=("tokens", "first"), value=(metric, "max"))
+    best = "max" if declared.direction == "rises" else "min"
+    return RUN_KEYS, grouped.agg(tokens=("tokens", "first"), value=(metric, best))
 
 
 def find_phase_changes(
@@ -313,20 +392,27 @@ def find_phase_changes(
     """Onset, midpoint and end of the phase change, one row per run (or per head with ``per_head``).
 
     results: a scan table (``inductscan.load_results``) or the path of a results folder.
-    metric: a score that rises as induction heads form (``RISING_METRICS``): a head score (the
-    run's curve is its best head's) or ``in_context_gain``.
-    threshold: ``first_above_threshold_*`` is the first checkpoint whose raw value reaches it.
-    min_rise: the smallest rise, in the metric's unit, counted as a phase change.
+    metric: any declared score (``TIMED_METRICS``): a head score (the run's curve is its best
+    head's) or a checkpoint score such as ``in_context_gain`` or ``icl_score``. A score that falls
+    as induction heads form (``icl_score``, the losses) is timed as it falls.
+    threshold: ``first_above_threshold_*`` is the first checkpoint whose raw value reaches it (at
+    or above it for a rising score, at or below it for a falling one).
+    min_rise: the smallest change, in the metric's unit, counted as a phase change.
     Both default (None) to the metric's own, declared in ``inductscan/metrics.py`` (0.4 and 0.05
-    for ``induction``; 1 and 0.15 nats for ``in_context_gain``).
+    for ``induction``; 1 and 0.15 nats for ``in_context_gain``; -0.25 and 0.1 nat for ``icl_score``).
 
     Columns: the run keys (and ``layer``, ``head``), ``phase_change``, the plateaus ``early`` and
     ``late``; for each of ``onset``, ``midpoint`` and ``end``: ``_step`` and ``_tokens``
-    (interpolated in log space; NaN when the crossing follows step 0, which has no logarithm) and
-    the bracketing checkpoints ``_step_before``/``_step_after`` and ``_tokens_before``/``_tokens_after``;
-    ``first_above_threshold_step``/``_tokens``; ``threshold`` (the one used); and ``note``, which
-    says when there is no phase change, too few checkpoints to time one, or a plateau lies outside
-    the scanned range (the rules are the module docstring's).
+    (interpolated in log space; NaN when the crossing follows step 0, which has no logarithm, or
+    when a plateau lies outside the scanned range) and the bracketing checkpoints
+    ``_step_before``/``_step_after`` and ``_tokens_before``/``_tokens_after``; ``rising_at_start``
+    and ``rising_at_end``: the curve is still changing at its first (last) checkpoint, its early
+    (late) plateau unseen, so each level is only bounded: after its ``_step_before`` (the change
+    goes on past the last checkpoint) or before its ``_step_after`` (it began before the first),
+    and neither when both; ``first_above_threshold_step``/``_tokens``; ``threshold`` (the one
+    used); and ``note``, which says when there is no phase change, too few checkpoints to time
+    one, a plateau outside the scanned range, or a change in two stages (the rules are the module
+    docstring's).
     """
     declared = timed_metric(metric, per_head)
     threshold = declared.threshold if threshold is None else threshold
@@ -344,56 +430,17 @@ def find_phase_changes(
         smoothed = running_median(values.to_numpy(), log_steps(steps))  # every head of a run at once
         for identity, curve_values, curve_smoothed in zip(values.index, values.to_numpy(), smoothed):
             timing = curve_timing(
-                steps, tokens, curve_values, threshold=threshold, min_rise=min_rise, smoothed=curve_smoothed
+                steps,
+                tokens,
+                curve_values,
+                threshold=threshold,
+                min_rise=min_rise,
+                smoothed=curve_smoothed,
+                direction=declared.direction,
             )
             identity = identity if isinstance(identity, tuple) else (identity,)
             rows.append(dict(zip(keys, identity)) | {"metric": metric, "threshold": threshold} | timing)
     frame = pd.DataFrame(rows, columns=_columns(keys))
     integer_columns = [name for name in frame.columns if name.endswith(("_before", "_after")) or "above" in name]
-    return frame.astype({name: "Int64" for name in integer_columns + ["checkpoints"]} | {"phase_change": bool})
-
-
-def _amount(value: float) -> str:
-    """4469172.6 -> '4.47M'."""
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def _when(row: pd.Series, name: str) -> str:
-    if pd.isna(row.get(f"{name}_step_after")):
-        return "-"
-    bracket = f"steps {row[f'{name}_step_before']}-{row[f'{name}_step_after']}"
-    value = row[f"{name}_tokens"] if row[f"{name}_tokens_after"] > 0 else row[f"{name}_step"]
-    unit = "" if row[f"{name}_tokens_after"] > 0 else "step "
-    return f"{unit}{_amount(value)} ({bracket})" if pd.notna(value) else f"({bracket})"
-
-
-def readable(phases: pd.DataFrame) -> pd.DataFrame:
-    """A compact view of :func:`find_phase_changes`' table for people: one string column each.
-
-    onset, midpoint, end: tokens seen (interpolated) and the bracketing checkpoints' steps; a
-    suite without a token count per step shows the interpolated step instead.
-    """
-    several_suites = phases["suite"].nunique() > 1
-    runs = phases[RUN_KEYS].drop_duplicates()
-    shared_seeds = runs[["suite", "seed"]].duplicated().any()  # e.g. two local runs, both seed 0
-    rows = []
-    for _, row in phases.iterrows():
-        threshold = row["threshold"]
-        first = row["first_above_threshold_step"]
-        readable_row = {"suite": row["suite"]} if several_suites else {}
-        readable_row |= {"run": row["run"]} if shared_seeds else {}
-        readable_row["seed"] = row["seed"]
-        if "layer" in phases.columns:
-            readable_row["head"] = f"{row['layer']}.{row['head']}"
-        readable_row |= {
-            "early": f"{row['early']:.3f}" if pd.notna(row["early"]) else "-",
-            "late": f"{row['late']:.3f}" if pd.notna(row["late"]) else "-",
-            **{name: _when(row, name) for name in LEVELS},
-            f"first >= {threshold:g}": "-" if pd.isna(first) else f"step {first}",
-            "note": row["note"],
-        }
-        rows.append(readable_row)
-    return pd.DataFrame(rows)
+    booleans = ("phase_change", "rising_at_start", "rising_at_end")
+    return frame.astype({name: "Int64" for name in integer_columns + ["checkpoints"]} | dict.fromkeys(booleans, bool))

@@ -13,13 +13,15 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from inductscan.errors import ConfigError
 from inductscan.metrics import HEAD_METRICS, METRICS
+from inductscan.phase_view import amount, bound, bound_position
 from inductscan.phases import curves, find_phase_changes
 from inductscan.queries import RUN_KEYS
 from inductscan.store import load_results
@@ -75,8 +77,10 @@ def plot_timing(
     """The best head's ``metric`` against tokens seen (log x), one line per run.
 
     Each run's midpoint is a dotted vertical line and its onset-end span is shaded, in the run's
-    colour; ``threshold`` (default: the metric's, from ``inductscan/metrics.py``) is a dashed
-    horizontal line. Step 0 has no place on a log axis and is left out. ``phases`` defaults to
+    colour; a run still rising at its last checkpoint (or already rising at its first) has no
+    midpoint to draw, only a bound: a dash-dot line with an arrow towards where the midpoint lies.
+    ``threshold`` (default: the metric's, from ``inductscan/metrics.py``) is a dashed horizontal
+    line. Step 0 has no place on a log axis and is left out. ``phases`` defaults to
     ``find_phase_changes(results, metric, threshold)``.
     """
     results = _table(results)
@@ -91,60 +95,100 @@ def plot_timing(
     labels = run_labels(table[RUN_KEYS].itertuples(index=False))
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
     axes = figure.subplots()
+    bounded = False
     for identity, curve in table.groupby(RUN_KEYS, sort=True):
         shown = curve[curve[column] > 0]
         (line,) = axes.plot(shown[column], shown["value"], marker=".", label=labels[tuple(identity)])
         row = _phase_row(phases, identity)
         if row is None or not row["phase_change"]:
             continue
-        if pd.notna(row[f"midpoint_{column}"]):
-            axes.axvline(row[f"midpoint_{column}"], color=line.get_color(), linestyle=":", label="_midpoint")
-        if pd.notna(row[f"onset_{column}"]) and pd.notna(row[f"end_{column}"]):
-            axes.axvspan(row[f"onset_{column}"], row[f"end_{column}"], color=line.get_color(), alpha=0.12)
+        bounded |= _mark_phase(axes, row, column, line.get_color())
     if threshold is not None:
         axes.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    handles, _ = axes.get_legend_handles_labels()
-    handles += [
-        Line2D([], [], color="grey", linestyle=":", label="midpoint (50% of the rise)"),
-        Patch(color="grey", alpha=0.25, label="onset-end (10-90%)"),
-    ]
-    axes.legend(handles=handles, fontsize="small")
     axes.set_xscale("log")
+    drawn = table.loc[table[column] > 0, column]
+    if len(drawn):
+        log_ticks(axes.xaxis, drawn.min(), drawn.max(), plain=column == "step")
     axes.set_xlabel(f"{name} (log scale; step 0 not shown)")
-    best = "" if metric == "in_context_gain" else "best head's "
+    best = "" if METRICS[metric].level == "checkpoint" else "best head's "
     axes.set_ylabel(f"{best}{METRIC_LABELS[metric]}")
     suites = ", ".join(sorted(table["suite"].unique()))
-    title = "In-context gain" if metric == "in_context_gain" else f"Best head's {metric.replace('_', '-')} score"
-    axes.set_title(f"{title} during training: {suites}")
+    title = METRICS[metric].label if METRICS[metric].level == "checkpoint" else f"best head's {METRICS[metric].label}"
+    axes.set_title(f"{title[0].upper()}{title[1:]} during training: {suites}")
     axes.grid(True, which="major", alpha=0.3)
+    _timing_legend(axes, bounded)
     return figure
 
 
-def plot_in_context_gain(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
-    """``in_context_gain`` (nats) against tokens seen, one line per run, with its phase timing."""
-    return plot_timing(results, phases, metric="in_context_gain")
+def _mark_phase(axes, row: pd.Series, column: str, colour: str) -> bool:
+    """Draw a timed run's midpoint and onset-end span, or the bound that is all a run with a
+    plateau outside the scanned range gives; True when it drew a bound."""
+    limit = bound(row)
+    if limit is None:
+        if pd.notna(row[f"midpoint_{column}"]):
+            axes.axvline(row[f"midpoint_{column}"], color=colour, linestyle=":", label="_midpoint")
+        if pd.notna(row[f"onset_{column}"]) and pd.notna(row[f"end_{column}"]):
+            axes.axvspan(row[f"onset_{column}"], row[f"end_{column}"], color=colour, alpha=0.12)
+        return False
+    where = bound_position(row, "midpoint", column)
+    if where is None:
+        return False
+    axes.axvline(where, color=colour, linestyle="-.", linewidth=1, label="_bound")
+    towards = where * (1.6 if limit == "after" else 1 / 1.6)
+    axes.annotate(
+        "",
+        xy=(towards, 0.97),
+        xytext=(where, 0.97),
+        xycoords=("data", "axes fraction"),
+        arrowprops={"arrowstyle": "->", "color": colour},
+    )
+    return True
 
 
-def plot_icl_score(results: pd.DataFrame) -> Figure:
-    """``icl_score`` (nats; loss at a late token minus an early one) against tokens seen, one line per
-    run; dotted lines at Olsson et al.'s landmarks, -0.15 (above: before the change) and -0.4 (after)."""
+def _timing_legend(axes, bounded: bool) -> None:
+    handles, _ = axes.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], color="grey", linestyle=":", label="midpoint (50% of the change)"),
+        Patch(color="grey", alpha=0.25, label="onset-end (10-90%)"),
+    ]
+    if bounded:
+        handles.append(
+            Line2D(
+                [], [], color="grey", linestyle="-.", label="midpoint lies past the arrow (still changing at an edge)"
+            )
+        )
+    axes.legend(handles=handles, fontsize="small")
+
+
+def plot_in_context_gain(
+    results: pd.DataFrame, phases: pd.DataFrame | None = None, *, threshold: float | None = None
+) -> Figure:
+    """``in_context_gain`` (nats) against tokens seen, one line per run, with its phase timing;
+    ``threshold`` (default: the metric's, 1 nat) dashed."""
+    return plot_timing(results, phases, metric="in_context_gain", threshold=threshold)
+
+
+ICL_LANDMARKS = {  # Olsson et al.'s ICL score, before and after the phase change
+    -0.15: "-0.15: above it before the phase change (Olsson et al.)",
+    -0.4: "-0.4: below it after the phase change",
+}
+
+
+def plot_icl_score(results: pd.DataFrame, phases: pd.DataFrame | None = None) -> Figure:
+    """``icl_score`` (nats; loss at a late token minus an early one) against tokens seen, one line
+    per run, its fall timed as :func:`plot_timing` marks it; dotted lines at Olsson et al.'s
+    landmarks, -0.15 (above: before the change) and -0.4 (below: after it)."""
     flat = results.reset_index()
     if "icl_score" not in flat or flat["icl_score"].isna().all():
         raise ConfigError("the table has no icl_score: scan with --icl-dataset to score in-context learning")
-    x, x_label = _axis(flat)
-    per_checkpoint = flat.dropna(subset=["icl_score"]).groupby([*RUN_KEYS, "step"], as_index=False).first()
-    figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
-    axes = figure.subplots()
-    labels = run_labels(per_checkpoint[RUN_KEYS].itertuples(index=False))
-    for identity, run in per_checkpoint.groupby(RUN_KEYS):
-        run = run[run[x] > 0].sort_values("step")
-        axes.plot(run[x], run["icl_score"], marker="o", markersize=3, label=labels[tuple(identity)])
-    for level in (-0.15, -0.4):
-        axes.axhline(level, color="grey", linestyle=":", linewidth=1)
-    axes.set_xscale("log")
-    axes.set_xlabel(x_label)
+    scored = results[results["icl_score"].notna()]
+    figure = plot_timing(scored, phases, metric="icl_score")
+    axes = figure.axes[0]
+    for level, text in ICL_LANDMARKS.items():
+        axes.axhline(level, color="black", linestyle="-", linewidth=0.8, alpha=0.35, label=text)
     axes.set_ylabel(_icl_label(flat))
-    axes.legend(loc="best")
+    bounded = any(line.get_label() == "_bound" for line in axes.get_lines())
+    _timing_legend(axes, bounded)
     return figure
 
 
@@ -160,22 +204,60 @@ def plot_icl_curves(
     curves: pd.DataFrame, *, seed: int | None = None, suite: str | None = None, run: str | None = None
 ) -> Figure:
     """Mean loss against token position (Olsson et al.'s loss-vs-context plot) for one run, one line
-    per checkpoint coloured by step; ``curves`` from :func:`inductscan.load_icl_curves`."""
+    per checkpoint coloured by step; ``curves`` from :func:`inductscan.load_icl_curves`.
+
+    The colour follows log step; step 0, which has no logarithm, gets the colour bar's first
+    place, labelled 0, half a decade before the first trained step. Both axes are labelled with
+    plain numbers (1, 2, 5, 10, ...), a few of them, so that no two labels overlap."""
     rows, label = _one_run(curves, suite, seed, run)
-    steps = sorted(rows["step"].unique())
+    steps = np.array(sorted(rows["step"].unique()))
+    places = step_places(steps)
     colours = matplotlib.colormaps["viridis"]
-    norm = LogNorm(vmin=max(min(steps), 1), vmax=max(max(steps), 2))
+    norm = Normalize(vmin=places.min(), vmax=max(places.max(), places.min() + 1e-9))
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
     axes = figure.subplots()
-    for step in steps:
+    for step, place in zip(steps, places):
         curve = rows[rows["step"] == step].sort_values("position")
-        axes.plot(curve["position"], curve["loss"], color=colours(norm(max(step, 1))), linewidth=1)
+        axes.plot(curve["position"], curve["loss"], color=colours(norm(place)), linewidth=1)
     axes.set_xscale("log")
-    axes.set_xlabel("token position in the context")
+    log_ticks(axes.xaxis, rows["position"].min(), rows["position"].max(), plain=True)
+    axes.set_xlabel("token position in the context (log scale)")
     axes.set_ylabel("mean loss (nats)")
-    axes.set_title(label)
-    figure.colorbar(ScalarMappable(norm=norm, cmap=colours), ax=axes, label="training step")
+    axes.set_title(f"Loss by token position: {label}")
+    bar = figure.colorbar(ScalarMappable(norm=norm, cmap=colours), ax=axes, label="training step (log scale)")
+    shown = np.unique(np.abs(places[None, :] - np.linspace(places.min(), places.max(), 6)[:, None]).argmin(axis=1))
+    bar.set_ticks(places[shown], labels=[f"{steps[index]:,}" for index in shown])
+    bar.ax.yaxis.set_minor_locator(NullLocator())
     return figure
+
+
+def step_places(steps: np.ndarray) -> np.ndarray:
+    """Each step's place on a log colour scale: log10(step), and step 0 half a decade before the
+    first positive step (or at 0 when it is the only step)."""
+    steps = np.asarray(steps, dtype=float)
+    positive = steps[steps > 0]
+    first = np.log10(positive.min()) if len(positive) else 0.5
+    with np.errstate(divide="ignore"):
+        return np.where(steps > 0, np.log10(np.maximum(steps, 1e-300)), first - 0.5)
+
+
+def log_ticks(axis, low: float, high: float, *, plain: bool = False) -> None:
+    """Major ticks on a log ``axis`` at 1-2-3-5 x 10^k (or 1-2-5, 1-3 or 1 x 10^k: the first with at
+    most 8 between ``low`` and ``high``), labelled as amounts (200k, 3M) or, with ``plain``, as
+    numbers; no labels on the minor ticks. Matplotlib's own log ticks label only powers of ten
+    (two ticks on a decade of data) or, on a short axis, crowd their minor labels together."""
+    low, high = max(float(low), 1e-300), max(float(high), float(low))
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for mantissas in ((1, 2, 3, 5), (1, 2, 5), (1, 3), (1,)):
+        ticks = [mantissa * 10.0**decade for decade in decades for mantissa in mantissas]
+        ticks = [tick for tick in ticks if low <= tick * (1 + 1e-9) and tick <= high * (1 + 1e-9)]
+        if len(ticks) <= 8:
+            break
+    if len(ticks) < 2:  # a short axis: its ends
+        ticks = sorted({low, high})
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_ticklabels([f"{tick:g}" if plain else amount(tick) for tick in ticks])
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _one_run(
@@ -236,7 +318,8 @@ def plot_heatmap(
 
 def plot_seed_comparison(phases: pd.DataFrame) -> Figure:
     """Midpoint tokens per run (a dot) with onset-end whiskers, from :func:`find_phase_changes`;
-    a run without a phase change is named as such."""
+    a run still changing at an edge of the scan shows the bound it gives (a triangle pointing to
+    where its midpoint lies), and a run without a phase change is named as such."""
     if phases.empty:
         raise ConfigError("no runs to compare")
     if "layer" in phases.columns:
@@ -245,31 +328,45 @@ def plot_seed_comparison(phases: pd.DataFrame) -> Figure:
     names = run_labels(phases[RUN_KEYS].itertuples(index=False))
     figure = Figure(figsize=(FIGURE_SIZE[0], max(2.5, 0.5 * len(phases) + 1.5)), layout="constrained")
     axes = figure.subplots()
-    labels = []
-    timed = phases[phases["phase_change"] & phases[f"midpoint_{column}"].notna()]
     for position, (_, row) in enumerate(phases.iterrows()):
-        labels.append(names[tuple(row[RUN_KEYS])])
-        if row.name in timed.index:
-            middle = row[f"midpoint_{column}"]
-            low = middle - row[f"onset_{column}"] if pd.notna(row[f"onset_{column}"]) else 0.0
-            high = row[f"end_{column}"] - middle if pd.notna(row[f"end_{column}"]) else 0.0
-            axes.errorbar([middle], [position], xerr=[[low], [high]], fmt="o", capsize=4, color=f"C{position % 10}")
-        else:
-            axes.text(
-                0.02,
-                position,
-                row["note"] or "no phase change in the scanned range",
-                va="center",
-                transform=axes.get_yaxis_transform(),
-                color="grey",
-            )
-    axes.set_yticks(range(len(labels)), labels)
-    axes.set_ylim(-0.5, len(labels) - 0.5)
+        draw_timing_row(axes, row, position, column, f"C{position % 10}")
+    axes.set_yticks(range(len(phases)), [names[tuple(row)] for row in phases[RUN_KEYS].itertuples(index=False)])
+    axes.set_ylim(-0.5, len(phases) - 0.5)
     axes.invert_yaxis()
     axes.set_xscale("log")
+    readable_ticks(axes, column)
     name = "tokens seen" if column == "tokens" else "training step"
-    axes.set_xlabel(f"{name} at the midpoint (log scale); whiskers: onset to end (10-90% of the rise)")
+    axes.set_xlabel(f"{name} at the midpoint (log scale); whiskers: onset to end (10-90% of the change)")
     metric = phases["metric"].iloc[0]
     axes.set_title(f"When the {metric.replace('_', '-')} phase change happens, per seed")
     axes.grid(True, axis="x", which="major", alpha=0.3)
     return figure
+
+
+def draw_timing_row(axes, row: pd.Series, position: int, column: str, colour: str) -> None:
+    """One run of a timing comparison at height ``position``: its midpoint with onset-end whiskers;
+    or, still changing at an edge of the scan, a triangle at the bound pointing to where the
+    midpoint lies, with the note; or, untimed, its note."""
+    middle, limit = row[f"midpoint_{column}"], bound(row)
+    if row["phase_change"] and limit is None and pd.notna(middle):
+        low = middle - row[f"onset_{column}"] if pd.notna(row[f"onset_{column}"]) else 0.0
+        high = row[f"end_{column}"] - middle if pd.notna(row[f"end_{column}"]) else 0.0
+        axes.errorbar([middle], [position], xerr=[[low], [high]], fmt="o", capsize=4, color=colour)
+        return
+    where = bound_position(row, "midpoint", column) if row["phase_change"] else None
+    if where is not None:
+        axes.plot([where], [position], marker=">" if limit == "after" else "<", markersize=9, color=colour)
+        shown = {"tokens": amount(where), "step": f"step {where:,.0f}"}.get(column, f"{where:.3g} of training")
+        reason = row["note"].split(" (")[0]  # "still rising at the last checkpoint"
+        text = f"midpoint {limit} {shown}: {reason}"
+        axes.text(0.02, position + 0.3, text, va="center", transform=axes.get_yaxis_transform(), fontsize="x-small")
+        return
+    note = row["note"] or "no phase change in the scanned range"
+    axes.text(0.02, position, note, va="center", transform=axes.get_yaxis_transform(), color="grey", fontsize="small")
+
+
+def readable_ticks(axes, column: str) -> None:
+    """:func:`log_ticks` over what the log x axis shows; a plain axis where nothing is drawn on it."""
+    low, high = axes.get_xlim()
+    if low > 0 and high > low and (len(axes.lines) or len(axes.collections)):
+        log_ticks(axes.xaxis, low, high, plain=column != "tokens")

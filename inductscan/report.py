@@ -31,7 +31,7 @@ import pandas as pd
 from inductscan import queries, report_figures, store
 from inductscan.errors import ConfigError, OutputError
 from inductscan.metrics import METRICS
-from inductscan.phases import RISING_METRICS, find_phase_changes
+from inductscan.phases import find_phase_changes
 from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
@@ -181,11 +181,11 @@ def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.
     for metric in metrics:
         best = best_per_checkpoint(flat, metric)
         best["value"] = rounded(best["value"].to_numpy())
-        phases = find_phase_changes(frame, metric) if metric in RISING_METRICS else None
+        phases = find_phase_changes(frame, metric)
         timing[metric] = report_figures.timing_figure(best, phases, metric, axis, runs, labels)
         tables[metric] = phase_table(phases, metric, axis, runs, labels)
-        if metric == "induction" and not phases["phase_change"].any():
-            notices.append(f"no phase change in the scanned range, in any run (induction; {len(runs)} run(s))")
+        if metric == "induction":
+            notices += _induction_notices(phases, dict(zip(runs, labels)), len(runs))
     per_head = find_phase_changes(frame, PER_HEAD_METRIC, per_head=True)
     changed = _most_changed(per_head[per_head["phase_change"]])
     data = {
@@ -230,14 +230,35 @@ def _most_changed(changed: pd.DataFrame) -> pd.DataFrame:
     return changed[pd.MultiIndex.from_frame(changed[["layer", "head"]]).isin(kept)]
 
 
+def _induction_notices(phases: pd.DataFrame, label_of: dict[tuple, str], runs: int) -> list[str]:
+    """What the page says first about the induction timing: no phase change anywhere, or the runs
+    whose change goes on past an edge of the scan (bounds only)."""
+    if not phases["phase_change"].any():
+        return [f"no phase change in the scanned range, in any run (induction; {runs} run(s))"]
+    edged = phases[phases["rising_at_start"] | phases["rising_at_end"]]
+    return [f"{label_of[tuple(row[RUN_KEYS])]}: {row['note']} (induction)" for _, row in edged.iterrows()]
+
+
 def _per_head_note(per_head: pd.DataFrame, shown: pd.DataFrame) -> str:
-    heads = per_head[per_head["phase_change"]][["layer", "head"]].drop_duplicates()
-    if heads.empty:
-        return f"no head's {PER_HEAD_METRIC} score has a phase change in the scanned range"
-    total = per_head[["layer", "head"]].drop_duplicates()
+    """How many heads change, counted so that several runs read right: each run's heads are
+    curves of their own (2 runs x 8 heads are 16 curves), and a head changes in some runs."""
+    runs = len(per_head[RUN_KEYS].drop_duplicates())
+    heads = len(per_head[["layer", "head"]].drop_duplicates())
+    changed = per_head[per_head["phase_change"]]
+    changing = len(changed[["layer", "head"]].drop_duplicates())
+    if changed.empty:
+        return f"no head's {PER_HEAD_METRIC} score has a phase change in the scanned range" + (
+            f", in any of the {runs} runs" if runs > 1 else ""
+        )
+    if runs == 1:
+        note = f"{changing} of {heads} heads have a phase change of their own {PER_HEAD_METRIC} score"
+    else:
+        note = (
+            f"{len(changed)} of the {len(per_head)} head curves ({runs} runs x {heads} heads) have a phase change "
+            f"of their own {PER_HEAD_METRIC} score; {changing} of the {heads} heads change in at least one run"
+        )
     shown_heads = shown[["layer", "head"]].drop_duplicates()
-    note = f"{len(heads)} of {len(total)} heads have a phase change of their own {PER_HEAD_METRIC} score"
-    if len(shown_heads) < len(heads):
+    if len(shown_heads) < changing:
         note += f"; the {len(shown_heads)} that change in the most runs are shown"
     return note
 

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
 from inductscan.metrics import METRICS
+from inductscan.phase_view import bound, bound_position
 from inductscan.queries import RUN_KEYS
 
 BAND_OPACITY = 0.12
@@ -44,12 +45,14 @@ def timing_figure(
     best: pd.DataFrame, phases: pd.DataFrame | None, metric: str, axis: str, runs: list[tuple], labels: list[str]
 ) -> dict:
     """The best head's ``metric`` against ``axis`` (log), one line per run, its onset-end span shaded
-    and its midpoint dotted in the run's colour; a dashed line at the metric's threshold.
+    and its midpoint dotted in the run's colour (a run still changing at an edge of the scan: a
+    dash-dot line at its midpoint's bound and an arrow towards the midpoint); a dashed line at the
+    metric's threshold.
 
     best: one row per (run, step) with ``value`` and, for a head score, the best head's ``layer``
     and ``head``. phases: ``find_phase_changes`` of the metric, None where it is not timed.
     """
-    traces, shapes = [], []
+    traces, shapes, arrows = [], [], []
     colours = palette(len(runs))
     by_run = dict(list(best.groupby(RUN_KEYS, sort=False)))
     head_score = METRICS[metric].level == "head"
@@ -67,16 +70,21 @@ def timing_figure(
         mode = "lines+markers" if len(curve) <= MARKERS_UP_TO else "lines"
         traces.append(scatter(data, mode=mode, hovertemplate=hover + "<extra></extra>", **style))
         shapes += _phase_shapes(phases, identity, axis, colour)
+        arrows += _bound_annotations(phases, identity, axis, colour)
     threshold = METRICS[metric].threshold
     if threshold is not None:
         shapes.append(_line(threshold, "y", "grey", "dash"))
+    legend = "shaded: onset-end (10-90% of the change);<br>dotted: midpoint"  # short lines: the plot keeps its width
+    if arrows:
+        legend += ";<br>dash-dot and arrow: the midpoint<br>lies past it (still changing<br>at an edge of the scan)"
     figure = go.Figure(
         layout=_layout(
             title={"text": f"{metric_title(metric)} during training"},
             xaxis={"type": "log", "title": {"text": axis_title(axis)}},
             yaxis={"title": {"text": metric_title(metric)}},
             shapes=shapes,
-            legend={"title": {"text": "shaded: onset-end (10-90% of the rise); dotted: midpoint"}},
+            annotations=arrows,
+            legend={"title": {"text": legend}},
         )
     )
     return figure.to_plotly_json() | {"data": traces}
@@ -113,13 +121,48 @@ def _line(value: float, along: str, colour: str, dash: str) -> dict:
     }
 
 
-def _phase_shapes(phases: pd.DataFrame | None, identity: tuple, axis: str, colour: str) -> list[dict]:
+def _phase_row(phases: pd.DataFrame | None, identity: tuple) -> pd.Series | None:
+    """The timing row of one run, if it has a phase change."""
     if phases is None or phases.empty:
-        return []
+        return None
     match = phases[(phases[RUN_KEYS] == pd.Series(identity, index=RUN_KEYS)).all(axis=1)]
-    if match.empty or not match.iloc[0]["phase_change"]:
+    return match.iloc[0] if len(match) and match.iloc[0]["phase_change"] else None
+
+
+def _bound_annotations(phases: pd.DataFrame | None, identity: tuple, axis: str, colour: str) -> list[dict]:
+    """An arrow from a run's midpoint bound towards where its midpoint lies, for a run still
+    changing at an edge of the scan (its dash-dot line is among :func:`_phase_shapes`)."""
+    row = _phase_row(phases, identity)
+    where = bound_position(row, "midpoint", axis) if row is not None else None
+    if where is None:
         return []
-    row = match.iloc[0]
+    limit = bound(row)
+    return [
+        {
+            "x": float(np.log10(where * (1.8 if limit == "after" else 1 / 1.8))),
+            "y": 0.98,
+            "ax": float(np.log10(where)),  # the tail, at the bound (a log axis takes log10 here)
+            "ay": 0,  # pixels: level with the head
+            "xref": "x",
+            "yref": "paper",
+            "axref": "x",
+            "ayref": "pixel",
+            "showarrow": True,
+            "arrowhead": 2,
+            "arrowcolor": colour,
+            "text": "",
+            "hovertext": f"midpoint {limit} {where:.4g} {axis}: {row['note']}",
+        }
+    ]
+
+
+def _phase_shapes(phases: pd.DataFrame | None, identity: tuple, axis: str, colour: str) -> list[dict]:
+    row = _phase_row(phases, identity)
+    if row is None:
+        return []
+    if bound(row) is not None:  # a plateau outside the scan: a bound, not a midpoint
+        where = bound_position(row, "midpoint", axis)
+        return [] if where is None else [_line(where, "x", colour, "dashdot")]
     shapes = []
     onset, midpoint, end = (row[f"{name}_{axis}"] for name in ("onset", "midpoint", "end"))
     if pd.notna(onset) and pd.notna(end):

@@ -13,16 +13,14 @@ import numpy as np
 import pandas as pd
 
 from inductscan import store
-from inductscan.metrics import METRICS
-from inductscan.phases import readable
+from inductscan.phase_view import bound_position, readable
+from inductscan.phases import LEVELS
 from inductscan.queries import RUN_KEYS
 
 
-def phase_table(phases: pd.DataFrame | None, metric: str, axis: str, runs: list[tuple], labels: list[str]) -> str:
-    """The phase table of one metric as HTML: a row per run, each cell with the value it sorts by."""
-    if phases is None:
-        direction = METRICS[metric].direction
-        return f"<p>{html.escape(metric)} {direction} as induction heads form; its change is not timed.</p>"
+def phase_table(phases: pd.DataFrame, metric: str, axis: str, runs: list[tuple], labels: list[str]) -> str:
+    """The phase table of one metric as HTML: a row per run, each cell with the value it sorts by
+    (a level known only as a bound sorts by that bound)."""
     shown = readable(phases).drop(columns=["suite", "run", "seed"], errors="ignore")
     label_of = dict(zip(runs, labels))
     sort_columns = {
@@ -30,14 +28,17 @@ def phase_table(phases: pd.DataFrame | None, metric: str, axis: str, runs: list[
         "late": "late",
         **{name: f"{name}_{axis}" for name in ("onset", "midpoint", "end")},
     }
-    first = next(name for name in shown.columns if name.startswith("first >="))
-    sort_columns[first] = "first_above_threshold_step"
+    first = next((name for name in shown.columns if name.startswith("first ")), None)
+    if first is not None:
+        sort_columns[first] = "first_above_threshold_step"
     head = "".join(f"<th>{html.escape(name)}</th>" for name in ["run", "phase change", *shown.columns])
     body = []
     for (_, row), (_, text) in zip(phases.iterrows(), shown.iterrows()):
         cells = [_cell(label_of[tuple(row[RUN_KEYS])]), _cell("yes" if row["phase_change"] else "no")]
         for name, value in text.items():
             key = row[sort_columns[name]] if name in sort_columns else value
+            if name in LEVELS and pd.isna(key):  # a bound: sort by where it lies
+                key = bound_position(row, name, axis)
             cells.append(_cell(value, key))
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

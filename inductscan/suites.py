@@ -309,6 +309,18 @@ def _read_manifest(folder: Path) -> dict:
         raise UnknownSuiteError(f"cannot read the suite manifest {path}: {error}") from error
 
 
+def recorded_total_tokens(run_folder: str | os.PathLike) -> int | None:
+    """A local run's whole training in tokens, where its suite's manifest records it (the toy
+    suite's: ``inductscan toy-suite`` writes its training steps and tokens per step), else None.
+    The manifest is looked for in the run's folder and in the folder above (a seed's folder)."""
+    for folder in (Path(run_folder), Path(run_folder).parent):
+        if (folder / MANIFEST_NAME).is_file():
+            manifest = _read_manifest(folder)
+            steps, per_step = manifest.get("training", {}).get("train_steps"), manifest.get("tokens_per_step")
+            return int(steps) * int(per_step) if steps and per_step else None
+    return None
+
+
 def local_step_folder(run: Run, step: int) -> Path:
     """The folder of one step of a local run (``checkpoint-10``, ``step10``, ``step_00010``)."""
     folder = Path(run.repo)

@@ -1,24 +1,26 @@
 """Phase-change timing of the runs of several results folders (or several suites of one), side
 by side: in tokens seen, or as a fraction of each run's whole training.
 
-A run's fraction is its onset, midpoint and end tokens over its suite's total training tokens:
-from the catalog for the public suites (:mod:`inductscan.suites`), else the ``total_tokens`` the
-caller gives (a local or toy suite's results do not say how long its training was: its last
-scanned checkpoint need not be its last step).
+A run's fraction is its onset, midpoint and end tokens over its total training tokens: from the
+catalog for the public suites (:mod:`inductscan.suites`), from the suite's manifest for the toy
+suite (``inductscan toy-suite`` records its training), else the ``total_tokens`` the caller gives
+(a local run's results do not say how long its training was: its last scanned checkpoint need
+not be its last step).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
 from inductscan import store
 from inductscan.errors import ConfigError, NotHeldError
 from inductscan.phases import LEVELS, find_phase_changes
-from inductscan.queries import load_selection
+from inductscan.queries import RUN_KEYS, load_selection
 from inductscan.sql import not_held
+from inductscan.suites import recorded_total_tokens
 from inductscan.suites import total_tokens as catalogued_total
 
 AXES = ("tokens", "fraction")
@@ -88,13 +90,45 @@ def totals(suites: Sequence[str], total_tokens: int | None = None) -> dict[str, 
     if total_tokens is not None and total_tokens <= 0:
         raise ConfigError(f"--total-tokens must be > 0, got {total_tokens}")
     found = {suite: catalogued_total(suite) or total_tokens for suite in suites}
-    unknown = sorted(suite for suite, total in found.items() if total is None)
+    _refuse_unknown(found)
+    return found
+
+
+def run_totals(
+    runs: pd.DataFrame, total_tokens: int | None = None, folders: Mapping[tuple, str] | None = None
+) -> pd.Series:
+    """Each run's total training tokens (``runs``: a frame with the run keys), indexed like ``runs``:
+    its suite's from the catalog, else what its folder's manifest records (the toy suite's, see
+    :func:`inductscan.suites.recorded_total_tokens`; ``folders``: each run's folder, the ``repo``
+    of its rows), else ``total_tokens``; ConfigError naming the suites with none of them."""
+    if total_tokens is not None and total_tokens <= 0:
+        raise ConfigError(f"--total-tokens must be > 0, got {total_tokens}")
+    folders = folders or {}
+    keys = [key for key in RUN_KEYS if key in runs.columns]
+    found = {}
+    for index, identity in zip(runs.index, runs[keys].itertuples(index=False, name=None)):
+        suite, folder = identity[0], folders.get(identity)
+        recorded = recorded_total_tokens(folder) if folder and not catalogued_total(suite) else None
+        found[index] = catalogued_total(suite) or recorded or total_tokens
+    _refuse_unknown(dict(zip(runs["suite"], found.values())))
+    return pd.Series(found, dtype=float)
+
+
+def _refuse_unknown(found: Mapping[str, int | None]) -> None:
+    unknown = sorted({suite for suite, total in found.items() if total is None})
     if unknown:
         raise ConfigError(
             f"the total training tokens of {', '.join(unknown)} are not catalogued: pass --total-tokens N "
             "(its steps x tokens per step), or use --x tokens"
         )
-    return found
+
+
+def run_folders(frame: pd.DataFrame) -> dict[tuple, str]:
+    """Each run's folder (or Hub repo) in a scan table that holds the ``repo`` column, by run keys."""
+    flat = frame.reset_index()
+    if "repo" not in flat.columns or flat.empty:
+        return {}
+    return {tuple(key): repo for key, repo in flat.groupby(RUN_KEYS, sort=False)["repo"].first().items()}
 
 
 def compare_timing(
@@ -108,24 +142,36 @@ def compare_timing(
     """:func:`inductscan.find_phase_changes` of every run of ``results`` (a table, a results folder,
     or a list of them: :func:`load_several`), one row per run, sorted by suite.
 
-    With ``x="fraction"`` it adds ``total_tokens`` (the suite's training, see :func:`totals`) and
+    With ``x="fraction"`` it adds ``total_tokens`` (the run's training, see :func:`run_totals`) and
     ``onset_fraction``, ``midpoint_fraction``, ``end_fraction``: the tokens over that total.
     """
     if x not in AXES:
         raise ConfigError(f"x must be one of {', '.join(AXES)}, got {x!r}")
     if isinstance(results, (list, tuple)):
         results = load_several(results)
+    elif not isinstance(results, pd.DataFrame):
+        results = load_selection(results, columns=["tokens", metric, "repo"])
     timing = find_phase_changes(results, metric, threshold)
     if x == "fraction":
-        timing = add_fractions(timing, total_tokens)
+        timing = add_fractions(timing, total_tokens, folders=run_folders(results))
     return timing.sort_values(["suite", "run", "seed"]).reset_index(drop=True)
 
 
-def add_fractions(timing: pd.DataFrame, total_tokens: int | None = None) -> pd.DataFrame:
+def add_fractions(
+    timing: pd.DataFrame, total_tokens: int | None = None, *, folders: Mapping[tuple, str] | None = None
+) -> pd.DataFrame:
     """``timing`` (from :func:`inductscan.find_phase_changes`) with ``total_tokens`` and
-    ``onset_fraction``, ``midpoint_fraction``, ``end_fraction`` (each level's tokens over the total)."""
+    ``onset_fraction``, ``midpoint_fraction``, ``end_fraction`` (each level's tokens over the
+    run's total, :func:`run_totals`). A run whose change is timed but counts no tokens (a local
+    folder scanned without ``--tokens-per-step``) is refused: its fraction is unknown, not zero."""
+    uncounted = without_tokens(timing)
+    if uncounted:
+        raise ConfigError(
+            f"{', '.join(uncounted)} counts no tokens, so its phase change has no fraction of training: "
+            "scan a local folder with --tokens-per-step, or use --x tokens"
+        )
     timing = timing.copy()
-    total = timing["suite"].map(totals(sorted(timing["suite"].unique()), total_tokens)).astype(float)
+    total = run_totals(timing, total_tokens, folders)
     timing["total_tokens"] = total.astype("Int64")
     for level in LEVELS:
         timing[f"{level}_fraction"] = timing[f"{level}_tokens"].astype(float) / total
@@ -144,5 +190,5 @@ def add_fractions(timing: pd.DataFrame, total_tokens: int | None = None) -> pd.D
 def without_tokens(timing: pd.DataFrame) -> list[str]:
     """The suites of a timing table whose rows count no tokens (a local suite scanned without
     ``--tokens-per-step``): on a token axis they have no place."""
-    timed = timing[timing["phase_change"]]
+    timed = timing[timing["phase_change"]] if "phase_change" in timing.columns else timing
     return sorted(timed.loc[timed["midpoint_tokens_after"].fillna(0) <= 0, "suite"].unique())

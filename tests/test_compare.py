@@ -12,7 +12,7 @@ import inductscan
 from inductscan import compare
 from inductscan.errors import ConfigError
 from inductscan.suites import get_suite
-from inductscan.timing_compare import add_fractions, totals
+from inductscan.timing_compare import add_fractions, run_totals, totals
 
 PYTHIA_STEPS = np.array(get_suite("pythia-160m").steps)
 STANFORD_STEPS = np.array(get_suite("stanford-gpt2-small").steps)
@@ -195,3 +195,27 @@ def test_the_analyses_import_neither_torch_nor_matplotlib():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_runs_training_comes_from_the_catalog_its_manifest_or_the_user(tmp_path):
+    from inductscan.toy import ToyConfig, write_manifest
+
+    (tmp_path / "toy").mkdir()
+    config = ToyConfig(train_steps=2000)
+    write_manifest(tmp_path / "toy", config, [0])
+    runs = pd.DataFrame(
+        {"suite": ["pythia-70m", "toy", "local"], "run": ["pythia-70m", "seed0", "mine"], "seed": [1234, 0, 0]}
+    )
+    folders = {("toy", "seed0", 0): str(tmp_path / "toy" / "seed0"), ("local", "mine", 0): str(tmp_path / "mine")}
+    found = run_totals(runs, total_tokens=777, folders=folders)
+    assert found.tolist() == [143_000 * 2_097_152, 2000 * config.batch * config.context, 777]
+    with pytest.raises(ConfigError, match="total training tokens of local are not catalogued"):
+        run_totals(runs, folders=folders)
+
+
+def test_a_fraction_is_refused_for_a_run_that_counts_no_tokens():
+    uncounted = synthetic_results("local", PYTHIA_STEPS, 100, {0: 1500}).assign(tokens=0)  # no --tokens-per-step
+    timed = inductscan.find_phase_changes(uncounted)
+    assert timed["phase_change"].all() and timed["midpoint_tokens_after"].tolist() == [0]
+    with pytest.raises(ConfigError, match="local counts no tokens, so its phase change has no fraction of training"):
+        add_fractions(timed, total_tokens=10_000)

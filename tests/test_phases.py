@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import inductscan
-from inductscan import metrics, phases
+from inductscan import metrics, phase_view, phases
 from inductscan.errors import ConfigError
 from inductscan.suites import get_suite
 from inductscan.toy import ToyConfig
@@ -138,15 +138,107 @@ def test_unobserved_plateaus_are_said_and_step_zero_has_no_logarithm():
     rises_at_once = phases.curve_timing(
         steps, steps * 8, np.array([0.0, 0.9, 0.9, 0.9, 0.9]), threshold=0.4, min_rise=0.05
     )
-    assert rises_at_once["phase_change"] and phases.EARLY_UNSEEN in rises_at_once["note"]
+    assert rises_at_once["phase_change"] and rises_at_once["rising_at_start"] and not rises_at_once["rising_at_end"]
+    assert rises_at_once["note"] == (
+        "already rising at the first checkpoint (no early plateau seen): scan more steps before 10 to time it"
+    )
     assert (rises_at_once["midpoint_step_before"], rises_at_once["midpoint_step_after"]) == (0, 10)
     assert np.isnan(rises_at_once["midpoint_step"]) and np.isnan(rises_at_once["midpoint_tokens"])
     still_rising = phases.curve_timing(
         steps, steps * 8, np.array([0.0, 0.0, 0.0, 0.1, 0.9]), threshold=0.4, min_rise=0.05
     )
-    assert phases.LATE_UNSEEN in still_rising["note"]
+    assert still_rising["rising_at_end"] and not still_rising["rising_at_start"]
+    assert still_rising["note"] == "still rising at the last checkpoint (no late plateau seen): scan further to time it"
+    assert np.isnan(still_rising["midpoint_step"]) and still_rising["midpoint_step_before"] == 40
     too_few = phases.curve_timing(steps[:2], steps[:2], np.array([0.0, 1.0]), threshold=0.4, min_rise=0.05)
     assert not too_few["phase_change"] and too_few["note"] == "too few checkpoints to time it: 2"
+
+
+CUT_AT = 1200  # stanford-gpt2-small --step-range 0:1200: 33 checkpoints, ever closer in log steps
+
+
+@pytest.mark.parametrize("noise, seed", [(0.0, 0), (0.01, 1), (0.02, 2)])
+@pytest.mark.parametrize("midpoint_step", [1500, 1800])
+def test_a_scan_that_ends_mid_rise_says_still_rising_and_bounds_the_midpoint(noise, seed, midpoint_step):
+    # A logistic whose midpoint lies past the last scanned checkpoint: the curve shows its lower
+    # part only, and the last checkpoints, all that could show a late plateau, still climb. Its
+    # midpoint cannot be timed; the honest answer is a lower bound.
+    steps = STANFORD_STEPS[STANFORD_STEPS <= CUT_AT]
+    truth = midpoint_step * 524_288
+    values = logistic(steps, 524_288, midpoint=np.log(truth), width=0.4, noise=noise, seed=seed)
+    row = phases.curve_timing(steps, steps * 524_288, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["rising_at_end"] and not row["rising_at_start"]
+    assert row["note"] == "still rising at the last checkpoint (no late plateau seen): scan further to time it"
+    for level in phases.LEVELS:  # no level is given as if known
+        assert np.isnan(row[f"{level}_step"]) and np.isnan(row[f"{level}_tokens"])
+    assert row["midpoint_step_before"] < midpoint_step  # "after step N": true
+    assert row["late"] < 0.73 - 0.2  # only where the scan stopped
+
+
+@pytest.mark.parametrize("noise, seed", [(0.0, 0), (0.01, 1), (0.02, 2)])
+def test_a_scan_that_starts_mid_rise_says_already_rising_and_bounds_the_midpoint(noise, seed):
+    steps = STANFORD_STEPS[STANFORD_STEPS >= 1100]  # --step-range 1100:400000; the midpoint was at step 900
+    truth = 900 * 524_288
+    values = logistic(steps, 524_288, midpoint=np.log(truth), width=0.5, noise=noise, seed=seed)
+    row = phases.curve_timing(steps, steps * 524_288, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["rising_at_start"] and not row["rising_at_end"]
+    assert (
+        row["note"] == "already rising at the first checkpoint (no early plateau seen): scan earlier steps to time it"
+    )
+    assert np.isnan(row["midpoint_step"]) and row["midpoint_step_after"] > 900  # "before step N": true
+    view = phase_view.readable(
+        pd.DataFrame([row | {"suite": "s", "run": "r", "seed": 0, "metric": "induction", "threshold": 0.4}])
+    )
+    assert (
+        view.iloc[0]["midpoint"]
+        == f"before {phase_view.amount(row['midpoint_tokens_after'])} (step {row['midpoint_step_after']})"
+    )
+    assert view.iloc[0]["early"].startswith("<= ")
+
+
+def test_a_scan_cut_mid_rise_through_find_phase_changes_and_readable():
+    steps = STANFORD_STEPS[STANFORD_STEPS <= CUT_AT]
+    cut = logistic(steps, 524_288, midpoint=np.log(1500 * 524_288), width=0.4, noise=0.01, seed=3)
+    whole = logistic(steps, 524_288, midpoint=np.log(300 * 524_288), width=0.4, noise=0.01, seed=4)
+    table = synthetic_table(steps, {(0, 0, 0): cut, (1, 0, 0): whole}, per_step=524_288)
+    runs = inductscan.find_phase_changes(table)
+    assert list(runs["rising_at_end"]) == [True, False] and runs["phase_change"].all()
+    assert runs["midpoint_step"].isna().tolist() == [True, False]
+    view = phase_view.readable(runs)
+    bound = runs.iloc[0]
+    assert view.iloc[0]["midpoint"] == (
+        f"after {phase_view.amount(bound['midpoint_tokens_before'])} (step {bound['midpoint_step_before']})"
+    )
+    assert view.iloc[0]["late"] == f">= {bound['late']:.3f}" and "still rising" in view.iloc[0]["note"]
+    assert view.iloc[1]["midpoint"].endswith(
+        f"(steps {runs.iloc[1]['midpoint_step_before']}-{runs.iloc[1]['midpoint_step_after']})"
+    )
+
+
+def test_a_rise_in_two_stages_gets_a_note_and_a_logistic_none():
+    # 0.02 -> 0.25 around step 200, held there, then -> 0.8 around step 30,000 (Pythia's grid): the
+    # onset (10% of 0.78) falls in the first stage, the midpoint and end in the second.
+    x = np.log(np.maximum(PYTHIA_STEPS, 1))
+    values = 0.02 + 0.23 / (1 + np.exp(-(x - np.log(200)) / 0.3)) + 0.55 / (1 + np.exp(-(x - np.log(30_000)) / 0.2))
+    row = phases.curve_timing(PYTHIA_STEPS, PYTHIA_STEPS * 2_097_152, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and not (row["rising_at_start"] or row["rising_at_end"])
+    assert row["note"] == "two-stage rise: the onset comes long before the midpoint (an early, partial rise)"
+    assert row["onset_step"] < 1000 < 20_000 < row["midpoint_step"]  # the bounds are exact: both plateaus seen
+    # a large first stage (70% of the rise) around step 300, a small second one around step 15,000
+    later = 0.02 + 0.55 / (1 + np.exp(-(x - np.log(300)) / 0.2)) + 0.23 / (1 + np.exp(-(x - np.log(15_000)) / 0.3))
+    row = phases.curve_timing(PYTHIA_STEPS, PYTHIA_STEPS * 2_097_152, later, threshold=0.4, min_rise=0.05)
+    assert row["note"] == "two-stage rise: the end comes long after the midpoint (a slow, late second rise)"
+    one = logistic(PYTHIA_STEPS, 2_097_152, midpoint=np.log(8000 * 2_097_152), width=0.5, noise=0.0, seed=0)
+    assert phases.curve_timing(PYTHIA_STEPS, PYTHIA_STEPS * 2_097_152, one, threshold=0.4, min_rise=0.05)["note"] == ""
+
+
+def test_first_above_threshold_counts_a_value_exactly_at_the_threshold():
+    steps = TOY_STEPS
+    values = np.select([steps < 540, steps < 960], [0.02, 0.4], 0.7)  # exactly 0.4 from step 540
+    row = phases.curve_timing(steps, steps * 10, values, threshold=0.4, min_rise=0.05)
+    assert row["first_above_threshold_step"] == 540 and row["first_above_threshold_tokens"] == 5400
+    falling = phases.curve_timing(steps, steps, -values, threshold=-0.4, min_rise=0.05, direction="falls")
+    assert falling["first_above_threshold_step"] == 540  # at or below -0.4
 
 
 @pytest.mark.parametrize(
@@ -271,18 +363,50 @@ def test_find_phase_changes_per_run_follows_the_best_head_and_per_head_names_the
 
 def test_metrics_that_cannot_be_timed_are_refused():
     table = synthetic_table(TOY_STEPS, {(0, 0, 0): np.zeros(len(TOY_STEPS))})
-    with pytest.raises(ConfigError, match="loss_repeat falls"):
-        inductscan.find_phase_changes(table.assign(loss_repeat=1.0), "loss_repeat")
+    with pytest.raises(ConfigError, match="cannot time metric 'nope'"):
+        inductscan.find_phase_changes(table, "nope")
     with pytest.raises(ConfigError, match="checkpoint score"):
         inductscan.find_phase_changes(table, "in_context_gain", per_head=True)
     with pytest.raises(ConfigError, match="min_rise"):
         inductscan.find_phase_changes(table, min_rise=-1)
+    with pytest.raises(ConfigError, match="no icl_score values: scan with --icl-dataset"):
+        inductscan.find_phase_changes(table.assign(icl_score=np.nan), "icl_score")
+
+
+def icl_table(steps, score: np.ndarray) -> pd.DataFrame:
+    """synthetic_table with one head and ``icl_score`` (nats) given step by step."""
+    table = synthetic_table(steps, {(0, 0, 0): np.full(len(steps), 0.02)})
+    return table.assign(icl_score=pd.Series(score, index=steps).loc[table.index.get_level_values("step")].to_numpy())
+
+
+def test_a_falling_score_is_timed_as_it_falls_in_its_own_units():
+    # Olsson et al.'s ICL score falls from about -0.05 to -0.45 at the phase change: a logistic in
+    # log steps, halfway (-0.25) at step 800 of the toy grid. Its midpoint is where the rising
+    # mirror image would put it, and its plateaus and threshold stay in nats, negative.
+    declared = metrics.METRICS["icl_score"]
+    steps = TOY_STEPS
+    x = np.log(np.maximum(steps, 1))
+    score = -0.05 - 0.4 / (1 + np.exp(-(x - np.log(800)) / 0.3))
+    score[np.argmin(np.abs(score - declared.threshold))] = declared.threshold  # one checkpoint exactly at -0.25
+    runs = inductscan.find_phase_changes(icl_table(steps, score), "icl_score")
+    row = runs.iloc[0]
+    assert row["phase_change"] and row["note"] == "" and row["threshold"] == -0.25
+    assert row["early"] == pytest.approx(-0.05, abs=0.01) and row["late"] == pytest.approx(-0.45, abs=0.01)
+    mirror = phases.curve_timing(steps, steps * 100, -score, threshold=0.25, min_rise=declared.min_rise)
+    for level in phases.LEVELS:
+        assert row[f"{level}_step"] == pytest.approx(mirror[f"{level}_step"])
+    assert abs(np.log(row["midpoint_step"] / 800)) < np.log(960 / 790)  # within the checkpoint interval around it
+    assert row["first_above_threshold_step"] == steps[np.flatnonzero(score <= -0.25)[0]]  # at or below, -0.25 included
+    view = phase_view.readable(runs)
+    assert "first <= -0.25" in view.columns and view.iloc[0]["early"] == f"{row['early']:.3f}"
+    flat = inductscan.find_phase_changes(icl_table(steps, np.full(len(steps), -0.1)), "icl_score")
+    assert flat.iloc[0]["note"] == phases.NO_CHANGE
 
 
 def test_readable_view_shows_tokens_and_brackets():
     steps = TOY_STEPS
     table = synthetic_table(steps, {(0, 1, 1): np.where(steps >= 1000, 0.7, 0.02)}, per_step=1_000_000)
-    view = phases.readable(inductscan.find_phase_changes(table))
+    view = phase_view.readable(inductscan.find_phase_changes(table))
     assert view.iloc[0]["midpoint"].endswith("(steps 960-1160)")
     assert view.iloc[0]["midpoint"].split()[0].endswith("B")  # ~1.06e9 tokens
     assert view.iloc[0]["first >= 0.4"] == "step 1160"
@@ -313,3 +437,29 @@ def test_in_context_gain_is_timed_with_its_own_threshold_and_min_rise():
     assert inductscan.find_phase_changes(small, "in_context_gain", min_rise=0.05).iloc[0]["phase_change"]
     induction = inductscan.find_phase_changes(synthetic_table(steps, {(0, 0, 0): np.where(steps < 960, 0.02, 0.12)}))
     assert induction.iloc[0]["phase_change"] and induction.iloc[0]["threshold"] == 0.4
+
+
+def test_a_sharp_rise_with_a_short_clean_late_plateau_is_timed_not_said_still_rising():
+    # The toy suite's seed 0 as scanned: a flat, slowly sagging curve, then the heads form between
+    # steps 2050 and 2480 and the last two checkpoints agree (0.552, 0.560). The checkpoints past
+    # the end crossing are all on the plateau: its midpoint is timed, with no note.
+    steps = TOY_STEPS
+    values = np.concatenate([np.linspace(0.024, 0.017, len(steps) - 3), [0.161, 0.552, 0.56]])
+    row = phases.curve_timing(steps, steps * 2048, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["note"] == "" and not (row["rising_at_start"] or row["rising_at_end"])
+    assert (row["midpoint_step_before"], row["midpoint_step_after"]) == (2050, 2480)
+
+
+def test_a_last_checkpoint_high_by_noise_alone_makes_no_late_plateau_of_its_own():
+    # A complete logistic on Pythia's grid whose last checkpoint is 3.5 noise levels high: the
+    # running median's end-point rule pulls it back to its neighbours' line, so the late plateau
+    # stays the plateau's, the end crossing stays inside, and nothing is said to be still rising.
+    noise = 0.03
+    values = logistic(PYTHIA_STEPS, 2_097_152, midpoint=np.log(8000 * 2_097_152), width=0.4, noise=noise, seed=5)
+    values[-1] = 0.73 + 3.5 * noise
+    smoothed = phases.running_median(values, phases.log_steps(PYTHIA_STEPS))
+    assert abs(smoothed[-1] - 0.73) < 2 * noise
+    row = phases.curve_timing(PYTHIA_STEPS, PYTHIA_STEPS * 2_097_152, values, threshold=0.4, min_rise=0.05)
+    assert row["phase_change"] and row["note"] == "" and row["late"] == pytest.approx(0.73, abs=noise)
+    step = np.where(PYTHIA_STEPS < 143_000, 0.02, 0.9)  # a real step at the last checkpoint, far above any noise
+    assert phases.running_median(step, phases.log_steps(PYTHIA_STEPS))[-1] == 0.9

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import inductscan
 from inductscan import report, store
 from inductscan.cli import main
+from inductscan.phase_view import amount
 from inductscan.plan import ScanConfig, plan
 from inductscan.runner import run_scan
 from inductscan.suites import get_suite, local_suite
@@ -108,7 +109,11 @@ def test_per_head_timing_shows_the_head_that_changes_in_each_seed(synthetic):
     traces = data["per_head"]["data"]
     assert [trace["name"] for trace in traces] == ["seed 0", "seed 1"]
     assert [trace["x"] for trace in traces] == [[f"{LAYERS - 1}.1"]] * 2  # the synthetic induction head
-    assert data["per_head_note"].startswith(f"1 of {LAYERS * HEADS} heads")
+    heads = LAYERS * HEADS  # two runs of 8 heads: 16 curves of one head each, the same head changing in both
+    assert data["per_head_note"] == (
+        f"2 of the {2 * heads} head curves (2 runs x {heads} heads) have a phase change of their own induction "
+        f"score; 1 of the {heads} heads change in at least one run"
+    )
 
 
 def test_icl_curves_header_and_failures(synthetic):
@@ -131,6 +136,40 @@ def test_phase_table_sorts_by_the_numbers_it_shows(synthetic):
     for row, midpoint in zip(rows[1:], phases["midpoint_tokens"]):
         keys = [float(key) for key in re.findall(r'data-sort="([^"]+)"', row)]
         assert midpoint in keys
+
+
+def test_a_run_still_rising_at_its_last_checkpoint_is_bounded_and_said_so(tmp_path):
+    # seed 1's heads form at step 1100, the scan stops at 1200: its late plateau is not seen
+    steps = [step for step in STEPS if step <= 1200]
+    write_synthetic_scan(tmp_path / "results", steps=steps, midpoints={0: 300, 1: 1100}, layers=LAYERS, heads=HEADS)
+    summary = inductscan.write_report(tmp_path / "results", tmp_path / "report.html")
+    text = summary.path.read_text()
+    phases = inductscan.find_phase_changes(inductscan.load_results(tmp_path / "results"))
+    still = phases.iloc[1]
+    assert still["rising_at_end"] and not phases.iloc[0]["rising_at_end"]
+    notice = "seed 1: still rising at the last checkpoint (no late plateau seen): scan further to time it (induction)"
+    assert f'<p class="notice">{notice}</p>' in text
+    table = re.search(r'data-metric="induction"><table class="sortable">(.*?)</table>', text).group(1)
+    row = re.findall(r"<tr>(.*?)</tr>", table)[2]
+    bound = still["midpoint_tokens_before"]
+    assert f'<td data-sort="{float(bound)!r}">after {amount(bound)} (step {still["midpoint_step_before"]})</td>' in row
+    layout = page_data(summary.path)["timing"]["induction"]["layout"]
+    assert len([shape for shape in layout["shapes"] if shape["type"] == "rect"]) == 1  # seed 0's onset-end only
+    dashed = [shape["x0"] for shape in layout["shapes"] if shape.get("line", {}).get("dash") == "dashdot"]
+    assert dashed == [bound]
+    (arrow,) = layout["annotations"]
+    assert arrow["ax"] == pytest.approx(np.log10(bound)) and arrow["x"] > arrow["ax"]  # pointing to later tokens
+    assert "still rising at the last checkpoint" in arrow["hovertext"]
+
+
+def test_a_falling_score_has_a_phase_table(synthetic):
+    _, _, summary = synthetic
+    table = re.search(r'data-metric="icl_score">(.*?)</div>', summary.path.read_text()).group(1)
+    assert table.startswith('<table class="sortable">') and "<th>first &lt;= -0.25</th>" in table
+    phases = inductscan.find_phase_changes(inductscan.load_results(summary.path.parent / "results"), "icl_score")
+    assert phases["phase_change"].all()
+    for midpoint in phases["midpoint_tokens"]:
+        assert f'data-sort="{float(midpoint)!r}"' in table
 
 
 def test_subsample_spreads_evenly_and_keeps_both_ends():

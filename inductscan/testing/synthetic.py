@@ -54,12 +54,13 @@ def write_synthetic_scan(
     icl: bool = True,
     failed_step: int | None = None,
     suite: str = SUITE,
+    repo: str = SUITE,
 ) -> dict[int, dict[str, np.ndarray]]:
     """Write one run per seed in ``midpoints`` (its phase change's midpoint step; None: no change).
 
     Returns each seed's scores, name -> (steps, layers, heads), as written, under ``suite``. With ``icl``, each
     checkpoint gets an ICL loss curve and score; ``failed_step`` is recorded as a failure of the
-    first seed.
+    first seed. Each run is ``suite``'s, from the folder (or Hub repo) ``{repo}/seed{seed}``.
     """
     steps = np.asarray(sorted(steps))
     probe = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
@@ -75,7 +76,7 @@ def write_synthetic_scan(
         for index, step in enumerate(steps):
             identity = {
                 "suite": suite,
-                "repo": f"synthetic/seed{seed}",
+                "repo": f"{repo}/seed{seed}",
                 "run": f"seed{seed}",
                 "revision": f"step{step}",
                 "seed": seed,
@@ -102,7 +103,7 @@ def write_synthetic_scan(
             )
     if failed_step is not None:
         seed = next(iter(midpoints))
-        identity = {"suite": suite, "repo": f"synthetic/seed{seed}", "run": f"seed{seed}", "revision": "bad"}
+        identity = {"suite": suite, "repo": f"{repo}/seed{seed}", "run": f"seed{seed}", "revision": "bad"}
         identity |= {"seed": seed, "step": failed_step, "tokens": failed_step * tokens_per_step}
         store.write_failure(out, identity, kind="failed", reason="weights are not finite (a synthetic failure)")
     return written
