@@ -43,6 +43,11 @@ class Architecture:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def final_norm_centres(self) -> bool:
+        """The final LayerNorm subtracts the mean (the direct logit attribution centres the head's output)."""
+        return True
+
 
 def read_architecture(config_path: Path) -> Architecture:
     """Read a checkpoint's ``config.json``; refuse what inductscan cannot run faithfully."""

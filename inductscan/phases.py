@@ -61,6 +61,7 @@ NO_CHANGE = "no phase change in the scanned range"
 TOO_FEW = "too few checkpoints to time it"  # the note adds ": N", the number of checkpoints
 EARLY_UNSEEN = "early plateau not observed"
 LATE_UNSEEN = "late plateau not observed"
+NO_VALUES = "no values: the scan left this score empty (the folder's notes/ say why)"
 
 
 def isotonic_increasing(values: np.ndarray) -> np.ndarray:
@@ -230,6 +231,8 @@ def curve_timing(steps, tokens, values, *, threshold: float, min_rise: float, sm
         "first_above_threshold_step": steps[first_above[0]] if len(first_above) else pd.NA,
         "first_above_threshold_tokens": tokens[first_above[0]] if len(first_above) else pd.NA,
     }
+    if np.isnan(values.astype(float)).all():
+        return row | {"phase_change": False, "note": NO_VALUES}
     if len(values) < 2:
         return row | {"phase_change": False, "note": f"{TOO_FEW}: {len(values)}"}
     positions = log_steps(steps)

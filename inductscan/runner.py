@@ -20,7 +20,6 @@ import torch
 from tqdm import tqdm
 
 from inductscan import hazards, icl, sql, store, token_losses
-from inductscan.architecture import Architecture, read_architecture
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,
@@ -31,6 +30,7 @@ from inductscan.errors import (
     UnknownRunError,
     UnsupportedArchitectureError,
 )
+from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.measure import Scorer
 from inductscan.pipeline import Fetched, Prefetcher
 from inductscan.plan import ScanConfig, suite_probe
@@ -49,6 +49,7 @@ class ScanSummary:
     seconds: float = 0.0
     peak_disk: int = 0  # bytes reserved at once for downloads
     same_weights: list[store.SameWeights] = field(default_factory=list)
+    notes: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (suite, run) -> unscored -> why
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
@@ -75,12 +76,20 @@ class ScanSummary:
         return text
 
     def warnings(self) -> list[str]:
-        """One line per group of steps of a run that serve identical weights."""
-        return [
+        """One line per group of steps of a run that serve identical weights, and one per run scanned
+        with some head scores left empty, saying why (recorded in OUT/notes/, not a failure)."""
+        identical = [
             f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
             f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
             for group in self.same_weights
         ]
+        notes = []
+        for (_, run), unscored in sorted(self.notes.items()):
+            by_reason: dict[str, list[str]] = {}
+            for score, reason in unscored.items():
+                by_reason.setdefault(reason, []).append(score)
+            notes.append(f"note: {run}: " + "; ".join(f"{', '.join(s)}: {why}" for why, s in by_reason.items()))
+        return identical + notes
 
 
 class ScanInterrupted(KeyboardInterrupt):
@@ -176,10 +185,10 @@ class ScanContext:
         icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
         return store.Settings(self.probes[suite].record_json(), icl_record, self.config.dtype)
 
-    def scorer_for(self, arch: Architecture) -> Scorer:
+    def scorer_for(self, arch) -> Scorer:
         if self.scorer is None or self.scorer.arch != arch:
             self.scorer = None  # let go of the old buffers before making new ones
-            self.scorer = Scorer(
+            self.scorer = make_scorer(
                 arch, getattr(torch, self.config.dtype), self.config.device, layer_by_layer=self.config.layer_by_layer
             )
         return self.scorer
@@ -225,6 +234,8 @@ class ScanContext:
             dtype=self.config.dtype,
             icl=in_context,
         )
+        if scored.unscored:
+            store.write_run_note(out, identity(ref, ref.revision), scored.unscored)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -258,6 +269,7 @@ def run_scan(
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
     store.compact(out, runs)  # readers then open one file per run, not one per checkpoint
     summary.same_weights = store.same_weights(out, runs)
+    summary.notes = store.run_notes(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
 

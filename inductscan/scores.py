@@ -256,13 +256,16 @@ def _process_wide_openblas():
     return None
 
 
-def logit_directions(unembed: torch.Tensor, final_ln_weight: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def logit_directions(
+    unembed: torch.Tensor, final_ln_weight: torch.Tensor, tokens: torch.Tensor, *, centred: bool = True
+) -> torch.Tensor:
     """Residual-stream directions whose dot product with a centred, scale-divided head output is its
     direct logit attribution to each of ``tokens``, relative to the mean logit.
 
     The head output goes through the final LayerNorm as TransformerLens's ``apply_ln_to_stack``
     does: centred over d_model, divided by the scale, times the gain; then projected on
-    ``W_U[:, t] - mean_v W_U[:, v]``. Centring is folded in by centring the direction.
+    ``W_U[:, t] - mean_v W_U[:, v]``. Centring is folded in by centring the direction; a final
+    RMSNorm (``centred=False``) does not centre.
 
     unembed (d_model, vocab), final_ln_weight (d_model,), tokens (...) -> (..., d_model), float64.
     """
@@ -271,7 +274,7 @@ def logit_directions(unembed: torch.Tensor, final_ln_weight: torch.Tensor, token
     mean = unembed.T.mean(dim=0).double()
     relative = unembed.T[tokens].double() - mean  # (..., d_model)
     direction = relative * final_ln_weight.double()
-    return direction - direction.mean(dim=-1, keepdim=True)
+    return direction - direction.mean(dim=-1, keepdim=True) if centred else direction
 
 
 def head_logit_contributions(

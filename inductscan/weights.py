@@ -284,15 +284,17 @@ def convert(
     device: str = "cpu",
     *,
     buffers: Buffers | None = None,
+    family: TensorMap | None = None,
 ) -> Weights:
     """Turn a Hugging Face state dict into :class:`Weights` in ``dtype`` on ``device``.
 
     With ``buffers``, the weights are copied into its tensors (see :class:`Buffers`): the
-    previous checkpoint converted into the same buffers is overwritten.
+    previous checkpoint converted into the same buffers is overwritten. ``family`` maps the names
+    of another family's weights (see :mod:`inductscan.families.native`); None: GPT-2's or GPT-NeoX's.
     """
     buffers = buffers or Buffers(dtype, device, reuse=False)
     state = _normalise(arch, state)
-    family = FAMILIES[arch.family]
+    family = family or FAMILIES[arch.family]
     layers = tuple(family.layer(arch, state, buffers, index) for index in range(arch.n_layers))
     weights = family.globals(arch, state, buffers, layers)
     buffers.check_finite()
@@ -307,10 +309,17 @@ class StreamedLayers(Sequence):
     files stays resident either.
     """
 
-    def __init__(self, arch: Architecture, open_state: Callable[[], Mapping[str, torch.Tensor]], buffers: Buffers):
+    def __init__(
+        self,
+        arch: Architecture,
+        open_state: Callable[[], Mapping[str, torch.Tensor]],
+        buffers: Buffers,
+        family: TensorMap | None = None,
+    ):
         if not buffers.one_layer:
             raise ValueError("StreamedLayers needs Buffers(one_layer=True)")
         self.arch, self.open_state, self.buffers = arch, open_state, buffers
+        self.family = family or FAMILIES[arch.family]
 
     def __len__(self) -> int:
         return self.arch.n_layers
@@ -319,26 +328,31 @@ class StreamedLayers(Sequence):
         if not 0 <= index < len(self):
             raise IndexError(index)
         state = _normalise(self.arch, self.open_state())
-        layer = FAMILIES[self.arch.family].layer(self.arch, state, self.buffers, index)
+        layer = self.family.layer(self.arch, state, self.buffers, index)
         self.buffers.check_finite()
         return layer
 
 
 def convert_streamed(
-    arch: Architecture, open_state: Callable[[], Mapping[str, torch.Tensor]], buffers: Buffers
+    arch: Architecture,
+    open_state: Callable[[], Mapping[str, torch.Tensor]],
+    buffers: Buffers,
+    family: TensorMap | None = None,
 ) -> Weights:
     """:class:`Weights` whose embeddings and final LayerNorm are in memory and whose layers are
-    :class:`StreamedLayers`: peak memory is one layer plus the embeddings."""
+    :class:`StreamedLayers`: peak memory is one layer plus the embeddings. ``family`` as for :func:`convert`."""
     state = _normalise(arch, open_state())
-    family = FAMILIES[arch.family]
+    family = family or FAMILIES[arch.family]
     family.layer(arch, state, buffers, 0)  # fails early, as convert does, on a missing or misshapen weight
-    weights = family.globals(arch, state, buffers, StreamedLayers(arch, open_state, buffers))
+    weights = family.globals(arch, state, buffers, StreamedLayers(arch, open_state, buffers, family))
     buffers.check_finite()
     return weights
 
 
 @dataclass(frozen=True)
-class _Family:
+class TensorMap:
+    """A family's weight names: one layer's tensors, and the embeddings and final norm around them."""
+
     layer: Callable[[Architecture, Mapping, Buffers, int], Layer]
     globals: Callable[[Architecture, Mapping, Buffers, Sequence[Layer]], Weights]
 
@@ -420,4 +434,4 @@ def _neox_globals(arch: Architecture, state: Mapping, buffers: Buffers, layers: 
     return Weights(arch, embed, None, layers, *final, unembed)
 
 
-FAMILIES = {"gpt2": _Family(_gpt2_layer, _gpt2_globals), "gpt_neox": _Family(_neox_layer, _neox_globals)}
+FAMILIES = {"gpt2": TensorMap(_gpt2_layer, _gpt2_globals), "gpt_neox": TensorMap(_neox_layer, _neox_globals)}
