@@ -198,7 +198,7 @@ def read_architecture(config_path: Path) -> LlamaArchitecture:
     _refuse(unread, f"{variant.config_class} field(s) {', '.join(unread)} are not reproduced")
     try:
         config = config_class.from_dict(raw)
-    except (ValueError, TypeError) as error:  # @strict validation: a value of the wrong type or range
+    except (ValueError, TypeError, KeyError) as error:  # @strict validation, rope parameters missing
         raise UnsupportedArchitectureError(f"{config_path}: {_first_line(error)}") from error
     return architecture(model_type, variant, config)
 

@@ -104,6 +104,7 @@ LLAMA_FAMILY = {
         "Olmo3Config",
         "Olmo3ForCausalLM",
         dict(
+            attention_bias=True,
             sliding_window=8,
             layer_types=["sliding_attention", "full_attention", "sliding_attention"],
             rope_parameters={
