@@ -192,7 +192,12 @@ def read_architecture(config_path: Path) -> LlamaArchitecture:
     config_class = getattr(transformers, variant.config_class)
     known = {field.name for field in fields(config_class)}
     unknown = sorted(set(raw) - known - INERT)
-    _refuse(unknown, f"{variant.config_class} does not read the key(s) {', '.join(unknown)} in {config_path}")
+    shown = ", ".join(unknown[:4]) + (f" and {len(unknown) - 4} more" if len(unknown) > 4 else "")
+    _refuse(
+        unknown,
+        f"{variant.config_class} (model_type {model_type!r}) does not read the key(s) {shown} in {config_path}: "
+        "a checkpoint written for other code",
+    )
     _refuse(raw.get("rope_interleaved", False), "rope_interleaved=true (transformers rotates halves)")
     unread = sorted(known - READ - INERT)
     _refuse(unread, f"{variant.config_class} field(s) {', '.join(unread)} are not reproduced")
