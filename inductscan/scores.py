@@ -141,10 +141,17 @@ class EigenvalueRatios:
         self._waiting: list[tuple[torch.Size, torch.Tensor]] = []  # CPU stacks, until gather
 
     def __enter__(self) -> EigenvalueRatios:
+        # one BLAS thread inside each LAPACK call, the threads here being the parallelism: from 128 x 128
+        # (the Llama family's heads) LAPACK's inner products go multi-threaded, and beside the other
+        # thread's they busy-wait: 256 heads of OLMo-1B took 18 s on 2 cores, against 1 s single-threaded
+        blas = _process_wide_openblas()
+        self._blas_limit = blas.limit(limits=1) if blas is not None else None
         return self
 
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if getattr(self, "_blas_limit", None) is not None:
+            self._blas_limit.restore_original_limits()
 
     def submit(self, circuits: torch.Tensor) -> None:
         batch_shape, n = circuits.shape[:-2], circuits.shape[-1]
