@@ -43,14 +43,24 @@ class Architecture:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
-    def changes(self, other: Architecture) -> list[str]:
-        """What differs from ``other``, for a person: ``family gpt2 -> gpt_neox``, ``n_heads 4 -> 2``."""
-        found = []
-        for name in self.__dataclass_fields__:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if mine != theirs:
-                found.append(name + (" differ" if isinstance(mine, tuple) else f" {mine} -> {theirs}"))
-        return found
+    @property
+    def final_norm_centres(self) -> bool:
+        """The final LayerNorm subtracts the mean (the direct logit attribution centres the head's output)."""
+        return True
+
+
+def changes(first, second) -> list[str]:
+    """What differs between two architectures (any family's), for a person: ``family gpt2 ->
+    gpt_neox``, ``n_heads 4 -> 2``."""
+    if type(first) is not type(second):
+        names = [getattr(arch, "family", type(arch).__name__) for arch in (first, second)]
+        return [f"family {names[0]} -> {names[1]}"]
+    found = []
+    for name in first.__dataclass_fields__:
+        mine, theirs = getattr(first, name), getattr(second, name)
+        if mine != theirs:
+            found.append(name + (" differ" if isinstance(mine, tuple) else f" {mine} -> {theirs}"))
+    return found
 
 
 def read_architecture(config_path: Path) -> Architecture:

@@ -9,14 +9,14 @@ too large for memory one layer at a time.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from inductscan import scores
 from inductscan.architecture import Architecture
 from inductscan.errors import NonFiniteError
-from inductscan.model import forward
+from inductscan.families.native import family_of
 from inductscan.probe import Probe
 from inductscan.weights import Buffers, Layer, StreamedLayers, Weights, convert, convert_streamed
 
@@ -25,6 +25,7 @@ from inductscan.weights import Buffers, Layer, StreamedLayers, Weights, convert,
 class CheckpointScores:
     heads: dict[str, torch.Tensor]  # each (layer, head), float64
     checkpoint: dict[str, float]
+    unscored: dict[str, str] = field(default_factory=dict)  # head score -> why it has no value (stored empty)
 
 
 def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
@@ -38,7 +39,9 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     queries = torch.tensor(layout.induction_positions(), device=device)
     targets = ids[:, queries - layout.length + 1]  # the token induction predicts at each query
     tokens, which = targets.unique(return_inverse=True)
-    directions = scores.logit_directions(weights.unembed, weights.final_ln_weight, tokens)
+    directions = scores.logit_directions(
+        weights.unembed, weights.final_ln_weight, tokens, centred=arch.final_norm_centres
+    )
     streamed = isinstance(weights.layers, StreamedLayers)  # a layer's weights last only while the pass is in it
 
     per_layer: list[dict[str, torch.Tensor]] = []
@@ -66,7 +69,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
             else:
                 eigenvalues.submit(scores.ov_circuits(*folded, through.result()))
 
-        result = forward(weights, ids, on_layer, losses=True)
+        result = family_of(arch).forward(weights, ids, on_layer, losses=True)
         for folded in circuits:
             eigenvalues.submit(scores.ov_circuits(*folded, through.result()))
         heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
@@ -127,9 +130,10 @@ class Scorer:
 
     def load(self, open_state: Callable[[], Mapping[str, torch.Tensor]]) -> Weights:
         """The weights of the files ``open_state()`` opens; those of the previous load are overwritten."""
+        tensors = family_of(self.arch).tensors
         if self.layer_by_layer:
-            return convert_streamed(self.arch, open_state, self.buffers)
-        return convert(self.arch, open_state(), self.dtype, self.device, buffers=self.buffers)
+            return convert_streamed(self.arch, open_state, self.buffers, tensors)
+        return convert(self.arch, open_state(), self.dtype, self.device, buffers=self.buffers, family=tensors)
 
     def score(self, weights: Weights, probe: Probe) -> CheckpointScores:
         return score_weights(weights, probe)
@@ -138,6 +142,7 @@ class Scorer:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),
         ``batch`` sequences per forward pass (the ICL contexts are long)."""
         ids = ids.to(self.device)
+        forward = family_of(self.arch).forward
         parts = [
             forward(weights, ids[start : start + batch], losses=True).token_losses
             for start in range(0, len(ids), batch)

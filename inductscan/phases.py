@@ -79,6 +79,7 @@ TWO_STAGE = {
     "early": "two-stage {change}: the onset comes long before the midpoint (an early, partial {change})",
     "late": "two-stage {change}: the end comes long after the midpoint (a slow, late second {change})",
 }
+NO_VALUES = "no values: the scan left this score empty (the folder's notes/ say why)"
 
 
 def isotonic_increasing(values: np.ndarray) -> np.ndarray:
@@ -285,6 +286,8 @@ def curve_timing(
         "rising_at_start": False,
         "rising_at_end": False,
     }
+    if np.isnan(values.astype(float)).all():
+        return row | {"phase_change": False, "note": NO_VALUES}
     if len(values) < 2:
         return row | {"phase_change": False, "note": f"{TOO_FEW}: {len(values)}"}
     rising = sign * values.astype(float)
@@ -369,10 +372,14 @@ def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str
     """
     declared = timed_metric(metric, per_head)
     flat = results.reset_index()
-    if metric not in flat.columns or (len(flat) and flat[metric].isna().all()):
+    unscored = metric in flat.columns and len(flat) and flat[metric].isna().all()
+    if metric not in flat.columns or (unscored and metric == "icl_score"):
         scan = ": scan with --icl-dataset to score in-context learning" if metric == "icl_score" else ""
         raise ConfigError(f"the table holds no {metric} values{scan}")
-    flat = flat.dropna(subset=[metric])  # checkpoints scored without it (an ICL score needs --icl-dataset)
+    # checkpoints scored without it (an ICL score needs --icl-dataset) are left out; a run with no value
+    # at all (a weight score of a model run through transformers) keeps its rows, to say so
+    scored = flat[metric].notna()
+    flat = flat[scored | ~scored.groupby([flat[key] for key in RUN_KEYS]).transform("any")]
     if per_head:
         keys = RUN_KEYS + ["layer", "head"]
         return keys, flat[keys + ["step", "tokens", metric]].rename(columns={metric: "value"})

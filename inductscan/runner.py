@@ -19,8 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import hazards, icl, sql, store, tables, token_losses
-from inductscan.architecture import Architecture, read_architecture
+from inductscan import architecture, hazards, icl, sql, store, tables, token_losses
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,
@@ -31,6 +30,7 @@ from inductscan.errors import (
     UnknownRunError,
     UnsupportedArchitectureError,
 )
+from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.measure import Scorer
 from inductscan.pipeline import Fetched, Prefetcher
 from inductscan.plan import ScanConfig, suite_probe
@@ -53,6 +53,7 @@ class ScanSummary:
     notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed (inductscan.listing)
     ignored: tuple[str, ...] = ()  # local folders that look like checkpoints but name no step
     set_aside: list[tables.Damaged] = field(default_factory=list)  # damaged files moved into OUT/damaged/
+    unscored: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (suite, run) -> score -> why empty
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
@@ -87,8 +88,9 @@ class ScanSummary:
 
     def warnings(self) -> list[str]:
         """One line per group of steps of a run that serve identical weights, per damaged file set
-        aside, one naming the folders that look like checkpoints but were not scanned, and one per note
-        on the suites' branch listings (a name that disagrees with the token schedule, ...)."""
+        aside, one naming the folders that look like checkpoints but were not scanned, one per note
+        on the suites' branch listings (a name that disagrees with the token schedule, ...), and one per
+        run scanned with some head scores left empty, saying why (recorded in OUT/notes/, not a failure)."""
         lines = [
             f"warning: {group.run} steps {', '.join(map(str, group.steps))} serve identical weights "
             f"(sha256 {group.sha256[:12]}...): the column same_weights_as marks them"
@@ -106,7 +108,13 @@ class ScanSummary:
                 f"warning: not scanned, {len(self.ignored)} folder(s) that look like checkpoints but name no step "
                 f"(checkpoint-N/, stepN/, step_N/ are scanned): {', '.join(self.ignored)}"
             )
-        return lines + [f"note: {note}" for note in self.notes]
+        lines += [f"note: {note}" for note in self.notes]
+        for (_, run), unscored in sorted(self.unscored.items()):
+            by_reason: dict[str, list[str]] = {}
+            for score, reason in unscored.items():
+                by_reason.setdefault(reason, []).append(score)
+            lines.append(f"note: {run}: " + "; ".join(f"{', '.join(s)}: {why}" for why, s in by_reason.items()))
+        return lines
 
 
 def _missing_source(ref: CheckpointRef) -> str:
@@ -216,10 +224,10 @@ class ScanContext:
         icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
         return store.Settings(self.probes[suite].record_json(), icl_record, self.config.dtype)
 
-    def scorer_for(self, arch: Architecture) -> Scorer:
+    def scorer_for(self, arch) -> Scorer:
         if self.scorer is None or self.scorer.arch != arch:
             self.scorer = None  # let go of the old buffers before making new ones
-            self.scorer = Scorer(
+            self.scorer = make_scorer(
                 arch, getattr(torch, self.config.dtype), self.config.device, layer_by_layer=self.config.layer_by_layer
             )
         return self.scorer
@@ -265,6 +273,8 @@ class ScanContext:
             dtype=self.config.dtype,
             icl=in_context,
         )
+        if scored.unscored:
+            store.write_run_note(out, identity(ref, ref.revision), scored.unscored)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -300,6 +310,7 @@ def run_scan(
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
     store.compact(out, runs)  # readers then open one file per run, not one per checkpoint
     summary.same_weights = store.same_weights(out, runs)
+    summary.unscored = store.run_notes(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -484,7 +495,7 @@ def refuse_mixed_architectures(refs: list[CheckpointRef]) -> None:
     only); one that cannot be read is left to its own scan, which records why."""
     runs = {(ref.suite.name, ref.run.name): ref for ref in refs if ref.suite.source == "local"}
     for ref in runs.values():
-        first: tuple[int, Architecture] | None = None
+        first: tuple[int, object] | None = None
         for step in ref.suite.steps_of(ref.run):
             try:
                 arch = read_architecture(fetch_config(CheckpointRef(ref.suite, ref.run, step)))
@@ -492,7 +503,7 @@ def refuse_mixed_architectures(refs: list[CheckpointRef]) -> None:
                 continue
             if first is None:
                 first = (step, arch)
-            elif changes := first[1].changes(arch):
+            elif changes := architecture.changes(first[1], arch):
                 shown = "; ".join(changes[:4]) + (f"; {len(changes) - 4} more" if len(changes) > 4 else "")
                 raise ConfigError(
                     f"the checkpoints of {ref.run.repo} change architecture at step {step} (from step {first[0]}: "

@@ -142,10 +142,17 @@ class EigenvalueRatios:
         self._waiting: list[tuple[torch.Size, torch.Tensor]] = []  # CPU stacks, until gather
 
     def __enter__(self) -> EigenvalueRatios:
+        # one BLAS thread inside each LAPACK call, the threads here being the parallelism: from 128 x 128
+        # (the Llama family's heads) LAPACK's inner products go multi-threaded, and beside the other
+        # thread's they busy-wait: 256 heads of OLMo-1B took 18 s on 2 cores, against 1 s single-threaded
+        blas = _process_wide_openblas()
+        self._blas_limit = blas.limit(limits=1) if blas is not None else None
         return self
 
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if getattr(self, "_blas_limit", None) is not None:
+            self._blas_limit.restore_original_limits()
 
     def submit(self, circuits: torch.Tensor) -> None:
         batch_shape, n = circuits.shape[:-2], circuits.shape[-1]
@@ -326,13 +333,16 @@ def _process_wide_openblas():
     return None
 
 
-def logit_directions(unembed: torch.Tensor, final_ln_weight: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def logit_directions(
+    unembed: torch.Tensor, final_ln_weight: torch.Tensor, tokens: torch.Tensor, *, centred: bool = True
+) -> torch.Tensor:
     """Residual-stream directions whose dot product with a centred, scale-divided head output is its
     direct logit attribution to each of ``tokens``, relative to the mean logit.
 
     The head output goes through the final LayerNorm as TransformerLens's ``apply_ln_to_stack``
     does: centred over d_model, divided by the scale, times the gain; then projected on
-    ``W_U[:, t] - mean_v W_U[:, v]``. Centring is folded in by centring the direction.
+    ``W_U[:, t] - mean_v W_U[:, v]``. Centring is folded in by centring the direction; a final
+    RMSNorm (``centred=False``) does not centre.
 
     unembed (d_model, vocab), final_ln_weight (d_model,), tokens (...) -> (..., d_model), float64.
     """
@@ -341,7 +351,7 @@ def logit_directions(unembed: torch.Tensor, final_ln_weight: torch.Tensor, token
     mean = unembed.T.mean(dim=0).double()
     relative = unembed.T[tokens].double() - mean  # (..., d_model)
     direction = relative * final_ln_weight.double()
-    return direction - direction.mean(dim=-1, keepdim=True)
+    return direction - direction.mean(dim=-1, keepdim=True) if centred else direction
 
 
 def head_logit_contributions(

@@ -12,6 +12,7 @@ Layout of a results folder::
     settings/SUITE.json                        the settings the folder's first scan of a suite claimed
     listings/OWNER_REPO.json                   a repo's branches as listed once (inductscan.listing)
     claims/SUITE/RUN/step-000001000.lock       held (fcntl.flock) while a scan scores the checkpoint
+    notes/SUITE/RUN.json                       head scores a run has no value for, and why (not a failure)
 
 Every file is written to a dot-prefixed temporary name in its folder and renamed into place, so
 a scan killed at any moment leaves no half-written file where a reader looks (pyarrow's dataset
@@ -298,6 +299,7 @@ def write_scores(
         "head": list(range(n_heads)) * n_layers,
     }
     columns |= {name: values.reshape(-1).tolist() for name, values in heads.items()}
+    columns |= {name: [None] * rows for name in HEAD_METRICS if name not in heads}  # unscored: see write_run_note
     columns |= {name: [value] * rows for name, value in checkpoint.items()}
     columns |= {
         "icl_score": [icl.score if icl else None] * rows,
@@ -363,6 +365,28 @@ def load_icl_curves(path: str | os.PathLike, **filters) -> pd.DataFrame:
     expression = _filter_expression(filters, CURVE_SCHEMA)
     frame = ds.dataset(files, schema=CURVE_SCHEMA, format="parquet").to_table(filter=expression).to_pandas()
     return frame.sort_values(["suite", "run", "step", "position"]).reset_index(drop=True)
+
+
+def note_path(out: Path, suite: str, run: str) -> Path:
+    return Path(out) / "notes" / _safe(suite) / f"{_safe(run)}.json"
+
+
+def write_run_note(out: Path, identity: dict, unscored: dict[str, str]) -> None:
+    """Record, once per run, which head scores its rows leave empty and why (a run scanned through
+    transformers' own model has no weight-based scores): ``notes/SUITE/RUN.json``. Not a failure."""
+    path = note_path(out, identity["suite"], identity["run"])
+    if path.is_file() and json.loads(path.read_text()).get("unscored") == unscored:
+        return
+    record = {name: identity[name] for name in ("suite", "run", "repo")} | {"unscored": unscored}
+    with _atomic(path) as temporary:
+        temporary.write_text(json.dumps(record, indent=1))
+
+
+def run_notes(out: Path, runs: list[tuple[str, str]] | None = None) -> dict[tuple[str, str], dict[str, str]]:
+    """(suite, run) -> {score: why it is empty}, for the runs given (None: every run with a note)."""
+    records = [json.loads(path.read_text()) for path in sorted(Path(out).glob("notes/*/*.json"))]
+    notes = {(record["suite"], record["run"]): record["unscored"] for record in records}
+    return notes if runs is None else {run: notes[run] for run in runs if run in notes}
 
 
 def write_failure(out: Path, identity: dict, *, kind: str, reason: str) -> Path:

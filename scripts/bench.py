@@ -5,8 +5,13 @@ Stanford attention flags, fp16 ``pytorch_model.bin``) as branches ``checkpoint-{
 ``stanford-crfm/alias-gpt2-small-x21`` in a Hub-layout cache (``HF_HUB_OFFLINE=1``), so that every
 contender loads them the way it would load the real suite. ``--shape pythia-1.4b`` (or
 ``pythia-160m``, ``pythia-tiny``) makes GPT-NeoX checkpoints of Pythia's layout instead, random
-fp16 ``model.safetensors`` as branches ``step{step}`` of ``EleutherAI/pythia-1.4b``. Then
-measures, each in its own process (for an honest peak RSS), the per-checkpoint time of:
+fp16 ``model.safetensors`` as branches ``step{step}`` of ``EleutherAI/pythia-1.4b``.
+``--shape olmo-1b`` makes OLMo-1B-shaped checkpoints of the Llama family (16 layers x 2048, 16
+heads, vocabulary 50,304, tied embeddings, random bf16 ``model.safetensors``; ``olmo-tiny`` a small
+one), run natively; ``--shape gptj-small`` GPT-J checkpoints (12 layers x 768, fp16), run through
+transformers' own model. Both pose as branches of a Pythia repo of the same probe (no catalogued
+suite of theirs is needed to time them). Then measures, each in its own process (for an honest
+peak RSS), the per-checkpoint time of:
 
     (a) scan     ``inductscan scan stanford-gpt2-small --seeds 21 --steps ...`` (run_scan, in-process);
                  a cached file is trusted by its blob's sha256 name
@@ -26,8 +31,9 @@ measures, each in its own process (for an honest peak RSS), the per-checkpoint t
 
 The loops compute the induction score the way the ARENA notebooks do (a diagonal of the
 pattern) and pickle it; the benchmark checks that (a) and (b) agree on it. The last line reads
-``speedup_vs_transformerlens=X.XX floor_ratio=Y.YY peak_rss_gb=Z.Z``: the fastest TransformerLens
-loop's time over the scan's, the scan's time over the floor, and the scan's peak RSS. The machine
+``shape=S speedup_vs_transformerlens=X.XX speedup_vs_transformers=W.WW floor_ratio=Y.YY
+peak_rss_gb=Z.Z``: the shape, the fastest TransformerLens loop's time over the scan's, the
+transformers loop's over the scan's, the scan's time over the floor, and the scan's peak RSS. The machine
 may be shared, so ``floor_ratio`` is the median over the pairs (``--rounds`` runs of the paired
 measurement, 3 by default, 4 pairs each from 8 checkpoints) of each pair's scan time over its
 faster floor pass; every pair is printed.
@@ -62,9 +68,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Shape:
     """A benchmark shape: the model family, its config, and the suite whose checkpoints it poses as."""
 
-    family: str  # "gpt2" (fp16 pytorch_model.bin, as the Stanford branches) or "gpt_neox" (fp16 model.safetensors)
+    family: str  # "gpt2" (fp16 pytorch_model.bin, as the Stanford branches), else the model_type (model.safetensors)
     config: dict
     suite: str
+    dtype: str = "float16"  # the weight files'
 
     @property
     def weight_file(self) -> str:
@@ -72,6 +79,9 @@ class Shape:
 
 
 PYTHIA = dict(rotary_pct=0.25, use_parallel_residual=True, vocab_size=50304, max_position_embeddings=2048)
+OLMO = dict(
+    vocab_size=50304, max_position_embeddings=2048, tie_word_embeddings=True, pad_token_id=1, eos_token_id=50279
+)
 SHAPES = {
     "gpt2-small": Shape("gpt2", dict(n_layer=12, n_embd=768, n_head=12), "stanford-gpt2-small"),
     "gpt2-medium": Shape("gpt2", dict(n_layer=24, n_embd=1024, n_head=16), "stanford-gpt2-medium"),
@@ -90,6 +100,24 @@ SHAPES = {
         "gpt_neox",
         dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=512, **PYTHIA),
         "pythia-14m",
+    ),
+    # OLMo-1B's shape (allenai/OLMo-1B-hf): LayerNorm without parameters, SwiGLU, tied embeddings
+    "olmo-1b": Shape(
+        "olmo",
+        dict(num_hidden_layers=16, hidden_size=2048, num_attention_heads=16, intermediate_size=8192, **OLMO),
+        "pythia-1b",
+        "bfloat16",
+    ),
+    "olmo-tiny": Shape(
+        "olmo",
+        dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, intermediate_size=512, **OLMO),
+        "pythia-14m",
+        "bfloat16",
+    ),
+    "gptj-small": Shape(
+        "gptj",
+        dict(n_layer=12, n_embd=768, n_head=12, rotary_dim=16, vocab_size=50400, n_positions=2048),
+        "pythia-160m",
     ),
 }
 TL_LOOPS = ("tl4", "tl39")
@@ -128,12 +156,14 @@ def make_checkpoints(work: Path, shape: str, steps: list[int]) -> Path:
 
     shutil.rmtree(hf_home, ignore_errors=True)  # made for other steps: start clean
     name = SHAPES[shape].weight_file
-    save = save_gpt2 if SHAPES[shape].family == "gpt2" else save_neox
     for step in steps:
         repo, revision = where(shape, step)
         folder = work / "files" / revision
         folder.mkdir(parents=True, exist_ok=True)
-        save(SHAPES[shape].config, step, folder)
+        if SHAPES[shape].family == "gpt2":
+            save_gpt2(SHAPES[shape].config, step, folder)
+        else:
+            save_random(SHAPES[shape], step, folder)
         files = {file: folder / file for file in ("config.json", name)}
         place_in_hub_cache(hf_home, repo, revision, files)
         if step == steps[-1]:
@@ -161,23 +191,33 @@ def save_gpt2(settings: dict, step: int, folder: Path) -> None:
     torch.save({key: value.half() for key, value in model.state_dict().items()}, folder / "pytorch_model.bin")
 
 
-def save_neox(settings: dict, step: int, folder: Path) -> None:
-    """A GPT-NeoX (Pythia's layout) of random fp16 weights as ``model.safetensors``, drawn tensor by
-    tensor (no model is built: a 1.4B one would take minutes to initialise): matrices N(0, 0.02),
-    LayerNorm gains near 1, biases near 0; the names and shapes from a model on the meta device."""
+def save_random(shape: Shape, step: int, folder: Path) -> None:
+    """A model of ``shape``'s family (GPT-NeoX in Pythia's layout, OLMo, GPT-J) of random weights in
+    its dtype as ``model.safetensors``, drawn tensor by tensor (no model is built: a 1.4B one would
+    take minutes to initialise): matrices N(0, 0.02), norm gains near 1, biases near 0; the names
+    and shapes from a model on the meta device (a tied unembedding left out, as transformers saves)."""
     import torch
+    import transformers
     from safetensors.torch import save_file
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import AutoConfig
 
-    config = GPTNeoXConfig(**settings, architectures=["GPTNeoXForCausalLM"], tie_word_embeddings=False)
+    untied = {"gpt_neox": dict(tie_word_embeddings=False)}.get(shape.family, {})
+    config = AutoConfig.for_model(shape.family, **shape.config, **untied)
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_class = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[shape.family])
+    config.architectures = [model_class.__name__]
     with torch.device("meta"):
-        shapes = {key: tuple(value.shape) for key, value in GPTNeoXForCausalLM(config).state_dict().items()}
+        shapes = {key: tuple(value.shape) for key, value in model_class(config).state_dict().items()}
+    if config.tie_word_embeddings:
+        shapes.pop("lm_head.weight", None)
     generator = torch.Generator().manual_seed(step)
     state = {}
-    for key, shape in shapes.items():
-        values = torch.randn(shape, generator=generator)
-        gain = key.endswith("weight") and ("layernorm" in key or "layer_norm" in key)
-        state[key] = (1 + 0.1 * values if gain else 0.02 * values).half()
+    for key, size in shapes.items():
+        values = torch.randn(size, generator=generator)
+        gain = key.endswith("weight") and ("layernorm" in key or "layer_norm" in key or key.endswith("norm.weight"))
+        state[key] = (1 + 0.1 * values if gain else 0.02 * values).to(getattr(torch, shape.dtype))
+        del values
     config.save_pretrained(folder)
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
 
@@ -186,7 +226,7 @@ def write_probe(work: Path, shape: str) -> Path:
     """The scan's own probe ids for the shape's suite, for the loops to run."""
     import torch
 
-    from inductscan.architecture import read_architecture
+    from inductscan.families.registry import read_architecture
     from inductscan.plan import ScanConfig, suite_probe
 
     config = next((work / "files").glob("*/config.json"))
@@ -335,9 +375,8 @@ def paired(work: Path, steps: list[int], ids, device: str, shape: str) -> dict:
     from huggingface_hub import hf_hub_download
     from transformers import AutoModelForCausalLM
 
-    from inductscan.architecture import read_architecture
-    from inductscan.measure import Scorer
-    from inductscan.model import forward
+    from inductscan.families.native import family_of
+    from inductscan.families.registry import make_scorer, read_architecture, runs_natively
     from inductscan.plan import ScanConfig, plan
     from inductscan.runner import LocalExecutor, run_scan
     from inductscan.weights import read_state_dict
@@ -358,18 +397,24 @@ def paired(work: Path, steps: list[int], ids, device: str, shape: str) -> dict:
         .eval()
     )
     files = [hf_hub_download(repo, name, revision=revision) for name in ("config.json", SHAPES[shape].weight_file)]
-    scorer = Scorer(read_architecture(Path(files[0])), device=device)
+    arch = read_architecture(Path(files[0]))
+    scorer = make_scorer(arch, device=device)
     weights = scorer.load(lambda: read_state_dict([Path(files[1])]))
-    logits = torch.empty(*ids.shape, scorer.arch.vocab_size, device=device)  # one buffer, as a scan would keep
+    logits = torch.empty(*ids.shape, arch.vocab_size, device=device)  # one buffer, as a scan would keep
 
     @torch.inference_mode()
-    def transformers_forward():
+    def transformers_forward(model=model):
         model(ids)
 
     read = ReadFloor(device)
     floors = {
         "transformers": transformers_forward,
-        "inductscan": lambda: forward(weights, ids, logits_out=logits),
+        # through transformers, the scan's own model is transformers' (loaded by the scan's scorer)
+        "inductscan": (
+            (lambda: family_of(arch).forward(weights, ids, logits_out=logits))
+            if runs_natively(arch)
+            else lambda: transformers_forward(weights)
+        ),
         "read": lambda: read([Path(files[1])]),
     }
     for action in floors.values():
@@ -623,12 +668,12 @@ def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:
     )
     tl = [results[kind]["steady"] for kind in TL_LOOPS if kind in results]
     speedup = min(tl) / scan if tl else float("nan")
+    versus_hf = results["hf"]["steady"] / scan if "hf" in results else float("nan")
     print(
-        f"speedup_vs_transformerlens={speedup:.2f} floor_ratio={floor_ratio:.2f} "
-        f"peak_rss_gb={results['scan']['peak_rss_gb']:.1f}"
+        f"shape={arguments.shape} speedup_vs_transformerlens={speedup:.2f} speedup_vs_transformers={versus_hf:.2f} "
+        f"floor_ratio={floor_ratio:.2f} peak_rss_gb={results['scan']['peak_rss_gb']:.1f}"
     )
     if arguments.device.startswith("cuda"):
-        versus_hf = results["hf"]["steady"] / scan if "hf" in results else float("nan")
         device_name = results["scan"]["device_name"].replace(" ", "_")
         print(
             f"device={device_name} s_per_ckpt={scan:.3f} speedup_vs_transformerlens={speedup:.2f} "
