@@ -71,6 +71,11 @@ _DECLARED = (
     Metric(
         "induction_logit", "head", "direct logit to the induced token", "logits", "rises", threshold=1.0, min_rise=0.2
     ),
+    # Attention to the first position (the BOS token where the probe has one), mean over queries
+    # after it: about 1/q at query q for a uniform head (0.05 on the default probe), 1 for a head that
+    # parks all of its attention there; 0.5 is "most of its attention", 0.05 as for the other
+    # attention probabilities. Declared after the older scores, so that their columns keep their places.
+    Metric("attention_sink", "head", "attention-sink score", "attention probability", "rises", 0.5, 0.05),
     # Losses have no threshold valid across models: chance is ln(vocabulary) nats (5.5 for the toy
     # suite's 256 tokens, 10.8 for GPT-2's). The loss on the first copy has nothing to induct from,
     # so it only drifts down with training; the loss on the repeats falls at the phase change.
