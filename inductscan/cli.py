@@ -307,6 +307,20 @@ RAY_DEFAULTS = RayOptions()
     "for `inductscan compare` and the plots seed-scatter, token-curves and loss-pca.",
 )
 @click.option(
+    "--head-effects",
+    is_flag=True,
+    help="Also measure which heads in-context learning depends on: each head's effect on the probe's "
+    "in_context_gain (and, with --icl-dataset, on icl_score) when its output is mean-ablated, estimated for "
+    "every head by attribution patching and exact for the --head-effects-top heads (docs/scores.md).",
+)
+@click.option(
+    "--head-effects-top",
+    type=int,
+    default=SCAN_DEFAULTS.head_effects_top,
+    show_default=True,
+    help="With --head-effects: heads (of largest estimated effect) whose effect is computed exactly.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -375,6 +389,7 @@ def scan_command(
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
+        inductscan scan toy --head-effects --out toy-effects/   # which heads the gain depends on
         inductscan scan stanford-gpt2-small --shard 3/8 --out /shared/results   # one of 8 array tasks
         inductscan scan stanford-gpt2-small --executor ray --ray-address auto --out /shared/results
 
