@@ -142,8 +142,8 @@ def test_only_the_top_heads_by_estimate_get_an_exact_effect(tmp_path):
 
 def test_estimate_sign_and_ranking_on_two_copies_of_one_head(tmp_path):
     # Layer 1's head 2 is a copy of its head 0 (same W_Q, W_K, W_V) writing 3 x what head 0 writes,
-    # both small, and head 1 writes nothing. The gradient reaching head 2's output is then 3 x head 0's
-    # and their outputs and means are equal: head 2's estimate is exactly 3 x head 0's, head 1's is 0.
+    # both small, and heads 1 and 3 write nothing. The gradient reaching head 2's output is then 3 x head 0's
+    # and their outputs and means are equal: head 2's estimate is exactly 3 x head 0's, heads 1 and 3's are 0.
     # Small outputs keep the model near linear in them: the estimates match the exact effects' signs
     # and sizes, and rank head 2 first.
     model = gpt2_model(1)
@@ -159,18 +159,18 @@ def test_estimate_sign_and_ranking_on_two_copies_of_one_head(tmp_path):
         rows = attention.c_proj.weight  # (n_heads * d_head, d_model): head h's rows h*d_head..
         rows[:d_head] *= 0.02
         rows[d_head : 2 * d_head] = 0.0
+        rows[3 * d_head :] = 0.0
         rows[2 * d_head : 3 * d_head] = 3 * rows[:d_head]
     weights = load_native(model, tmp_path)
     probe = make_probe(ProbeConfig(length=7, repeats=3, batch=3), TokenSpec(0, 90, bos=95))
     found = effects.head_effects(weights, effects.probe_target(probe), top=12)
     estimate, exact = found.estimate[1].numpy(), found.exact[1].numpy()
-    assert estimate[1] == 0.0 and abs(exact[1]) < 1e-6
+    assert estimate[1] == estimate[3] == 0.0 and abs(exact[[1, 3]]).max() < 1e-6
     assert abs(estimate[0]) > 1e-4
     assert estimate[2] == pytest.approx(3 * estimate[0], rel=1e-4)
     assert np.sign(estimate[[0, 2]]).tolist() == np.sign(exact[[0, 2]]).tolist()
     assert estimate[[0, 2]] == pytest.approx(exact[[0, 2]], rel=0.1)
-    layer1 = np.abs(estimate)
-    assert layer1.argmax() == 2 and abs(exact[2]) > abs(exact[0])
+    assert np.abs(estimate).argmax() == 2 and abs(exact[2]) > abs(exact[0])
 
 
 def test_the_scan_writes_effect_columns_only_with_the_flag(tmp_path):
