@@ -21,7 +21,7 @@ from inductscan.suites import local_suite
 from inductscan.testing import gptj_model, llama_family_model
 from inductscan.weights import read_state_dict
 
-from .conftest import gpt2_model, make_local_suite, neox_model, save_checkpoint
+from .conftest import gpt2_model, make_local_suite, neox_model, run_cli, save_checkpoint
 
 TOLERANCE = 1e-4
 EFFECT_COLUMNS = ["gain_effect", "gain_effect_estimate", "icl_effect", "icl_effect_estimate"]
@@ -210,3 +210,49 @@ def test_the_transformers_path_is_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="model_type gptj runs through transformers: scan it without --head-effects"):
         run_scan(plan(local_suite(suite)), tmp_path / "out", config, progress=False)
     assert not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_effects_are_timed_plotted_and_reported_from_the_command_line(tmp_path):
+    suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 5, 10, 20))
+    out = tmp_path / "out"
+    options = ("--quiet", "--probe-length", "7", "--probe-repeats", "3", "--probe-batch", "3")
+    done = run_cli("scan", str(suite), "--out", str(out), *options, "--head-effects", "--head-effects-top", "3")
+    assert done.returncode == 0, done.stderr
+    rows = inductscan.load_results(out)
+    assert rows.groupby("step")["gain_effect"].count().tolist() == [3, 3, 3, 3]
+
+    timed = run_cli("phases", str(out), "--metric", "gain_effect")
+    assert timed.returncode == 0, timed.stderr
+    assert "the best head's gain_effect" in timed.stdout
+
+    drawn = run_cli("plot", str(out), "-o", str(tmp_path / "effects.png"), "--kind", "effects")
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "effects.png").stat().st_size > 10_000
+    refused = run_cli("plot", str(out), "-o", str(tmp_path / "icl.png"), "--kind", "effects", "--metric", "icl_effect")
+    assert refused.returncode == 2 and "scan with --head-effects (and --icl-dataset for icl_effect)" in refused.stderr
+
+    report = run_cli("report", str(out), "-o", str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr
+    assert (
+        '"heatmap_metrics": ["induction", "prefix_matching", "previous_token", "copying", "gain_effect"]'
+        in (tmp_path / "report.html").read_text()
+    )
+
+
+def test_the_effects_plot_draws_the_top_heads_exact_effects(tmp_path):
+    from inductscan import plots
+
+    suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 5, 10))
+    refs = plan(local_suite(suite, tokens_per_step=1000))
+    config = ScanConfig(probe_length=7, probe_repeats=3, probe_batch=3, head_effects=True, head_effects_top=2)
+    run_scan(refs, tmp_path / "out", config, progress=False)
+    rows = inductscan.load_results(tmp_path / "out").reset_index()
+    figure = plots.plot_effects(rows, heads=3)
+    lines = figure.axes[0].get_lines()[:-1]  # the last is the zero line
+    largest = rows.groupby(["layer", "head"])["gain_effect"].max().dropna().sort_values(ascending=False)
+    assert [line.get_label() for line in lines] == [f"head {layer}.{head}" for layer, head in largest.index[:3]]
+    for line in lines:
+        layer, head = map(int, line.get_label().removeprefix("head ").split("."))
+        own = rows[(rows["layer"] == layer) & (rows["head"] == head) & (rows["step"] > 0)].sort_values("step")
+        np.testing.assert_array_equal(line.get_xdata(), own["tokens"].to_numpy())
+        np.testing.assert_array_equal(line.get_ydata(), own["gain_effect"].to_numpy())
