@@ -1,8 +1,11 @@
-"""Plant each bug the Llama family's tests must catch in a scratch copy of the repository, run the
-fast tests there, and print which tests fail: a table for BENCHMARKS.md.
+"""Plant each bug the tests must catch in a scratch copy of the repository, run the fast tests
+there, and print which tests fail: a table for BENCHMARKS.md. Two sets: ``llama`` (the Llama
+family's forward pass and weight scores, against tests/test_llama.py + test_reference_llama.py) and
+``trust`` (settings, selections and boundaries of the results table, against the tests that own them).
 
-    python scripts/planted_bugs.py                      # every bug, tests/test_llama.py + test_reference_llama.py
+    python scripts/planted_bugs.py                      # the llama set: every bug
     python scripts/planted_bugs.py --only kv-group-modulo-forward
+    python scripts/planted_bugs.py --set trust
 
 Each bug is one textual edit of one file; an edit whose text is no longer in the file stops the
 script (the table would otherwise claim a bug that was never planted). The copy is the working
@@ -97,6 +100,43 @@ BUGS = {
 }
 
 
+STORE, SQL = "inductscan/store.py", "inductscan/sql.py"
+TRUST_TESTS = ("tests/test_icl.py", "tests/test_selection.py", "tests/test_phases.py", "tests/test_cli.py")
+TRUST_BUGS = {
+    "icl-settings-by-dataset-name": (
+        "ICL settings compared by the dataset's name, not by the hash of its token ids",
+        STORE,
+        'elif mine is not None and mine["ids_sha256"] != theirs["ids_sha256"]:',
+        'elif mine is not None and mine["dataset"] != theirs["dataset"]:',
+    ),
+    "same-weights-latest-step": (
+        "same_weights_as names the latest other step with the same hash, not the earliest",
+        STORE,
+        'steps = frame[keys + ["step"]].drop_duplicates().sort_values("step")',
+        'steps = frame[keys + ["step"]].drop_duplicates().sort_values("step", ascending=False)',
+    ),
+    "min-induction-strict": (
+        "--min-induction drops a head whose score equals the threshold",
+        SQL,
+        '"induction >= ?"',
+        '"induction > ?"',
+    ),
+    "threshold-strict": (
+        "first_above_threshold needs a value above the threshold, not at it",
+        "inductscan/phases.py",
+        "sign * values >= sign * threshold",
+        "sign * values > sign * threshold",
+    ),
+    "best-of-ties-highest": (
+        "--best among tied heads takes the highest (layer, head), not the lowest",
+        SQL,
+        "-layer, -head'",
+        "layer, head'",
+    ),
+}
+SETS = {"llama": (BUGS, TESTS), "trust": (TRUST_BUGS, TRUST_TESTS)}
+
+
 def scratch_copy(destination: Path) -> None:
     """The working tree's tracked and untracked-but-not-ignored files."""
     listed = subprocess.run(
@@ -113,8 +153,8 @@ def scratch_copy(destination: Path) -> None:
             shutil.copy2(source, destination / name)
 
 
-def plant(copy: Path, bug: str) -> None:
-    _, name, text, replacement = BUGS[bug]
+def plant(copy: Path, bugs: dict, bug: str) -> None:
+    _, name, text, replacement = bugs[bug]
     path = copy / name
     source = path.read_text()
     if source.count(text) != 1:
@@ -122,7 +162,7 @@ def plant(copy: Path, bug: str) -> None:
     path.write_text(source.replace(text, replacement))
 
 
-def run_tests(copy: Path, python: str) -> tuple[int, list[str], str]:
+def run_tests(copy: Path, python: str, tests: tuple[str, ...]) -> tuple[int, list[str], str]:
     """(tests run, the failing ones' names, pytest's last line), in the copy, the copy imported first."""
     environment = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"}
     where = subprocess.run(
@@ -136,7 +176,7 @@ def run_tests(copy: Path, python: str) -> tuple[int, list[str], str]:
     if not where.startswith(str(copy)):
         raise SystemExit(f"the tests would import {where}, not the scratch copy")
     done = subprocess.run(
-        [python, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider", "-W", "ignore"],
+        [python, "-m", "pytest", *tests, "-m", "not slow", "-q", "-p", "no:cacheprovider", "-W", "ignore"],
         cwd=copy,
         env=environment,
         capture_output=True,
@@ -151,24 +191,26 @@ def run_tests(copy: Path, python: str) -> tuple[int, list[str], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated bug names (default: all, and the unplanted baseline)")
+    parser.add_argument("--set", choices=sorted(SETS), default="llama", help="which bugs, against which tests")
     parser.add_argument("--python", default=sys.executable)
     arguments = parser.parse_args()
-    chosen = arguments.only.split(",") if arguments.only else ["none", *BUGS]
+    bugs, tests = SETS[arguments.set]
+    chosen = arguments.only.split(",") if arguments.only else ["none", *bugs]
     rows = []
     for bug in chosen:
         with tempfile.TemporaryDirectory(prefix="inductscan-planted-") as scratch:
             copy = Path(scratch)
             scratch_copy(copy)
             if bug != "none":
-                plant(copy, bug)
-            total, failed, last = run_tests(copy, arguments.python)
+                plant(copy, bugs, bug)
+            total, failed, last = run_tests(copy, arguments.python, tests)
         shown = ", ".join(name.split("::")[-1] for name in failed[:4]) + (" ..." if len(failed) > 4 else "")
         rows.append((bug, len(failed), total, shown))
         print(f"{bug}: {len(failed)} of {total} failed ({last})", flush=True)
     print("\n| planted bug | what it does | failing tests | first failing tests |")
     print("|---|---|---|---|")
     for bug, failures, total, shown in rows:
-        what = "nothing planted" if bug == "none" else BUGS[bug][0]
+        what = "nothing planted" if bug == "none" else bugs[bug][0]
         print(f"| `{bug}` | {what} | {failures} of {total} | {shown or '-'} |")
     missed = [bug for bug, failures, _, _ in rows if bug != "none" and failures == 0]
     baseline = [failures for bug, failures, _, _ in rows if bug == "none"]
