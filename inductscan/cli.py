@@ -38,6 +38,8 @@ IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 PLOTS = {  # kind: what it shows (the plot command imports matplotlib only when it runs)
     "timing": "best head's score against tokens, one line per seed, midpoint and onset-end marked",
     "heatmap": "every head (layer.head) against step, for one run",
+    "effects": "scans with --head-effects: the top heads' exact gain_effect (or --metric icl_effect) against "
+    "tokens, a line a head, for one run",
     "seeds": "midpoint tokens per seed with onset-end whiskers",
     "gain": "in-context gain (nats) against tokens, one line per seed",
     "icl": "ICL score (scans with --icl-dataset) against tokens, one line per seed, its fall timed",
@@ -307,6 +309,20 @@ RAY_DEFAULTS = RayOptions()
     "for `inductscan compare` and the plots seed-scatter, token-curves and loss-pca.",
 )
 @click.option(
+    "--head-effects",
+    is_flag=True,
+    help="Also measure which heads in-context learning depends on: each head's effect on the probe's "
+    "in_context_gain (and, with --icl-dataset, on icl_score) when its output is mean-ablated, estimated for "
+    "every head by attribution patching and exact for the --head-effects-top heads (docs/scores.md).",
+)
+@click.option(
+    "--head-effects-top",
+    type=int,
+    default=SCAN_DEFAULTS.head_effects_top,
+    show_default=True,
+    help="With --head-effects: heads (of largest estimated effect) whose effect is computed exactly.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -375,6 +391,7 @@ def scan_command(
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
+        inductscan scan toy --head-effects --out toy-effects/   # which heads the gain depends on
         inductscan scan stanford-gpt2-small --shard 3/8 --out /shared/results   # one of 8 array tasks
         inductscan scan stanford-gpt2-small --executor ray --ray-address auto --out /shared/results
 
@@ -766,7 +783,10 @@ def _phases_header(frame, metric: str, per_head: bool) -> str:
 )
 @selection_options
 @click.option(
-    "--metric", default="induction", show_default=True, help="The score to draw (timing, heatmap, seeds, compare)."
+    "--metric",
+    default="induction",
+    show_default=True,
+    help="The score to draw (timing, heatmap, seeds, compare; effects: gain_effect or icl_effect).",
 )
 @click.option("--threshold", type=float, help="Dashed line of the timing and gain plots (default: the metric's).")
 @timing_axis_options
@@ -795,6 +815,7 @@ def plot_command(
     Example:
         inductscan plot results/ -o timing.png
         inductscan plot results/ -o heads.svg --kind heatmap --seed 21
+        inductscan plot results/ -o effects.png --kind effects --metric icl_effect   # scan --head-effects
         inductscan plot results/ -o seeds.pdf --kind seeds
         inductscan plot results/ -o gain.png --kind gain
         inductscan plot results/ -o icl.png --kind icl
@@ -816,6 +837,8 @@ def plot_command(
     _refuse_options_of_other_kinds(click.get_current_context(), kind)
     _refuse_total_tokens_without_fractions(total_tokens, x_axis)
     _refuse_a_missing_folder(output)
+    if kind == "effects" and click.get_current_context().get_parameter_source("metric").name == "DEFAULT":
+        metric = "gain_effect"
     get_metric(metric)  # an unknown name lists the scores
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
@@ -828,7 +851,7 @@ def plot_command(
         frame = store.load_icl_curves(results[0], **selection(**chosen))
     elif kind in TOKEN_PLOTS:
         frame = _token_losses(results[0], **selection(**chosen))
-    elif kind == "heatmap":  # every head
+    elif kind in ("heatmap", "effects"):  # every head
         frame = load_several(results, lambda path: load_selection(path, columns=["tokens", metric], **chosen))
     else:  # one curve a run: the best head's, or a checkpoint's score
         best_of = {"gain": "in_context_gain", "icl": "icl_score"}.get(kind, metric)
@@ -870,7 +893,7 @@ def _refuse_a_missing_folder(output: Path) -> None:
 
 
 PLOT_OPTIONS = {  # an option of `plot`, and the kinds it applies to (the selection options apply to all)
-    "metric": ("timing", "heatmap", "seeds", "compare"),
+    "metric": ("timing", "heatmap", "seeds", "compare", "effects"),
     "threshold": ("timing", "gain"),
     "x_axis": ("compare",),
     "total_tokens": ("compare",),
@@ -900,6 +923,8 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
         return plots.plot_in_context_gain(frame, threshold=threshold)
     if kind == "heatmap":
         return plots.plot_heatmap(frame, metric=metric)
+    if kind == "effects":
+        return plots.plot_effects(frame, metric=metric)
     from inductscan.phases import find_phase_changes
 
     return plots.plot_seed_comparison(find_phase_changes(frame, metric, threshold))

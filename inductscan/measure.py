@@ -45,6 +45,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     streamed = isinstance(weights.layers, StreamedLayers)  # a layer's weights last only while the pass is in it
 
     per_layer: list[dict[str, torch.Tensor]] = []
+    sinks: list[torch.Tensor] = []  # each layer's attention_sink (head,)
     contributions: list[torch.Tensor] = []
     circuits: list[tuple[torch.Tensor, torch.Tensor]] = []  # each layer's (W_V with its gain folded in, W_O)
 
@@ -59,6 +60,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
 
         def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
             per_layer.append(scores.pattern_scores(pattern, pattern_weights))
+            sinks.append(scores.attention_sink(pattern))
             values, outputs = layer.value_output(arch)
             contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
             # the input LayerNorm's gain folded into W_V (the final one is in `through`); from a GPU,
@@ -73,6 +75,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
         for folded in circuits:
             eigenvalues.submit(scores.ov_circuits(*folded, through.result()))
         heads = {name: torch.stack([layer[name] for layer in per_layer]) for name in scores.PATTERN_SCORES}
+        heads["attention_sink"] = torch.stack(sinks)
         heads["induction_logit"] = scores.induction_logit(torch.stack(contributions), result.final_scale[:, queries])
         copying, finite = (torch.stack(parts) for parts in zip(*eigenvalues.gather(), strict=True))
     _report_non_finite("OV circuit", finite)  # the weights were finite: an overflow of the circuit itself

@@ -56,6 +56,12 @@ def _attention(name: str, label: str) -> Metric:
     return Metric(name, "head", label, "attention probability", "rises", threshold=0.4, min_rise=0.05)
 
 
+def _effect(name: str, label: str, threshold: float, min_rise: float) -> Metric:
+    """A head's effect on an in-context learning score (docs/scores.md, "Head effects"): positive
+    where the head carries in-context learning, rising as it becomes necessary."""
+    return Metric(name, "head", label, "nats", "rises", threshold=threshold, min_rise=min_rise)
+
+
 _DECLARED = (
     _attention("induction", "induction score"),
     _attention("prefix_matching", "prefix-matching score"),
@@ -71,6 +77,21 @@ _DECLARED = (
     Metric(
         "induction_logit", "head", "direct logit to the induced token", "logits", "rises", threshold=1.0, min_rise=0.2
     ),
+    # Attention to the first position (the BOS token where the probe has one), mean over queries
+    # after it: about 1/q at query q for a uniform head (0.05 on the default probe), 1 for a head that
+    # parks all of its attention there; 0.5 is "most of its attention", 0.05 as for the other
+    # attention probabilities. Declared after the older scores, so that their columns keep their places.
+    Metric("attention_sink", "head", "attention-sink score", "attention probability", "rises", 0.5, 0.05),
+    # Head effects (scan --head-effects, inductscan/effects.py): the in-context learning a head
+    # carries, in its target's nats: how much the probe's in_context_gain falls, or the text's
+    # icl_score rises, when the head is mean-ablated. Exact for the top heads (others empty), and
+    # estimated for every head by attribution patching. 0.5 nat is a tenth of the toy suite's gain
+    # lost to one head; 0.15 nat as for the gain. A head's share of icl_score (about -0.4 nats after
+    # the change) is smaller: 0.05 nat is an eighth of it, 0.025 a sixteenth.
+    _effect("gain_effect", "in-context gain lost when the head is mean-ablated", 0.5, 0.15),
+    _effect("gain_effect_estimate", "in-context gain lost when the head is mean-ablated, estimated", 0.5, 0.15),
+    _effect("icl_effect", "ICL score lost when the head is mean-ablated", 0.05, 0.025),
+    _effect("icl_effect_estimate", "ICL score lost when the head is mean-ablated, estimated", 0.05, 0.025),
     # Losses have no threshold valid across models: chance is ln(vocabulary) nats (5.5 for the toy
     # suite's 256 tokens, 10.8 for GPT-2's). The loss on the first copy has nothing to induct from,
     # so it only drifts down with training; the loss on the repeats falls at the phase change.

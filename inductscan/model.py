@@ -21,6 +21,8 @@ from inductscan.weights import Layer, Weights
 
 # on_layer(layer index, the layer's weights, pattern (batch, head, query, key), z (batch, head, position, d_head))
 LayerCallback = Callable[[int, Layer, torch.Tensor, torch.Tensor], None]
+# edit(layer index, z (batch, head, position, d_head)) -> the z that W_O receives instead (head ablations)
+HeadEdit = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,13 @@ def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
 
 
 def _attention(
-    arch: Architecture, layer: Layer, index: int, x: torch.Tensor, rotary, on_layer: LayerCallback | None
+    arch: Architecture,
+    layer: Layer,
+    index: int,
+    x: torch.Tensor,
+    rotary,
+    on_layer: LayerCallback | None,
+    edit: HeadEdit | None = None,
 ) -> torch.Tensor:
     batch, n_positions, _ = x.shape
     qkv = _linear(x, layer.qkv_weight, layer.qkv_bias)  # (B, P, 3 * H * E)
@@ -66,6 +74,8 @@ def _attention(
     z = pattern @ v  # (B, H, P, E)
     if on_layer is not None:
         on_layer(index, layer, pattern, z)
+    if edit is not None:
+        z = edit(index, z)
     merged = z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
     return _linear(merged, layer.out_weight, layer.out_bias)
 
@@ -96,25 +106,71 @@ def forward(
     (see :func:`next_token_losses`).
     """
     arch = weights.architecture
-    n_positions = ids.shape[1]
+    x = run_layers(weights, embed(weights, ids), on_layer=on_layer)
+    final_scale = (x.var(dim=-1, unbiased=False) + arch.ln_eps).sqrt()
+    final = final_norm(weights, x)
+    if losses:
+        return ForwardResult(None, final_scale, next_token_losses(final, weights.unembed, ids))
+    return ForwardResult(torch.matmul(final, weights.unembed, out=logits_out), final_scale)
+
+
+def embed(weights: Weights, ids: torch.Tensor) -> torch.Tensor:
+    """The residual stream entering layer 0, (batch, position, d_model)."""
     x = weights.embed[ids]
     if weights.positions is not None:
-        x = x + weights.positions[:n_positions]
-    rotary = _rotary(arch, n_positions, x) if arch.rotary_dims else None
-    for index, layer in enumerate(weights.layers):
+        x = x + weights.positions[: ids.shape[1]]
+    return x
+
+
+def run_layers(
+    weights: Weights,
+    x: torch.Tensor,
+    start: int = 0,
+    *,
+    on_layer: LayerCallback | None = None,
+    edit: HeadEdit | None = None,
+    on_residual: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The residual stream ``x`` entering layer ``start`` through the remaining layers.
+
+    ``on_residual(index, x)`` sees the stream entering each layer; ``edit`` may replace the heads'
+    outputs (see :data:`HeadEdit`). Not in inference mode, so that :mod:`inductscan.effects` can
+    take gradients through it (:func:`forward` is).
+    """
+    arch = weights.architecture
+    rotary = _rotary(arch, x.shape[1], x) if arch.rotary_dims else None
+    for index in range(start, len(weights.layers)):
+        layer = weights.layers[index]  # a streamed layer (weights.StreamedLayers) is read now
+        if on_residual is not None:
+            on_residual(index, x)
         attended = _attention(
-            arch, layer, index, layer_norm(x, layer.ln1_weight, layer.ln1_bias, arch.ln_eps), rotary, on_layer
+            arch, layer, index, layer_norm(x, layer.ln1_weight, layer.ln1_bias, arch.ln_eps), rotary, on_layer, edit
         )
         if arch.parallel_residual:
             x = x + attended + _mlp(arch, layer, layer_norm(x, layer.ln2_weight, layer.ln2_bias, arch.ln_eps))
         else:
             x = x + attended
             x = x + _mlp(arch, layer, layer_norm(x, layer.ln2_weight, layer.ln2_bias, arch.ln_eps))
-    final_scale = (x.var(dim=-1, unbiased=False) + arch.ln_eps).sqrt()
-    final = layer_norm(x, weights.final_ln_weight, weights.final_ln_bias, arch.ln_eps)
-    if losses:
-        return ForwardResult(None, final_scale, next_token_losses(final, weights.unembed, ids))
-    return ForwardResult(torch.matmul(final, weights.unembed, out=logits_out), final_scale)
+    return x
+
+
+def final_norm(weights: Weights, x: torch.Tensor) -> torch.Tensor:
+    """The final LayerNorm's output, what ``W_U`` reads, (batch, position, d_model)."""
+    return layer_norm(x, weights.final_ln_weight, weights.final_ln_bias, weights.architecture.ln_eps)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A family's forward pass in three parts, for passes that start inside the model or edit it
+    (:mod:`inductscan.effects`): ``embed(weights, ids)``, ``run_layers(weights, x, start, *,
+    edit, on_residual)``, ``final_norm(weights, x)``."""
+
+    embed: Callable
+    run_layers: Callable
+    final_norm: Callable
+
+
+STAGES = Stages(embed, run_layers, final_norm)
 
 
 UNEMBED_BLOCK = 1024  # vocabulary columns per block of logits

@@ -42,6 +42,10 @@ class ScanConfig:
     layer_by_layer: bool = False  # stream each layer's weights from disk: peak memory ~ one layer + embeddings
     icl: IclConfig | None = None  # the in-context learning score on real text (inductscan.icl)
     token_losses: bool = False  # also store every ICL token's loss (inductscan.token_losses); needs icl
+    head_effects: bool = (
+        False  # each head's effect on in_context_gain (and icl_score) when ablated (inductscan.effects)
+    )
+    head_effects_top: int = 8  # heads whose effect is computed exactly, by the largest estimated effect
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -54,6 +58,13 @@ class ScanConfig:
             raise ConfigError(f"icl must be an inductscan.icl.IclConfig, got {type(self.icl).__name__}")
         if self.token_losses and self.icl is None:
             raise ConfigError("--token-losses stores the losses of the ICL examples: it needs --icl-dataset")
+        if self.head_effects_top < 0:
+            raise ConfigError(f"--head-effects-top must be >= 0, got {self.head_effects_top}")
+        if self.head_effects and self.layer_by_layer:
+            raise ConfigError(
+                "--head-effects needs the whole model in memory (its ablated passes start inside it): "
+                "scan without --layer-by-layer"
+            )
         if self.max_disk is not None and self.max_disk <= 0:
             raise ConfigError(f"--max-disk must be > 0 bytes, got {self.max_disk}")
         if self.max_disk is not None and self.keep_weights:

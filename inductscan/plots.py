@@ -1,4 +1,5 @@
-"""Figures of a scan table : phase-change timing, every head's score, seeds side by side.
+"""Figures of a scan table : phase-change timing, every head's score, seeds side by side, the heads
+in-context learning depends on (head effects, docs/scores.md).
 
 Each ``plot_*`` function returns a :class:`matplotlib.figure.Figure` built without pyplot (no
 global state, no display needed); save it with ``figure.savefig(path)``.
@@ -313,6 +314,53 @@ def plot_heatmap(
     axes.set_xlabel("training step (one column per checkpoint, not to scale)")
     axes.set_ylabel("head (layer.head)")
     axes.set_title(f"{metric.replace('_', '-')} score of every head: {label}")
+    return figure
+
+
+EFFECT_METRICS = ("gain_effect", "icl_effect")  # the exact effects; the estimates are for ranking
+SHOWN_HEADS = 6  # lines of the effects plot
+
+
+def top_heads(rows: pd.DataFrame, metric: str, count: int = SHOWN_HEADS) -> list[tuple[int, int]]:
+    """The ``count`` heads (layer, head) of one run with the largest exact ``metric`` at any checkpoint."""
+    largest = rows.dropna(subset=[metric]).groupby(["layer", "head"])[metric].max()
+    return [tuple(map(int, head)) for head in largest.sort_values(ascending=False).index[:count]]
+
+
+def plot_effects(
+    results: pd.DataFrame | str | os.PathLike,
+    *,
+    metric: str = "gain_effect",
+    seed: int | None = None,
+    suite: str | None = None,
+    run: str | None = None,
+    heads: int = SHOWN_HEADS,
+) -> Figure:
+    """The exact ``metric`` (gain_effect or icl_effect) of one run's top heads against tokens seen
+    (log x), one line a head: when each becomes necessary, and whether the mechanism moves from
+    head to head. A head has a value only at the checkpoints where it was among the scan's
+    ``--head-effects-top``; elsewhere its line has a gap. Step 0 has no place on a log axis."""
+    if metric not in EFFECT_METRICS:
+        raise ConfigError(f"--kind effects draws {' or '.join(EFFECT_METRICS)}, got --metric {metric}")
+    rows, label = _one_run(_table(results), suite, seed, run)
+    if rows[metric].isna().all():
+        raise ConfigError(f"no {metric} in these rows: scan with --head-effects (and --icl-dataset for icl_effect)")
+    column, name = _axis(rows)
+    shown = rows[rows[column] > 0]
+    figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+    axes = figure.subplots()
+    for layer, head in top_heads(rows, metric, heads):
+        curve = shown[(shown["layer"] == layer) & (shown["head"] == head)].sort_values(column)
+        axes.plot(curve[column], curve[metric], marker=".", label=f"head {layer}.{head}")
+    axes.axhline(0.0, color="grey", linewidth=1)
+    axes.set_xscale("log")
+    if len(shown):
+        log_ticks(axes.xaxis, shown[column].min(), shown[column].max(), plain=column == "step")
+    axes.set_xlabel(f"{name} (log scale; step 0 not shown)")
+    axes.set_ylabel(f"{METRICS[metric].label} ({METRICS[metric].unit})")
+    axes.set_title(f"Heads in-context learning depends on: {label}")
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize="small", title="gaps: not among the top heads there", title_fontsize="small")
     return figure
 
 

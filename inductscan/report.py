@@ -36,7 +36,16 @@ from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
 
-CURVE_METRICS = ("induction", "prefix_matching", "previous_token", "copying", "in_context_gain", "icl_score")
+CURVE_METRICS = (
+    "induction",
+    "prefix_matching",
+    "previous_token",
+    "copying",
+    "in_context_gain",
+    "icl_score",
+    "gain_effect",  # scans with --head-effects only (empty columns are left out)
+    "icl_effect",
+)
 READ = ["tokens", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]  # all the page needs
 HEATMAP_METRICS = tuple(name for name in CURVE_METRICS if METRICS[name].level == "head")
 PER_HEAD_METRIC = "induction"

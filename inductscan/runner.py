@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import architecture, hazards, icl, sql, store, tables, token_losses
+from inductscan import architecture, effects, hazards, icl, sql, store, tables, token_losses
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,
@@ -245,10 +245,16 @@ class ScanContext:
             )
         if self.icl_examples is not None:
             icl.check_fits(self.icl_examples, arch.n_ctx, arch.vocab_size)
+        if self.config.head_effects:
+            effects.check_supported(arch)
         try:
             scorer = self.scorer_for(arch)
             weights = scorer.load(lambda: read_state_dict(list(files.weights)))
             scored = scorer.score(weights, probe)
+            if self.config.head_effects:
+                scored = effects.with_effects(
+                    scored, weights, probe, self.icl_examples, top=self.config.head_effects_top
+                )
             in_context = None
             if self.icl_examples is not None:
                 losses = scorer.token_losses(weights, self.icl_examples.ids)

@@ -67,6 +67,15 @@ def pattern_scores(pattern: torch.Tensor, weights: dict[str, torch.Tensor]) -> d
     return {name: summed[..., index] for index, name in enumerate(weights)}
 
 
+def attention_sink(pattern: torch.Tensor) -> torch.Tensor:
+    """Mean attention to the first position over every sequence and every query but the first
+    (whose only key is the first position): how much of its attention the head parks on a sink.
+
+    pattern: (..., batch, head, query, key) -> (..., head), float64.
+    """
+    return pattern[..., 1:, 0].double().mean(dim=(-3, -1))
+
+
 def copying_score(
     embed: torch.Tensor,
     values: torch.Tensor,

@@ -198,6 +198,7 @@ def reference_scores(ref: Reference, ids, length, *, bos: bool):
             prefix = np.mean([sum(a[b, q, c + 1] for c in copies[q]) for b in range(batch) for q in induction_q])
             duplicate = np.mean([sum(a[b, q, c] for c in copies[q]) for b in range(batch) for q in induction_q])
             previous = np.mean([a[b, q, q - 1] for b in range(batch) for q in previous_q])
+            sink = np.mean([a[b, q, 0] for b in range(batch) for q in range(1, positions)])
             # copying: eigenvalues of the full (vocab x vocab) OV circuit, LayerNorm gains folded
             w_v, w_o = ref.values[layer][head], ref.outputs[layer][head]
             full = ref.embed @ w_v @ w_o @ (ref.final_gain[:, None] * unembed)
@@ -216,6 +217,7 @@ def reference_scores(ref: Reference, ids, length, *, bos: bool):
                 "prefix_matching": prefix,
                 "duplicate_token": duplicate,
                 "previous_token": previous,
+                "attention_sink": sink,
                 "copying": copying,
                 "induction_logit": np.mean(contributions),
             }

@@ -76,6 +76,26 @@ def test_previous_token_counts_only_queries_after_a_probe_token(has_bos):
     assert score(pattern, layout)["previous_token"].item() == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("has_bos", [True, False])
+def test_attention_sink_is_the_mean_attention_to_the_first_position(has_bos):
+    # head 0 parks everything on position 0; head 1 attends uniformly to what it may see; head 2
+    # never looks at position 0 after it; the first query (which sees position 0 only) counts for none
+    layout = Layout(length=5, repeats=2, has_bos=has_bos)
+    n = layout.n_positions
+    pattern = empty_pattern(layout, batch=2, heads=3)
+    pattern[:, 0, :, 0] = 1.0
+    for q in range(n):
+        pattern[:, 1, q, : q + 1] = 1.0 / (q + 1)
+        pattern[:, 2, q, q] = 1.0
+    pattern[1, 2, 3] = 0.0
+    pattern[1, 2, 3, 0] = 0.5  # one query of one sequence sends half to the sink
+    pattern[1, 2, 3, 3] = 0.5
+    expected = [1.0, np.mean([1 / (q + 1) for q in range(1, n)]), 0.5 / (2 * (n - 1))]
+    assert scores.attention_sink(pattern).tolist() == pytest.approx(expected, abs=1e-12)
+    # a leading layer dimension is kept
+    assert scores.attention_sink(torch.stack([pattern, pattern])).shape == (2, 3)
+
+
 def test_uniform_causal_attention_against_formula():
     layout = Layout(length=5, repeats=3, has_bos=True)
     n = layout.n_positions

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from inductscan.families.llama import LlamaArchitecture, LlamaLayer, LlamaWeights, Rotary
-from inductscan.model import ForwardResult, next_token_losses
+from inductscan.model import ForwardResult, HeadEdit, Stages, next_token_losses
 
 # on_layer(layer index, the layer's weights, pattern (batch, head, query, key), z (batch, head, position, d_head)).
 # With a post-norm, z is divided by the norm's scale at its position: what each head hands W_O as the
@@ -48,15 +48,48 @@ def forward(
     ``logits_out`` and ``losses`` as for :func:`inductscan.model.forward`.
     """
     arch = weights.architecture
-    n_positions = ids.shape[1]
-    x = weights.embed[ids]
+    x = run_layers(weights, embed(weights, ids), on_layer=on_layer)
+    final_scale = _final_scale(arch, x)
+    final = final_norm(weights, x)
+    if losses:
+        return ForwardResult(None, final_scale, next_token_losses(final, weights.unembed, ids))
+    return ForwardResult(torch.matmul(final, weights.unembed, out=logits_out), final_scale)
+
+
+def embed(weights: LlamaWeights, ids: torch.Tensor) -> torch.Tensor:
+    """The residual stream entering layer 0, (batch, position, d_model)."""
+    return weights.embed[ids]
+
+
+def run_layers(
+    weights: LlamaWeights,
+    x: torch.Tensor,
+    start: int = 0,
+    *,
+    on_layer: LayerCallback | None = None,
+    edit: HeadEdit | None = None,
+    on_residual: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The residual stream ``x`` entering layer ``start`` through the remaining layers; ``edit`` and
+    ``on_residual`` as for :func:`inductscan.model.run_layers` (``edit`` sees z before ``W_O`` and
+    any post-norm). Not in inference mode, so that gradients can be taken through it."""
+    arch = weights.architecture
+    n_positions = x.shape[1]
     angles = {rotary: _cos_sin(rotary, n_positions, x) for rotary in set(arch.rotary) if rotary is not None}
     masks = {window: _mask(window, n_positions, x.device) for window in set(arch.windows)}
-    for index, layer in enumerate(weights.layers):
+    for index in range(start, len(weights.layers)):
+        layer = weights.layers[index]  # a streamed layer is read now
+        if on_residual is not None:
+            on_residual(index, x)
         rotary = arch.rotary[index]
         entering = x if arch.post_norm else _norm(arch, x, layer.input_norm)
         pattern, z, attended = _attention(
-            arch, layer, entering, None if rotary is None else angles[rotary], masks[arch.windows[index]]
+            arch,
+            layer,
+            entering,
+            None if rotary is None else angles[rotary],
+            masks[arch.windows[index]],
+            None if edit is None else lambda z, index=index: edit(index, z),
         )
         if arch.post_norm:
             inverse = _inverse_rms(attended, arch.norm_eps)  # (B, P, 1)
@@ -69,11 +102,12 @@ def forward(
             x = x + _rms(_mlp(layer, x), layer.mlp_out_norm, arch.norm_eps)
         else:
             x = x + _mlp(layer, _norm(arch, x, layer.mlp_norm))
-    final_scale = _final_scale(arch, x)
-    final = _norm(arch, x, weights.final_ln_weight)
-    if losses:
-        return ForwardResult(None, final_scale, next_token_losses(final, weights.unembed, ids))
-    return ForwardResult(torch.matmul(final, weights.unembed, out=logits_out), final_scale)
+    return x
+
+
+def final_norm(weights: LlamaWeights, x: torch.Tensor) -> torch.Tensor:
+    """The final norm's output, what ``W_U`` reads, (batch, position, d_model)."""
+    return _norm(weights.architecture, x, weights.final_ln_weight)
 
 
 def _attention(
@@ -82,8 +116,10 @@ def _attention(
     x: torch.Tensor,
     cos_sin: tuple[torch.Tensor, torch.Tensor] | None,
     mask: torch.Tensor,
+    edit: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(pattern (B, H, P, P), z (B, H, P, E), the attention's output (B, P, d_model))."""
+    """(pattern (B, H, P, P), z (B, H, P, E), the attention's output (B, P, d_model)); ``edit(z)``
+    replaces what ``W_O`` reads (the returned z stays the pass's own)."""
     batch, n_positions, _ = x.shape
     kv, group, e = arch.n_kv_heads, arch.group_size, arch.d_head
     q = F.linear(x, layer.q_weight, layer.q_bias)  # (B, P, H * E)
@@ -102,7 +138,8 @@ def _attention(
     logits = (q @ k.transpose(-1, -2)) * e**-0.5  # (B, KV, G, P, P)
     pattern = logits.masked_fill_(mask, float("-inf")).softmax(dim=-1, dtype=torch.float32).to(q.dtype)
     z = (pattern @ v).view(batch, arch.n_heads, n_positions, e)  # (B, H, P, E)
-    merged = z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * e)
+    read = z if edit is None else edit(z)
+    merged = read.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * e)
     return (
         pattern.view(batch, arch.n_heads, n_positions, n_positions),
         z,
@@ -158,3 +195,6 @@ def _mask(window: int | None, n_positions: int, device: torch.device) -> torch.T
     key = torch.arange(n_positions, device=device)[None, :]
     hidden = key > query
     return hidden if window is None else hidden | (key <= query - window)
+
+
+STAGES = Stages(embed, run_layers, final_norm)

@@ -21,14 +21,18 @@ class NativeFamily:
     read: Callable[[Path], object]  # config.json -> its architecture
     tensors: weights.TensorMap  # weight names -> one layer's tensors, and the rest
     forward: Callable  # (weights, ids, on_layer, *, logits_out, losses) -> inductscan.model.ForwardResult
+    stages: model.Stages  # the forward pass in parts, for head ablations (inductscan.effects)
 
 
 _LLAMA = NativeFamily(
-    llama.read_architecture, weights.TensorMap(llama.convert_layer, llama.convert_globals), llama_forward.forward
+    llama.read_architecture,
+    weights.TensorMap(llama.convert_layer, llama.convert_globals),
+    llama_forward.forward,
+    llama_forward.STAGES,
 )
 FAMILIES = {
-    "gpt2": NativeFamily(architecture.read_architecture, weights.FAMILIES["gpt2"], model.forward),
-    "gpt_neox": NativeFamily(architecture.read_architecture, weights.FAMILIES["gpt_neox"], model.forward),
+    "gpt2": NativeFamily(architecture.read_architecture, weights.FAMILIES["gpt2"], model.forward, model.STAGES),
+    "gpt_neox": NativeFamily(architecture.read_architecture, weights.FAMILIES["gpt_neox"], model.forward, model.STAGES),
     **{model_type: _LLAMA for model_type in llama.VARIANTS},
 }
 

@@ -172,6 +172,7 @@ class TransformersScorer:
             output = model(ids, output_attentions=True)
         patterns = torch.stack(output.attentions)  # (layer, batch, head, query, key)
         heads = scores.pattern_scores(patterns, scores.pattern_weights(layout))
+        heads["attention_sink"] = scores.attention_sink(patterns)
         checkpoint = scores.losses(output.logits.float(), ids, layout)
         for name, values in heads.items():
             if not bool(torch.isfinite(values).all()):
