@@ -62,6 +62,9 @@ def _effect(name: str, label: str, threshold: float, min_rise: float) -> Metric:
     return Metric(name, "head", label, "nats", "rises", threshold=threshold, min_rise=min_rise)
 
 
+# Written by scan --head-effects only: empty columns in any other scan.
+HEAD_EFFECTS = ("gain_effect", "gain_effect_estimate", "icl_effect", "icl_effect_estimate")
+
 _DECLARED = (
     _attention("induction", "induction score"),
     _attention("prefix_matching", "prefix-matching score"),

@@ -234,7 +234,7 @@ def test_effects_are_timed_plotted_and_reported_from_the_command_line(tmp_path):
     report = run_cli("report", str(out), "-o", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr
     assert (
-        '"heatmap_metrics": ["induction", "prefix_matching", "previous_token", "copying", "gain_effect"]'
+        '"heatmap_metrics":["induction","prefix_matching","previous_token","copying","gain_effect"]'
         in (tmp_path / "report.html").read_text()
     )
 

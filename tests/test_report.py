@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import inductscan
 from inductscan import report, store
 from inductscan.cli import main
+from inductscan.metrics import HEAD_EFFECTS
 from inductscan.phase_view import amount
 from inductscan.plan import ScanConfig, plan
 from inductscan.runner import run_scan
@@ -120,7 +121,8 @@ def test_icl_curves_header_and_failures(synthetic):
     _, _, summary = synthetic
     data = page_data(summary.path)
     assert len(data["icl"]) == 2 and len(data["icl"][0]["data"]) == report.MAX_ICL_STEPS + 1  # + the colour bar
-    assert [metric["name"] for metric in data["metrics"]] == list(report.CURVE_METRICS)  # icl_score included
+    shown = [name for name in report.CURVE_METRICS if name not in HEAD_EFFECTS]  # empty without --head-effects
+    assert [metric["name"] for metric in data["metrics"]] == shown  # icl_score included
     text = summary.path.read_text()
     for expected in ("synthetic", "8 random tokens x 4 repeats", f"inductscan {inductscan.__version__}"):
         assert expected in text

@@ -16,7 +16,7 @@ import torch
 
 from inductscan import store
 from inductscan.icl import IclConfig, IclExamples
-from inductscan.metrics import HEAD_METRICS
+from inductscan.metrics import HEAD_EFFECTS, HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 
 SUITE = "synthetic"
@@ -40,6 +40,8 @@ def head_scores(rise: float, layers: int, heads: int, generator: np.random.Gener
     noise["copying"] = generator.uniform(-0.2, 0.2, (layers, heads))
     noise["copying"][layers - 1, 1] = 0.1 + 0.5 * rise
     noise["induction_logit"] = generator.normal(0, 0.1, (layers, heads)) + 3 * rise * (noise["induction"] > 0.3)
+    for name in HEAD_EFFECTS:  # empty, as a scan without --head-effects leaves them
+        noise[name] = np.full((layers, heads), np.nan)
     return noise
 
 
