@@ -93,7 +93,10 @@ def test_a_file_s_ids_are_the_only_ids_drawn(runner, suite, tmp_path):
     assert torch.equal(ids, expected_probe(listed))
     assert set(ids[:, 1:].flatten().tolist()) <= set(listed)
     lines = "".join(f"{token}\n" for token in sorted(listed + [SPECIAL]))  # `sort -n -u ids.txt | sha256sum`
-    assert recorded(out)["token_list_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    digest = hashlib.sha256(lines.encode()).hexdigest()
+    assert recorded(out)["token_list_sha256"] == digest
+    page = inductscan.write_report(out, tmp_path / "report.html").path.read_text()
+    assert f"tokens listed (sha256 {digest[:16]}) [7, 96), BOS 95" in page
 
     # the same ids written otherwise are the same setting: the scan resumes
     ids_file.write_text("\n".join(map(str, reversed([*listed, SPECIAL]))))
