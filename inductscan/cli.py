@@ -22,6 +22,7 @@ from inductscan.errors import (
 from inductscan.icl import IclConfig
 from inductscan.metrics import CHECKPOINT_METRICS, METRICS, get_metric
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
+from inductscan.probe import read_token_ids
 from inductscan.suites import toy_home
 
 # The commands that read a table import pandas, pyarrow or DuckDB when they run: `inductscan
@@ -118,6 +119,20 @@ SIZE_UNITS = {
 }
 
 
+def _token_range(text: str | None) -> tuple[int, int] | None:
+    """'32:127' -> (32, 127): the ids 32 <= id < 127 (a one-line error otherwise)."""
+    if text is None:
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or not 0 <= bounds[0] < bounds[1]:
+        raise ConfigError(f"--probe-tokens must be LOW:HIGH, integers with 0 <= LOW < HIGH (e.g. 32:127), got {text!r}")
+    return bounds
+
+
 def _size(text: str, what: str) -> int:
     """'20GB' -> 20_000_000_000; '800MiB' -> 838_860_800; '1234' -> 1234."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
@@ -161,6 +176,19 @@ def probe_options(command):
         click.option("--probe-repeats", type=int, help="Repeats of the random tokens (default: the suite's, 4)."),
         click.option("--probe-batch", type=int, help="Sequences in the probe (default: the suite's, 10)."),
         click.option("--probe-seed", type=int, help="Seed of the probe's torch.Generator (default 0)."),
+        click.option(
+            "--probe-tokens",
+            metavar="LOW:HIGH",
+            help="Draw the probe's tokens from ids LOW <= id < HIGH only, special ids still left out (default: "
+            "the suite's range, or every id of a folder's vocabulary): for byte-level or small-vocabulary "
+            "models whose rare ids were never trained.",
+        ),
+        click.option(
+            "--probe-tokens-file",
+            type=click.Path(path_type=Path),
+            help="Draw the probe's tokens from the ids listed in this file only (whitespace or one a line; "
+            "special ids left out), e.g. the ids your own tokenizer's training text uses.",
+        ),
     ]
     return functools.reduce(lambda wrapped, option: option(wrapped), reversed(options), command)
 
@@ -389,6 +417,8 @@ def scan_command(
         inductscan scan toy --out toy-results/
         inductscan scan runs/small/ --suite mine-small --out mine/   # and runs/large/ --suite mine-large
         inductscan scan pythia-12b --steps 143000 --layer-by-layer --prefetch 0
+        inductscan scan runs/bytes/ --probe-tokens 32:127   # a byte-level model: printable ASCII only
+        inductscan scan runs/mine/ --probe-tokens-file common-ids.txt
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
         inductscan scan toy --head-effects --out toy-effects/   # which heads the gain depends on
@@ -409,6 +439,9 @@ def scan_command(
     elif ray_address is not None:
         raise ConfigError("--ray-address needs --executor ray")
     plan = _plan_arguments(seeds, steps, step_range, every, tokens_per_step, shard)
+    settings["probe_tokens"] = _token_range(settings["probe_tokens"])
+    if (path := settings.pop("probe_tokens_file")) is not None:
+        settings["probe_token_ids"] = read_token_ids(path)
     from inductscan.api import scan  # torch and transformers: only a scan needs them
     from inductscan.runner import ScanInterrupted
 

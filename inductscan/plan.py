@@ -30,6 +30,8 @@ class ScanConfig:
     probe_repeats: int | None = None
     probe_batch: int | None = None
     probe_seed: int | None = None
+    probe_tokens: tuple[int, int] | None = None  # draw ids low <= id < high only (special ids still left out)
+    probe_token_ids: tuple[int, ...] | None = None  # draw these ids only (inductscan.probe.read_token_ids reads a file)
     dtype: str = "float32"
     device: str = "cpu"
     prefetch: int = 2
@@ -84,10 +86,44 @@ class ScanConfig:
                     f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu"
                 )
         self.probe_for(ProbeConfig())  # validates the overrides
+        self._check_probe_tokens()
 
     @property
     def retry(self) -> Retry:
         return Retry(attempts=self.retries + 1, backoff=self.retry_backoff)
+
+    def _check_probe_tokens(self) -> None:
+        """The ids the probe draws: a range, or a list, or neither (the suite's); checked against a
+        vocabulary only once a checkpoint's config is read (:func:`suite_probe`)."""
+        if self.probe_tokens is not None and self.probe_token_ids is not None:
+            raise ConfigError("--probe-tokens and --probe-tokens-file both choose the probe's token ids; give one")
+        if self.probe_tokens is not None:
+            bounds = tuple(self.probe_tokens) if isinstance(self.probe_tokens, (tuple, list)) else ()
+            if len(bounds) != 2 or not all(_is_id(bound) for bound in bounds) or bounds[0] >= bounds[1]:
+                raise ConfigError(f"--probe-tokens must be LOW:HIGH with 0 <= LOW < HIGH, got {self.probe_tokens!r}")
+        if self.probe_token_ids is not None:
+            if not isinstance(self.probe_token_ids, (tuple, list)) or not self.probe_token_ids:
+                raise ConfigError(f"probe_token_ids must be a non-empty list of ids, got {self.probe_token_ids!r}")
+            bad = [token for token in self.probe_token_ids if not _is_id(token)]
+            if bad:
+                raise ConfigError(f"--probe-tokens-file: token ids are integers >= 0, got {bad[0]!r}")
+
+    def token_spec(self, arch: Architecture, bos: int | None) -> TokenSpec | None:
+        """The ids chosen with ``probe_tokens`` or ``probe_token_ids`` in ``arch``'s vocabulary, the
+        special ids left out, and ``bos``; None when neither is chosen (the suite's ids)."""
+        special, vocab = set(arch.special_tokens), arch.vocab_size
+        if self.probe_tokens is not None:
+            low, high = self.probe_tokens
+            if high > vocab:
+                raise ConfigError(f"--probe-tokens {low}:{high} exceeds the vocabulary: its ids are 0 <= id < {vocab}")
+            return TokenSpec.in_range(low, high, special, bos)
+        if self.probe_token_ids is not None:
+            outside = sorted({token for token in self.probe_token_ids if token >= vocab})
+            if outside:
+                shown = ", ".join(map(str, outside[:5])) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+                raise ConfigError(f"--probe-tokens-file lists ids outside the vocabulary (0 <= id < {vocab}): {shown}")
+            return TokenSpec.from_list(tuple(self.probe_token_ids), special, bos)
+        return None
 
     def probe_for(self, default: ProbeConfig) -> ProbeConfig:
         return default.replace(
@@ -130,6 +166,10 @@ def plan(
             chosen = chosen[::every] + ([chosen[-1]] if (len(chosen) - 1) % every else [])  # the last plateau needs it
         planned.extend(CheckpointRef(suite, run, step) for step in chosen)
     return planned
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _chosen(values: int | list[int] | None, what: str) -> list[int] | None:
@@ -176,15 +216,27 @@ def _nearby(available: tuple[int, ...], step: int) -> str:
 
 
 def suite_probe(suite: Suite, arch: Architecture, config: ScanConfig) -> Probe:
-    """The suite's probe: its catalogued token range and BOS, else every non-special id."""
-    if suite.token_range is not None:
+    """The suite's probe: the ids the scan chose (``probe_tokens``, ``probe_token_ids``), else the
+    suite's catalogued token range and BOS, else every non-special id."""
+    probe_config = config.probe_for(suite.probe)
+    bos = suite.bos_token_id if suite.token_range is not None else arch.bos_token_id
+    tokens = config.token_spec(arch, bos)
+    if tokens is not None:
+        left = tokens.count()
+        if left < probe_config.length:
+            chosen = "--probe-tokens" if tokens.listed is None else "--probe-tokens-file"
+            raise ConfigError(
+                f"{chosen} leaves {left} distinct token id(s) (special ids left out) but the probe draws "
+                f"{probe_config.length} a repeat: give at least {probe_config.length}, or a smaller --probe-length"
+            )
+    elif suite.token_range is not None:
         low, high = suite.token_range
         if high > arch.vocab_size:
             raise ConfigError(f"the probe's token range [{low}, {high}) exceeds the vocabulary ({arch.vocab_size})")
         tokens = TokenSpec(low, high, bos=suite.bos_token_id)
     else:
         tokens = TokenSpec.all_but_special(arch.vocab_size, set(arch.special_tokens), arch.bos_token_id)
-    probe = make_probe(config.probe_for(suite.probe), tokens)
+    probe = make_probe(probe_config, tokens)
     probe.check_fits(arch.n_ctx)
     return probe
 

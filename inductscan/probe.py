@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,12 +44,17 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class TokenSpec:
-    """Which ids the probe may draw, and its BOS (part of the suite entry, and recorded)."""
+    """Which ids the probe may draw, and its BOS (part of the suite entry, and recorded).
+
+    Every id in ``[low, high)``, or, when ``listed`` is given (``--probe-tokens-file``), only those
+    ids (sorted, distinct; ``low`` and ``high`` then bound them); ``excluded`` ids are left out.
+    """
 
     low: int
     high: int
     excluded: tuple[int, ...] = ()
     bos: int | None = None
+    listed: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.low < self.high:
@@ -56,18 +63,72 @@ class TokenSpec:
     @classmethod
     def all_but_special(cls, vocab_size: int, special: set[int], bos: int | None) -> TokenSpec:
         """Every id of the vocabulary except the special ones (local folders, the toy suite)."""
-        return cls(0, vocab_size, tuple(sorted(t for t in special if 0 <= t < vocab_size)), bos)
+        return cls.in_range(0, vocab_size, special, bos)
+
+    @classmethod
+    def in_range(cls, low: int, high: int, special: set[int], bos: int | None) -> TokenSpec:
+        """Every id in ``[low, high)`` except the special ones (``--probe-tokens LOW:HIGH``)."""
+        return cls(low, high, tuple(sorted(t for t in special if low <= t < high)), bos)
+
+    @classmethod
+    def from_list(cls, ids: tuple[int, ...], special: set[int], bos: int | None) -> TokenSpec:
+        """Only the listed ids, except the special ones (``--probe-tokens-file``)."""
+        listed = tuple(sorted(set(ids)))
+        if not listed:
+            raise ConfigError("the probe's list of token ids is empty")
+        return cls(listed[0], listed[-1] + 1, tuple(sorted(set(listed) & special)), bos, listed)
+
+    def count(self) -> int:
+        """How many distinct ids the probe may draw."""
+        return len(set(range(self.low, self.high) if self.listed is None else self.listed) - set(self.excluded))
 
     def allowed(self) -> torch.Tensor:
         """The ids the probe draws from, as a 1-d int64 tensor."""
         import torch
 
-        ids = torch.arange(self.low, self.high)
+        ids = torch.arange(self.low, self.high) if self.listed is None else torch.tensor(self.listed)
         if self.excluded:
             ids = ids[~torch.isin(ids, torch.tensor(self.excluded))]
         if ids.numel() == 0:
             raise ConfigError(f"no token id left to draw in [{self.low}, {self.high})")
         return ids
+
+    def record(self) -> dict:
+        """How the ids were chosen, as recorded: a list of ids by its sha256 (see :func:`listed_sha256`),
+        a key that probes drawn from a range never had, so that folders scanned before lists read alike."""
+        record = {"token_low": self.low, "token_high": self.high, "excluded": list(self.excluded), "bos": self.bos}
+        if self.listed is not None:
+            record["token_list_sha256"] = listed_sha256(self.listed)
+        return record
+
+
+def listed_sha256(ids: tuple[int, ...]) -> str:
+    """The sha256 of a list of token ids written sorted, distinct, one a line: what
+    ``sort -n -u ids.txt | sha256sum`` prints for a file of one id a line. Order, repeats and
+    spacing in the file do not change the probe, nor this."""
+    return hashlib.sha256("".join(f"{token}\n" for token in sorted(set(ids))).encode()).hexdigest()
+
+
+def read_token_ids(path: str | os.PathLike) -> tuple[int, ...]:
+    """The token ids in a text file, one a line or separated by any whitespace (``--probe-tokens-file``)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"--probe-tokens-file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--probe-tokens-file {path} cannot be read: {error}") from error
+    ids = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for word in line.split():
+            try:
+                ids.append(int(word))
+            except ValueError:
+                raise ConfigError(
+                    f"--probe-tokens-file {path}, line {number}: {word!r} is not a token id (an integer)"
+                ) from None
+    if not ids:
+        raise ConfigError(f"--probe-tokens-file {path} lists no token id")
+    return tuple(ids)
 
 
 @dataclass(frozen=True)
@@ -108,10 +169,7 @@ class Probe:
         """The probe's parameters, as stored with every result."""
         return {
             **dataclasses.asdict(self.config),
-            "token_low": self.tokens.low,
-            "token_high": self.tokens.high,
-            "excluded": list(self.tokens.excluded),
-            "bos": self.tokens.bos,
+            **self.tokens.record(),
             "ids_sha256": hashlib.sha256(self.ids.numpy().tobytes()).hexdigest(),
         }
 

@@ -77,9 +77,10 @@ def header_html(flat: pd.DataFrame, runs: list[tuple], labels: list[str], failur
 def _probe_text(record: str) -> str:
     probe = json.loads(record)
     bos = "" if probe.get("bos") is None else f", BOS {probe['bos']}"
+    listed = f" listed (sha256 {probe['token_list_sha256'][:16]})" if "token_list_sha256" in probe else ""
     return (
         f"{probe['length']} random tokens x {probe['repeats']} repeats, batch {probe['batch']}, seed {probe['seed']}, "
-        f"tokens [{probe['token_low']}, {probe['token_high']}){bos}"
+        f"tokens{listed} [{probe['token_low']}, {probe['token_high']}){bos}"
     )
 
 

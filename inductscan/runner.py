@@ -9,6 +9,7 @@ an executor's business: :class:`LocalExecutor` (this process, downloads prefetch
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -523,17 +524,27 @@ def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: stor
     if not differences:
         return
     named = "; ".join(f"{name} {_shown(theirs)} there, {_shown(mine)} here" for name, mine, theirs in differences)
-    fixes = list(dict.fromkeys(_fix(name, theirs) for name, _, theirs in differences))
+    fixes = list(dict.fromkeys(_fix(name, theirs, json.loads(held.probe)) for name, _, theirs in differences))
     raise ConfigError(
         f"{what}, made with other settings ({named}): scan with {' and '.join(fixes)}, or into another --out"
     )
 
 
-def _fix(setting: str, held) -> str:
-    """What to pass to scan as the rows in the folder were scanned."""
+PROBE_TOKEN_SETTINGS = ("probe token_low", "probe token_high", "probe excluded", "probe token_list_sha256")
+
+
+def _fix(setting: str, held, held_probe: dict) -> str:
+    """What to pass to scan as the rows in the folder were scanned (``held_probe``: their probe's record)."""
     if setting == "ICL dataset":
         return "no --icl-dataset (they are without the ICL score)" if held is None else f"--icl-dataset {held}"
-    if setting in ("probe token_low", "probe token_high", "probe excluded", "probe bos"):
+    if setting in PROBE_TOKEN_SETTINGS and "token_list_sha256" in held_probe:
+        return "the same --probe-tokens-file as before (its ids' sha256 is the folder's)"
+    if setting in PROBE_TOKEN_SETTINGS:
+        return (
+            f"--probe-tokens {held_probe['token_low']}:{held_probe['token_high']} as before (or, without it, "
+            "checkpoints of the folder's vocabulary)"
+        )
+    if setting == "probe bos":
         return "checkpoints of the folder's vocabulary (these have another one: a local folder's probe draws from it)"
     if setting.startswith("probe "):
         return "the same --probe-* options as before"
