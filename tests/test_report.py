@@ -26,7 +26,7 @@ from inductscan.toy import ToyConfig
 
 from .conftest import make_local_suite
 
-STEPS = ToyConfig().save_steps()  # 32 log-spaced steps, 0 .. 3000
+STEPS = ToyConfig().save_steps()  # 70 steps, 0 .. 3000: log-spaced, every 25 over 1600..2600
 TOKENS_PER_STEP = 2048
 MIDPOINTS = {0: 400, 1: 900}  # each seed's phase change, in steps
 LAYERS, HEADS = 2, 4
