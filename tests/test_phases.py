@@ -251,7 +251,7 @@ def test_first_above_threshold_counts_a_value_exactly_at_the_threshold():
 def test_an_obvious_rise_on_three_or_four_checkpoints_is_too_few_to_time_not_no_change(values):
     # Each curve is non-decreasing, so smoothing leaves it as it is: its plateaus are 0.02 and 0.87,
     # a rise of 0.85, but three differences or fewer cannot tell that from noise.
-    steps = TOY_STEPS[-len(values) :]  # 2650, 2675, 2700, 3000: the toy suite's --step-range 2650:3000
+    steps = TOY_STEPS[-len(values) :]  # 2550, 2575, 2600, 3000: the toy suite's --step-range 2550:3000
     row = phases.curve_timing(steps, steps * 2048, np.array(values), threshold=0.4, min_rise=0.05)
     assert not row["phase_change"]
     assert row["note"] == f"too few checkpoints to time it: {len(values)}"
@@ -265,7 +265,7 @@ def test_a_run_cut_to_four_checkpoints_says_too_few_through_find_phase_changes()
     runs = inductscan.find_phase_changes(table)
     assert list(runs["note"]) == ["too few checkpoints to time it: 4", phases.NO_CHANGE]
     assert not runs["phase_change"].any()
-    assert list(runs["checkpoints"]) == [4, 4] and runs.iloc[0]["first_above_threshold_step"] == 2700
+    assert list(runs["checkpoints"]) == [4, 4] and runs.iloc[0]["first_above_threshold_step"] == 2600
 
 
 def test_a_flat_curve_of_three_checkpoints_still_has_no_phase_change():
@@ -383,10 +383,11 @@ def icl_table(steps, score: np.ndarray) -> pd.DataFrame:
 
 def test_a_falling_score_is_timed_as_it_falls_in_its_own_units():
     # Olsson et al.'s ICL score falls from about -0.05 to -0.45 at the phase change: a logistic in
-    # log steps, halfway (-0.25) at step 800 of the toy grid. Its midpoint is where the rising
-    # mirror image would put it, and its plateaus and threshold stay in nats, negative.
+    # log steps, halfway (-0.25) at step 800 of a log grid (the toy's former one: the dense window
+    # would set the late plateau on steps 1600-2600, still short of it). Its midpoint is where the
+    # rising mirror image would put it, and its plateaus and threshold stay in nats, negative.
     declared = metrics.METRICS["icl_score"]
-    steps = TOY_STEPS
+    steps = TOY_LOG_STEPS
     x = np.log(np.maximum(steps, 1))
     score = -0.05 - 0.4 / (1 + np.exp(-(x - np.log(800)) / 0.3))
     score[np.argmin(np.abs(score - declared.threshold))] = declared.threshold  # one checkpoint exactly at -0.25
