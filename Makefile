@@ -21,7 +21,7 @@ $(VENV)/.installed: setup.cfg setup.py
 demo: install
 	$(BIN)/inductscan toy-suite --seeds 3
 	$(BIN)/inductscan scan toy --out $(DEMO)/toy-results
-	$(BIN)/inductscan query $(DEMO)/toy-results --best --step-range 1160:3000 --columns seed,step,tokens,layer,head,induction,in_context_gain
+	$(BIN)/inductscan query $(DEMO)/toy-results --best --seed 0 --step-range 1900:2300 --columns seed,step,tokens,layer,head,induction,in_context_gain
 	$(BIN)/inductscan phases $(DEMO)/toy-results
 	$(BIN)/inductscan plot $(DEMO)/toy-results -o $(DEMO)/toy-timing.png
 

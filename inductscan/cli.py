@@ -1081,8 +1081,9 @@ def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
 def toy_suite_command(out: Path | None, seeds: int, train_steps: int | None, jobs: int, quiet: bool) -> None:
     """Train the toy suite: small attention-only GPT-2s that form induction heads in minutes.
 
-    Saves Hugging Face checkpoints at log-spaced steps (step 0 included) under OUT/seedN/,
-    default the toy suite's home. Seeds already trained with the same settings are kept.
+    Saves Hugging Face checkpoints at log-spaced steps (step 0 included), and every 25 steps
+    over steps 1600-2600 where the heads form, under OUT/seedN/, default the toy suite's home.
+    Seeds already trained with the same settings (schedule included) are kept; others are trained again.
 
     \b
     Example:

@@ -21,7 +21,7 @@ Whether a curve is timed, with ``rise = late - early`` (:func:`untimed_reason`),
    too few for a median to tell the noise from the rise.
 4. A rise of at least ``NOISE_MULTIPLE`` times :func:`noise_level` (the median absolute deviation
    of all successive differences) is a phase change, and is timed. ``scripts/phase_noise_sweep.py``
-   calibrates this rule on the toy (32 checkpoints), Pythia (154) and Stanford (609) grids.
+   calibrates this rule on the toy (its former 32 log-spaced checkpoints), Pythia (154) and Stanford (609) grids.
 5. Otherwise that noise may be the rise's own: a median ignores the rise's differences only
    while they are fewer than half. So "no phase change" is said only when there are at least
    ``MIN_QUIET_DIFFERENCES`` (3) differences outside the rise (:func:`quiet_differences`: those

@@ -39,7 +39,7 @@ def grids() -> dict[str, tuple[np.ndarray, int]]:
     """Each grid's steps and tokens per step."""
     toy = ToyConfig()
     return {
-        "toy (32)": (np.array(toy.save_steps()), toy.batch * toy.context),
+        f"toy ({len(toy.save_steps())})": (np.array(toy.save_steps()), toy.batch * toy.context),
         "pythia (154)": (np.array(get_suite("pythia-160m").steps), 2_097_152),
         "stanford (609)": (np.array(get_suite("stanford-gpt2-small").steps), 524_288),
     }

@@ -1,6 +1,6 @@
 """The README's screenshot of the report (docs/report.png), taken by the tests' headless Chromium.
 
-By default of a synthetic scan (three seeds on the toy suite's 32 steps, a phase change in each,
+By default of a synthetic scan (three seeds on the toy suite's 70 steps, a phase change in each,
 written by the scan's own writer: inductscan.testing.synthetic); --results takes a real results
 folder instead, e.g. `make demo`'s build/toy-results.
 

@@ -14,7 +14,9 @@ from inductscan.toy import ToyConfig
 
 PYTHIA_STEPS = np.array(get_suite("pythia-160m").steps)  # 0, 1, 2, 4, ..., 512, 1000, 2000, ..., 143000
 STANFORD_STEPS = np.array(get_suite("stanford-gpt2-small").steps)
-TOY_STEPS = np.array(ToyConfig().save_steps())
+TOY_STEPS = np.array(ToyConfig().save_steps())  # log-spaced, and every 25 steps over 1600..2600
+# The toy suite's schedule before its dense window: step 0 and 31 log-spaced steps, 10 .. 3000
+TOY_LOG_STEPS = np.array(ToyConfig(dense_from=0, dense_to=0).save_steps())
 
 
 def test_isotonic_fit_matches_the_min_max_formula():
@@ -249,7 +251,7 @@ def test_first_above_threshold_counts_a_value_exactly_at_the_threshold():
 def test_an_obvious_rise_on_three_or_four_checkpoints_is_too_few_to_time_not_no_change(values):
     # Each curve is non-decreasing, so smoothing leaves it as it is: its plateaus are 0.02 and 0.87,
     # a rise of 0.85, but three differences or fewer cannot tell that from noise.
-    steps = TOY_STEPS[-len(values) :]  # 1700, 2050, 2480, 3000: the toy suite's --step-range 1700:3000
+    steps = TOY_STEPS[-len(values) :]  # 2550, 2575, 2600, 3000: the toy suite's --step-range 2550:3000
     row = phases.curve_timing(steps, steps * 2048, np.array(values), threshold=0.4, min_rise=0.05)
     assert not row["phase_change"]
     assert row["note"] == f"too few checkpoints to time it: {len(values)}"
@@ -263,7 +265,7 @@ def test_a_run_cut_to_four_checkpoints_says_too_few_through_find_phase_changes()
     runs = inductscan.find_phase_changes(table)
     assert list(runs["note"]) == ["too few checkpoints to time it: 4", phases.NO_CHANGE]
     assert not runs["phase_change"].any()
-    assert list(runs["checkpoints"]) == [4, 4] and runs.iloc[0]["first_above_threshold_step"] == 2480
+    assert list(runs["checkpoints"]) == [4, 4] and runs.iloc[0]["first_above_threshold_step"] == 2600
 
 
 def test_a_flat_curve_of_three_checkpoints_still_has_no_phase_change():
@@ -355,7 +357,7 @@ def test_find_phase_changes_per_run_follows_the_best_head_and_per_head_names_the
     changed = heads[heads["phase_change"]]
     assert set(zip(changed["seed"], changed["layer"], changed["head"])) == {(0, 1, 1), (0, 1, 0)}
     later_row = changed[changed["head"] == 0].iloc[0]
-    assert (later_row["midpoint_step_before"], later_row["midpoint_step_after"]) == (1700, 2050)
+    assert (later_row["midpoint_step_before"], later_row["midpoint_step_after"]) == (2025, 2050)
     assert later_row["first_above_threshold_step"] == 2050
     gain = inductscan.find_phase_changes(table, "in_context_gain", threshold=2.0)
     assert gain.iloc[0]["late"] == pytest.approx(2.8) and gain.iloc[0]["first_above_threshold_step"] == 1160
@@ -381,10 +383,11 @@ def icl_table(steps, score: np.ndarray) -> pd.DataFrame:
 
 def test_a_falling_score_is_timed_as_it_falls_in_its_own_units():
     # Olsson et al.'s ICL score falls from about -0.05 to -0.45 at the phase change: a logistic in
-    # log steps, halfway (-0.25) at step 800 of the toy grid. Its midpoint is where the rising
-    # mirror image would put it, and its plateaus and threshold stay in nats, negative.
+    # log steps, halfway (-0.25) at step 800 of a log grid (the toy's former one: the dense window
+    # would set the late plateau on steps 1600-2600, still short of it). Its midpoint is where the
+    # rising mirror image would put it, and its plateaus and threshold stay in nats, negative.
     declared = metrics.METRICS["icl_score"]
-    steps = TOY_STEPS
+    steps = TOY_LOG_STEPS
     x = np.log(np.maximum(steps, 1))
     score = -0.05 - 0.4 / (1 + np.exp(-(x - np.log(800)) / 0.3))
     score[np.argmin(np.abs(score - declared.threshold))] = declared.threshold  # one checkpoint exactly at -0.25
@@ -440,10 +443,11 @@ def test_in_context_gain_is_timed_with_its_own_threshold_and_min_rise():
 
 
 def test_a_sharp_rise_with_a_short_clean_late_plateau_is_timed_not_said_still_rising():
-    # The toy suite's seed 0 as scanned: a flat, slowly sagging curve, then the heads form between
-    # steps 2050 and 2480 and the last two checkpoints agree (0.552, 0.560). The checkpoints past
-    # the end crossing are all on the plateau: its midpoint is timed, with no note.
-    steps = TOY_STEPS
+    # The toy suite's seed 0 as scanned on its former grid (32 log-spaced checkpoints): a flat,
+    # slowly sagging curve, then the heads form between steps 2050 and 2480 and the last two
+    # checkpoints agree (0.552, 0.560). The checkpoints past the end crossing are all on the
+    # plateau: its midpoint is timed, with no note.
+    steps = TOY_LOG_STEPS
     values = np.concatenate([np.linspace(0.024, 0.017, len(steps) - 3), [0.161, 0.552, 0.56]])
     row = phases.curve_timing(steps, steps * 2048, values, threshold=0.4, min_rise=0.05)
     assert row["phase_change"] and row["note"] == "" and not (row["rising_at_start"] or row["rising_at_end"])

@@ -20,7 +20,7 @@ from inductscan.toy import ToyConfig, write_manifest
 
 from .conftest import make_local_suite
 from .test_compare import token_table
-from .test_phases import TOY_STEPS, synthetic_table
+from .test_phases import TOY_LOG_STEPS, TOY_STEPS, synthetic_table
 
 STEPS = (0, 10, 20, 40)
 MAGIC = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}
@@ -262,7 +262,8 @@ def test_icl_curves_put_step_0_at_0_and_label_positions_plainly(tmp_path):
 
 
 def test_the_icl_plot_names_its_landmarks_and_times_the_fall(tmp_path):
-    write_synthetic_scan(tmp_path / "results", steps=TOY_STEPS, midpoints={0: 400, 1: 900})
+    # on the former log grid: a logistic of width 0.35 still climbs over the dense window (phases says so)
+    write_synthetic_scan(tmp_path / "results", steps=TOY_LOG_STEPS, midpoints={0: 400, 1: 900})
     table = inductscan.load_results(tmp_path / "results")
     axes = inductscan.plot_icl_score(table).axes[0]
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
@@ -289,7 +290,9 @@ def test_a_fraction_of_the_toy_suites_training_comes_from_its_manifest(tmp_path)
     (tmp_path / "toy").mkdir()
     write_manifest(tmp_path / "toy", config, [0, 1])
     results = tmp_path / "results"
-    write_synthetic_scan(results, steps=TOY_STEPS, midpoints={0: 300, 1: 900}, suite="toy", repo=str(tmp_path / "toy"))
+    write_synthetic_scan(
+        results, steps=TOY_LOG_STEPS, midpoints={0: 300, 1: 900}, suite="toy", repo=str(tmp_path / "toy")
+    )
     whole = 3000 * config.batch * config.context
     result = CliRunner().invoke(main, ["phases", str(results), "--x", "fraction", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -301,6 +304,6 @@ def test_a_fraction_of_the_toy_suites_training_comes_from_its_manifest(tmp_path)
     plot = CliRunner().invoke(main, ["plot", str(results), "-o", str(output), "--kind", "compare", "--x", "fraction"])
     assert plot.exit_code == 0 and output.is_file(), plot.output
     elsewhere = tmp_path / "moved"  # a toy run whose folder is gone: its training is not known
-    write_synthetic_scan(elsewhere, steps=TOY_STEPS, midpoints={0: 300}, suite="toy", repo=str(tmp_path / "gone"))
+    write_synthetic_scan(elsewhere, steps=TOY_LOG_STEPS, midpoints={0: 300}, suite="toy", repo=str(tmp_path / "gone"))
     missing = CliRunner().invoke(main, ["phases", str(elsewhere), "--x", "fraction"])
     assert missing.exit_code == 2 and "total training tokens of toy are not catalogued" in missing.output
