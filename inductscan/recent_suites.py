@@ -253,15 +253,15 @@ def tinyllama() -> Suite:
         family="TinyLlama",
         checkpoints=len(steps),
         facts=(
-            "vocabulary Llama 2's 32,000; BOS 1 began every document in pretraining (the author in "
-            "jzhang38/TinyLlama issue #40); probe: ids [1000, 20000) after BOS 1",
+            "vocabulary Llama 2's 32,000; BOS 1 began every document in pretraining (as TinyLlama's "
+            "author answered on its GitHub tracker); probe: ids [1000, 20000) after BOS 1",
             "each checkpoint is a repo of its own at revision main",
         ),
     )
 
 
 def smollm() -> list[Suite]:
-    no_bos = "documents separated by an EOS, no BOS (a SmolLM maintainer in huggingface/smollm issue #110)"
+    no_bos = "documents separated by an EOS, no BOS (as a SmolLM maintainer answered on its GitHub tracker)"
     sizes = (
         ("135m", "135M", 1_048_576, "the model card", 240_000, 2_000 * B),
         (
