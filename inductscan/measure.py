@@ -18,7 +18,15 @@ from inductscan.architecture import Architecture
 from inductscan.errors import NonFiniteError
 from inductscan.families.native import family_of
 from inductscan.probe import Probe
-from inductscan.weights import Buffers, Layer, StreamedLayers, Weights, convert, convert_streamed
+from inductscan.weights import (
+    Buffers,
+    Layer,
+    StreamedEmbedding,
+    StreamedLayers,
+    Weights,
+    convert,
+    convert_streamed,
+)
 
 
 @dataclass(frozen=True)
@@ -43,20 +51,19 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
         weights.unembed, weights.final_ln_weight, tokens, centred=arch.final_norm_centres
     )
     streamed = isinstance(weights.layers, StreamedLayers)  # a layer's weights last only while the pass is in it
+    # W_U W_E, the costly part of every OV circuit: on the CPU made in the idle moments of the
+    # forward pass (inductscan/idle.py), the circuits multiplied once it is done; streamed, at once,
+    # so that a streamed embedding is read for it and let go before the first layer
+    embed = weights.embed.whole() if isinstance(weights.embed, StreamedEmbedding) else weights.embed
+    through = scores.ThroughVocab(weights.unembed, embed, weights.final_ln_weight, in_idle_time=not streamed)
+    del embed
 
     per_layer: list[dict[str, torch.Tensor]] = []
     sinks: list[torch.Tensor] = []  # each layer's attention_sink (head,)
     contributions: list[torch.Tensor] = []
     circuits: list[tuple[torch.Tensor, torch.Tensor]] = []  # each layer's (W_V with its gain folded in, W_O)
 
-    # W_U W_E, the costly part of every OV circuit: on the CPU made in the idle moments of the
-    # forward pass (inductscan/idle.py), the circuits multiplied once it is done
-    with (
-        scores.ThroughVocab(
-            weights.unembed, weights.embed, weights.final_ln_weight, in_idle_time=not streamed
-        ) as through,
-        scores.EigenvalueRatios() as eigenvalues,
-    ):
+    with through, scores.EigenvalueRatios() as eigenvalues:
 
         def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
             per_layer.append(scores.pattern_scores(pattern, pattern_weights))
@@ -114,9 +121,10 @@ class Scorer:
 
     Each checkpoint's weights are copied into the buffers the previous one used (no fresh
     half-gigabyte to fault in per GPT-2-small checkpoint). With ``layer_by_layer``, only the
-    embeddings stay in memory and each layer is read from the files when the forward pass reaches
-    it, into one layer's worth of buffers: peak memory is about one layer plus the embeddings, and
-    the scores are the same.
+    unembedding (and a tied or GPT-2 embedding) stays in memory, an untied embedding is read from
+    its file when the pass needs it, and each layer is read from the files when the forward pass
+    reaches it, into one layer's worth of buffers: peak memory is about one layer plus the
+    unembedding, and the scores are the same.
     """
 
     def __init__(

@@ -22,7 +22,7 @@ from inductscan.families.native import family_of
 from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.metrics import HEAD_EFFECTS, METRICS
 from inductscan.testing import LLAMA_FAMILY, llama_family_model, save_checkpoint
-from inductscan.weights import read_state_dict
+from inductscan.weights import StreamedEmbedding, read_state_dict
 
 from .conftest import write_json
 
@@ -225,6 +225,30 @@ def test_sharded_bf16_scans_whole_and_layer_by_layer_alike(tmp_path, model_type)
     scores = [name for name in METRICS if name != "icl_score" and name not in HEAD_EFFECTS]
     assert len(whole) == 3 * 4 and whole[scores].notna().all().all()
     assert (layered[scores] - whole[scores]).abs().max().max() <= 1e-6
+
+
+def test_layer_by_layer_keeps_no_untied_embedding_and_reads_it_when_needed(tmp_path):
+    """One layer at a time, an untied W_E (a 7B's is 0.8 GB in float32) has no buffer: it is read from
+    its file for the rows a pass gathers and for the copying score, with the checkpoint's values, and
+    the ICL token losses (passes of their own) equal the whole model's."""
+    model = llama_family_model("llama", 6)
+    folder = save_checkpoint(model, tmp_path / "checkpoint")
+    arch = read_architecture(folder / "config.json")
+    assert not arch.tied_embeddings
+
+    def open_state():
+        return read_state_dict([folder / "model.safetensors"])
+
+    whole_scorer, layered_scorer = make_scorer(arch), make_scorer(arch, layer_by_layer=True)
+    whole, layered = whole_scorer.load(open_state), layered_scorer.load(open_state)
+    assert isinstance(layered.embed, StreamedEmbedding)
+    assert "model.embed_tokens.weight" in whole_scorer.buffers.tensors
+    assert "model.embed_tokens.weight" not in layered_scorer.buffers.tensors
+    stored = model.model.embed_tokens.weight.detach()
+    ids = torch.randint(0, 96, (3, 12), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(layered.embed[ids], stored[ids])
+    assert torch.equal(layered.embed.whole(), stored)
+    assert torch.equal(layered_scorer.token_losses(layered, ids), whole_scorer.token_losses(whole, ids))
 
 
 def test_a_post_norm_checkpoint_scores_each_head_as_its_share_of_the_normalised_output(tmp_path):

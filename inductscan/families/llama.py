@@ -18,10 +18,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from inductscan.errors import CorruptCheckpointError, UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    from inductscan.weights import StreamedEmbedding
 
 
 @dataclass(frozen=True)
@@ -377,7 +381,7 @@ class LlamaWeights:
     ones the scores read. ``layers`` may be :class:`inductscan.weights.StreamedLayers`."""
 
     architecture: LlamaArchitecture
-    embed: torch.Tensor  # W_E (vocab, d_model)
+    embed: torch.Tensor | StreamedEmbedding  # W_E (vocab, d_model)
     layers: Sequence[LlamaLayer]
     final_ln_weight: torch.Tensor  # (d_model,): the final norm's gain (ones for OLMo 1's LayerNorm)
     unembed: torch.Tensor  # W_U (d_model, vocab); a view of embed when tied
@@ -432,7 +436,7 @@ def convert_globals(
     """The embeddings and the final norm, once every tensor of ``state`` is known to be explained."""
     refuse_unexplained(arch, state)
     d, vocab = arch.d_model, arch.vocab_size
-    embed = buffers.take(state, "model.embed_tokens.weight", (vocab, d))
+    embed = buffers.embedding(state, "model.embed_tokens.weight", (vocab, d), tied=arch.tied_embeddings)
     if arch.norm == "rms":
         final = buffers.take(state, "model.norm.weight", (d,))
     else:
