@@ -38,14 +38,6 @@ def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
     return best.sort_values(RUN_KEYS + ["step"]).reset_index(drop=True)
 
 
-def top_heads(frame: pd.DataFrame, k: int, metric: str = "induction") -> pd.DataFrame:
-    """The ``k`` rows with the highest ``metric``."""
-    _check_metric(frame, metric)
-    if k < 1:
-        raise ConfigError(f"--top must be >= 1, got {k}")
-    return frame.sort_values(metric, ascending=False).head(k)
-
-
 def load_selection(results: str | os.PathLike, *, columns: list[str] | None = None, **chosen) -> pd.DataFrame:
     """The rows of a results folder that :func:`selection` chooses (only ``columns``, if given); an
     empty frame when none match, :class:`~inductscan.errors.OutputError` when the folder holds no

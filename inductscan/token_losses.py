@@ -9,7 +9,7 @@ Layout beside the scores (see :mod:`inductscan.store`)::
 Written like the ICL curve files: to a temporary name, then renamed; and before the checkpoint's
 scores file, whose presence marks the checkpoint done, so a done checkpoint of a scan with
 ``--token-losses`` always has its side file. A scan with ``--token-losses`` counts a checkpoint as
-done only when both exist (:func:`is_done`), so resuming it into a folder scored without the flag
+done only when both exist (:class:`Recorded`), so resuming it into a folder scored without the flag
 scores the missing side files rather than leaving them out.
 
 Size: ``examples x (context - 1)`` float32 losses per checkpoint, 4 bytes each (16 x 511 x 4 =
@@ -57,11 +57,6 @@ WRITE_OPTIONS = {
 
 def path_of(out: Path, suite: str, run: str, step: int) -> Path:
     return store._checkpoint_file(out, TABLE, suite, run, step, ".parquet")
-
-
-def is_done(out: Path, suite: str, run: str, step: int) -> bool:
-    """Whether a checkpoint is scored and has its token losses."""
-    return (suite, run, step) in Recorded(out)
 
 
 class Recorded:
