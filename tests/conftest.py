@@ -48,5 +48,17 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     )
 
 
+def invoke_cli(*args: str) -> subprocess.CompletedProcess:
+    """The command run in this process by click's runner, its result shaped as :func:`run_cli`'s
+    (returncode, stdout, stderr): for the tests where a fresh process is not the point (it costs
+    seconds of imports). An exception the CLI does not turn into an exit status is raised here."""
+    from click.testing import CliRunner
+
+    from inductscan.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(["inductscan", *args], result.exit_code, result.stdout, result.stderr)
+
+
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))

@@ -21,7 +21,7 @@ from inductscan.suites import local_suite
 from inductscan.testing import gptj_model, llama_family_model
 from inductscan.weights import read_state_dict
 
-from .conftest import gpt2_model, make_local_suite, neox_model, run_cli, save_checkpoint
+from .conftest import gpt2_model, invoke_cli, make_local_suite, neox_model, save_checkpoint
 
 TOLERANCE = 1e-4
 EFFECT_COLUMNS = ["gain_effect", "gain_effect_estimate", "icl_effect", "icl_effect_estimate"]
@@ -216,22 +216,24 @@ def test_effects_are_timed_plotted_and_reported_from_the_command_line(tmp_path):
     suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 5, 10, 20))
     out = tmp_path / "out"
     options = ("--quiet", "--probe-length", "7", "--probe-repeats", "3", "--probe-batch", "3")
-    done = run_cli("scan", str(suite), "--out", str(out), *options, "--head-effects", "--head-effects-top", "3")
+    done = invoke_cli("scan", str(suite), "--out", str(out), *options, "--head-effects", "--head-effects-top", "3")
     assert done.returncode == 0, done.stderr
     rows = inductscan.load_results(out)
     assert rows.groupby("step")["gain_effect"].count().tolist() == [3, 3, 3, 3]
 
-    timed = run_cli("phases", str(out), "--metric", "gain_effect")
+    timed = invoke_cli("phases", str(out), "--metric", "gain_effect")
     assert timed.returncode == 0, timed.stderr
     assert "the best head's gain_effect" in timed.stdout
 
-    drawn = run_cli("plot", str(out), "-o", str(tmp_path / "effects.png"), "--kind", "effects")
+    drawn = invoke_cli("plot", str(out), "-o", str(tmp_path / "effects.png"), "--kind", "effects")
     assert drawn.returncode == 0, drawn.stderr
     assert (tmp_path / "effects.png").stat().st_size > 10_000
-    refused = run_cli("plot", str(out), "-o", str(tmp_path / "icl.png"), "--kind", "effects", "--metric", "icl_effect")
+    refused = invoke_cli(
+        "plot", str(out), "-o", str(tmp_path / "icl.png"), "--kind", "effects", "--metric", "icl_effect"
+    )
     assert refused.returncode == 2 and "scan with --head-effects (and --icl-dataset for icl_effect)" in refused.stderr
 
-    report = run_cli("report", str(out), "-o", str(tmp_path / "report.html"))
+    report = invoke_cli("report", str(out), "-o", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr
     assert (
         '"heatmap_metrics":["induction","prefix_matching","previous_token","copying","gain_effect"]'

@@ -17,7 +17,7 @@ from inductscan.model import UNEMBED_BLOCK, next_token_losses
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 from inductscan.store import load_results
 from inductscan.weights import read_state_dict
-from tests.conftest import REPO_ROOT, gpt2_model, neox_model, run_cli, save_checkpoint
+from tests.conftest import REPO_ROOT, gpt2_model, invoke_cli, neox_model, save_checkpoint
 
 
 def test_blocked_losses_equal_cross_entropy_of_the_whole_logits():
@@ -58,7 +58,7 @@ def test_layer_by_layer_scan_gives_the_whole_model_scores(tmp_path, factory, fmt
         save_checkpoint(factory(step), suite / f"checkpoint-{step}", fmt=fmt)
     for mode in ("whole", "layered"):
         extra = ["--layer-by-layer"] if mode == "layered" else []
-        done = run_cli("scan", str(suite), "--out", str(tmp_path / mode), "--quiet", "--probe-length", "8", *extra)
+        done = invoke_cli("scan", str(suite), "--out", str(tmp_path / mode), "--quiet", "--probe-length", "8", *extra)
         assert done.returncode == 0, done.stderr
     whole, layered = load_results(tmp_path / "whole"), load_results(tmp_path / "layered")
     scores = [name for name in METRICS if name != "icl_score"]

@@ -16,7 +16,7 @@ from inductscan.cli import main
 from inductscan.errors import ConfigError
 from inductscan.plan import Shard, plan
 from inductscan.suites import local_suite
-from tests.conftest import REPO_ROOT, make_local_suite, run_cli
+from tests.conftest import REPO_ROOT, invoke_cli, make_local_suite
 
 STEPS = (0, 10, 20, 30, 40)
 
@@ -47,7 +47,7 @@ def table(folder) -> pd.DataFrame:
 
 
 def scan(suite, out, *options):
-    return run_cli("scan", str(suite), "--out", str(out), "--quiet", "--probe-length", "8", *options)
+    return invoke_cli("scan", str(suite), "--out", str(out), "--quiet", "--probe-length", "8", *options)
 
 
 def test_four_shards_make_the_table_of_one_scan_and_status_follows(suite, tmp_path):
@@ -58,7 +58,7 @@ def test_four_shards_make_the_table_of_one_scan_and_status_follows(suite, tmp_pa
         done = scan(suite, shared, "--shard", f"{index}/4")
         assert done.returncode == 0, done.stderr
 
-    status = run_cli("status", str(shared), "--suite", str(suite))
+    status = invoke_cli("status", str(shared), "--suite", str(suite))
     assert status.returncode == 1, status.stderr
     lines = status.stdout.splitlines()
     assert lines[-1] == "10 planned, 6 done, 0 failed, 0 skipped, 4 missing"  # shards 0 and 1 hold 3 each
@@ -71,7 +71,7 @@ def test_four_shards_make_the_table_of_one_scan_and_status_follows(suite, tmp_pa
         done = scan(suite, shared, "--shard", f"{index}/4")
         assert done.returncode == 0, done.stderr
     pd.testing.assert_frame_equal(table(shared), table(tmp_path / "whole"))
-    status = run_cli("status", str(shared), "--suite", str(suite))
+    status = invoke_cli("status", str(shared), "--suite", str(suite))
     assert (
         status.returncode == 0
         and status.stdout.splitlines()[-1] == "10 planned, 10 done, 0 failed, 0 skipped, 0 missing"
@@ -84,7 +84,7 @@ def test_status_names_failed_and_missing_steps(suite, tmp_path):
     (broken / "seed0" / "checkpoint-10" / "model.safetensors").write_bytes(b"not weights")
     done = scan(broken, tmp_path / "out", "--steps", "0,10")
     assert done.returncode == 1  # the broken checkpoint is recorded as failed
-    status = run_cli("status", str(tmp_path / "out"), "--suite", str(broken), "--list")
+    status = invoke_cli("status", str(tmp_path / "out"), "--suite", str(broken), "--list")
     assert status.returncode == 1
     assert "(seed 0): 3 planned, 1 done, 1 failed, 0 skipped, 1 missing" in status.stdout
     assert "  failed steps: 10" in status.stdout and "  missing steps: 20" in status.stdout

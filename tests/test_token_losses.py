@@ -21,7 +21,7 @@ from inductscan.errors import ConfigError, OutputError
 from inductscan.icl import IclConfig
 from inductscan.suites import local_run_name
 from inductscan.timing_compare import load_several
-from tests.conftest import REPO_ROOT, make_local_suite, run_cli
+from tests.conftest import REPO_ROOT, invoke_cli, make_local_suite
 from tests.test_atomic import KILL_AT_RENAME
 
 SEEDS, STEPS = (0, 1), (0, 10, 20, 40, 80, 160, 320)
@@ -109,7 +109,7 @@ def test_the_side_table_holds_one_float32_per_predicted_token(scanned):
 
 
 def test_token_losses_without_an_icl_dataset_is_a_usage_error(tmp_path):
-    done = run_cli("scan", str(tmp_path), "--out", str(tmp_path / "out"), "--token-losses")
+    done = invoke_cli("scan", str(tmp_path), "--out", str(tmp_path / "out"), "--token-losses")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --token-losses stores the losses of the ICL examples: it needs --icl-dataset"
     with pytest.raises(ConfigError):
@@ -126,7 +126,7 @@ def test_a_resume_with_token_losses_scores_the_checkpoints_that_lack_them(scanne
     again = scan(suite, out, data, seeds=[0], steps=[10, 20])
     assert (again.scored, again.already_done) == (2, 0)  # step 10 had scores, not token losses
     assert token_losses.missing(out)[["seed", "step"]].values.tolist() == [[0, 0]]
-    drawn = run_cli("plot", str(out), "-o", str(tmp_path / "pca.png"), "--kind", "loss-pca")
+    drawn = invoke_cli("plot", str(out), "-o", str(tmp_path / "pca.png"), "--kind", "loss-pca")
     assert drawn.returncode == 0, drawn.stderr
     assert drawn.stderr.strip() == (
         f"warning: 1 scored checkpoint(s) of {out} have no token losses (scanned without --token-losses); "
@@ -156,7 +156,7 @@ def test_a_scan_killed_before_its_scores_file_redoes_the_checkpoint(scanned, tmp
     assert token_losses.path_of(out, "local", run, 10).is_file()  # written before the scores file
     recorded = token_losses.Recorded(out)
     assert ("local", run, 10) not in recorded and ("local", run, 0) in recorded
-    rerun = run_cli("scan", *arguments)
+    rerun = invoke_cli("scan", *arguments)
     assert rerun.returncode == 0 and "1 scored, 1 already done" in rerun.stdout, rerun.stderr
     assert len(inductscan.load_token_losses(out)) == 2 * EXAMPLES * (CONTEXT - 1)
 
@@ -168,7 +168,7 @@ def test_the_compare_command_lists_the_tokens_two_seeds_disagree_on(scanned):
     b = losses[losses.seed == 0].set_index(["example", "position"])["loss"].astype(float)
     difference = (b - a).to_numpy()  # log p(seed 1) - log p(seed 0)
     expected_r = np.corrcoef(-a.to_numpy(), -b.to_numpy())[0, 1]
-    done = run_cli("compare", str(results), "--seed", "1,0", "--step", "80", "--top", "3")
+    done = invoke_cli("compare", str(results), "--seed", "1,0", "--step", "80", "--top", "3")
     assert done.returncode == 0, done.stderr
     header, columns, *rows = done.stdout.strip().splitlines()
     assert header.startswith(f"seed 1 vs seed 0 at step 80: Pearson r = {expected_r:.4f} over 252 tokens")
@@ -193,7 +193,7 @@ def test_the_compare_command_lists_the_tokens_two_seeds_disagree_on(scanned):
         assert float(values[-1]) == pytest.approx(difference[index], abs=1e-4)
     scatter = inductscan.seed_scatter(inductscan.load_token_losses(results), seeds=(1, 0), step=80)
     assert scatter.correlation == pytest.approx(expected_r, abs=1e-12)
-    bad = run_cli("compare", str(results), "--seed", "0,1", "--step", "15")
+    bad = invoke_cli("compare", str(results), "--seed", "0,1", "--step", "15")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "step 15 is not a step of both seeds" in bad.stderr
 
@@ -221,9 +221,9 @@ def test_token_plots_hold_the_table(scanned, tmp_path):
     seed0 = analysis.trajectory[analysis.trajectory.run == "seed 0"]
     np.testing.assert_allclose(first.get_xdata(), seed0["pc1"].to_numpy())
     for kind in ("seed-scatter", "token-curves", "loss-pca"):
-        done = run_cli("plot", str(results), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind, "--top", "3")
+        done = invoke_cli("plot", str(results), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind, "--top", "3")
         assert done.returncode == 0 and (tmp_path / f"{kind}.png").stat().st_size > 0, done.stderr
-    twice = run_cli("plot", str(results), str(results), "-o", str(tmp_path / "x.png"), "--kind", "loss-pca")
+    twice = invoke_cli("plot", str(results), str(results), "-o", str(tmp_path / "x.png"), "--kind", "loss-pca")
     assert twice.returncode == 2 and "--kind loss-pca draws one results folder, got 2" in twice.stderr
 
 
@@ -235,20 +235,20 @@ def test_several_results_folders_are_one_table_and_a_checkpoint_in_two_is_refuse
     whole = inductscan.load_results(results)
     columns = ["induction", "prefix_matching", "icl_score", "tokens"]
     assert together[columns].equals(whole[columns])
-    one = run_cli("phases", str(results), "--format", "csv")
-    two = run_cli("phases", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--format", "csv")
+    one = invoke_cli("phases", str(results), "--format", "csv")
+    two = invoke_cli("phases", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--format", "csv")
     assert one.returncode == 0 and two.stdout == one.stdout, two.stderr
-    fraction = run_cli("phases", str(results), "--x", "fraction", "--format", "csv")
+    fraction = invoke_cli("phases", str(results), "--x", "fraction", "--format", "csv")
     assert fraction.returncode == 2 and "pass --total-tokens N" in fraction.stderr
-    fraction = run_cli("phases", str(results), "--x", "fraction", "--total-tokens", "32000", "--format", "json")
+    fraction = invoke_cli("phases", str(results), "--x", "fraction", "--total-tokens", "32000", "--format", "json")
     assert fraction.returncode == 0 and '"total_tokens":32000' in fraction.stdout, fraction.stderr
     shutil.copytree(tmp_path / "seed0", tmp_path / "copy")
-    done = run_cli(
+    done = invoke_cli(
         "plot", str(tmp_path / "seed0"), str(tmp_path / "copy"), "-o", str(tmp_path / "c.png"), "--kind", "compare"
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "both hold local" in done.stderr and "step 0: give each checkpoint once" in done.stderr
-    done = run_cli(
+    done = invoke_cli(
         "plot", str(tmp_path / "seed0"), str(tmp_path / "seed1"), "-o", str(tmp_path / "c.png"), "--kind", "compare"
     )
     assert done.returncode == 0 and "compare plot written" in done.stdout, done.stderr

@@ -22,7 +22,7 @@ from inductscan.queries import best_heads
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite, make_batch
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, invoke_cli
 
 
 def test_batches_hold_copied_segments_after_a_bos():
@@ -176,7 +176,7 @@ def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
     ids = make_batch(dataclasses.replace(config, batch=64), torch.Generator().manual_seed(123))
     pq.write_table(pa.table({"input_ids": ids.tolist()}), tmp_path / "toy.parquet")
     last = config.save_steps()[-1]
-    done = run_cli(
+    done = invoke_cli(
         "scan",
         str(toy_results / "suite"),
         "--seeds",
@@ -206,7 +206,7 @@ def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
     curve = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none").mean(dim=0)
     assert score[last] == pytest.approx((curve[62 - 2] - curve[6 - 2]).item(), abs=1e-5)
     for kind in ("icl", "icl-curves"):
-        drawn = run_cli("plot", str(tmp_path / "out"), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind)
+        drawn = invoke_cli("plot", str(tmp_path / "out"), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind)
         assert drawn.returncode == 0, drawn.stderr
         assert (tmp_path / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
