@@ -106,6 +106,16 @@ def unregister_score(name: str) -> None:
     metrics.remove_metric(name)
 
 
+def reset() -> None:
+    """Forget every registered score and every score learnt from a results folder; the next scan
+    loads the entry points again. For tests and notebooks: a score otherwise lasts the process."""
+    global _entry_points_loaded
+    for name in [name for name in metrics.all_metrics() if metrics.is_added(name)]:
+        metrics.remove_metric(name)
+    _REGISTERED.clear()
+    _entry_points_loaded = False
+
+
 def registered() -> tuple[CustomScore, ...]:
     """The scores registered now, in the order of their names (their columns' order)."""
     return tuple(_REGISTERED[name] for name in sorted(_REGISTERED))

@@ -567,7 +567,7 @@ def _fix(setting: str, held, held_probe: dict) -> str:
     if setting.startswith("score "):
         name = setting.split()[1]
         if held is None:
-            return f"no score {name} (the folder's rows are without it: leave out what registers it)"
+            return f"no score {name} (leave out what registers it)"
         return f"score {name} version {held}, as the folder's rows were scored (its module or plugin at that version)"
     return f"inductscan's scoring version {held} (its rows cannot be extended by this version)"
 
