@@ -164,8 +164,10 @@ def _import_file(path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"no file {path}")
     name = path.stem
-    if getattr(sys.modules.get(name), "__file__", None) == str(path.resolve()):
-        return
+    if name in sys.modules:
+        if getattr(sys.modules[name], "__file__", None) == str(path.resolve()):
+            return  # imported before: its scores are registered
+        raise ImportError(f"a module named {name} is imported already (from elsewhere): rename the file")
     spec = importlib.util.spec_from_file_location(name, path.resolve())
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # pickled functions (a Ray task) name their module

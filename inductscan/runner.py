@@ -334,14 +334,15 @@ def run_scan(
 def prepare_scan(
     refs: list[CheckpointRef], out: Path, config: ScanConfig
 ) -> tuple[ScanContext, list[CheckpointRef], ScanSummary]:
-    """Everything before the first checkpoint: the ICL examples (a bad dataset fails before anything
-    is written), the output folder, the probes, the refusal of other settings, what is done."""
+    """Everything before the first checkpoint: the users' scores and the ICL examples (a bad plugin or
+    dataset fails before anything is written), the output folder, the probes, the refusal of other
+    settings, what is done."""
+    custom_scores.load_entry_points()  # a plugin that cannot be loaded stops the scan before it writes
+    custom_scores.import_modules(list(config.score_modules))
     icl_examples = prepare_icl(refs, config)
     store.check_writable(out)
     store.remove_stale_temporaries(out)
     set_aside = store.set_aside_damaged(out)  # before anything reads the folder: their checkpoints are redone
-    custom_scores.load_entry_points()
-    custom_scores.import_modules(list(config.score_modules))
     context = ScanContext(config, prepare_probes(refs, config), icl_examples, custom_scores.registered())
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
     store.declare_scores(out, [score.metric for score in context.custom])  # read without the user's code

@@ -230,3 +230,37 @@ def test_a_bad_registration_or_result_is_refused_in_one_line(tmp_path, suite):
         )
     inductscan.unregister_score("two_values")
     assert "two_values" not in metrics.all_metrics()
+
+
+def test_a_model_run_through_transformers_gets_them_from_its_own_attention(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from inductscan.testing import gpt_neo_model
+
+    suite = make_local_suite(tmp_path / "neo", seeds=(0,), steps=(10,), factory=gpt_neo_model)
+    result = scan(tmp_path / "out", suite, "--score-module", str(write_module(tmp_path / "user")))
+    assert result.exit_code == 0, result.output
+    ids = inductscan.load_probe(tmp_path / "out")
+    results = inductscan.load_results(tmp_path / "out", columns=CUSTOM)
+    model = AutoModelForCausalLM.from_pretrained(suite / "seed0" / "checkpoint-10", attn_implementation="eager")
+    with torch.no_grad():
+        output = model(ids, output_attentions=True)
+    for layer, attention in enumerate(output.attentions):
+        rows = results.xs(layer, level="layer")
+        np.testing.assert_allclose(
+            rows["first_token"].to_numpy(), hand_first_token(attention.double().numpy()), atol=1e-6
+        )
+    expected = hand_last_repeat_loss(output.logits.double().numpy(), ids.numpy())
+    np.testing.assert_allclose(results["last_repeat_loss"].to_numpy(), expected, rtol=1e-5)
+
+
+def test_a_score_module_file_never_stands_in_for_an_imported_module(tmp_path, suite):
+    (tmp_path / "json.py").write_text("raise AssertionError('never run')\n")
+    result = scan(tmp_path / "out", suite, "--score-module", str(tmp_path / "json.py"))
+    assert result.exit_code == 2
+    assert (
+        "cannot import --score-module" in result.output and "a module named json is imported already" in result.output
+    )
+    missing = scan(tmp_path / "out", suite, "--score-module", "no_such_scores_module")
+    assert missing.exit_code == 2 and "cannot import --score-module no_such_scores_module" in missing.output
+    assert not (tmp_path / "out").exists()  # refused before anything is written
