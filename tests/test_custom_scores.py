@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 import inductscan
-from inductscan import custom_scores, metrics
+from inductscan import custom_scores, metrics, store
 from inductscan.cli import main
 from inductscan.errors import ConfigError
 
@@ -264,3 +264,9 @@ def test_a_score_module_file_never_stands_in_for_an_imported_module(tmp_path, su
     missing = scan(tmp_path / "out", suite, "--score-module", "no_such_scores_module")
     assert missing.exit_code == 2 and "cannot import --score-module no_such_scores_module" in missing.output
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_the_reserved_names_are_the_tables_other_columns():
+    """custom_scores spells them out (it must not import pyarrow): checked against the schema here."""
+    others = {name for name in store.SCHEMA.names if name not in metrics.METRICS} | set(store.DERIVED)
+    assert custom_scores.RESERVED == others
