@@ -270,3 +270,15 @@ def test_the_reserved_names_are_the_tables_other_columns():
     """custom_scores spells them out (it must not import pyarrow): checked against the schema here."""
     others = {name for name in store.SCHEMA.names if name not in metrics.METRICS} | set(store.DERIVED)
     assert custom_scores.RESERVED == others
+
+
+def test_folders_with_and_without_a_score_join_for_the_packages_own(tmp_path, suite):
+    """The versions of a user's score keep apart only the rows that read it."""
+    mine = scan(tmp_path / "a", suite, "--seeds", "0", "--score-module", str(write_module(tmp_path / "user")))
+    assert mine.exit_code == 0, mine.output
+    custom_scores.reset()
+    plain = scan(tmp_path / "b", suite, "--seeds", "1")
+    assert plain.exit_code == 0, plain.output
+    joined = CliRunner().invoke(main, ["phases", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "csv"])
+    assert joined.exit_code == 0, joined.output
+    assert joined.output.count(",induction,") == 2  # a row for each folder's seed
