@@ -11,6 +11,7 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.load_failures(path)            # checkpoints that were skipped or failed, and why
     inductscan.load_icl_curves(path)          # with --icl-dataset: mean loss per token position
     inductscan.find_phase_changes(results)    # onset / midpoint / end per run (or per head)
+    inductscan.register_score(name, ...)      # a score of your own, computed by every scan (docs/custom_scores.md)
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
     inductscan.write_report(results, "report.html")  # one self-contained interactive HTML page
@@ -32,6 +33,8 @@ except PackageNotFoundError:
 
 LAZY = {  # name: the module that defines it, imported on first use
     "find_phase_changes": "inductscan.phases",
+    "register_score": "inductscan.custom_scores",
+    "unregister_score": "inductscan.custom_scores",
     "query": "inductscan.queries",
     **{
         name: "inductscan.store"

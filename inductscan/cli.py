@@ -20,7 +20,7 @@ from inductscan.errors import (
     OutputError,
 )
 from inductscan.icl import IclConfig
-from inductscan.metrics import CHECKPOINT_METRICS, METRICS, get_metric
+from inductscan.metrics import METRICS, get_metric
 from inductscan.plan import DTYPES, SCAN_DEFAULTS, RayOptions, ScanConfig
 from inductscan.probe import read_token_ids
 from inductscan.suites import toy_home
@@ -351,6 +351,14 @@ RAY_DEFAULTS = RayOptions()
     help="With --head-effects: heads (of largest estimated effect) whose effect is computed exactly.",
 )
 @click.option(
+    "--score-module",
+    "score_modules",
+    multiple=True,
+    help="A Python module (a dotted name, or a .py file) that registers scores of your own with "
+    "inductscan.register_score, computed beside inductscan's (docs/custom_scores.md); repeatable. Installed "
+    "packages' entry points of the group inductscan.scores are loaded by every scan.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -422,6 +430,7 @@ def scan_command(
         inductscan scan pythia-160m --icl-dataset NeelNanda/pile-10k --icl-examples 32
         inductscan scan pythia-160m-seeds --icl-dataset NeelNanda/pile-10k --token-losses
         inductscan scan toy --head-effects --out toy-effects/   # which heads the gain depends on
+        inductscan scan toy --score-module my_scores.py --out toy-mine/   # scores of your own
         inductscan scan stanford-gpt2-small --shard 3/8 --out /shared/results   # one of 8 array tasks
         inductscan scan stanford-gpt2-small --executor ray --ray-address auto --out /shared/results
 
@@ -694,7 +703,8 @@ def timing_axis_options(command):
     "--metric",
     default="induction",
     show_default=True,
-    help=f"What to time: {', '.join(METRICS)}. A score that falls as induction forms ({', '.join(FALLING)}) "
+    help=f"What to time: {', '.join(METRICS)}, or a score of your own the folder has (docs/custom_scores.md). "
+    "A score that falls as induction forms ({', '.join(FALLING)}) "
     "is timed as it falls.",
 )
 @click.option(
@@ -746,6 +756,7 @@ def phases_command(
     from inductscan.queries import best_rows, load_selection
     from inductscan.timing_compare import add_fractions, load_several, run_folders
 
+    _learn_scores(results)
     phase_timing.timed_metric(metric, per_head)
     _refuse_total_tokens_without_fractions(total_tokens, x_axis)
     chosen = _selection(suite, run, seed, step_range)
@@ -777,6 +788,14 @@ def phases_command(
     _emit(shown, fmt)
 
 
+def _learn_scores(results: tuple[Path, ...]) -> None:
+    """The users' scores the folders record (docs/custom_scores.md), known before a --metric is checked."""
+    from inductscan import tables
+
+    for path in results:
+        tables.learn_scores(path)
+
+
 def _refuse_total_tokens_without_fractions(total_tokens: int | None, x_axis: str) -> None:
     if total_tokens is not None and x_axis != "fraction":
         raise ConfigError("--total-tokens applies only with --x fraction (the fraction of training it divides by)")
@@ -788,9 +807,9 @@ def _phases_header(frame, metric: str, per_head: bool) -> str:
     curve = (
         f"each head's {metric}"
         if per_head
-        else (metric if metric in CHECKPOINT_METRICS else f"the best head's {metric}")
+        else (metric if get_metric(metric).level == "checkpoint" else f"the best head's {metric}")
     )
-    change = "rise" if METRICS[metric].direction == "rises" else "fall"
+    change = "rise" if get_metric(metric).direction == "rises" else "fall"
     counted = frame.groupby(level=["suite", "run", "seed"])["tokens"].max() > 0
     if counted.all():
         axis = "tokens seen (interpolated in log tokens)"
@@ -872,6 +891,7 @@ def plot_command(
     _refuse_a_missing_folder(output)
     if kind == "effects" and click.get_current_context().get_parameter_source("metric").name == "DEFAULT":
         metric = "gain_effect"
+    _learn_scores(results)
     get_metric(metric)  # an unknown name lists the scores
     if len(results) > 1 and (kind == "icl-curves" or kind in TOKEN_PLOTS):
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from inductscan import custom_scores
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, DiskFullError, HubUnreachableError, OutOfMemory
 from inductscan.pipeline import Prefetcher
@@ -30,7 +31,8 @@ def checkpoint_task(ref: CheckpointRef, out: str, context: ScanContext, threads:
     import torch
 
     torch.set_num_threads(threads)
-    key = repr((context.config, sorted(context.probes), context.icl_examples and context.icl_examples.identifier()))
+    icl_id = context.icl_examples and context.icl_examples.identifier()
+    key = repr((context.config, sorted(context.probes), icl_id, custom_scores.versions(context.custom)))
     context = _worker_contexts.setdefault(key, context)
     config = context.config
     with Prefetcher(

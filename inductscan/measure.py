@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inductscan import scores
+from inductscan import custom_scores, scores
 from inductscan.architecture import Architecture
 from inductscan.errors import NonFiniteError
 from inductscan.families.native import family_of
@@ -36,8 +36,11 @@ class CheckpointScores:
     unscored: dict[str, str] = field(default_factory=dict)  # head score -> why it has no value (stored empty)
 
 
-def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
-    """Every head score and checkpoint score for one checkpoint."""
+def score_weights(
+    weights: Weights, probe: Probe, custom: tuple[custom_scores.CustomScore, ...] = ()
+) -> CheckpointScores:
+    """Every head score and checkpoint score for one checkpoint, and the users' scores ``custom``
+    (inductscan/custom_scores.py) from the same forward pass."""
     arch = weights.architecture
     layout = probe.layout
     probe.check_fits(arch.n_ctx)
@@ -60,6 +63,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
 
     per_layer: list[dict[str, torch.Tensor]] = []
     sinks: list[torch.Tensor] = []  # each layer's attention_sink (head,)
+    users: list[dict[str, torch.Tensor]] = []  # each layer's custom head scores, name -> (head,)
     contributions: list[torch.Tensor] = []
     circuits: list[tuple[torch.Tensor, torch.Tensor]] = []  # each layer's (W_V with its gain folded in, W_O)
 
@@ -68,6 +72,7 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
         def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
             per_layer.append(scores.pattern_scores(pattern, pattern_weights))
             sinks.append(scores.attention_sink(pattern))
+            users.append(custom_scores.head_values(custom, pattern, layout))  # after ours: it may not edit them
             values, outputs = layer.value_output(arch)
             contributions.append(scores.head_logit_contributions(z[:, :, queries], outputs, directions, which))
             # the input LayerNorm's gain folded into W_V (the final one is in `through`); from a GPU,
@@ -91,6 +96,9 @@ def score_weights(weights: Weights, probe: Probe) -> CheckpointScores:
     for name, values in heads.items():
         _check_finite(name, values)
     _check_finite("loss", torch.tensor([list(checkpoint.values())]))
+    # a user's value is stored as it comes, NaN included: its meaning is the user's to say
+    heads |= {name: torch.stack([layer[name] for layer in users]) for name in (users[0] if users else {})}
+    checkpoint |= custom_scores.checkpoint_values(custom, result.token_losses, layout)
     return CheckpointScores(heads, checkpoint)
 
 
@@ -146,8 +154,10 @@ class Scorer:
             return convert_streamed(self.arch, open_state, self.buffers, tensors)
         return convert(self.arch, open_state(), self.dtype, self.device, buffers=self.buffers, family=tensors)
 
-    def score(self, weights: Weights, probe: Probe) -> CheckpointScores:
-        return score_weights(weights, probe)
+    def score(
+        self, weights: Weights, probe: Probe, custom: tuple[custom_scores.CustomScore, ...] = ()
+    ) -> CheckpointScores:
+        return score_weights(weights, probe, custom)
 
     def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),

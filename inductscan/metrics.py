@@ -38,6 +38,9 @@ class Metric:
     direction: str
     threshold: float | None
     min_rise: float
+    # A user's score (inductscan/custom_scores.py, docs/custom_scores.md): its definition's version,
+    # recorded with every row as a setting. None for the scores declared here (SCORING_VERSION).
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -124,9 +127,45 @@ HEAD_METRICS = tuple(name for name, metric in METRICS.items() if metric.level ==
 CHECKPOINT_METRICS = tuple(name for name, metric in METRICS.items() if metric.level == "checkpoint")
 
 
+# Users' scores (docs/custom_scores.md), after the declared ones: registered in this process
+# (inductscan.custom_scores) or read from a results folder's record of the scores it holds
+# (inductscan.store.learn_scores), so that a folder's columns read like the declared ones.
+_ADDED: dict[str, Metric] = {}
+
+
+def all_metrics() -> dict[str, Metric]:
+    """Every score known now: the declared ones (:data:`METRICS`, in their order), then users' scores."""
+    return METRICS | _ADDED
+
+
+def head_metrics() -> tuple[str, ...]:
+    return tuple(name for name, metric in all_metrics().items() if metric.level == "head")
+
+
+def checkpoint_metrics() -> tuple[str, ...]:
+    return tuple(name for name, metric in all_metrics().items() if metric.level == "checkpoint")
+
+
+def is_added(name: str) -> bool:
+    """Whether ``name`` is a user's score (not one of :data:`METRICS`)."""
+    return name in _ADDED
+
+
+def add_metric(metric: Metric, *, replace: bool = True) -> None:
+    """Know a user's score from now on (``replace=False``: unless a score of that name is known)."""
+    if metric.name in METRICS:
+        raise ConfigError(f"score {metric.name!r} is one of inductscan's own; name yours otherwise")
+    if replace or metric.name not in _ADDED:
+        _ADDED[metric.name] = metric
+
+
+def remove_metric(name: str) -> None:
+    _ADDED.pop(name, None)
+
+
 def get_metric(name: str) -> Metric:
-    """The declared metric called ``name``; an unknown name raises ConfigError listing the valid ones."""
+    """The metric called ``name``, declared or a user's; an unknown name raises ConfigError listing the valid ones."""
     try:
-        return METRICS[name]
+        return all_metrics()[name]
     except KeyError as error:
-        raise ConfigError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}") from error
+        raise ConfigError(f"unknown metric {name!r}; choose one of {', '.join(all_metrics())}") from error

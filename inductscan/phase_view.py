@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from inductscan.metrics import METRICS
+from inductscan.metrics import get_metric
 from inductscan.phases import LEVELS
 from inductscan.queries import RUN_KEYS
 
@@ -76,7 +76,7 @@ def readable(phases: pd.DataFrame) -> pd.DataFrame:
     shared_seeds = runs[["suite", "seed"]].duplicated().any()  # e.g. two local runs, both seed 0
     rows = []
     for _, row in phases.iterrows():
-        direction = METRICS[row["metric"]].direction
+        direction = get_metric(row["metric"]).direction
         rises, higher, lower = direction == "rises", ">=", "<="
         readable_row = {"suite": row["suite"]} if several_suites else {}
         readable_row |= {"run": row["run"]} if shared_seeds else {}

@@ -53,9 +53,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from inductscan import phase_edges
+from inductscan import phase_edges, tables
 from inductscan.errors import ConfigError
-from inductscan.metrics import METRICS, Metric
+from inductscan.metrics import METRICS, Metric, all_metrics
 from inductscan.queries import RUN_KEYS
 from inductscan.store import load_results
 
@@ -357,11 +357,12 @@ def _columns(keys: list[str]) -> list[str]:
 def timed_metric(metric: str, per_head: bool) -> Metric:
     """The declaration of ``metric`` (``inductscan/metrics.py``), if it can be timed: any declared
     score, a head score when timed ``per_head``. ConfigError otherwise."""
-    if metric not in METRICS:
-        raise ConfigError(f"cannot time metric {metric!r}; choose one of {', '.join(TIMED_METRICS)}")
-    if per_head and METRICS[metric].level == "checkpoint":
+    known = all_metrics()  # users' scores too (docs/custom_scores.md)
+    if metric not in known:
+        raise ConfigError(f"cannot time metric {metric!r}; choose one of {', '.join(known)}")
+    if per_head and known[metric].level == "checkpoint":
         raise ConfigError(f"{metric} is a checkpoint score, the same for every head; time it without per-head")
-    return METRICS[metric]
+    return known[metric]
 
 
 def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str], pd.DataFrame]:
@@ -399,9 +400,10 @@ def find_phase_changes(
     """Onset, midpoint and end of the phase change, one row per run (or per head with ``per_head``).
 
     results: a scan table (``inductscan.load_results``) or the path of a results folder.
-    metric: any declared score (``TIMED_METRICS``): a head score (the run's curve is its best
-    head's) or a checkpoint score such as ``in_context_gain`` or ``icl_score``. A score that falls
-    as induction heads form (``icl_score``, the losses) is timed as it falls.
+    metric: any declared score (``TIMED_METRICS``) or a user's (docs/custom_scores.md): a head
+    score (the run's curve is its best head's) or a checkpoint score such as ``in_context_gain``
+    or ``icl_score``. A score that falls as induction heads form (``icl_score``, the losses) is
+    timed as it falls.
     threshold: ``first_above_threshold_*`` is the first checkpoint whose raw value reaches it (at
     or above it for a rising score, at or below it for a falling one).
     min_rise: the smallest change, in the metric's unit, counted as a phase change.
@@ -421,6 +423,8 @@ def find_phase_changes(
     one, a plateau outside the scanned range, or a change in two stages (the rules are the module
     docstring's).
     """
+    if not isinstance(results, pd.DataFrame):
+        tables.learn_scores(results)  # a user's score the folder records is timed as any
     declared = timed_metric(metric, per_head)
     threshold = declared.threshold if threshold is None else threshold
     min_rise = declared.min_rise if min_rise is None else min_rise

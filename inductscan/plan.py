@@ -47,6 +47,9 @@ class ScanConfig:
     # each head's effect on in_context_gain (and icl_score) when ablated (inductscan.effects)
     head_effects: bool = False
     head_effects_top: int = 8  # heads whose effect is computed exactly, by the largest estimated effect
+    # modules to import before the scan, which register users' scores (inductscan/custom_scores.py), besides
+    # the entry points of the group inductscan.scores, which every scan loads
+    score_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:

@@ -21,16 +21,20 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from inductscan.errors import ConfigError
-from inductscan.metrics import HEAD_METRICS, METRICS
+from inductscan.metrics import get_metric, head_metrics
 from inductscan.phase_view import amount, bound, bound_position
 from inductscan.phases import curves, find_phase_changes
 from inductscan.queries import RUN_KEYS
 from inductscan.store import load_results
 
-# from the one declaration of each score (inductscan/metrics.py)
-ATTENTION_METRICS = tuple(name for name, metric in METRICS.items() if metric.unit == "attention probability")
-METRIC_LABELS = {name: f"{metric.label} ({metric.unit})" for name, metric in METRICS.items()}
+# from the one declaration of each score (inductscan/metrics.py; a user's: docs/custom_scores.md)
 FIGURE_SIZE = (8.0, 5.0)
+
+
+def metric_label(metric: str) -> str:
+    """A score's label and unit, for an axis."""
+    declared = get_metric(metric)
+    return f"{declared.label} ({declared.unit})"
 
 
 def _axis(frame: pd.DataFrame) -> tuple[str, str]:
@@ -85,8 +89,8 @@ def plot_timing(
     ``find_phase_changes(results, metric, threshold)``.
     """
     results = _table(results)
-    if threshold is None and metric in METRICS:
-        threshold = METRICS[metric].threshold
+    if threshold is None:
+        threshold = get_metric(metric).threshold
     _, table = curves(results, metric, per_head=False)
     if table.empty:
         raise ConfigError("the results table is empty: nothing to plot")
@@ -111,10 +115,11 @@ def plot_timing(
     if len(drawn):
         log_ticks(axes.xaxis, drawn.min(), drawn.max(), plain=column == "step")
     axes.set_xlabel(f"{name} (log scale; step 0 not shown)")
-    best = "" if METRICS[metric].level == "checkpoint" else "best head's "
-    axes.set_ylabel(f"{best}{METRIC_LABELS[metric]}")
+    declared = get_metric(metric)
+    best = "" if declared.level == "checkpoint" else "best head's "
+    axes.set_ylabel(f"{best}{metric_label(metric)}")
     suites = ", ".join(sorted(table["suite"].unique()))
-    title = METRICS[metric].label if METRICS[metric].level == "checkpoint" else f"best head's {METRICS[metric].label}"
+    title = declared.label if declared.level == "checkpoint" else f"best head's {declared.label}"
     axes.set_title(f"{title[0].upper()}{title[1:]} during training: {suites}")
     axes.grid(True, which="major", alpha=0.3)
     _timing_legend(axes, bounded)
@@ -293,15 +298,15 @@ def plot_heatmap(
     """Every head's ``metric`` (rows: layer.head) at every checkpoint (columns, in step order) of
     one run: the first run of the table unless ``suite``/``seed``/``run`` choose one."""
     rows, label = _one_run(_table(results), suite, seed, run)
-    if metric not in HEAD_METRICS:
-        choices = ", ".join(HEAD_METRICS)
+    if metric not in head_metrics():
+        choices = ", ".join(head_metrics())
         raise ConfigError(f"a heatmap needs a head score; {metric!r} is not one of {choices}")
     grid = rows.pivot_table(index=["layer", "head"], columns="step", values=metric)  # (heads, steps)
     figure = Figure(figsize=(max(FIGURE_SIZE[0], grid.shape[1] * 0.12), FIGURE_SIZE[1]), layout="constrained")
     axes = figure.subplots()
-    limits = {"vmin": 0.0, "vmax": 1.0} if metric in ATTENTION_METRICS else {}
+    limits = {"vmin": 0.0, "vmax": 1.0} if get_metric(metric).unit == "attention probability" else {}
     image = axes.imshow(grid.to_numpy(), aspect="auto", interpolation="nearest", cmap="viridis", **limits)
-    figure.colorbar(image, ax=axes, label=METRIC_LABELS[metric])
+    figure.colorbar(image, ax=axes, label=metric_label(metric))
     steps = grid.columns.to_numpy()
     ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 12)).round().astype(int))
     axes.set_xticks(ticks, [f"{steps[tick]:,}" for tick in ticks], rotation=45, ha="right")
@@ -357,7 +362,7 @@ def plot_effects(
     if len(shown):
         log_ticks(axes.xaxis, shown[column].min(), shown[column].max(), plain=column == "step")
     axes.set_xlabel(f"{name} (log scale; step 0 not shown)")
-    axes.set_ylabel(f"{METRICS[metric].label} ({METRICS[metric].unit})")
+    axes.set_ylabel(metric_label(metric))
     axes.set_title(f"Heads in-context learning depends on: {label}")
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small", title="gaps: not among the top heads there", title_fontsize="small")

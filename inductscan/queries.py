@@ -7,9 +7,9 @@ import os
 
 import pandas as pd
 
-from inductscan import sql, store
+from inductscan import sql, store, tables
 from inductscan.errors import ConfigError
-from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
+from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, all_metrics
 
 HEAD_COLUMNS = list(HEAD_METRICS)
 CHECKPOINT_COLUMNS = list(CHECKPOINT_METRICS)
@@ -20,7 +20,7 @@ selection = sql.selection  # the filters of a selection, for inductscan.load_res
 
 def _check_metric(frame: pd.DataFrame, metric: str) -> None:
     if metric not in frame.columns:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(HEAD_COLUMNS + CHECKPOINT_COLUMNS)}")
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(all_metrics())}")
 
 
 def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
@@ -56,6 +56,7 @@ def best_rows(
     run's curve needs (:func:`inductscan.find_phase_changes`, the timing plots), 1/(layers x heads)
     of the table, chosen by DuckDB."""
     store.require_results(results)
+    tables.learn_scores(results)
     wanted = list(dict.fromkeys([*store.INDEX, "tokens", metric, *(columns or [])]))
     answer = sql.select(results, selection(**chosen), columns=wanted, best=True, metric=metric)
     return answer.to_arrow_table().to_pandas().set_index(store.INDEX)
@@ -85,7 +86,11 @@ def query(
 
         inductscan.query("results/", seed=21, layer=5, min_induction=0.4)
     """
-    wanted = SHOWN if columns is None else [columns] if isinstance(columns, str) else list(columns)
+    tables.learn_scores(results)  # its users' scores are among the default columns
+    if columns is None:
+        wanted = sql.default_columns(sql.columns_of(results))
+    else:
+        wanted = [columns] if isinstance(columns, str) else list(columns)
     derived = [name for name in wanted if name in sql.DERIVED]
     read = [name for name in wanted if name not in sql.DERIVED]
     if derived:

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from inductscan import queries, report_figures, store
+from inductscan import queries, report_figures, store, tables
 from inductscan.errors import ConfigError, OutputError
-from inductscan.metrics import METRICS
+from inductscan.metrics import METRICS, get_metric, is_added
 from inductscan.phases import find_phase_changes
 from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
@@ -48,6 +48,7 @@ CURVE_METRICS = (
 )
 READ = ["tokens", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]  # all the page needs
 HEATMAP_METRICS = tuple(name for name in CURVE_METRICS if METRICS[name].level == "head")
+# and users' scores (docs/custom_scores.md): each a curve, a head score a heatmap too, after these
 PER_HEAD_METRIC = "induction"
 MAX_HEATMAP_STEPS = 120
 MAX_ICL_STEPS = 24
@@ -118,7 +119,8 @@ def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]
     except OutputError:
         notice = empty_folder_notice(results)
     else:
-        frame = queries.load_selection(results, columns=READ, **chosen)
+        custom = tables.learn_scores(results)
+        frame = queries.load_selection(results, columns=READ + custom, **chosen)
         if frame.empty:
             notice = "no scored checkpoint matches the selection"
     if notice is not None:
@@ -170,7 +172,7 @@ def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (run, step): ``value`` (the best head's ``metric``, or the checkpoint score),
     with ``tokens`` and, for a head score, the best head's ``layer`` and ``head``."""
     rows = flat[[*RUN_KEYS, "step", "tokens", "layer", "head", metric]].dropna(subset=[metric])
-    if METRICS[metric].level == "head":
+    if get_metric(metric).level == "head":
         rows = rows.loc[rows.groupby([*RUN_KEYS, "step"], sort=True)[metric].idxmax()]
     else:
         rows = rows.groupby([*RUN_KEYS, "step"], sort=True, as_index=False).first()
@@ -179,13 +181,17 @@ def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.DataFrame | None) -> dict:
     """Everything the page shows of a non-empty scan table: HTML fragments and the page's data."""
-    wanted = ["step", "tokens", "layer", "head", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]
+    custom = [name for name in frame.columns if is_added(name)]
+    curve_metrics = [*CURVE_METRICS, *custom]
+    grid_metrics = [*HEATMAP_METRICS, *(name for name in custom if get_metric(name).level == "head")]
+    wanted = ["step", "tokens", "layer", "head", *curve_metrics, "probe", "icl", "dtype", "inductscan_version"]
     flat = frame.reset_index()[[*RUN_KEYS, *wanted]]  # fewer columns: every selection below copies them
     runs = list(flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS).itertuples(index=False, name=None))
     names = run_labels(runs)
     labels = [names[identity] for identity in runs]
     axis = "tokens" if (flat["tokens"] > 0).any() else "step"
-    metrics = [name for name in CURVE_METRICS if name in flat and flat[name].notna().any()]
+    metrics = [name for name in curve_metrics if name in flat and flat[name].notna().any()]
+    heatmap_metrics = [name for name in grid_metrics if name in metrics]
     timing, tables, notices = {}, {}, []
     for metric in metrics:
         best = best_per_checkpoint(flat, metric)
@@ -201,11 +207,14 @@ def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.
         "metrics": [{"name": name, "label": report_figures.metric_title(name)} for name in metrics],
         "timing": timing,
         "heatmap": report_figures.heatmap_figure(),
-        "heatmap_metrics": [name for name in HEATMAP_METRICS if name in metrics],
-        "ranges": {name: _colour_range(flat[name]) for name in HEATMAP_METRICS if name in metrics},
+        "heatmap_metrics": heatmap_metrics,
+        "ranges": {name: _colour_range(flat[name]) for name in heatmap_metrics},
         "head_curve_layout": report_figures.head_curve_layout(axis),
         "axis": axis,
-        "runs": [heatmap_data(rows, label) for (_, rows), label in zip(flat.groupby(RUN_KEYS, sort=True), labels)],
+        "runs": [
+            heatmap_data(rows, label, grid_metrics)
+            for (_, rows), label in zip(flat.groupby(RUN_KEYS, sort=True), labels)
+        ],
         "per_head": report_figures.per_head_figure(changed, axis, runs, labels) if len(changed) else None,
         "per_head_note": _per_head_note(per_head, changed),
         "icl": None if icl_curves is None else icl_figures(icl_curves, runs, labels),
@@ -225,7 +234,7 @@ def empty_sections(notice: str, failures: pd.DataFrame) -> dict:
 
 
 def _colour_range(values: pd.Series) -> list[float]:
-    if METRICS[values.name].unit == "attention probability":
+    if get_metric(values.name).unit == "attention probability":
         return [0.0, 1.0]
     return [float(values.min()), float(values.max())]
 
@@ -272,8 +281,9 @@ def _per_head_note(per_head: pd.DataFrame, shown: pd.DataFrame) -> str:
     return note
 
 
-def heatmap_data(rows: pd.DataFrame, label: str) -> dict:
-    """One run's heatmap: every head score's (layer, head) grid at each of its subsampled steps."""
+def heatmap_data(rows: pd.DataFrame, label: str, metrics: list[str] | tuple[str, ...] = HEATMAP_METRICS) -> dict:
+    """One run's heatmap: each head score of ``metrics``, its (layer, head) grid at each of the
+    run's subsampled steps."""
     steps = np.sort(rows["step"].unique())
     chosen = steps[subsample(len(steps), MAX_HEATMAP_STEPS)]
     rows = rows[rows["step"].isin(chosen)]
@@ -281,7 +291,7 @@ def heatmap_data(rows: pd.DataFrame, label: str) -> dict:
     where = (np.searchsorted(chosen, rows["step"].to_numpy()), rows["layer"].to_numpy(), rows["head"].to_numpy())
     tokens = rows.groupby("step")["tokens"].first().loc[chosen]
     grids = {}
-    for metric in HEATMAP_METRICS:
+    for metric in metrics:
         grid = np.full((len(chosen), layers, heads), np.nan)  # (steps, layer, head)
         grid[where] = rows[metric].to_numpy()
         grids[metric] = rounded(grid)

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
-from inductscan.metrics import METRICS
+from inductscan.metrics import get_metric
 from inductscan.phase_view import bound, bound_position
 from inductscan.queries import RUN_KEYS
 
@@ -32,7 +32,7 @@ def axis_title(axis: str) -> str:
 
 
 def metric_title(metric: str) -> str:
-    declared = METRICS[metric]
+    declared = get_metric(metric)
     best = "best head's " if declared.level == "head" else ""
     return f"{best}{declared.label} ({declared.unit})"
 
@@ -55,7 +55,7 @@ def timing_figure(
     traces, shapes, arrows = [], [], []
     colours = palette(len(runs))
     by_run = dict(list(best.groupby(RUN_KEYS, sort=False)))
-    head_score = METRICS[metric].level == "head"
+    head_score = get_metric(metric).level == "head"
     for identity, label, colour in zip(runs, labels, colours):
         curve = by_run.get(identity)
         if curve is None:
@@ -71,7 +71,7 @@ def timing_figure(
         traces.append(scatter(data, mode=mode, hovertemplate=hover + "<extra></extra>", **style))
         shapes += _phase_shapes(phases, identity, axis, colour)
         arrows += _bound_annotations(phases, identity, axis, colour)
-    threshold = METRICS[metric].threshold
+    threshold = get_metric(metric).threshold
     if threshold is not None:
         shapes.append(_line(threshold, "y", "grey", "dash"))
     legend = "shaded: onset-end (10-90% of the change);<br>dotted: midpoint"  # short lines: the plot keeps its width

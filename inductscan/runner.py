@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import architecture, effects, hazards, icl, sql, store, tables, token_losses
+from inductscan import architecture, custom_scores, effects, hazards, icl, sql, store, tables, token_losses
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,
@@ -208,8 +208,15 @@ class ScanContext:
     suite's probe, the ICL examples if any, and one :class:`Scorer` whose buffers are reused for as
     long as the architecture stays the same."""
 
-    def __init__(self, config: ScanConfig, probes: dict[str, Probe], icl_examples: icl.IclExamples | None = None):
+    def __init__(
+        self,
+        config: ScanConfig,
+        probes: dict[str, Probe],
+        icl_examples: icl.IclExamples | None = None,
+        custom: tuple[custom_scores.CustomScore, ...] = (),
+    ):
         self.config, self.probes, self.icl_examples = config, probes, icl_examples
+        self.custom = custom  # the users' scores this scan computes (inductscan/custom_scores.py)
         self.scorer: Scorer | None = None
         # a checkpoint is done when its scores and each side file this scan makes are there: one whose
         # side file is missing (scanned without --token-losses, or set aside as damaged) is redone
@@ -223,7 +230,8 @@ class ScanContext:
 
     def settings(self, suite: str) -> store.Settings:
         icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
-        return store.Settings(self.probes[suite].record_json(), icl_record, self.config.dtype)
+        custom = store.custom_record(custom_scores.versions(self.custom))
+        return store.Settings(self.probes[suite].record_json(), icl_record, self.config.dtype, custom_scores=custom)
 
     def scorer_for(self, arch) -> Scorer:
         if self.scorer is None or self.scorer.arch != arch:
@@ -251,7 +259,7 @@ class ScanContext:
         try:
             scorer = self.scorer_for(arch)
             weights = scorer.load(lambda: read_state_dict(list(files.weights)))
-            scored = scorer.score(weights, probe)
+            scored = scorer.score(weights, probe, self.custom)
             if self.config.head_effects:
                 scored = effects.with_effects(
                     scored, weights, probe, self.icl_examples, top=self.config.head_effects_top
@@ -279,6 +287,7 @@ class ScanContext:
             probe=probe,
             dtype=self.config.dtype,
             icl=in_context,
+            custom=custom_scores.versions(self.custom),
         )
         if scored.unscored:
             store.write_run_note(out, identity(ref, ref.revision), scored.unscored)
@@ -325,14 +334,18 @@ def run_scan(
 def prepare_scan(
     refs: list[CheckpointRef], out: Path, config: ScanConfig
 ) -> tuple[ScanContext, list[CheckpointRef], ScanSummary]:
-    """Everything before the first checkpoint: the ICL examples (a bad dataset fails before anything
-    is written), the output folder, the probes, the refusal of other settings, what is done."""
+    """Everything before the first checkpoint: the users' scores and the ICL examples (a bad plugin or
+    dataset fails before anything is written), the output folder, the probes, the refusal of other
+    settings, what is done."""
+    custom_scores.load_entry_points()  # a plugin that cannot be loaded stops the scan before it writes
+    custom_scores.import_modules(list(config.score_modules))
     icl_examples = prepare_icl(refs, config)
     store.check_writable(out)
     store.remove_stale_temporaries(out)
     set_aside = store.set_aside_damaged(out)  # before anything reads the folder: their checkpoints are redone
-    context = ScanContext(config, prepare_probes(refs, config), icl_examples)
+    context = ScanContext(config, prepare_probes(refs, config), icl_examples, custom_scores.registered())
     refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
+    store.declare_scores(out, [score.metric for score in context.custom])  # read without the user's code
     refuse_another_suite(out, refs)
     refuse_mixed_architectures(refs)
     held = [store.Scored(out, table) for table in context.tables]  # one listing of each table
@@ -552,6 +565,11 @@ def _fix(setting: str, held, held_probe: dict) -> str:
         return "the same --icl-* options as before"
     if setting == "dtype":
         return f"--dtype {held}"
+    if setting.startswith("score "):
+        name = setting.split()[1]
+        if held is None:
+            return f"no score {name} (leave out what registers it)"
+        return f"score {name} version {held}, as the folder's rows were scored (its module or plugin at that version)"
     return f"inductscan's scoring version {held} (its rows cannot be extended by this version)"
 
 

@@ -395,9 +395,17 @@ def losses(logits: torch.Tensor, ids: torch.Tensor, layout: Layout) -> dict[str,
 
     logits (batch, position, vocab), ids (batch, position).
     """
+    return loss_summary(token_losses(logits, ids), layout)
+
+
+def token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The loss of predicting each token from the position before it.
+
+    logits (batch, position, vocab), ids (batch, position) -> (batch, position - 1).
+    """
     batch, positions, vocab = logits.shape
     flat = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), ids[:, 1:].reshape(-1), reduction="none")
-    return loss_summary(flat.view(batch, positions - 1), layout)
+    return flat.view(batch, positions - 1)
 
 
 def loss_summary(token_losses: torch.Tensor, layout: Layout) -> dict[str, float]:

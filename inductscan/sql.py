@@ -18,11 +18,11 @@ import duckdb
 
 from inductscan import tables
 from inductscan.errors import ConfigError, NotHeldError, OutputError
-from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS
+from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, is_added
 
 RUN_KEYS = ["suite", "run", "seed"]
 SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_METRICS, *CHECKPOINT_METRICS]  # query's default columns
-ADDED_COLUMNS = {"dtype": "VARCHAR", "scoring_version": "INTEGER"}  # since 0.2 (docs/scores.md)
+ADDED_COLUMNS = {"dtype": "VARCHAR", "scoring_version": "INTEGER", "custom_scores": "VARCHAR"}  # docs/scores.md
 DERIVED = ("same_weights_as", "hazard")  # computed by inductscan.store as a table is loaded, not stored
 
 
@@ -190,6 +190,20 @@ def _where(filters: dict, known: list[str]) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(terms)) if terms else "", parameters
 
 
+def default_columns(known: list[str]) -> list[str]:
+    """query's default columns of a table with the columns ``known``: :data:`SHOWN`, then the users'
+    scores it has (docs/custom_scores.md)."""
+    return [*SHOWN, *(name for name in known if is_added(name))]
+
+
+def columns_of(results: str | os.PathLike) -> list[str]:
+    """The scores table's columns (none without scored checkpoints)."""
+    connection = connect(results)
+    if "scores" not in _views(connection):
+        return []
+    return [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
+
+
 def select(
     results: str | os.PathLike,
     filters: dict,
@@ -207,13 +221,14 @@ def select(
     and head unless ``top`` orders them. Returns the executed query: fetch its rows with
     ``fetchall()`` (plain Python values) or ``to_arrow_table()``."""
     connection = connect(results)
+    tables.learn_scores(results)  # its users' scores: among the default columns, and as --metric
     if "scores" not in _views(connection):
         raise OutputError(
             f"{results} holds no scored checkpoints (nothing under {Path(results) / 'scores'}); scan into it first"
         )
     require_held(results, filters, connection)
     known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
-    wanted = SHOWN if columns is None else columns
+    wanted = default_columns(known) if columns is None else columns
     if not wanted:
         raise ConfigError(f"no column chosen; columns are {', '.join(known + list(DERIVED))}")
     unknown = [name for name in dict.fromkeys([*wanted, metric]) if name not in known]

@@ -10,6 +10,7 @@ Layout of a results folder::
     probes/PROBE_ID.json                       a probe's parameters and token ids
     icl/ICL_ID.json                            the ICL examples' settings and token ids
     settings/SUITE.json                        the settings the folder's first scan of a suite claimed
+    custom_scores/NAME.json                    a user's score the table has a column of: its declaration
     listings/OWNER_REPO.json                   a repo's branches as listed once (inductscan.listing)
     claims/SUITE/RUN/step-000001000.lock       held (fcntl.flock) while a scan scores the checkpoint
     notes/SUITE/RUN.json                       head scores a run has no value for, and why (not a failure)
@@ -44,7 +45,7 @@ import pyarrow.parquet as pq
 
 from inductscan import hazards, sql, tables
 from inductscan.errors import ConfigError, DamagedFileError, DiskFullError, OutputError, no_space
-from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, SCORING_VERSION
+from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, SCORING_VERSION, Metric
 
 if TYPE_CHECKING:  # the readers need no torch: `import inductscan` stays light
     import torch
@@ -73,6 +74,7 @@ SCHEMA = pa.schema(
         ("icl", pa.string()),  # the ICL settings (inductscan.icl), null without --icl-dataset
         ("dtype", pa.string()),  # the compute dtype; null in folders written before 0.2 (float32 then)
         ("scoring_version", pa.int32()),  # inductscan.metrics.SCORING_VERSION; null before 0.2 (version 1)
+        ("custom_scores", pa.string()),  # users' scores' versions (JSON, name: version); null without any
         ("scored_at", pa.timestamp("us", tz="UTC")),
         ("inductscan_version", pa.string()),
     ]
@@ -85,6 +87,30 @@ CURVE_SCHEMA = pa.schema(
     ]
 )
 TEMP_MARK = ".tmp-"
+
+
+def schema_with(custom: list[str]) -> pa.Schema:
+    """The table's schema with a column for each of the users' scores ``custom``, after its own
+    (docs/custom_scores.md)."""
+    return pa.schema([*SCHEMA, *(pa.field(name, pa.float64()) for name in custom)])
+
+
+def folder_schema(path: str | os.PathLike) -> pa.Schema:
+    """The schema of a results folder's table: the users' scores it records, after the table's own."""
+    return schema_with([metric.name for metric in tables.recorded_scores(path)])
+
+
+def declare_scores(out: Path, declared: list[Metric]) -> None:
+    """Record in the folder the declaration of each user's score that a scan computes
+    (``OUT/custom_scores/NAME.json``), so that reading the folder needs none of the user's code.
+    The latest scan's declaration is kept; each row records the version it was scored with."""
+    for metric in declared:
+        path = tables.declaration_path(out, metric.name)
+        text = json.dumps(dataclasses.asdict(metric), indent=1)
+        if path.is_file() and path.read_text() == text:
+            continue
+        with _atomic(path) as temporary:
+            temporary.write_text(text)
 
 
 def package_version() -> str:
@@ -253,7 +279,7 @@ def compact(out: str | os.PathLike, runs: list[tuple[str, str]] | None = None) -
     chosen = None if runs is None else {(_safe(suite), _safe(run)) for suite, run in runs}
     folded = 0
     for table in tables.TABLES:  # the token losses' schema is their files' own
-        schema = {"scores": SCHEMA, "icl_curves": CURVE_SCHEMA}.get(table)
+        schema = {"scores": folder_schema(out), "icl_curves": CURVE_SCHEMA}.get(table)
         for run in tables.runs(Path(out), table):
             if chosen is None or (run.folder.parent.name, run.folder.name) in chosen:
                 if damaged := tables.check(run, table):  # folded into a new file, it would hide its rows
@@ -284,12 +310,14 @@ def write_scores(
     probe: Probe,
     dtype: str,
     icl: IclResult | None = None,
+    custom: dict[str, str] | None = None,
 ) -> Path:
     """Write one checkpoint's rows, one per (layer, head), and clear any earlier failure record.
 
     identity: suite, repo, run, revision, seed, step, tokens. heads: name -> (layer, head). Every
     setting that changes a score goes with each row (see :class:`Settings`). With ``icl``, its
     loss curve is written first, so that a checkpoint whose scores file exists has its curve too.
+    custom: the users' scores in ``heads`` and ``checkpoint`` and their versions (name: version).
     """
     n_layers, n_heads = next(iter(heads.values())).shape
     rows = n_layers * n_heads
@@ -308,10 +336,12 @@ def write_scores(
         "probe": [probe.record_json()] * rows,
         "dtype": [dtype] * rows,
         "scoring_version": [SCORING_VERSION] * rows,
+        "custom_scores": [custom_record(custom)] * rows,
         "scored_at": [datetime.now(timezone.utc)] * rows,
         "inductscan_version": [package_version()] * rows,
     }
-    table = pa.Table.from_pydict({field.name: columns[field.name] for field in SCHEMA}, schema=SCHEMA)
+    schema = schema_with(sorted(custom or {}))
+    table = pa.Table.from_pydict({field.name: columns[field.name] for field in schema}, schema=schema)
     save_probe(out, probe)
     if icl is not None:
         save_icl(out, icl.examples)
@@ -322,6 +352,11 @@ def write_scores(
         pq.write_table(table, temporary)
     failure_path(out, identity["suite"], identity["run"], identity["step"]).unlink(missing_ok=True)
     return path
+
+
+def custom_record(custom: dict[str, str] | None) -> str | None:
+    """The ``custom_scores`` setting of a row: the users' scores' versions as JSON, None without any."""
+    return json.dumps(custom, sort_keys=True) if custom else None
 
 
 @dataclass(frozen=True)
@@ -427,7 +462,7 @@ def save_probe(out: Path, probe: Probe) -> None:
 
 def _dataset(path: Path) -> ds.Dataset:
     require_results_folder(path)
-    return ds.dataset(tables.visible_files(Path(path), "scores"), schema=SCHEMA, format="parquet")
+    return ds.dataset(tables.visible_files(Path(path), "scores"), schema=folder_schema(path), format="parquet")
 
 
 def _read(path: Path, **arguments) -> pa.Table:
@@ -509,20 +544,22 @@ def load_results(path: str | os.PathLike, *, columns: list[str] | None = None, *
     packaged table (see :mod:`inductscan.hazards`), else <NA>. Columns that repeat one value
     over many rows (``probe``, ``repo``, ``weights_sha256``, ...) are categoricals.
     """
+    tables.learn_scores(path)  # its users' scores are timed, plotted and reported like the package's own
+    schema = folder_schema(path)
     wanted = (
-        list(SCHEMA.names) + list(DERIVED) if columns is None else [columns] if isinstance(columns, str) else columns
+        list(schema.names) + list(DERIVED) if columns is None else [columns] if isinstance(columns, str) else columns
     )
-    unknown = [name for name in wanted if name not in SCHEMA.names and name not in DERIVED]
+    unknown = [name for name in wanted if name not in schema.names and name not in DERIVED]
     if unknown:
         raise ConfigError(
-            f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(SCHEMA.names + list(DERIVED))}"
+            f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(schema.names + list(DERIVED))}"
         )
-    needed = {name for name in wanted if name in SCHEMA.names}
+    needed = {name for name in wanted if name in schema.names}
     if any(name in DERIVED for name in wanted):  # derive() adds both, the hazard from the same weights
         needed |= {source for sources in DERIVED.values() for source in sources}
-    read = [name for name in SCHEMA.names if name in needed or name in INDEX]
-    table = _read(Path(path), columns=read, filter=_filter_expression(filters))
-    frame = _categorical(table if table.num_rows else SCHEMA.empty_table().select(read))
+    read = [name for name in schema.names if name in needed or name in INDEX]
+    table = _read(Path(path), columns=read, filter=_filter_expression(filters, schema))
+    frame = _categorical(table if table.num_rows else schema.empty_table().select(read))
     if "same_weights_as" in wanted or "hazard" in wanted:
         frame = derive(frame)
     shown = [name for name in wanted if name not in INDEX]
@@ -608,6 +645,7 @@ class Settings:
     icl: str | None  # the ICL examples' record (JSON), None without --icl-dataset
     dtype: str
     scoring_version: int = SCORING_VERSION
+    custom_scores: str | None = None  # the users' scores' versions (see custom_record), None without any
 
     def differences(self, other: Settings) -> list[tuple[str, object, object]]:
         """(setting, this value, the other's value) for each setting that differs."""
@@ -621,6 +659,12 @@ class Settings:
             (name, getattr(self, name), getattr(other, name))
             for name in ("dtype", "scoring_version")
             if getattr(self, name) != getattr(other, name)
+        ]
+        mine, theirs = (json.loads(record) if record else {} for record in (self.custom_scores, other.custom_scores))
+        found += [
+            (f"score {name} version", mine.get(name), theirs.get(name))
+            for name in sorted(set(mine) | set(theirs))
+            if mine.get(name) != theirs.get(name)
         ]
         return found
 
@@ -644,9 +688,13 @@ def settings_used(path: Path, suite: str) -> list[Settings]:
     """
     if not tables.has_rows(Path(path), "scores"):
         return []
-    rows = sql.distinct(path, ["probe", "icl", "dtype", "scoring_version"], {"suite": suite})
+    rows = sql.distinct(path, ["probe", "icl", "dtype", "scoring_version", "custom_scores"], {"suite": suite})
     return sorted(
-        {Settings(probe, icl, dtype or "float32", version or 1) for probe, icl, dtype, version in rows}, key=repr
+        {
+            Settings(probe, icl, dtype or "float32", version or 1, custom or None)
+            for probe, icl, dtype, version, custom in rows
+        },
+        key=repr,
     )
 
 

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from inductscan.errors import DamagedFileError
+from inductscan import metrics
+from inductscan.errors import DamagedFileError, OutputError
 
 T = TypeVar("T")
 
@@ -358,3 +359,33 @@ def _remove_folded(folder: Path) -> None:
             match = GENERATION_FILE.match(entry.name)
             if match and int(match.group(1)) != current.generation:
                 Path(entry.path).unlink(missing_ok=True)
+
+
+def declaration_path(out: Path, name: str) -> Path:
+    """Where a results folder records a user's score that its scores table has a column of."""
+    return Path(out) / "custom_scores" / f"{name}.json"
+
+
+def recorded_scores(out: str | os.PathLike) -> list[metrics.Metric]:
+    """The users' scores a results folder has columns of, by name (docs/custom_scores.md;
+    written by :func:`inductscan.store.declare_scores`). A record that cannot be read is an
+    :class:`OutputError` naming it."""
+    found = []
+    for path in sorted(declaration_path(Path(out), "*").parent.glob("*.json")):
+        try:
+            found.append(metrics.Metric(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError) as error:  # a bad level or direction: ConfigError, a ValueError
+            raise OutputError(
+                f"cannot read the score declaration {path}: {error}; restore it, or scan again with the score"
+            ) from error
+    return found
+
+
+def learn_scores(out: str | os.PathLike) -> list[str]:
+    """Make the users' scores a results folder records known (:mod:`inductscan.metrics`), unless this
+    process registered one of the same name, so that phases, plots, queries and the report take
+    their columns as they take the package's own, without the user's code; returns their names."""
+    recorded = recorded_scores(out)
+    for metric in recorded:
+        metrics.add_metric(metric, replace=False)
+    return [metric.name for metric in recorded]

@@ -64,7 +64,8 @@ def load_several(
 
 def _refuse_other_settings(paths: Sequence[str | os.PathLike], frames: list[pd.DataFrame]) -> None:
     """One suite's rows in two folders made with other settings (probe, ICL examples, dtype,
-    scoring version) would join into one curve as if comparable: refuse, naming what differs."""
+    scoring version) would join into one curve as if comparable: refuse, naming what differs. A
+    score of the user's own that the joined rows do not read keeps no folders apart."""
     held: dict[str, tuple] = {}
     for path, frame in zip(paths, frames):
         for suite in frame.index.get_level_values("suite").unique():
@@ -73,7 +74,11 @@ def _refuse_other_settings(paths: Sequence[str | os.PathLike], frames: list[pd.D
                     held[suite] = (path, settings)
                     continue
                 first_path, first = held[suite]
-                differences = settings.differences(first)
+                differences = [
+                    (name, mine, theirs)
+                    for name, mine, theirs in settings.differences(first)
+                    if not name.startswith("score ") or name.split()[1] in frame.columns
+                ]
                 if differences:
                     named = "; ".join(
                         f"{name} {theirs} in {first_path}, {mine} in {path}" for name, mine, theirs in differences

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from inductscan import scores
+from inductscan import custom_scores, scores
 from inductscan.errors import CorruptCheckpointError, NonFiniteError, UnsupportedArchitectureError
 from inductscan.measure import CheckpointScores
 from inductscan.probe import Probe
@@ -162,9 +162,9 @@ class TransformersScorer:
                 raise NonFiniteError(f"weight {name!r} holds non-finite values")
         return model.to(self.device).eval()
 
-    def score(self, model, probe: Probe) -> CheckpointScores:
+    def score(self, model, probe: Probe, custom: tuple[custom_scores.CustomScore, ...] = ()) -> CheckpointScores:
         """The pattern scores of every head from ``output_attentions``, and the losses from the logits;
-        the weight-based scores empty, with their reason."""
+        the weight-based scores empty, with their reason; the users' scores ``custom`` from the same pass."""
         layout = probe.layout
         probe.check_fits(self.arch.n_ctx)
         ids = probe.ids.to(self.device)
@@ -173,12 +173,17 @@ class TransformersScorer:
         patterns = torch.stack(output.attentions)  # (layer, batch, head, query, key)
         heads = scores.pattern_scores(patterns, scores.pattern_weights(layout))
         heads["attention_sink"] = scores.attention_sink(patterns)
-        checkpoint = scores.losses(output.logits.float(), ids, layout)
+        token_losses = scores.token_losses(output.logits.float(), ids)
+        checkpoint = scores.loss_summary(token_losses, layout)
         for name, values in heads.items():
             if not bool(torch.isfinite(values).all()):
                 raise NonFiniteError(f"transformers' forward pass gave a non-finite {name}: try --dtype float32")
         if not all(map(_finite, checkpoint.values())):
             raise NonFiniteError("transformers' forward pass gave a non-finite loss: try --dtype float32")
+        if custom:
+            per_layer = [custom_scores.head_values(custom, pattern, layout) for pattern in output.attentions]
+            heads |= {name: torch.stack([layer[name] for layer in per_layer]) for name in per_layer[0]}
+            checkpoint |= custom_scores.checkpoint_values(custom, token_losses, layout)
         return CheckpointScores(heads, checkpoint, {name: self.arch.reason() for name in UNSCORED})
 
     def token_losses(self, model, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
