@@ -963,6 +963,58 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     return plots.plot_seed_comparison(find_phase_changes(frame, metric, threshold))
 
 
+@main.command("pattern")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--step", type=int, required=True, help="The checkpoint: a step the folder has scored.")
+@click.option("--layer", type=int, required=True, help="The head's layer (from 0).")
+@click.option("--head", type=int, required=True, help="The head (from 0).")
+@click.option("--suite", help="The suite, where the folder holds several with this step.")
+@click.option("--run", help="The run (a Hub repo's name, or a local run's, e.g. output-3fa2b1c9).")
+@click.option("--seed", type=int, help="The run's seed, where several runs have the step.")
+@click.option(
+    "--sequence",
+    type=int,
+    help="Draw this probe sequence (0 .. batch - 1) instead of the mean over the probe's sequences.",
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device for the forward pass.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=Path("pattern.png"), show_default=True,
+    help="Image file: .png, .svg or .pdf.",
+)  # fmt: skip
+def pattern_command(results: Path, step, layer, head, suite, run, seed, sequence, device, output: Path) -> None:
+    """Draw one head's attention pattern at one scored checkpoint: query x key, the cells the
+    induction score weighs (key = query - probe length + 1) outlined.
+
+    The checkpoint is run again, found as the scan found it (its local folder, or its Hub revision
+    through the Hugging Face cache; its weights must hash as they did), on the folder's own probe
+    (the stored token ids) in the recorded dtype. By default the pattern is the mean over the
+    probe's sequences, whose marked cells average to the head's recorded induction score;
+    --sequence draws one sequence.
+
+    \b
+    Example:
+        inductscan pattern results/ --step 2000 --layer 1 --head 3 --seed 0 -o pattern.png
+        inductscan pattern results/ --step 2000 --layer 1 --head 3 --seed 0 --sequence 4 -o one.png
+    """
+    from inductscan import store
+    from inductscan.pattern import head_pattern, plot_head_pattern
+
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    _refuse_a_missing_folder(output)
+    found = head_pattern(results, step, layer, head, suite=suite, run=run, seed=seed, sequence=sequence, device=device)
+    try:
+        plot_head_pattern(found).savefig(output, dpi=150)
+    except OSError as error:
+        reason = store.unwritable_reason(output, error)
+        raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
+    shown = f"probe sequence {sequence}" if sequence is not None else "mean of the probe's sequences"
+    click.echo(
+        f"pattern of layer {layer} head {head} at {found.checkpoint.describe()} ({shown}; induction "
+        f"{found.induction:.4f}, scored {found.recorded_induction:.4f}) written to {output}"
+    )
+
+
 @main.command("report")
 @click.argument("results", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The HTML file to write.")

@@ -141,6 +141,18 @@ class Scorer:
     def score(self, weights: Weights, probe: Probe) -> CheckpointScores:
         return score_weights(weights, probe)
 
+    def patterns(self, weights: Weights, ids: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
+        """The attention probabilities of ``layers`` from one forward pass (the losses taken instead of
+        the logits, which are never held): layer -> (batch, head, query, key)."""
+        kept: dict[int, torch.Tensor] = {}
+
+        def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
+            if index in layers:
+                kept[index] = pattern
+
+        family_of(self.arch).forward(weights, ids.to(self.device), on_layer, losses=True)
+        return kept
+
     def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),
         ``batch`` sequences per forward pass (the ICL contexts are long)."""
