@@ -1019,22 +1019,33 @@ def pattern_command(results: Path, step, layer, head, suite, run, seed, sequence
 @click.argument("results", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The HTML file to write.")
 @selection_options
-def report_command(results: Path, output: Path, suite, run, seed, step_range) -> None:
+@click.option(
+    "--patterns",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Embed the attention patterns of the K top induction heads at each run's phase-change checkpoint "
+    "(runs those checkpoints again: a fetch and a forward pass per run).",
+)
+def report_command(results: Path, output: Path, suite, run, seed, step_range, patterns: int) -> None:
     """Write an interactive report of a results table: one self-contained HTML file.
 
     The page holds its scripts and data (it fetches nothing: open it from disk or send it as an
     attachment): what was scanned and what failed, the phase table (sortable), the best head's
     curve per run for each metric, a layer x head heatmap with a step slider (click a head for its
-    curve), the per-head timing and, with --icl-dataset, the loss by token position.
+    curve), the per-head timing and, with --icl-dataset, the loss by token position. With
+    --patterns K, the attention patterns of the K top induction heads at each run's phase-change
+    checkpoint (its last where there is none), those checkpoints run again (`inductscan pattern`).
 
     \b
     Example:
         inductscan report results/ -o report.html
         inductscan report results/ -o seeds-1-2.html --seed 1,2 --step-range 0:20000
+        inductscan report results/ -o report.html --patterns 3   # with the top 3 heads' attention
     """
     from inductscan.report import write_report  # plotly: only a report needs it
 
-    written = write_report(results, output, **_selection(suite, run, seed, step_range))
+    written = write_report(results, output, **_selection(suite, run, seed, step_range), patterns=patterns)
     if written.empty_folder:  # a folder with no results is bad input, as for every reader; the page says so too
         click.echo(f"error: {written.notice} (the page written to {written.path} says so)", err=True)
         sys.exit(EXIT_BAD_INPUT)
