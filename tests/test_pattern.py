@@ -213,3 +213,24 @@ def test_the_report_s_patterns_render_in_a_browser(scanned, tmp_path):
     page = browser.selftest(summary.path)
     assert page["errors"] == [] and not [message for message in page["console"] if "Uncaught" in message]
     assert len(page["pattern_widths"]) == 2 and all(width > 100 for width in page["pattern_widths"])
+
+
+@pytest.mark.parametrize(
+    "midpoint, expected",
+    [(420.0, 400), (450.0, 500), (float("nan"), 500)],
+    ids=["nearer-the-earlier", "nearer-the-later-in-log-steps", "only-bounded"],
+)
+def test_the_report_shows_the_checkpoint_nearest_the_midpoint(midpoint, expected):
+    import pandas as pd
+
+    from inductscan.report_patterns import pattern_checkpoint
+
+    steps = [0, 100, 400, 500, 1000]
+    phase = pd.Series({"phase_change": True, "midpoint_step": midpoint, "midpoint_step_before": 400,
+                       "midpoint_step_after": 500})  # fmt: skip
+    assert pattern_checkpoint(phase, steps)[0] == expected  # log(450/400) = 0.118 > log(500/450) = 0.105
+    from_zero = phase.copy()
+    from_zero[["midpoint_step", "midpoint_step_before", "midpoint_step_after"]] = [50.0, 0, 100]
+    assert pattern_checkpoint(from_zero, steps)[0] == 100  # step 0 has no place on a log axis
+    flat = pd.Series({"phase_change": False})
+    assert pattern_checkpoint(flat, steps) == (1000, "no phase change in the scanned range: its last checkpoint")
