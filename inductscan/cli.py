@@ -978,10 +978,17 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device for the forward pass.")
 @click.option(
+    "--layer-by-layer",
+    is_flag=True,
+    help="Read each layer's weights from disk as the pass reaches it (a model too large for memory).",
+)
+@click.option(
     "-o", "--output", type=click.Path(path_type=Path), default=Path("pattern.png"), show_default=True,
     help="Image file: .png, .svg or .pdf.",
 )  # fmt: skip
-def pattern_command(results: Path, step, layer, head, suite, run, seed, sequence, device, output: Path) -> None:
+def pattern_command(
+    results: Path, step, layer, head, suite, run, seed, sequence, device, layer_by_layer, output: Path
+) -> None:
     """Draw one head's attention pattern at one scored checkpoint: query x key, the cells the
     induction score weighs (key = query - probe length + 1) outlined.
 
@@ -1002,7 +1009,19 @@ def pattern_command(results: Path, step, layer, head, suite, run, seed, sequence
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
     _refuse_a_missing_folder(output)
-    found = head_pattern(results, step, layer, head, suite=suite, run=run, seed=seed, sequence=sequence, device=device)
+    ScanConfig(device=device)  # a device torch has: cpu, cuda[:N] or mps, else one line
+    found = head_pattern(
+        results,
+        step,
+        layer,
+        head,
+        suite=suite,
+        run=run,
+        seed=seed,
+        sequence=sequence,
+        device=device,
+        layer_by_layer=layer_by_layer,
+    )
     try:
         plot_head_pattern(found).savefig(output, dpi=150)
     except OSError as error:

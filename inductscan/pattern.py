@@ -163,6 +163,7 @@ def head_patterns(
     seed: int | None = None,
     sequence: int | None = None,
     device: str = "cpu",
+    layer_by_layer: bool = False,
 ) -> list[HeadPattern]:
     """The attention patterns of ``heads`` ((layer, head) pairs) at one scored checkpoint, from one
     forward pass of the folder's probe; the checkpoint is fetched once (a Hub file is downloaded into
@@ -170,9 +171,12 @@ def head_patterns(
 
     ``sequence`` chooses one probe sequence (0 .. batch - 1); None (the default) averages the probe's
     sequences, whose copies all sit at the same positions, so that the mean of the marked cells is
-    the head's recorded induction score. Raises :class:`ConfigError` for a step the folder has not
-    scored or a layer, head or sequence out of range, :class:`CheckpointUnavailableError` when the
-    checkpoint cannot be fetched any more or its weights are not those scored.
+    the head's recorded induction score. ``layer_by_layer`` reads each layer's weights from disk as
+    the pass reaches it (a model too large for memory; the native families only).
+
+    Raises :class:`ConfigError` for a step the folder has not scored or a layer, head or sequence
+    out of range, :class:`CheckpointUnavailableError` when the checkpoint cannot be fetched any more
+    or its weights are not those scored.
     """
     checkpoint = recorded_checkpoint(results, step, suite=suite, run=run, seed=seed)
     for layer, head in heads:
@@ -190,7 +194,7 @@ def head_patterns(
                 f"{checkpoint.weights_sha256[:12]}... scored, {files.sha256[:12]}... now): its pattern is gone"
             )
         arch = read_architecture(files.config)
-        scorer = make_scorer(arch, getattr(torch, checkpoint.dtype), device)
+        scorer = make_scorer(arch, getattr(torch, checkpoint.dtype), device, layer_by_layer=layer_by_layer)
         weights = scorer.load(lambda: read_state_dict(list(files.weights)))
         found = scorer.patterns(weights, ids, {layer for layer, _ in heads})  # layer -> (batch, head, query, key)
     finally:
@@ -215,6 +219,7 @@ def head_pattern(
     seed: int | None = None,
     sequence: int | None = None,
     device: str = "cpu",
+    layer_by_layer: bool = False,
 ) -> HeadPattern:
     """One head's attention pattern at one scored checkpoint (see :func:`head_patterns`).
 
@@ -225,7 +230,15 @@ def head_pattern(
         inductscan.plot_head_pattern(pattern).savefig("pattern.png")
     """
     (found,) = head_patterns(
-        results, step, [(layer, head)], suite=suite, run=run, seed=seed, sequence=sequence, device=device
+        results,
+        step,
+        [(layer, head)],
+        suite=suite,
+        run=run,
+        seed=seed,
+        sequence=sequence,
+        device=device,
+        layer_by_layer=layer_by_layer,
     )
     return found
 

@@ -67,6 +67,8 @@ def test_the_pattern_is_transformers_own_attention_for_gpt2(scanned):
     np.testing.assert_allclose(np.asarray(mean), expected.mean(axis=0), atol=TOLERANCE, rtol=0)
     one = inductscan.head_pattern(results, 10, 2, 1, seed=1, sequence=3)
     np.testing.assert_allclose(one.values, expected[3], atol=TOLERANCE, rtol=0)
+    streamed = inductscan.head_pattern(results, 10, 2, 1, seed=1, layer_by_layer=True)  # each layer read as reached
+    np.testing.assert_allclose(streamed.values, expected.mean(axis=0), atol=TOLERANCE, rtol=0)
     # the hand-listed cells of transformers' mean pattern average to the scan's recorded score
     recorded = inductscan.load_results(results, seed=1, step=10, layer=2, head=1, columns=["induction"])
     queries, keys = zip(*marked_by_hand(len(expected[0]), LENGTH))
@@ -131,8 +133,9 @@ def test_the_command_writes_a_png(scanned, tmp_path):
         (["--step", "10", "--layer", "0", "--head", "0", "--run", "nope"], "no run 'nope' in "),
         (["--step", "10", "--layer", "0", "--head", "0", "--seed", "0", "-o", "{tmp}/pattern.txt"], "cannot tell the "
          "image format"),
+        (["--step", "10", "--layer", "0", "--head", "0", "--seed", "0", "--device", "tpu"], "device 'tpu'"),
     ],
-    ids=["step", "layer", "head", "sequence", "several-runs", "unknown-run", "suffix"],
+    ids=["step", "layer", "head", "sequence", "several-runs", "unknown-run", "suffix", "device"],
 )  # fmt: skip
 def test_bad_input_is_one_line(scanned, tmp_path, arguments, message):
     _, results = scanned
