@@ -15,13 +15,15 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
     inductscan.write_report(results, "report.html")  # one self-contained interactive HTML page
+    inductscan.head_pattern(results, step, layer, head)  # one head's attention, its checkpoint re-run;
+                                              # plot_head_pattern draws it
     inductscan.compare_timing([r1, r2], x="fraction")  # phase timing of several folders or suites
     inductscan.load_token_losses(path)        # with --token-losses: each ICL token's loss per checkpoint
     inductscan.seed_scatter(losses)           # and curve_shapes, loss_pca; plots: plot_compare,
                                               # plot_seed_scatter, plot_token_curves, plot_loss_pca
 
 ``import inductscan`` loads nothing heavy: pandas and pyarrow are imported when a table is first
-read, torch and transformers when a scan is, matplotlib when a plot is, plotly when a report is.
+read, torch and transformers when a scan (or a pattern) is, matplotlib when a plot is, plotly when a report is.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -45,6 +47,7 @@ LAZY = {  # name: the module that defines it, imported on first use
     "ScanConfig": "inductscan.plan",
     "RayOptions": "inductscan.plan",
     "write_report": "inductscan.report",
+    **{name: "inductscan.pattern" for name in ("head_pattern", "head_patterns", "plot_head_pattern")},
     "load_token_losses": "inductscan.token_losses",
     "compare_timing": "inductscan.timing_compare",
     "load_several": "inductscan.timing_compare",

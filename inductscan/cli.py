@@ -983,26 +983,108 @@ def _scores_figure(kind: str, frame, metric: str, threshold: float | None):
     return plots.plot_seed_comparison(find_phase_changes(frame, metric, threshold))
 
 
+@main.command("pattern")
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--step", type=int, required=True, help="The checkpoint: a step the folder has scored.")
+@click.option("--layer", type=int, required=True, help="The head's layer (from 0).")
+@click.option("--head", type=int, required=True, help="The head (from 0).")
+@click.option("--suite", help="The suite, where the folder holds several with this step.")
+@click.option("--run", help="The run (a Hub repo's name, or a local run's, e.g. output-3fa2b1c9).")
+@click.option("--seed", type=int, help="The run's seed, where several runs have the step.")
+@click.option(
+    "--sequence",
+    type=int,
+    help="Draw this probe sequence (0 .. batch - 1) instead of the mean over the probe's sequences.",
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device for the forward pass.")
+@click.option(
+    "--layer-by-layer",
+    is_flag=True,
+    help="Read each layer's weights from disk as the pass reaches it (a model too large for memory).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=Path("pattern.png"), show_default=True,
+    help="Image file: .png, .svg or .pdf.",
+)  # fmt: skip
+def pattern_command(
+    results: Path, step, layer, head, suite, run, seed, sequence, device, layer_by_layer, output: Path
+) -> None:
+    """Draw one head's attention pattern at one scored checkpoint: query x key, the cells the
+    induction score weighs (key = query - probe length + 1) outlined.
+
+    The checkpoint is run again, found as the scan found it (its local folder, or its Hub revision
+    through the Hugging Face cache; its weights must hash as they did), on the folder's own probe
+    (the stored token ids) in the recorded dtype. By default the pattern is the mean over the
+    probe's sequences, whose marked cells average to the head's recorded induction score;
+    --sequence draws one sequence.
+
+    \b
+    Example:
+        inductscan pattern results/ --step 2000 --layer 1 --head 3 --seed 0 -o pattern.png
+        inductscan pattern results/ --step 2000 --layer 1 --head 3 --seed 0 --sequence 4 -o one.png
+    """
+    from inductscan import store
+    from inductscan.pattern import head_pattern, plot_head_pattern
+
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+    _refuse_a_missing_folder(output)
+    ScanConfig(device=device)  # a device torch has: cpu, cuda[:N] or mps, else one line
+    found = head_pattern(
+        results,
+        step,
+        layer,
+        head,
+        suite=suite,
+        run=run,
+        seed=seed,
+        sequence=sequence,
+        device=device,
+        layer_by_layer=layer_by_layer,
+    )
+    try:
+        plot_head_pattern(found).savefig(output, dpi=150)
+    except OSError as error:
+        reason = store.unwritable_reason(output, error)
+        raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
+    shown = f"probe sequence {sequence}" if sequence is not None else "mean of the probe's sequences"
+    click.echo(
+        f"pattern of layer {layer} head {head} at {found.checkpoint.describe()} ({shown}; induction "
+        f"{found.induction:.4f}, scored {found.recorded_induction:.4f}) written to {output}"
+    )
+
+
 @main.command("report")
 @click.argument("results", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The HTML file to write.")
 @selection_options
-def report_command(results: Path, output: Path, suite, run, seed, step_range) -> None:
+@click.option(
+    "--patterns",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Embed the attention patterns of the K top induction heads at each run's phase-change checkpoint "
+    "(runs those checkpoints again: a fetch and a forward pass per run).",
+)
+def report_command(results: Path, output: Path, suite, run, seed, step_range, patterns: int) -> None:
     """Write an interactive report of a results table: one self-contained HTML file.
 
     The page holds its scripts and data (it fetches nothing: open it from disk or send it as an
     attachment): what was scanned and what failed, the phase table (sortable), the best head's
     curve per run for each metric, a layer x head heatmap with a step slider (click a head for its
-    curve), the per-head timing and, with --icl-dataset, the loss by token position.
+    curve), the per-head timing and, with --icl-dataset, the loss by token position. With
+    --patterns K, the attention patterns of the K top induction heads at each run's phase-change
+    checkpoint (its last where there is none), those checkpoints run again (`inductscan pattern`).
 
     \b
     Example:
         inductscan report results/ -o report.html
         inductscan report results/ -o seeds-1-2.html --seed 1,2 --step-range 0:20000
+        inductscan report results/ -o report.html --patterns 3   # with the top 3 heads' attention
     """
     from inductscan.report import write_report  # plotly: only a report needs it
 
-    written = write_report(results, output, **_selection(suite, run, seed, step_range))
+    written = write_report(results, output, **_selection(suite, run, seed, step_range), patterns=patterns)
     if written.empty_folder:  # a folder with no results is bad input, as for every reader; the page says so too
         click.echo(f"error: {written.notice} (the page written to {written.path} says so)", err=True)
         sys.exit(EXIT_BAD_INPUT)

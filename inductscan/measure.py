@@ -159,6 +159,21 @@ class Scorer:
     ) -> CheckpointScores:
         return score_weights(weights, probe, custom)
 
+    def patterns(self, weights: Weights, ids: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
+        """The attention probabilities of ``layers`` from one pass through the layers (the final norm
+        and the unembedding, half of GPT-2 small's pass on the probe, are not needed): layer ->
+        (batch, head, query, key)."""
+        kept: dict[int, torch.Tensor] = {}
+
+        def on_layer(index: int, layer: Layer, pattern: torch.Tensor, z: torch.Tensor) -> None:
+            if index in layers:
+                kept[index] = pattern
+
+        stages = family_of(self.arch).stages
+        with torch.inference_mode():
+            stages.run_layers(weights, stages.embed(weights, ids.to(self.device)), on_layer=on_layer)
+        return kept
+
     def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),
         ``batch`` sequences per forward pass (the ICL contexts are long)."""

@@ -77,8 +77,12 @@ def write_report(
     run: str | None = None,
     seed: int | list[int] | None = None,
     step_range: tuple[int, int] | None = None,
+    patterns: int = 0,
 ) -> ReportSummary:
     """Write the interactive report of a results folder (or a selection of it) to ``out`` (.html).
+
+    ``patterns`` > 0 adds the attention patterns of that many top induction heads at each run's
+    phase-change checkpoint (:mod:`inductscan.report_patterns`), which runs those checkpoints again.
 
     Example::
 
@@ -87,7 +91,9 @@ def write_report(
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"the report is an HTML page: name it .html, not {out.name}")
-    page, notice = build_report(results, suite=suite, run=run, seed=seed, step_range=step_range)
+    if patterns < 0:
+        raise ConfigError(f"--patterns must be >= 0, got {patterns}")
+    page, notice = build_report(results, suite=suite, run=run, seed=seed, step_range=step_range, patterns=patterns)
     try:
         _write_atomically(out, page.encode())
     except OSError as error:
@@ -108,9 +114,10 @@ def _write_atomically(path: Path, content: bytes) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]:
+def build_report(results: str | os.PathLike, *, patterns: int = 0, **chosen) -> tuple[str, str | None]:
     """The page (HTML text) and its notice (see :class:`ReportSummary`); ``chosen``: the selection
-    of :func:`inductscan.queries.selection` (suite, run, seed, step_range)."""
+    of :func:`inductscan.queries.selection` (suite, run, seed, step_range); ``patterns``: see
+    :func:`write_report`."""
     store.require_results_folder(results)
     failures = _selected_failures(store.load_failures(Path(results)), **chosen)
     notice, frame = None, None
@@ -126,7 +133,17 @@ def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]
     if notice is not None:
         return render_page(str(results), empty_sections(notice, failures)), notice
     curves = _icl_curves(results, frame, chosen)
-    return render_page(str(results), report_sections(frame, failures, curves)), None
+    sections = report_sections(frame, failures, curves)
+    if patterns:
+        sections["patterns"] = _patterns(results, frame, patterns)
+    return render_page(str(results), sections), None
+
+
+def _patterns(results, frame: pd.DataFrame, top: int) -> str:
+    """The attention patterns' section (imported only when asked for: it needs torch)."""
+    from inductscan.report_patterns import patterns_html
+
+    return patterns_html(results, frame, run_labels(frame.reset_index()[RUN_KEYS].itertuples(index=False)), top)
 
 
 def empty_folder_notice(results: str | os.PathLike) -> str:

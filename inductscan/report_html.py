@@ -131,6 +131,7 @@ def render_page(results: str, sections: dict) -> str:
         "RUN_OPTIONS": run_options,
         "PHASE_TABLES": tables,
         "FAILURES": sections["failures"],
+        "PATTERNS": sections.get("patterns", ""),  # inductscan report --patterns K (inductscan.report_patterns)
         "PLOTLY": plotly.offline.get_plotlyjs(),
         "DATA": _script_json(data),
         "APP": _page_file("report_page.js"),

@@ -179,6 +179,7 @@
     report.first_contentful_paint_ms = paint ? paint.startTime : null;
     report.charts = document.querySelectorAll(".js-plotly-plot").length;
     report.svg = document.querySelectorAll(".main-svg").length;
+    report.pattern_widths = Array.from(document.querySelectorAll("img.pattern")).map((image) => image.naturalWidth);
     if (data !== null) {
       const heatmap = element("heatmap");
       const slider = element("step-slider");

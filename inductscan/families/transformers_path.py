@@ -186,6 +186,13 @@ class TransformersScorer:
             checkpoint |= custom_scores.checkpoint_values(custom, token_losses, layout)
         return CheckpointScores(heads, checkpoint, {name: self.arch.reason() for name in UNSCORED})
 
+    def patterns(self, model, ids: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
+        """The attention probabilities of ``layers`` as transformers' eager attention returns them
+        (``output_attentions``): layer -> (batch, head, query, key)."""
+        with torch.inference_mode():
+            attentions = model(ids.to(self.device), output_attentions=True).attentions
+        return {index: attentions[index] for index in sorted(layers)}
+
     def token_losses(self, model, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1)."""
         ids = ids.to(self.device)
