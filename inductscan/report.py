@@ -5,8 +5,9 @@ small script (``report_page.js``) that swaps data into the charts; it fetches no
 from disk or as an e-mail attachment. What it shows: the scan (suites, runs, steps, probe and ICL
 settings, versions, failures), the phase table per metric (sortable), the best head's curve per
 run with its onset-end band and midpoint, a layer x head heatmap of one run with a step slider
-(a click on a head draws its curve), the per-head timing of the heads that change, and the ICL
-loss curves of a scan with ``--icl-dataset``.
+(a click on a head draws its curve), the per-head timing of the heads that change, the ICL loss
+curves of a scan with ``--icl-dataset`` and, of a scan with ``--token-losses``, the per-token losses
+(:mod:`inductscan.report_token_losses`).
 
 The browser gets only what it draws, aggregated here: the best head per checkpoint (every step),
 the heatmap at no more than ``MAX_HEATMAP_STEPS`` checkpoints per run, the ICL curves at no more
@@ -124,7 +125,9 @@ def build_report(results: str | os.PathLike, **chosen) -> tuple[str, str | None]
     if notice is not None:
         return render_page(str(results), empty_sections(notice, failures)), notice
     curves = _icl_curves(results, frame, chosen)
-    return render_page(str(results), report_sections(frame, failures, curves)), None
+    sections = report_sections(frame, failures, curves)
+    _add_token_losses(sections, results, frame, chosen)
+    return render_page(str(results), sections), None
 
 
 def empty_folder_notice(results: str | os.PathLike) -> str:
@@ -149,6 +152,15 @@ def _icl_curves(results, frame: pd.DataFrame, chosen: dict) -> pd.DataFrame | No
     if not frame["icl"].notna().any():
         return None
     return store.load_icl_curves(results, **queries.selection(**chosen))
+
+
+def _add_token_losses(sections: dict, results, frame: pd.DataFrame, chosen: dict) -> None:
+    """With --token-losses: the token-loss section and its data (none at all without token losses)."""
+    from inductscan.report_token_losses import token_loss_section  # it builds on this module's helpers below
+
+    found = token_loss_section(results, frame, chosen)
+    if found is not None:
+        sections["token_losses"], sections["data"]["token_losses"] = found
 
 
 def subsample(count: int, most: int) -> np.ndarray:

@@ -131,6 +131,7 @@ def render_page(results: str, sections: dict) -> str:
         "RUN_OPTIONS": run_options,
         "PHASE_TABLES": tables,
         "FAILURES": sections["failures"],
+        "TOKEN_LOSSES": sections.get("token_losses", ""),  # with --token-losses only
         "PLOTLY": plotly.offline.get_plotlyjs(),
         "DATA": _script_json(data),
         "APP": _page_file("report_page.js"),
