@@ -48,11 +48,12 @@ def token_loss_section(results: str | os.PathLike, frame: pd.DataFrame, chosen: 
         return None
     runs = sorted(set(frame.index.to_frame(index=False)[RUN_KEYS].itertuples(index=False, name=None)))
     losses = token_losses.load_token_losses(results, **queries.selection(**chosen))
-    losses = losses[pd.MultiIndex.from_frame(losses[RUN_KEYS]).isin(runs)]
-    if losses.empty:
+    every = _runs_of(losses)
+    held = [identity for identity in every if identity in runs]  # not a run without scores (a killed scan's)
+    if not held:
         return None
+    losses = losses if len(held) == len(every) else losses[_rows_of(losses, held)]
     label_of = run_labels(runs)  # as the rest of the page names them
-    held = sorted(set(losses[RUN_KEYS].itertuples(index=False, name=None)))
     labels = [label_of[identity] for identity in held]
     ids = token_losses.icl_ids(results)
     data = {
@@ -61,8 +62,23 @@ def token_loss_section(results: str | os.PathLike, frame: pd.DataFrame, chosen: 
         "pca": pca_data(losses, labels, ids),
     }
     lacking = token_losses.missing(results)
-    lacking = lacking[pd.MultiIndex.from_frame(lacking[RUN_KEYS]).isin(runs)]
-    return section_html(losses, data, len(lacking)), data
+    return section_html(losses, data, int(_rows_of(lacking, held).sum())), data
+
+
+def _runs_of(frame: pd.DataFrame) -> list[tuple]:
+    """The runs (suite, run, seed) of a frame, sorted."""
+    return [tuple(identity) for identity in frame.groupby(RUN_KEYS, sort=True).size().index]
+
+
+def _rows_of(frame: pd.DataFrame, runs: list[tuple]) -> np.ndarray:
+    """Which rows of ``frame`` belong to one of ``runs``: a column at a time, as comparing strings is
+    fast only against one value."""
+    keep = np.zeros(len(frame), dtype=bool)
+    for identity in runs:
+        keep |= np.logical_and.reduce(
+            [(frame[key] == value).to_numpy(dtype=bool) for key, value in zip(RUN_KEYS, identity)]
+        )
+    return keep
 
 
 def _token_names(ids: pd.DataFrame | None, tokens: pd.DataFrame) -> list[str]:
@@ -80,7 +96,7 @@ def scatter_data(losses: pd.DataFrame, runs: list[tuple], labels: list[str], ids
     the figure at the last, and each step's points, outliers and title for the page's slider."""
     if len(runs) < 2:
         return {"note": f"Only {labels[0]} holds token losses here: the seed-against-seed scatter needs two seeds"}
-    pair = losses[pd.MultiIndex.from_frame(losses[RUN_KEYS]).isin(runs[:2])]
+    pair = losses[_rows_of(losses, runs[:2])]
     steps_of = [set(rows["step"]) for _, rows in pair.groupby(RUN_KEYS)]
     shared = np.array(sorted(steps_of[0] & steps_of[1]), dtype=np.int64)
     if not len(shared):

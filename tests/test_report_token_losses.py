@@ -11,6 +11,7 @@ import pytest
 
 import inductscan
 from inductscan import report_token_losses
+from inductscan.compare import principal_components
 from inductscan.testing import browser
 from tests.conftest import make_local_suite
 from tests.test_report import needs_chromium, page_data
@@ -115,27 +116,14 @@ def test_the_loss_pca_is_numpys_svd_of_the_stacked_losses(page, scanned):
     assert f"PC1 ({explained[0]:.1%} of the variance)" == pca["figure"]["layout"]["xaxis"]["title"]["text"]
     traces = pca["figure"]["data"]
     assert [trace["name"] for trace in traces] == ["seed 0", "seed 1"]
-    coordinates = u[:, :2] * singular[:2]  # up to each component's sign
-    for number, trace in enumerate(traces):
-        rows = slice(number * len(STEPS), (number + 1) * len(STEPS))
-        for component, axis in enumerate(("x", "y")):
-            sign = np.sign(vt[component] @ np.asarray(_loadings(pca, component, losses)))
-            expected = sign * coordinates[rows, component]
-            np.testing.assert_allclose(trace[axis], expected, atol=rounding(coordinates[:, :2]))
+    coordinates = u[:, :2] * singular[:2]  # each component's sign is arbitrary: matched below
+    for component, axis in enumerate(("x", "y")):
+        shown = np.concatenate([trace[axis] for trace in traces])  # seed 0's checkpoints, then seed 1's
+        sign = np.sign(shown @ coordinates[:, component])
+        np.testing.assert_allclose(shown, sign * coordinates[:, component], atol=rounding(coordinates))
     order = token_order(losses)
     heaviest = [order[index] for index in np.argsort(-np.abs(vt[0]))[: report_token_losses.PCA_TOKENS]]
     assert [(example, position) for name, example, position, _ in pca["top"] if name == "pc1"] == heaviest
-
-
-def _loadings(pca, component: int, losses) -> list[float]:
-    """The page's loadings of its top tokens of one component, spread over every token (zero elsewhere),
-    so that their sign against numpy's component tells whether the two point the same way."""
-    order = token_order(losses)
-    spread = [0.0] * len(order)
-    for name, example, position, loading in pca["top"]:
-        if name == f"pc{component + 1}":
-            spread[order.index((example, position))] = loading
-    return spread
 
 
 def test_the_scatter_embeds_a_bounded_sample(scanned, tmp_path, monkeypatch):
@@ -217,3 +205,22 @@ def test_the_page_of_one_seed_draws_without_its_scatter(scanned, tmp_path):
     assert drawn["errors"] == [] and not [message for message in drawn["console"] if "Uncaught" in message]
     assert drawn["charts"] == 6 and drawn["token_losses"]["scatter"] is None
     assert drawn["token_losses"]["curves"]["lines"] == report_token_losses.CURVE_TOKENS
+
+
+@pytest.mark.parametrize("shape", [(30, 200), (200, 30), (12, 50)], ids=["wide", "tall", "rank-one"])
+def test_principal_components_are_numpys_svd(shape):
+    generator = np.random.default_rng(1)
+    matrix = generator.normal(size=shape)
+    if shape == (12, 50):  # one direction of variance: the second and third components have none
+        matrix = np.outer(generator.normal(size=12), generator.normal(size=50)) + 3.0
+    scores, components, explained = principal_components(matrix, 3)
+    centred = matrix - matrix.mean(axis=0)
+    u, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(explained, singular[:3] ** 2 / np.sum(singular**2), atol=1e-12)
+    for index in range(3):
+        if singular[index] < 1e-9 * singular[0]:  # no direction: zeros rather than rounding's noise
+            assert not components[index].any() and not scores[:, index].any()
+            continue
+        sign = np.sign(components[index] @ vt[index])
+        np.testing.assert_allclose(components[index], sign * vt[index], atol=1e-10)
+        np.testing.assert_allclose(scores[:, index], sign * u[:, index] * singular[index], atol=1e-9)
