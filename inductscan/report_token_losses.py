@@ -12,7 +12,7 @@ steps (the last included) and no more than ``MAX_SCATTER_TOKENS`` tokens, evenly
 (example, position) order (Pearson's r and the ``SCATTER_OUTLIERS`` tokens circled are over every
 token); the ``CURVE_TOKENS`` curves of each run at no more than ``MAX_CURVE_STEPS`` checkpoints;
 each checkpoint's place on the first two principal components and each component's ``PCA_TOKENS``
-heaviest tokens. Numbers to :data:`inductscan.report.DIGITS` significant digits.
+heaviest tokens. Numbers to :data:`inductscan.report_numbers.DIGITS` significant digits.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from inductscan.compare import TOKEN, curve_shapes, loss_pca, seed_scatter
 from inductscan.errors import ConfigError
 from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
-from inductscan.report import rounded, subsample
 from inductscan.report_figures import HEIGHT, axis_title, palette, scatter
+from inductscan.report_numbers import rounded, subsample
 
 MAX_SCATTER_STEPS = 24
 MAX_SCATTER_TOKENS = 2000
