@@ -108,8 +108,9 @@ def scatter_data(losses: pd.DataFrame, runs: list[tuple], labels: list[str], ids
     shown = tokens.iloc[subsample(len(tokens), MAX_SCATTER_TOKENS)]
     where = pd.MultiIndex.from_frame(shown)
     values = np.concatenate([found.points[["logprob_a", "logprob_b"]].to_numpy().ravel() for found in scatters])
-    scale = float(np.abs(values).max())
-    low, high = float(values.min()), float(values.max())
+    values = values[np.isfinite(values)]
+    scale = float(np.abs(values).max(initial=0.0))
+    low, high = float(values.min(initial=0.0)), float(values.max(initial=0.0))
     pad = 0.03 * max(high - low, 1e-6)
     x, y, outliers, titles = [], [], [], []
     for found in scatters:
@@ -241,7 +242,6 @@ def pca_data(losses: pd.DataFrame, labels: list[str], ids: pd.DataFrame | None) 
     names = list(dict.fromkeys(trajectory["run"]))  # compare's names, in the runs' order
     for label, name, colour in zip(labels, names, palette(len(labels))):
         rows = trajectory[trajectory["run"] == name].sort_values("step")
-        ends = ["circle"] + ["circle-open"] * (len(rows) - 2) + ["square"] if len(rows) > 1 else ["circle"]
         traces.append(
             scatter(
                 {
@@ -252,7 +252,7 @@ def pca_data(losses: pd.DataFrame, labels: list[str], ids: pd.DataFrame | None) 
                 mode="lines+markers",
                 name=label,
                 line={"color": colour},
-                marker={"symbol": ends, "size": [10] + [5] * (len(rows) - 2) + [10] if len(rows) > 1 else [10]},
+                marker=_path_markers(len(rows)),
                 hovertemplate=f"{label}<br>step %{{customdata[0]:,}}, %{{customdata[1]:.4s}} tokens"
                 "<br>PC1 %{x:.3f}, PC2 %{y:.3f}<extra></extra>",
             )
@@ -272,6 +272,13 @@ def pca_data(losses: pd.DataFrame, labels: list[str], ids: pd.DataFrame | None) 
         "tokens": int(analysis.components.shape[1]),
         "checkpoints": len(trajectory),
     }
+
+
+def _path_markers(count: int) -> dict:
+    """A path's markers: a circle at its first checkpoint, a square at its last, small open circles between."""
+    if count == 1:
+        return {"symbol": ["circle"], "size": [10]}
+    return {"symbol": ["circle"] + ["circle-open"] * (count - 2) + ["square"], "size": [10] + [5] * (count - 2) + [10]}
 
 
 def pca_table(top: pd.DataFrame) -> str:
@@ -380,8 +387,8 @@ def _pca_html(pca: dict) -> list[str]:
         return parts + [_notice(pca["note"])]
     parts.append(
         _hint(
-            f"The principal components of the loss matrix whose rows are the {pca['checkpoints']} checkpoints of "
-            f"every run and whose columns are the {pca['tokens']:,} tokens they all hold (centred): each run's path "
+            f"The principal components of the loss matrix whose rows are every run's checkpoints ({pca['checkpoints']} "
+            f"in all) and whose columns are the {pca['tokens']:,} tokens they all hold (centred): each run's path "
             f"through the first two, and the {PCA_TOKENS} tokens that weigh most on each. A loading's sign says "
             "which way the token's loss moves a run along the component."
         )
