@@ -1072,8 +1072,9 @@ def report_command(results: Path, output: Path, suite, run, seed, step_range, pa
     The page holds its scripts and data (it fetches nothing: open it from disk or send it as an
     attachment): what was scanned and what failed, the phase table (sortable), the best head's
     curve per run for each metric, a layer x head heatmap with a step slider (click a head for its
-    curve), the per-head timing and, with --icl-dataset, the loss by token position. With
-    --patterns K, the attention patterns of the K top induction heads at each run's phase-change
+    curve), the per-head timing, with --icl-dataset the loss by token position and, with
+    --token-losses, the seed-against-seed scatter, the tokens whose loss changes most and the loss PCA.
+    With --patterns K, the attention patterns of the K top induction heads at each run's phase-change
     checkpoint (its last where there is none), those checkpoints run again (`inductscan pattern`).
 
     \b

@@ -25,6 +25,7 @@ MIN_CURVE_POINTS = 6  # a logistic has 4 parameters: fewer points leave BIC noth
 CENTRES = 41
 STEEPNESSES = np.geomspace(0.5, 60.0, 24)  # per unit of the log-token range: from almost linear to a step
 BIC_MARGIN = 2.0  # "positive evidence" for the logistic (Kass & Raftery 1995): a lower BIC by at least this
+DEGENERATE = 1e-7  # a singular value below this share of the largest: the Gram matrix's rounding (sqrt(eps))
 
 
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +61,8 @@ def require_seeds(wanted, held) -> None:
 
 
 def _rows_of(frame: pd.DataFrame, run: pd.Series) -> pd.DataFrame:
-    return frame[(frame[RUN_KEYS] == run[RUN_KEYS]).all(axis=1)]
+    # a column at a time: comparing the frame with the row as a whole boxes every string (40x slower)
+    return frame[np.logical_and.reduce([(frame[key] == run[key]).to_numpy(dtype=bool) for key in RUN_KEYS])]
 
 
 @dataclass(frozen=True)
@@ -236,14 +238,30 @@ class LossPca:
 
 def principal_components(matrix: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``count`` principal components of ``matrix`` (samples, features), its columns centred:
-    (scores (samples, count), components (count, features), explained variance share (count,))."""
+    (scores (samples, count), components (count, features), explained variance share (count,)).
+
+    With fewer samples than features (checkpoints than tokens, as usual) they come from the
+    eigenvectors of the (samples x samples) Gram matrix: the SVD's components (up to sign) at a
+    fraction of its cost (1,540 checkpoints x 8,176 tokens: seconds, against a minute for the SVD).
+    """
     centred = matrix - matrix.mean(axis=0)
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-    count = min(count, len(singular))
-    scores = centred @ vt[:count].T
-    total = np.sum(singular**2)
-    explained = singular[:count] ** 2 / total if total > 0 else np.zeros(count)
-    return scores, vt[:count], explained
+    total = np.sum(centred * centred)
+    count = min(count, *centred.shape)
+    if centred.shape[0] < centred.shape[1]:
+        eigenvalues, vectors = np.linalg.eigh(centred @ centred.T)  # ascending
+        order = np.argsort(eigenvalues, kind="stable")[::-1][:count]
+        singular = np.sqrt(np.clip(eigenvalues[order], 0.0, None))
+        components = (centred.T @ vectors[:, order]).T  # (count, features), each row singular * its unit vector
+        norms = np.linalg.norm(components, axis=1, keepdims=True)
+        # a component of no variance (to the Gram matrix's rounding) has no direction: zeros, not rounding's noise
+        real = singular[:, None] > DEGENERATE * singular.max(initial=0.0)
+        vt = np.where(real, components / np.where(norms > 0, norms, 1.0), 0.0)
+    else:
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        singular, vt = singular[:count], vt[:count]
+    scores = centred @ vt.T
+    explained = singular**2 / total if total > 0 else np.zeros(count)
+    return scores, vt, explained
 
 
 def loss_pca(losses: pd.DataFrame, *, seeds: list[int] | None = None, count: int = 2) -> LossPca:

@@ -5,14 +5,15 @@ small script (``report_page.js``) that swaps data into the charts; it fetches no
 from disk or as an e-mail attachment. What it shows: the scan (suites, runs, steps, probe and ICL
 settings, versions, failures), the phase table per metric (sortable), the best head's curve per
 run with its onset-end band and midpoint, a layer x head heatmap of one run with a step slider
-(a click on a head draws its curve), the per-head timing of the heads that change, and the ICL
-loss curves of a scan with ``--icl-dataset``.
+(a click on a head draws its curve), the per-head timing of the heads that change, the ICL loss
+curves of a scan with ``--icl-dataset`` and, of a scan with ``--token-losses``, the per-token losses
+(:mod:`inductscan.report_token_losses`).
 
 The browser gets only what it draws, aggregated here: the best head per checkpoint (every step),
 the heatmap at no more than ``MAX_HEATMAP_STEPS`` checkpoints per run, the ICL curves at no more
 than ``MAX_ICL_STEPS`` checkpoints and ``MAX_ICL_POSITIONS`` positions, numbers rounded to
-``DIGITS`` significant digits of each score's range. A Stanford suite (10 runs x 609 steps x 144
-heads) stays well under 20 MB (see BENCHMARKS.md).
+``report_numbers.DIGITS`` significant digits of each score's range. A Stanford suite (10 runs x
+609 steps x 144 heads) stays well under 20 MB (see BENCHMARKS.md).
 
 This module chooses and aggregates the data; :mod:`inductscan.report_figures` makes the Plotly
 figures and :mod:`inductscan.report_html` the page. None of them needs torch.
@@ -28,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from inductscan import queries, report_figures, store, tables
+from inductscan import queries, report_figures, report_token_losses, store, tables
 from inductscan.errors import ConfigError, OutputError
 from inductscan.metrics import METRICS, get_metric, is_added
 from inductscan.phases import find_phase_changes
 from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
+from inductscan.report_numbers import rounded, subsample
 
 CURVE_METRICS = (
     "induction",
@@ -54,7 +56,6 @@ MAX_HEATMAP_STEPS = 120
 MAX_ICL_STEPS = 24
 MAX_ICL_POSITIONS = 80
 MAX_PER_HEAD = 40  # heads shown in the per-head timing, those that change in the most runs first
-DIGITS = 4
 SUFFIXES = (".html", ".htm")
 
 
@@ -134,6 +135,7 @@ def build_report(results: str | os.PathLike, *, patterns: int = 0, **chosen) -> 
         return render_page(str(results), empty_sections(notice, failures)), notice
     curves = _icl_curves(results, frame, chosen)
     sections = report_sections(frame, failures, curves)
+    _add_token_losses(sections, results, frame, chosen)
     if patterns:
         sections["patterns"] = _patterns(results, frame, patterns)
     return render_page(str(results), sections), None
@@ -170,19 +172,11 @@ def _icl_curves(results, frame: pd.DataFrame, chosen: dict) -> pd.DataFrame | No
     return store.load_icl_curves(results, **queries.selection(**chosen))
 
 
-def subsample(count: int, most: int) -> np.ndarray:
-    """At most ``most`` indices of ``count`` items, evenly spread, the first and last included."""
-    return np.unique(np.linspace(0, count - 1, min(count, most)).round().astype(int))
-
-
-def rounded(values: np.ndarray, digits: int = DIGITS, scale: float | None = None):
-    """``values`` as nested lists, rounded to ``digits`` significant digits of ``scale`` (default:
-    the largest magnitude), NaN as None (JSON has no NaN)."""
-    values = np.asarray(values, dtype=float)
-    finite = np.abs(values[np.isfinite(values)])
-    scale = scale if scale is not None else (finite.max() if finite.size else 0.0)
-    decimals = max(0, digits - 1 - int(np.floor(np.log10(scale)))) if scale > 0 else digits
-    return np.where(np.isfinite(values), np.round(values, decimals), None).tolist()
+def _add_token_losses(sections: dict, results, frame: pd.DataFrame, chosen: dict) -> None:
+    """With --token-losses: the token-loss section and its data (none at all without token losses)."""
+    found = report_token_losses.token_loss_section(results, frame, chosen)
+    if found is not None:
+        sections["token_losses"], sections["data"]["token_losses"] = found
 
 
 def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -132,6 +132,7 @@ def render_page(results: str, sections: dict) -> str:
         "PHASE_TABLES": tables,
         "FAILURES": sections["failures"],
         "PATTERNS": sections.get("patterns", ""),  # inductscan report --patterns K (inductscan.report_patterns)
+        "TOKEN_LOSSES": sections.get("token_losses", ""),  # with --token-losses only
         "PLOTLY": plotly.offline.get_plotlyjs(),
         "DATA": _script_json(data),
         "APP": _page_file("report_page.js"),

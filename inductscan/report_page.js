@@ -119,6 +119,70 @@
     }, 250);
   }
 
+  // The token-loss section (inductscan/report_token_losses.py), on a page of a scan with
+  // --token-losses: the scatter's slider swaps that step's points in, the run selector the curves.
+  function drawTokenScatter(index) {
+    const scatter = data.token_losses.scatter;
+    const base = scatter.figure;
+    const points = Object.assign({}, base.data[0], { x: scatter.x[index], y: scatter.y[index] });
+    const outliers = Object.assign({}, base.data[1], scatter.outliers[index]);
+    const layout = Object.assign({}, base.layout, { title: Object.assign({}, base.layout.title, { text: scatter.titles[index] }) });
+    element("token-step-label").textContent = "step " + commas(scatter.steps[index]);
+    return Plotly.react("token-scatter", [points, outliers].concat(base.data.slice(2)), layout, config);
+  }
+
+  function drawTokenCurves(index) {
+    const figure = data.token_losses.curves.runs[index].figure;
+    return Plotly.react("token-curves", figure.data, figure.layout, config);
+  }
+
+  function drawTokenLosses() {
+    const tokens = data.token_losses;
+    const draws = [];
+    if (tokens.scatter.figure) {
+      const slider = element("token-step-slider");
+      slider.addEventListener("input", (event) => drawTokenScatter(Number(event.target.value)));
+      draws.push(drawTokenScatter(Number(slider.value)));
+    }
+    if (tokens.curves.runs) {
+      element("token-run-select").addEventListener("change", (event) => drawTokenCurves(Number(event.target.value)));
+      draws.push(drawTokenCurves(0));
+    }
+    if (tokens.pca.figure) draws.push(Plotly.newPlot("token-pca", tokens.pca.figure.data, tokens.pca.figure.layout, config));
+    return Promise.all(draws);
+  }
+
+  // #selftest of the token-loss section: what each chart drew, then the slider at the first step and
+  // the last run's curves.
+  async function tokenSelftest(report) {
+    const drawn = (id) => (element(id) && element(id).data ? {
+      traces: element(id).data.length,
+      points: element(id).querySelectorAll(".scatterlayer .point").length,
+      lines: element(id).querySelectorAll(".scatterlayer .js-line").length,
+      title: element(id).layout.title.text,
+    } : null);
+    const tokens = { scatter: drawn("token-scatter"), curves: drawn("token-curves"), pca: drawn("token-pca") };
+    if (tokens.scatter) {
+      const slider = element("token-step-slider");
+      tokens.scatter_step_label = element("token-step-label").textContent;
+      tokens.scatter_x_before = element("token-scatter").data[0].x;
+      slider.value = 0;
+      slider.dispatchEvent(new Event("input"));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      tokens.scatter_x_after = element("token-scatter").data[0].x;
+      tokens.scatter_title_after = element("token-scatter").layout.title.text;
+      tokens.scatter_step_label_after = element("token-step-label").textContent;
+    }
+    if (tokens.curves) {
+      const select = element("token-run-select");
+      select.value = String(data.token_losses.curves.runs.length - 1);
+      select.dispatchEvent(new Event("change"));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      tokens.curves_title_after = element("token-curves").layout.title.text;
+    }
+    report.token_losses = tokens;
+  }
+
   function sortable(table) {
     table.querySelectorAll("th").forEach((header, column) => {
       header.addEventListener("click", () => {
@@ -163,6 +227,7 @@
     if (!data.icl) element("icl-note").textContent = "no ICL curves: scan with --icl-dataset to see loss by token position";
     const draws = [chooseRun(0).then(showMetric)];
     if (data.per_head) draws.push(Plotly.newPlot("per-head", data.per_head.data, data.per_head.layout, config));
+    if (data.token_losses) draws.push(drawTokenLosses());
     return Promise.all(draws).then(() => {
       element("heatmap").on("plotly_click", (event) => {
         const point = event.points[0];
@@ -214,6 +279,7 @@
       await choose("run-select", String(data.runs.length - 1));
       report.heatmap_title = heatmap.layout.title.text;
     }
+    if (data !== null && data.token_losses) await tokenSelftest(report);
     const out = document.createElement("pre");
     out.id = "selftest";
     out.textContent = JSON.stringify(report);
