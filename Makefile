@@ -28,7 +28,7 @@ demo: install
 test: install
 	$(BIN)/ruff check inductscan tests scripts
 	$(BIN)/ruff format --check inductscan tests scripts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(DEMO) results

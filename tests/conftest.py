@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,22 @@ from inductscan.testing import (  # noqa: F401 (the tests import them from here)
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def one_ray_cluster_at_a_time(tmp_path_factory):
+    """Held while a test's Ray cluster runs: ``make test`` runs two pytest-xdist workers (a file's
+    tests on one), and two clusters starting at once on one machine could find each other. The
+    lock file is in the directory every worker's temporary directory is made in."""
+    with open(tmp_path_factory.getbasetemp().parent / "ray-cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def ray_alone(tmp_path_factory):
+    with one_ray_cluster_at_a_time(tmp_path_factory):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

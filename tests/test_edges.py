@@ -32,7 +32,7 @@ def table(folder) -> pd.DataFrame:
     return frame.sort_values(["suite", "run", "step", "layer", "head"]).reset_index(drop=True)
 
 
-def test_scan_on_ray_from_the_command_line_gives_the_local_table(tmp_path):
+def test_scan_on_ray_from_the_command_line_gives_the_local_table(tmp_path, ray_alone):
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10))
     local = run_cli("scan", str(folder), "--out", str(tmp_path / "local"), *PROBE)
     on_ray = run_cli(
@@ -61,7 +61,7 @@ def test_ray_refusals_are_one_line(tmp_path, options, fragment):
     assert not list((tmp_path / "out").rglob("step-*.parquet"))
 
 
-def test_a_ray_task_that_raises_an_ordinary_error_stops_the_scan_with_it(tmp_path):
+def test_a_ray_task_that_raises_an_ordinary_error_stops_the_scan_with_it(tmp_path, ray_alone):
     from inductscan.distributed import RayOptions, run_on_ray
 
     suite = local_suite(make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10)))

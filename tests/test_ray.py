@@ -19,16 +19,17 @@ from inductscan.distributed import RayExecutor, RayOptions
 from inductscan.plan import ScanConfig, plan
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
-from tests.conftest import make_local_suite
+from tests.conftest import make_local_suite, one_ray_cluster_at_a_time
 
 STEPS = (0, 10, 20, 30, 40, 50)
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
+def cluster(tmp_path_factory):
+    with one_ray_cluster_at_a_time(tmp_path_factory):
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 def table(folder: Path) -> pd.DataFrame:

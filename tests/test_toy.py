@@ -212,7 +212,7 @@ def test_icl_score_on_the_toys_own_sequences(toy_results, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_toy_scan_on_ray_gives_the_local_table(toy_results, tmp_path):
+def test_a_toy_scan_on_ray_gives_the_local_table(toy_results, tmp_path, ray_alone):
     import ray
 
     from inductscan.distributed import RayExecutor, RayOptions
