@@ -152,8 +152,30 @@ def import_modules(names: list[str]) -> None:
                 _import_file(Path(name))
             else:
                 importlib.import_module(name)
+        except ConfigError:  # a registration refused: its own line says why
+            raise
+        except ModuleNotFoundError as error:
+            hint = ""
+            if error.name == name and Path(f"{name}.py").is_file():
+                hint = f" (to import the file here, give --score-module {name}.py, or put its folder on PYTHONPATH)"
+            raise ConfigError(f"cannot import --score-module {name}: {error}{hint}") from error
         except (ImportError, OSError) as error:
             raise ConfigError(f"cannot import --score-module {name}: {error}") from error
+        except Exception as error:  # the module's own code failed: say where, in one line
+            raise ConfigError(f"cannot import --score-module {name}: {_where(error)}") from error
+
+
+def _where(error: Exception) -> str:
+    """``TypeError: ... (file, line N)``: the error and the last line of the user's code it passed."""
+    import traceback
+
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if "importlib" not in frame.filename and not frame.filename.startswith("<frozen")
+    ]
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
 
 
 def _import_file(path: Path) -> None:
@@ -171,7 +193,11 @@ def _import_file(path: Path) -> None:
     spec = importlib.util.spec_from_file_location(name, path.resolve())
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # pickled functions (a Ray task) name their module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # a module that failed half way is no module: never imported by name after
+        raise
 
 
 def head_values(scores: tuple[CustomScore, ...], pattern, layout) -> dict:

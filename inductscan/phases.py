@@ -48,6 +48,7 @@ timed as the rise of its negative, and reported in its own units.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ import pandas as pd
 
 from inductscan import phase_edges, tables
 from inductscan.errors import ConfigError
-from inductscan.metrics import METRICS, Metric, all_metrics
+from inductscan.metrics import HEAD_EFFECTS, METRICS, Metric, all_metrics, is_added
 from inductscan.queries import RUN_KEYS
 from inductscan.store import load_results
 
@@ -80,6 +81,24 @@ TWO_STAGE = {
     "late": "two-stage {change}: the end comes long after the midpoint (a slow, late second {change})",
 }
 NO_VALUES = "no values: the scan left this score empty (the folder's notes/ say why)"
+
+
+def verdict(timing: Mapping) -> str:
+    """A timing row's answer in a word or three: "yes", "no", or "too few checkpoints" when the
+    curve rises but cannot be timed (never "no" then)."""
+    if timing["phase_change"]:
+        return "yes"
+    return "too few checkpoints" if str(timing["note"]).startswith(TOO_FEW) else "no"
+
+
+def no_values(metric: str) -> str:
+    """The note of a run without a single value of ``metric``: why, for the score it is."""
+    if metric in HEAD_EFFECTS:
+        needs = "--head-effects and --icl-dataset" if metric.startswith("icl") else "--head-effects"
+        return f"no values: these checkpoints were scanned without {needs} (scan them into a fresh --out with it)"
+    if is_added(metric):
+        return "no values: the score's function gave NaN at every checkpoint"
+    return NO_VALUES
 
 
 def isotonic_increasing(values: np.ndarray) -> np.ndarray:
@@ -267,7 +286,15 @@ def crossing_position(positions: np.ndarray, where: Crossing) -> float:
 
 
 def curve_timing(
-    steps, tokens, values, *, threshold: float | None, min_rise: float, smoothed=None, direction: str = "rises"
+    steps,
+    tokens,
+    values,
+    *,
+    threshold: float | None,
+    min_rise: float,
+    smoothed=None,
+    direction: str = "rises",
+    empty_note: str = NO_VALUES,
 ) -> dict:
     """Phase-change timing of one curve, checkpoints in step order. Keys: the output columns.
 
@@ -275,6 +302,7 @@ def curve_timing(
     direction: ``"rises"`` or ``"falls"``, the metric's (``inductscan/metrics.py``): a falling curve
     is timed as its mirror image, and ``early``, ``late`` and the threshold stay in its own units
     (``first_above_threshold`` is then the first checkpoint at or below the threshold).
+    empty_note: the note of a curve without a single value (see :func:`no_values`).
     """
     steps, tokens, values = (np.asarray(array) for array in (steps, tokens, values))
     sign = 1.0 if direction == "rises" else -1.0
@@ -287,7 +315,7 @@ def curve_timing(
         "rising_at_end": False,
     }
     if np.isnan(values.astype(float)).all():
-        return row | {"phase_change": False, "note": NO_VALUES}
+        return row | {"phase_change": False, "note": empty_note}
     if len(values) < 2:
         return row | {"phase_change": False, "note": f"{TOO_FEW}: {len(values)}"}
     rising = sign * values.astype(float)
@@ -448,6 +476,7 @@ def find_phase_changes(
                 min_rise=min_rise,
                 smoothed=curve_smoothed,
                 direction=declared.direction,
+                empty_note=no_values(metric),
             )
             identity = identity if isinstance(identity, tuple) else (identity,)
             rows.append(dict(zip(keys, identity)) | {"metric": metric, "threshold": threshold} | timing)

@@ -32,7 +32,7 @@ import pandas as pd
 from inductscan import queries, report_figures, report_token_losses, store, tables
 from inductscan.errors import ConfigError, OutputError
 from inductscan.metrics import METRICS, get_metric, is_added
-from inductscan.phases import find_phase_changes
+from inductscan.phases import find_phase_changes, verdict
 from inductscan.plots import run_labels
 from inductscan.queries import RUN_KEYS
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
@@ -263,6 +263,10 @@ def _induction_notices(phases: pd.DataFrame, label_of: dict[tuple, str], runs: i
     """What the page says first about the induction timing: no phase change anywhere, or the runs
     whose change goes on past an edge of the scan (bounds only)."""
     if not phases["phase_change"].any():
+        untimed = sum(verdict(row) == "too few checkpoints" for _, row in phases.iterrows())
+        if untimed:
+            too_few = "a rise with too few checkpoints to time it (induction); no other change"
+            return [f"{untimed} of {runs} run(s): {too_few}"]
         return [f"no phase change in the scanned range, in any run (induction; {runs} run(s))"]
     edged = phases[phases["rising_at_start"] | phases["rising_at_end"]]
     return [f"{label_of[tuple(row[RUN_KEYS])]}: {row['note']} (induction)" for _, row in edged.iterrows()]

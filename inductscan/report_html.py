@@ -14,7 +14,7 @@ import pandas as pd
 
 from inductscan import store
 from inductscan.phase_view import bound_position, readable
-from inductscan.phases import LEVELS
+from inductscan.phases import LEVELS, verdict
 from inductscan.queries import RUN_KEYS
 
 
@@ -34,7 +34,7 @@ def phase_table(phases: pd.DataFrame, metric: str, axis: str, runs: list[tuple],
     head = "".join(f"<th>{html.escape(name)}</th>" for name in ["run", "phase change", *shown.columns])
     body = []
     for (_, row), (_, text) in zip(phases.iterrows(), shown.iterrows()):
-        cells = [_cell(label_of[tuple(row[RUN_KEYS])]), _cell("yes" if row["phase_change"] else "no")]
+        cells = [_cell(label_of[tuple(row[RUN_KEYS])]), _cell(verdict(row))]
         for name, value in text.items():
             key = row[sort_columns[name]] if name in sort_columns else value
             if name in LEVELS and pd.isna(key):  # a bound: sort by where it lies

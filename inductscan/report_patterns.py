@@ -21,7 +21,7 @@ import os
 import pandas as pd
 
 from inductscan.errors import CheckpointError, UnsupportedArchitectureError
-from inductscan.phases import find_phase_changes
+from inductscan.phases import find_phase_changes, verdict
 from inductscan.queries import RUN_KEYS
 
 PATTERN_DPI = 80
@@ -31,6 +31,8 @@ def pattern_checkpoint(phase: pd.Series, steps: list[int]) -> tuple[int, str]:
     """The step whose patterns a run shows, and why that one: ``phase`` is the run's row of
     :func:`find_phase_changes` (induction), ``steps`` its scanned steps, in order."""
     if not phase["phase_change"]:
+        if verdict(phase) == "too few checkpoints":
+            return steps[-1], "too few checkpoints to time its rise: its last checkpoint"
         return steps[-1], "no phase change in the scanned range: its last checkpoint"
     before, after = int(phase["midpoint_step_before"]), int(phase["midpoint_step_after"])
     midpoint = phase["midpoint_step"]

@@ -223,6 +223,7 @@ class ScanContext:
         self.tables = ["scores"] + (["icl_curves"] if config.icl else [])
         self.tables += [token_losses.TABLE] if config.token_losses else []
         self.taken: list[CheckpointRef] = []  # claimed by this process and found not done: scored here
+        self.claimed: list[str] = []  # the suites whose settings this scan recorded first (refuse_other_settings)
 
     def is_done(self, ref: CheckpointRef, out: Path) -> bool:
         """Whether ``out`` holds the checkpoint's scores and side files (one listing of its run's folders)."""
@@ -314,6 +315,11 @@ def run_scan(
     started = time.perf_counter()
     context, todo, summary = prepare_scan(refs, out, config)
     summary.notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
+    if config.head_effects and summary.already_done:
+        summary.notes.append(
+            f"{summary.already_done} checkpoint(s) were done already and keep their rows: head effects are "
+            "measured only on the checkpoints a scan scores (a fresh --out measures every one)"
+        )
     summary.ignored = tuple(sorted({path for ref in refs for path in ref.suite.ignored}))
     bar = Progress(len(refs), summary.already_done, enabled=progress)
     try:
@@ -321,6 +327,9 @@ def run_scan(
     except KeyboardInterrupt as interrupt:
         summary.seconds = time.perf_counter() - started
         raise ScanInterrupted(summary) from interrupt
+    except BaseException:
+        release_unbacked_settings(out, context.claimed)
+        raise
     finally:
         bar.close()
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
@@ -344,10 +353,14 @@ def prepare_scan(
     store.remove_stale_temporaries(out)
     set_aside = store.set_aside_damaged(out)  # before anything reads the folder: their checkpoints are redone
     context = ScanContext(config, prepare_probes(refs, config), icl_examples, custom_scores.registered())
-    refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
-    store.declare_scores(out, [score.metric for score in context.custom])  # read without the user's code
-    refuse_another_suite(out, refs)
-    refuse_mixed_architectures(refs)
+    context.claimed = refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
+    try:
+        store.declare_scores(out, [score.metric for score in context.custom])  # read without the user's code
+        refuse_another_suite(out, refs)
+        refuse_mixed_architectures(refs)
+    except BaseException:
+        release_unbacked_settings(out, context.claimed)
+        raise
     held = [store.Scored(out, table) for table in context.tables]  # one listing of each table
     todo = [ref for ref in refs if not all((ref.suite.name, ref.run.name, ref.step) in done for done in held)]
     summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo), set_aside=set_aside)
@@ -458,17 +471,31 @@ def tokenizer_source(ref: CheckpointRef) -> tuple[str, str | None]:
     return ref.repo, ref.revision
 
 
-def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> None:
+def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> list[str]:
     """Rows made with other settings (probe, ICL examples, dtype, scoring version) never pass for
     this scan's: refuse, in one line that names what differs and what to do, before anything is
-    scored, whether or not planned checkpoints remain."""
+    scored, whether or not planned checkpoints remain. Returns the suites whose settings this scan
+    recorded first."""
+    recorded = []
     for suite, settings in sorted(wanted.items()):
         for held in store.settings_used(out, suite):
             _refuse_if_other(out, suite, settings, held, f"{out} already holds {suite} scores")
         claimed = store.claim_settings(out, suite, settings)  # two scans starting at once: the first wins
-        if claimed is not None:
+        if claimed is None:
+            recorded.append(suite)
+        else:
             where = f"another scan of {suite} into {out} claimed it first (settings/{store._safe(suite)}.json)"
             _refuse_if_other(out, suite, settings, claimed, where)
+    return recorded
+
+
+def release_unbacked_settings(out: Path, suites: list[str]) -> None:
+    """A scan that stops with an error before writing any row of a suite whose settings it recorded
+    lets the record go: the next scan, its settings mended (a user's score fixed and its version
+    raised, say), is then not refused by settings no row was scored with."""
+    for suite in suites:
+        if not store.settings_used(out, suite):
+            store.release_settings(out, suite)
 
 
 def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:

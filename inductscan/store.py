@@ -710,6 +710,12 @@ def claim_settings(out: Path, suite: str, settings: Settings) -> Settings | None
     return Settings(**json.loads(path.read_text()))
 
 
+def release_settings(out: Path, suite: str) -> None:
+    """Forget the settings a scan claimed for ``suite`` (see :func:`claim_settings`): for a scan
+    that stops before writing any of the suite's rows, whose record no row backs."""
+    (Path(out) / "settings" / f"{_safe(suite)}.json").unlink(missing_ok=True)
+
+
 def _write_once(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` whole, unless the file exists: written to a temporary file and
     hard-linked into place, which fails if the name exists. False if another writer was first."""

@@ -228,6 +228,16 @@ def test_a_bad_registration_or_result_is_refused_in_one_line(tmp_path, suite):
         inductscan.scan(
             str(suite), tmp_path / "out", seeds=[0], steps=[0], config=inductscan.ScanConfig(probe_length=LENGTH)
         )
+    # the failed scan wrote no row, so it keeps no claim on the folder's settings: mended, and its
+    # version raised as docs/custom_scores.md says, the score scans into the same folder
+    assert not (tmp_path / "out" / "settings" / "local.json").exists()
+    inductscan.register_score(
+        "two_values", unit="x", min_rise=0.1, version="2", function=lambda pattern, layout: pattern[0, :, 0, 0]
+    )
+    summary = inductscan.scan(
+        str(suite), tmp_path / "out", seeds=[0], steps=[0], config=inductscan.ScanConfig(probe_length=LENGTH)
+    )
+    assert summary.scored == 1 and (tmp_path / "out" / "settings" / "local.json").exists()
     inductscan.unregister_score("two_values")
     assert "two_values" not in metrics.all_metrics()
 
@@ -264,6 +274,24 @@ def test_a_score_module_file_never_stands_in_for_an_imported_module(tmp_path, su
     missing = scan(tmp_path / "out", suite, "--score-module", "no_such_scores_module")
     assert missing.exit_code == 2 and "cannot import --score-module no_such_scores_module" in missing.output
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_a_score_module_that_fails_is_one_line_naming_its_line(tmp_path, suite, monkeypatch):
+    """The user's own code failing on import (a registration without its unit) is one line that
+    names the error and the line of the file; a module named as a file of the working folder, not
+    on the path, gets a hint to give the file."""
+    (tmp_path / "broken_scores.py").write_text(
+        "import inductscan\n\ninductscan.register_score('broken', version='1', function=len)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    failed = scan(tmp_path / "out", suite, "--score-module", "broken_scores.py")
+    assert failed.exit_code == 2 and len(failed.output.splitlines()) == 1, failed.output
+    assert "TypeError" in failed.output and "missing 2 required keyword-only arguments" in failed.output
+    assert f"{tmp_path / 'broken_scores.py'}, line 3)" in failed.output
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".", str(tmp_path))])
+    with pytest.raises(ConfigError, match=r"give --score-module broken_scores\.py, or put its folder on PYTHONPATH"):
+        custom_scores.import_modules(["broken_scores"])
 
 
 def test_the_reserved_names_are_the_tables_other_columns():

@@ -181,11 +181,17 @@ def test_the_scan_writes_effect_columns_only_with_the_flag(tmp_path):
     rows = inductscan.load_results(plain)
     assert rows[EFFECT_COLUMNS].isna().all().all()
     assert rows["attention_sink"].notna().all()
+    timed = inductscan.find_phase_changes(plain, metric="gain_effect")
+    assert set(timed["note"]) == {
+        "no values: these checkpoints were scanned without --head-effects (scan them into a fresh --out with it)"
+    }
 
     out = tmp_path / "effects"
     config = ScanConfig(probe_length=7, probe_repeats=3, probe_batch=3, head_effects=True, head_effects_top=2)
     summary = run_scan(refs, out, config, progress=False)
     assert summary.scored == 2 and not summary.failed
+    again = run_scan(refs, plain, config, progress=False)  # into the folder scanned without the flag
+    assert again.already_done == 2 and any("head effects are measured only on" in note for note in again.notes)
     found = inductscan.load_results(out)
     for step in (0, 5):
         at = found.xs(step, level="step")

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 import inductscan
-from inductscan import metrics, phase_view, phases
+from inductscan import metrics, phase_view, phases, report_html
 from inductscan.errors import ConfigError
+from inductscan.queries import RUN_KEYS
 from inductscan.suites import get_suite
 from inductscan.toy import ToyConfig
 
@@ -266,6 +267,13 @@ def test_a_run_cut_to_four_checkpoints_says_too_few_through_find_phase_changes()
     assert list(runs["note"]) == ["too few checkpoints to time it: 4", phases.NO_CHANGE]
     assert not runs["phase_change"].any()
     assert list(runs["checkpoints"]) == [4, 4] and runs.iloc[0]["first_above_threshold_step"] == 2600
+    # the report's phase table answers "too few checkpoints" for the rise, never "no"
+    assert [phases.verdict(row) for _, row in runs.iterrows()] == ["too few checkpoints", "no"]
+    labels = [f"seed {seed}" for seed in runs["seed"]]
+    table_html = report_html.phase_table(
+        runs, "induction", "tokens", list(runs[RUN_KEYS].itertuples(index=False, name=None)), labels
+    )
+    assert "<td>too few checkpoints</td>" in table_html and table_html.count("<td>no</td>") == 1
 
 
 def test_a_flat_curve_of_three_checkpoints_still_has_no_phase_change():
