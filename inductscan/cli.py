@@ -348,7 +348,9 @@ RAY_DEFAULTS = RayOptions()
     type=int,
     default=SCAN_DEFAULTS.head_effects_top,
     show_default=True,
-    help="With --head-effects: heads (of largest estimated effect) whose effect is computed exactly.",
+    help="With --head-effects: heads (of largest estimated effect) whose effect is computed exactly. The "
+    "estimate can rank a previous-token head low whose exact effect is the largest (docs/scores.md): for a "
+    "small model give at least its number of heads.",
 )
 @click.option(
     "--score-module",
