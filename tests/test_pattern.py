@@ -229,11 +229,14 @@ def test_the_report_shows_the_checkpoint_nearest_the_midpoint(midpoint, expected
     from inductscan.report_patterns import pattern_checkpoint
 
     steps = [0, 100, 400, 500, 1000]
-    phase = pd.Series({"phase_change": True, "midpoint_step": midpoint, "midpoint_step_before": 400,
-                       "midpoint_step_after": 500})  # fmt: skip
+    phase = pd.Series(
+        {"phase_change": True, "midpoint_step": midpoint, "midpoint_step_before": 400, "midpoint_step_after": 500}
+    )
     assert pattern_checkpoint(phase, steps)[0] == expected  # log(450/400) = 0.118 > log(500/450) = 0.105
     from_zero = phase.copy()
     from_zero[["midpoint_step", "midpoint_step_before", "midpoint_step_after"]] = [50.0, 0, 100]
     assert pattern_checkpoint(from_zero, steps)[0] == 100  # step 0 has no place on a log axis
-    flat = pd.Series({"phase_change": False})
+    flat = pd.Series({"phase_change": False, "note": "no phase change in the scanned range"})
     assert pattern_checkpoint(flat, steps) == (1000, "no phase change in the scanned range: its last checkpoint")
+    too_few = pd.Series({"phase_change": False, "note": "too few checkpoints to time it: 4"})
+    assert pattern_checkpoint(too_few, steps) == (1000, "too few checkpoints to time its rise: its last checkpoint")
