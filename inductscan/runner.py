@@ -160,9 +160,10 @@ class Progress:
             self.last_line = now
             each = (now - self.started) / max(1, self.done - self.first)
             left = f", about {each * (self.total - self.done):.0f} s left" if self.done < self.total else ""
+            shown = f"{each:.1f}" if each >= 1 else f"{each:.2g}"  # a toy checkpoint takes 0.038 s, not "0.0"
             print(
                 f"[{time.strftime('%H:%M:%S')}] {self.done}/{self.total} checkpoints ({failed} failed or skipped), "
-                f"last {ref.describe()}, {each:.1f} s each{left}",
+                f"last {ref.describe()}, {shown} s each{left}",
                 file=self.stream,
                 flush=True,
             )

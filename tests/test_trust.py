@@ -366,6 +366,8 @@ def test_progress_in_a_log_is_plain_lines(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr
     assert "2/2 checkpoints (0 failed or skipped)" in result.stderr
+    each = float(result.stderr.split(" s each")[0].rsplit(", ", 1)[1])  # a tiny model's, never shown as 0.0
+    assert each > 0, result.stderr
 
 
 def test_every_keeps_the_first_and_the_last_step():
