@@ -3,11 +3,13 @@
 The exact definitions are in ``inductscan/scores.py`` (head scores) and ``inductscan/icl.py``
 (``icl_score``); this module says what each number is for the code that reads them: phase timing
 (``inductscan/phases.py``) takes the metrics that rise and their default threshold and smallest
-rise from here. It imports nothing but ``inductscan.errors``, so that any module may use it.
+rise from here. It imports nothing but the standard library and ``inductscan.errors``, so that any
+module may use it.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from inductscan.errors import ConfigError
@@ -168,4 +170,11 @@ def get_metric(name: str) -> Metric:
     try:
         return all_metrics()[name]
     except KeyError as error:
-        raise ConfigError(f"unknown metric {name!r}; choose one of {', '.join(all_metrics())}") from error
+        raise ConfigError(f"unknown metric {name!r}; {choose_metric(name)}") from error
+
+
+def choose_metric(name: str, known: list[str] | None = None) -> str:
+    """``did you mean X? choose one of ...`` for a metric name that is none of ``known`` (default: all)."""
+    known = list(all_metrics()) if known is None else known
+    close = difflib.get_close_matches(name, known, n=1)
+    return (f"did you mean {close[0]}? " if close else "") + f"choose one of {', '.join(known)}"

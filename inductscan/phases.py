@@ -56,7 +56,7 @@ import pandas as pd
 
 from inductscan import phase_edges, tables
 from inductscan.errors import ConfigError
-from inductscan.metrics import HEAD_EFFECTS, METRICS, Metric, all_metrics, is_added
+from inductscan.metrics import HEAD_EFFECTS, METRICS, Metric, all_metrics, choose_metric, is_added
 from inductscan.queries import RUN_KEYS
 from inductscan.store import load_results
 
@@ -387,7 +387,7 @@ def timed_metric(metric: str, per_head: bool) -> Metric:
     score, a head score when timed ``per_head``. ConfigError otherwise."""
     known = all_metrics()  # users' scores too (docs/custom_scores.md)
     if metric not in known:
-        raise ConfigError(f"cannot time metric {metric!r}; choose one of {', '.join(known)}")
+        raise ConfigError(f"cannot time metric {metric!r}; {choose_metric(metric, list(known))}")
     if per_head and known[metric].level == "checkpoint":
         raise ConfigError(f"{metric} is a checkpoint score, the same for every head; time it without per-head")
     return known[metric]

@@ -50,7 +50,8 @@ def test_phases_times_exactly_the_rising_metrics():
 
 def test_get_metric_names_the_valid_ones():
     assert metrics.get_metric("copying") is metrics.METRICS["copying"]
-    with pytest.raises(ConfigError, match="unknown metric 'inductoin'; choose one of induction, prefix_matching"):
+    names = "choose one of induction, prefix_matching"
+    with pytest.raises(ConfigError, match=rf"unknown metric 'inductoin'; did you mean induction\? {names}"):
         metrics.get_metric("inductoin")
 
 
@@ -69,4 +70,4 @@ def test_metrics_imports_only_the_standard_library_and_inductscan_errors():
     tree = ast.parse(Path(metrics.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "dataclasses", "inductscan.errors"}
+    assert imported == {"__future__", "dataclasses", "difflib", "inductscan.errors"}

@@ -373,6 +373,8 @@ def test_find_phase_changes_per_run_follows_the_best_head_and_per_head_names_the
 
 def test_metrics_that_cannot_be_timed_are_refused():
     table = synthetic_table(TOY_STEPS, {(0, 0, 0): np.zeros(len(TOY_STEPS))})
+    with pytest.raises(ConfigError, match=r"cannot time metric 'inductoin'; did you mean induction\? choose one of"):
+        phases.find_phase_changes(pd.DataFrame(), metric="inductoin")
     with pytest.raises(ConfigError, match="cannot time metric 'nope'"):
         inductscan.find_phase_changes(table, "nope")
     with pytest.raises(ConfigError, match="checkpoint score"):
