@@ -86,13 +86,10 @@ def query(
 
         inductscan.query("results/", seed=21, layer=5, min_induction=0.4)
     """
-    tables.learn_scores(results)  # its users' scores are among the default columns
-    if columns is None:
-        wanted = sql.default_columns(sql.columns_of(results))
-    else:
-        wanted = [columns] if isinstance(columns, str) else list(columns)
-    derived = [name for name in wanted if name in sql.DERIVED]
-    read = [name for name in wanted if name not in sql.DERIVED]
+    # None: sql.select's defaults, the users' scores the folder records among them (none is derived)
+    wanted = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
+    derived = [name for name in wanted or [] if name in sql.DERIVED]
+    read = None if wanted is None else [name for name in wanted if name not in sql.DERIVED]
     if derived:
         read += [name for name in ["suite", "run", "step", *store.DERIVED["hazard"]] if name not in read]
     chosen = selection(suite=suite, run=run, seed=seed, step_range=step_range, layer=layer, head=head)
@@ -100,4 +97,4 @@ def query(
     frame = answer.to_arrow_table().to_pandas()
     if derived:
         frame = store.derive(frame)
-    return frame[wanted]
+    return frame if wanted is None else frame[wanted]

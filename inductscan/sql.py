@@ -196,14 +196,6 @@ def default_columns(known: list[str]) -> list[str]:
     return [*SHOWN, *(name for name in known if is_added(name))]
 
 
-def columns_of(results: str | os.PathLike) -> list[str]:
-    """The scores table's columns (none without scored checkpoints)."""
-    connection = connect(results)
-    if "scores" not in _views(connection):
-        return []
-    return [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
-
-
 def select(
     results: str | os.PathLike,
     filters: dict,

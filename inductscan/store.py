@@ -460,15 +460,16 @@ def save_probe(out: Path, probe: Probe) -> None:
     _save_ids_once(Path(out) / "probes" / f"{probe_id(probe)}.json", "probe", probe.record(), probe.ids)
 
 
-def _dataset(path: Path) -> ds.Dataset:
+def _dataset(path: Path, schema: pa.Schema) -> ds.Dataset:
     require_results_folder(path)
-    return ds.dataset(tables.visible_files(Path(path), "scores"), schema=folder_schema(path), format="parquet")
+    return ds.dataset(tables.visible_files(Path(path), "scores"), schema=schema, format="parquet")
 
 
-def _read(path: Path, **arguments) -> pa.Table:
-    """The scores table read with ``to_table(**arguments)``, listed again if a compaction that ran
-    meanwhile removed a file this reader had listed."""
-    return tables.relisted(lambda: _dataset(path).to_table(**arguments), tables.removed)
+def _read(path: Path, schema: pa.Schema, **arguments) -> pa.Table:
+    """The scores table (of the folder's ``schema``, :func:`folder_schema`) read with
+    ``to_table(**arguments)``, listed again if a compaction that ran meanwhile removed a file this
+    reader had listed."""
+    return tables.relisted(lambda: _dataset(path, schema).to_table(**arguments), tables.removed)
 
 
 def _filter_expression(filters: dict, schema: pa.Schema = SCHEMA) -> ds.Expression | None:
@@ -544,8 +545,8 @@ def load_results(path: str | os.PathLike, *, columns: list[str] | None = None, *
     packaged table (see :mod:`inductscan.hazards`), else <NA>. Columns that repeat one value
     over many rows (``probe``, ``repo``, ``weights_sha256``, ...) are categoricals.
     """
-    tables.learn_scores(path)  # its users' scores are timed, plotted and reported like the package's own
-    schema = folder_schema(path)
+    # its users' scores are timed, plotted and reported like the package's own: the folder's schema
+    schema = schema_with(tables.learn_scores(path))
     wanted = (
         list(schema.names) + list(DERIVED) if columns is None else [columns] if isinstance(columns, str) else columns
     )
@@ -558,7 +559,7 @@ def load_results(path: str | os.PathLike, *, columns: list[str] | None = None, *
     if any(name in DERIVED for name in wanted):  # derive() adds both, the hazard from the same weights
         needed |= {source for sources in DERIVED.values() for source in sources}
     read = [name for name in schema.names if name in needed or name in INDEX]
-    table = _read(Path(path), columns=read, filter=_filter_expression(filters, schema))
+    table = _read(Path(path), schema, columns=read, filter=_filter_expression(filters, schema))
     frame = _categorical(table if table.num_rows else schema.empty_table().select(read))
     if "same_weights_as" in wanted or "hazard" in wanted:
         frame = derive(frame)
