@@ -122,6 +122,7 @@ SHAPES = {
 }
 TL_LOOPS = ("tl4", "tl39")
 LAYER_BY_LAYER = os.environ.get("INDUCTSCAN_BENCH_LAYER_BY_LAYER") == "1"  # set by --layer-by-layer
+PROFILE = os.environ.get("INDUCTSCAN_BENCH_PROFILE")  # set by --profile: the scan worker's cProfile report
 
 
 # ---------------------------------------------------------------- the checkpoints (driver side)
@@ -338,7 +339,17 @@ def scan_worker(work: Path, steps: list[int], device: str, shape: str, verify_ca
     refs = plan(suite, seeds=[suite.runs[0].seed], steps=steps)
     config = ScanConfig(device=device, verify_cached=verify_cached, layer_by_layer=LAYER_BY_LAYER)
     started = time.perf_counter()
-    summary = run_scan(refs, out, config, progress=False)
+    if PROFILE:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        summary = profiler.runcall(run_scan, refs, out, config, progress=False)
+        with open(PROFILE, "w") as report_file:
+            for order, rows in (("cumulative", 45), ("tottime", 30)):
+                pstats.Stats(profiler, stream=report_file).sort_stats(order).print_stats(rows)
+    else:
+        summary = run_scan(refs, out, config, progress=False)
     seconds = time.perf_counter() - started
     if summary.scored != len(steps):
         raise SystemExit(f"the scan scored {summary.scored} of {len(steps)}: {summary.failed}")
@@ -552,6 +563,9 @@ def main() -> None:
         default=3,
         help="runs of the paired floor-and-scan measurement; floor_ratio: the median over the pairs",
     )
+    parser.add_argument(
+        "--profile", type=Path, help="after the contenders, one more scan under cProfile; its report goes to this file"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -593,6 +607,13 @@ def main() -> None:
         )
         results.setdefault(kind, []).append(measured)
     report(results, len(steps), arguments, work)
+    if arguments.profile:
+        print(f"running scan under cProfile -> {arguments.profile} ...", flush=True)
+        shutil.rmtree(work / "scan-results", ignore_errors=True)
+        os.environ["INDUCTSCAN_BENCH_PROFILE"] = str(arguments.profile.resolve())
+        run_worker(
+            sys.executable, "scan", work, steps, arguments.device, hf_home, arguments.shape, arguments.layer_by_layer
+        )
 
 
 def report(runs: dict[str, list[dict]], n: int, arguments, work: Path) -> None:

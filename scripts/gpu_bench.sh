@@ -7,6 +7,7 @@
 #   2. the scan's scores on the GPU against the CPU's (scripts/device_agreement.py, 2 checkpoints, 1e-4).
 #   3. Pythia-1.4B shape (random fp16 model.safetensors, 4 checkpoints): the paired floors and the scan.
 #   4. the same, --layer-by-layer (one layer's buffers on the GPU at a time).
+#   5. (at the end of step 1) the GPT-2 scan once more under cProfile: where its time goes.
 # Each step's output goes to $OUT (default ./gpu-bench-out) as well as to the terminal.
 #
 #   scripts/gpu_bench.sh                       # on the GPU machine
@@ -51,23 +52,39 @@ name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.p
 print(f"device={device} name={name} torch={torch.__version__} cuda={torch.version.cuda} threads={torch.get_num_threads()}")
 PY
 
-echo "== 1. $GPT2" | tee "$OUT/1-$GPT2.txt"
-"$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$GPT2" --checkpoints "$GPT2_CHECKPOINTS" \
-    --rounds "$ROUNDS" --skip "$SKIP" --work "$WORK" 2>&1 | tee -a "$OUT/1-$GPT2.txt"
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee -a "$OUT/device.txt"
+fi
 
-echo "== 2. scores on $DEVICE against the CPU" | tee "$OUT/2-agreement.txt"
-"$PYTHON" scripts/device_agreement.py --work "$WORK" --shape "$GPT2" --checkpoints 2 2>&1 | tee -a "$OUT/2-agreement.txt"
+# Each step runs even when an earlier one failed (a failed step is named, and the script exits 1 at
+# the end): one lease of the machine should bring back every number it can.
+FAILED=""
+step() {  # step NAME FILE COMMAND...: the command's output to the terminal and to $OUT/FILE
+    local name="$1" file="$OUT/$2" started=$SECONDS
+    shift 2
+    echo "== $name" | tee "$file"
+    if ! "$@" 2>&1 | tee -a "$file"; then
+        FAILED="$FAILED; $name"
+    fi
+    echo "($name: $((SECONDS - started)) s)" | tee -a "$file"
+}
+
+step "1. $GPT2" "1-$GPT2.txt" "$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$GPT2" \
+    --checkpoints "$GPT2_CHECKPOINTS" --rounds "$ROUNDS" --skip "$SKIP" --work "$WORK" --profile "$OUT/5-profile-$GPT2.txt"
+step "2. scores on $DEVICE against the CPU" "2-agreement.txt" \
+    "$PYTHON" scripts/device_agreement.py --work "$WORK" --shape "$GPT2" --checkpoints 2
 
 # Pythia: only the paired floors and the scan (the target there is the read floor); the loops would
 # take minutes per checkpoint to load a 1.4B model and add nothing to that ratio.
 PYTHIA_SKIP=scan-verify,hf,tl4,tl39
-echo "== 3. $PYTHIA" | tee "$OUT/3-$PYTHIA.txt"
-"$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$PYTHIA" --checkpoints "$PYTHIA_CHECKPOINTS" \
-    --rounds 1 --skip "$PYTHIA_SKIP" --work "$WORK" 2>&1 | tee -a "$OUT/3-$PYTHIA.txt"
-
-echo "== 4. $PYTHIA --layer-by-layer" | tee "$OUT/4-$PYTHIA-layer-by-layer.txt"
-"$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$PYTHIA" --checkpoints "$PYTHIA_CHECKPOINTS" \
-    --rounds 1 --skip "$PYTHIA_SKIP" --work "$WORK" --layer-by-layer 2>&1 | tee -a "$OUT/4-$PYTHIA-layer-by-layer.txt"
+step "3. $PYTHIA" "3-$PYTHIA.txt" "$PYTHON" scripts/bench.py --device "$DEVICE" --shape "$PYTHIA" \
+    --checkpoints "$PYTHIA_CHECKPOINTS" --rounds 1 --skip "$PYTHIA_SKIP" --work "$WORK"
+step "4. $PYTHIA --layer-by-layer" "4-$PYTHIA-layer-by-layer.txt" "$PYTHON" scripts/bench.py --device "$DEVICE" \
+    --shape "$PYTHIA" --checkpoints "$PYTHIA_CHECKPOINTS" --rounds 1 --skip "$PYTHIA_SKIP" --work "$WORK" --layer-by-layer
 
 echo "== summary lines"
-tail -n 1 "$OUT"/[134]-*.txt
+grep -h "^shape=\|^scores_agree=" "$OUT"/[1234]-*.txt || true
+if [ -n "$FAILED" ]; then
+    echo "failed steps: ${FAILED#; }" >&2
+    exit 1
+fi
