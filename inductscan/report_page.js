@@ -95,6 +95,7 @@
     if (data.icl) {
       const figure = data.icl[index];
       element("icl-note").textContent = figure ? "" : "no ICL curves for " + run.label;
+      element("icl").hidden = !figure; // no empty chart's height under the note
       draws.push(figure ? Plotly.react("icl", figure.data, figure.layout, config) : Plotly.purge("icl"));
     }
     return Promise.all(draws);
@@ -224,7 +225,11 @@
     });
     element("play").addEventListener("click", play);
     element("per-head-note").textContent = data.per_head_note;
-    if (!data.icl) element("icl-note").textContent = "no ICL curves: scan with --icl-dataset to see loss by token position";
+    if (!data.icl) {
+      element("icl-note").textContent = "no ICL curves: scan with --icl-dataset to see loss by token position";
+      element("icl").hidden = true;
+    }
+    element("per-head").hidden = !data.per_head;
     const draws = [chooseRun(0).then(showMetric)];
     if (data.per_head) draws.push(Plotly.newPlot("per-head", data.per_head.data, data.per_head.layout, config));
     if (data.token_losses) draws.push(drawTokenLosses());
@@ -244,6 +249,7 @@
     report.first_contentful_paint_ms = paint ? paint.startTime : null;
     report.charts = document.querySelectorAll(".js-plotly-plot").length;
     report.svg = document.querySelectorAll(".main-svg").length;
+    report.hidden_charts = Array.from(document.querySelectorAll(".chart[hidden]")).map((chart) => chart.id);
     report.pattern_widths = Array.from(document.querySelectorAll("img.pattern")).map((image) => image.naturalWidth);
     if (data !== null) {
       const heatmap = element("heatmap");

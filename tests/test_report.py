@@ -260,6 +260,7 @@ def test_the_page_draws_its_charts_and_its_slider_changes_the_heatmap(synthetic)
     page = browser.selftest(summary.path)
     assert page["errors"] == [] and not [message for message in page["console"] if "Uncaught" in message]
     assert page["charts"] == 5  # timing, heatmap, clicked heads, per-head timing, ICL
+    assert page["hidden_charts"] == []
     assert page["dom"].count('class="main-svg"') >= 10  # each chart draws two SVG layers at least
     assert page["timing_traces"] == 2
     last, first = written[0]["induction"][-1], written[0]["induction"][0]  # the slider goes from the last step to 0
@@ -309,3 +310,4 @@ def test_a_full_stanford_suite_gives_a_page_under_20_mb(tmp_path):
     if browser.find_chromium():
         page = browser.selftest(summary.path)
         assert page["errors"] == [] and page["charts"] == 4  # no ICL curves
+        assert page["hidden_charts"] == ["icl"]  # and no empty chart's height where they would be
