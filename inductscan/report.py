@@ -48,7 +48,7 @@ CURVE_METRICS = (
     "gain_effect",  # scans with --head-effects only (empty columns are left out)
     "icl_effect",
 )
-READ = ["tokens", *CURVE_METRICS, "probe", "icl", "dtype", "inductscan_version"]  # all the page needs
+READ = ["tokens", *CURVE_METRICS, "probe", "icl", "dtype", "custom_scores", "inductscan_version"]  # all the page needs
 HEATMAP_METRICS = tuple(name for name in CURVE_METRICS if METRICS[name].level == "head")
 # and users' scores (docs/custom_scores.md): each a curve, a head score a heatmap too, after these
 PER_HEAD_METRIC = "induction"
@@ -195,7 +195,18 @@ def report_sections(frame: pd.DataFrame, failures: pd.DataFrame, icl_curves: pd.
     custom = [name for name in frame.columns if is_added(name)]
     curve_metrics = [*CURVE_METRICS, *custom]
     grid_metrics = [*HEATMAP_METRICS, *(name for name in custom if get_metric(name).level == "head")]
-    wanted = ["step", "tokens", "layer", "head", *curve_metrics, "probe", "icl", "dtype", "inductscan_version"]
+    wanted = [
+        "step",
+        "tokens",
+        "layer",
+        "head",
+        *curve_metrics,
+        "probe",
+        "icl",
+        "dtype",
+        "custom_scores",
+        "inductscan_version",
+    ]
     flat = frame.reset_index()[[*RUN_KEYS, *wanted]]  # fewer columns: every selection below copies them
     runs = list(flat[RUN_KEYS].drop_duplicates().sort_values(RUN_KEYS).itertuples(index=False, name=None))
     names = run_labels(runs)

@@ -66,6 +66,8 @@ def header_html(flat: pd.DataFrame, runs: list[tuple], labels: list[str], failur
         "probe": "; ".join(_probe_text(record) for record in flat["probe"].dropna().unique()),
         "ICL data": "; ".join(_icl_text(record) for record in flat["icl"].dropna().unique()) or "none",
         "dtype": ", ".join(sorted(flat["dtype"].dropna().unique())) or "float32",
+        "users' scores": "; ".join(_custom_text(record) for record in flat["custom_scores"].dropna().unique())
+        or "none",
         "scored by": ", ".join(f"inductscan {version}" for version in sorted(flat["inductscan_version"].unique())),
         "report by": f"inductscan {store.package_version()}",
         "failed or skipped": f"{len(failures)} checkpoint(s)" + (" (listed at the end)" if len(failures) else ""),
@@ -82,6 +84,11 @@ def _probe_text(record: str) -> str:
         f"{probe['length']} random tokens x {probe['repeats']} repeats, batch {probe['batch']}, seed {probe['seed']}, "
         f"tokens{listed} [{probe['token_low']}, {probe['token_high']}){bos}"
     )
+
+
+def _custom_text(record: str) -> str:
+    """The ``custom_scores`` setting of some rows (JSON, name: version) as "name version v, ..."."""
+    return ", ".join(f"{name} version {version}" for name, version in json.loads(record).items())
 
 
 def _icl_text(record: str) -> str:

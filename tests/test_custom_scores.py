@@ -173,6 +173,7 @@ def test_query_phases_plot_and_report_read_them_without_the_module(scanned, tmp_
     assert reported.exit_code == 0, reported.output
     page = (tmp_path / "report.html").read_text()
     assert "attention to the first token" in page and "last_repeat_loss" in page
+    assert "<dt>users&#x27; scores</dt><dd>first_token version 1, last_repeat_loss version 1</dd>" in page
     timing = inductscan.find_phase_changes(out, metric="last_repeat_loss")  # the Python API, from the path
     assert list(timing["metric"].unique()) == ["last_repeat_loss"]
 
