@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import inductscan
-from inductscan import metrics, store
+from inductscan import metrics
+from inductscan.results.schema import SCHEMA
 
 PACKAGE = Path(inductscan.__file__).parent
 
@@ -68,7 +69,7 @@ def test_nothing_imports_the_command_line_and_it_imports_no_internals_of_a_scan(
 
 
 def test_every_score_is_declared_once_and_the_table_follows():
-    score_columns = [name for name in store.SCHEMA.names if name in metrics.METRICS]
+    score_columns = [name for name in SCHEMA.names if name in metrics.METRICS]
     assert score_columns == list(metrics.METRICS)
 
 
@@ -91,7 +92,7 @@ def test_import_inductscan_loads_nothing_heavy():
 
 def test_commands_that_read_tables_import_no_torch():
     assert loaded_after("import inductscan.cli") == []  # each command imports what it needs when it runs
-    query = "from inductscan import sql; sql.SHOWN"  # what `inductscan query` imports: DuckDB, no pandas
+    query = "from inductscan.results import sql; sql.SHOWN"  # what `inductscan query` imports: DuckDB, no pandas
     assert loaded_after(query) == []
 
 

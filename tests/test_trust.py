@@ -18,10 +18,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import inductscan
-from inductscan import tables
 from inductscan.cli import main
 from inductscan.errors import ConfigError, OutputError
 from inductscan.plan import ScanConfig, plan
+from inductscan.results.folder import ResultsFolder
 from inductscan.runner import LocalExecutor, ScanInterrupted, is_out_of_memory, run_scan
 from inductscan.suites import Run, Suite, local_suite
 from inductscan.testing.hub_server import HubServer
@@ -263,7 +263,7 @@ def test_ctrl_c_exits_130_and_says_what_was_saved(tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "interrupted" in stderr and "saved in" in stderr and "re-run" in stderr and "Aborted" not in stderr
-    saved = sum(len(steps) for steps in tables.done_steps(out).values())  # compacted or not
+    saved = sum(len(steps) for steps in ResultsFolder(out).done_steps().values())  # compacted or not
     assert f"{saved} checkpoint(s) scored and saved" in stderr
     again = run_cli(*args)
     assert again.returncode == 0 and f"{saved} already done" in again.stdout
@@ -284,7 +284,7 @@ def test_an_interrupt_just_after_a_checkpoint_is_saved_counts_it(tmp_path):
     executor = LocalExecutor(around=interrupted_after)
     with pytest.raises(ScanInterrupted) as interrupted:
         run_scan(plan(local_suite(folder)), out, ScanConfig(probe_length=8), progress=False, executor=executor)
-    assert sorted(step for steps in tables.done_steps(out).values() for step in steps) == [0, 10]
+    assert sorted(step for steps in ResultsFolder(out).done_steps().values() for step in steps) == [0, 10]
     assert interrupted.value.summary.scored == 2
 
 
@@ -452,20 +452,20 @@ def test_two_scans_started_at_once_with_other_settings_never_mix_them(tmp_path):
 
 
 def test_a_second_claim_of_a_suite_gets_the_first_ones_settings(tmp_path):
-    from inductscan import store
+    from inductscan.results.settings import Settings, claim_settings
 
-    first = store.Settings('{"length": 8}', None, "float32")
-    second = store.Settings('{"length": 9}', None, "float32")
-    assert store.claim_settings(tmp_path, "local", first) is None
-    assert store.claim_settings(tmp_path, "local", second) == first
-    assert store.claim_settings(tmp_path, "local", first) == first
+    first = Settings('{"length": 8}', None, "float32")
+    second = Settings('{"length": 9}', None, "float32")
+    assert claim_settings(tmp_path, "local", first) is None
+    assert claim_settings(tmp_path, "local", second) == first
+    assert claim_settings(tmp_path, "local", first) == first
     assert [path.name for path in (tmp_path / "settings").iterdir()] == ["local.json"]
 
 
 def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_another(tmp_path):
-    from inductscan import store
     from inductscan.metrics import HEAD_METRICS
     from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+    from inductscan.results.write import write_scores
     from inductscan.suites import local_suite
 
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10))
@@ -475,7 +475,7 @@ def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_a
     scores = {name: torch.zeros(2, 4, dtype=torch.float64) for name in HEAD_METRICS}
     checkpoint = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
     probe = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
-    store.write_scores(out, identity, scores, checkpoint, weights_sha256="0" * 64, probe=probe, dtype="float32")
+    write_scores(out, identity, scores, checkpoint, weights_sha256="0" * 64, probe=probe, dtype="float32")
     result = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"already holds the checkpoints of {run.repo} as suite toy" in result.stderr
