@@ -88,13 +88,13 @@ class StatusReport:
         return lines
 
 
-def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
+def scan_status(refs: list[CheckpointRef], out: ResultsFolder | Path) -> StatusReport:
     """Done (scores, compacted or not); listed as missing upstream; failed or skipped (a failure record and
     no scores); else missing."""
-    out = Path(out)
+    folder = ResultsFolder.of(out)
+    out = folder.path
     if not out.is_dir():
         raise ConfigError(f"no results folder at {out}")
-    folder = ResultsFolder(out)
     failures = load_failures(out)
     kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
     runs: dict[tuple[str, str], RunStatus] = {}
@@ -120,14 +120,16 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
     return StatusReport(list(runs.values()), notes, damaged)
 
 
-def recorded_suites(out: Path) -> list[Suite]:
+def recorded_suites(results: ResultsFolder | Path) -> list[Suite]:
     """The suites a results folder holds checkpoints of, with the runs it holds, to plan a status.
 
     A catalogued suite keeps its own steps (a listed one's, from the listing the folder keeps); a
     local run's steps are those its folder (the ``repo`` column) holds now, or, if the folder is
     gone, those recorded.
     """
-    recorded = recorded_checkpoints(out, skip_damaged=True)  # their checkpoints: counted as damaged
+    folder = ResultsFolder.of(results)
+    out = folder.path
+    recorded = recorded_checkpoints(folder, skip_damaged=True)  # their checkpoints: counted as damaged
     suites = []
     for name, rows in recorded.groupby("suite", sort=True):
         runs = rows.groupby(["run", "seed", "repo"], sort=True)["step"].agg(lambda steps: tuple(sorted(steps)))
@@ -182,9 +184,10 @@ def status(
     if tokens_per_step is not None:
         raise ConfigError("--tokens-per-step needs --suite")
     require_results_folder(results)
-    suites = recorded_suites(Path(results))
+    folder = ResultsFolder(results)  # listed once for the plan and the status
+    suites = recorded_suites(folder)
     if not suites:
-        damaged = ResultsFolder(results).damaged("scores")
+        damaged = folder.damaged("scores")
         if damaged:  # every scored checkpoint is in a damaged file: those files are the status
             return StatusReport([], damaged=damaged)
         raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
@@ -198,4 +201,4 @@ def status(
         raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
     if isinstance(shard, str):
         shard = Shard.parse(shard)
-    return scan_status(shard.select(refs) if shard is not None else refs, Path(results))
+    return scan_status(shard.select(refs) if shard is not None else refs, folder)

@@ -106,3 +106,40 @@ def test_every_document_cited_is_in_the_repository():
             for name in re.findall(r"[\w./-]+\.md\b", path.read_text()):
                 cited.setdefault(name, path.relative_to(root))
     assert cited and {name: where for name, where in cited.items() if not (root / name).is_file()} == {}
+
+
+def test_only_the_results_package_reads_or_writes_parquet_or_duckdb():
+    """Results files are read and written by inductscan/results/ alone: no module outside it
+    imports pyarrow's parquet or dataset readers or DuckDB, or calls them."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "results" and path.parent.parent == PACKAGE:
+            continue
+        text = path.read_text()
+        for pattern in (
+            r"import pyarrow\.(parquet|dataset)",
+            r"\bimport duckdb\b",
+            r"\bpq\.",
+            r"\bduckdb\.",
+            r"parquet\(",
+        ):
+            if re.search(pattern, text):
+                found.append((path.relative_to(PACKAGE).as_posix(), pattern))
+    assert found == []
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    """``module._name`` never appears across modules: a module's underscore names are its own."""
+    modules = {name.rsplit(".", 1)[-1] for name in module_graph()}
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                private = node.attr.startswith("_") and not node.attr.startswith("__")
+                if private and node.value.id in modules:
+                    found.append(f"{path.relative_to(PACKAGE)}: {node.value.id}.{node.attr}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("inductscan"):
+                found += [f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]  # fmt: skip
+    assert found == []

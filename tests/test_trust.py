@@ -26,27 +26,21 @@ from inductscan.runner import LocalExecutor, ScanInterrupted, is_out_of_memory, 
 from inductscan.suites import Run, Suite, local_suite
 from inductscan.testing.hub_server import HubServer
 
-from .conftest import REPO_ROOT, gpt2_model, make_local_suite, neox_model, place_in_hub_cache, run_cli, save_checkpoint
+from .conftest import (
+    PROBE,
+    REPO_ROOT,
+    make_local_suite,
+    neox_model,
+    one_line,
+    place_in_hub_cache,
+    run_cli,
+    save_checkpoint,
+    scan,
+    trainer_run,
+)
 from .test_stream import hub_env
 
-PROBE = ["--probe-length", "8", "--probe-batch", "4"]
 LEGACY = REPO_ROOT / "tests" / "data" / "results-0.1.0"  # written by inductscan 0.1.0: scores/local/output/
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-def scan(runner, source, out, *more):
-    return runner.invoke(main, ["scan", str(source), "--out", str(out), *PROBE, "--quiet", *more])
-
-
-def trainer_run(folder: Path, seed: int, steps=(0, 10)) -> Path:
-    """A Hugging Face Trainer-style run: FOLDER/checkpoint-N, different weights per seed."""
-    for step in steps:
-        save_checkpoint(gpt2_model(100 * seed + step), folder / f"checkpoint-{step}")
-    return folder
 
 
 def pythia_like(seed: int):
@@ -60,14 +54,6 @@ def pythia_like(seed: int):
         num_hidden_layers=2,
         intermediate_size=64,
     )
-
-
-def one_line(result, code: int, *fragments):
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_two_runs_in_folders_of_the_same_name_never_collide(runner, tmp_path):
@@ -84,24 +70,6 @@ def test_two_runs_in_folders_of_the_same_name_never_collide(runner, tmp_path):
     assert all(name.startswith("output-") for name in runs.groups)
     hashes = runs.weights_sha256.apply(frozenset)
     assert not hashes.iloc[0] & hashes.iloc[1]  # each run's rows hold its own weights
-
-
-def test_changed_settings_on_finished_steps_are_refused_naming_the_setting(runner, tmp_path):
-    run = trainer_run(tmp_path / "output", 1)
-    out = tmp_path / "results"
-    assert scan(runner, run, out).exit_code == 0
-    before = inductscan.load_results(out)
-    assert set(before.dtype) == {"float32"} and set(before.scoring_version) == {1}
-
-    # every step is done: before, these printed "already done" and kept the old scores
-    one_line(
-        scan(runner, run, out, "--probe-length", "9"), 2, "other settings", "probe length 8 there, 9 here", "--probe-*"
-    )
-    one_line(scan(runner, run, out, "--probe-seed", "3"), 2, "probe seed 0 there, 3 here")
-    one_line(scan(runner, run, out, "--dtype", "bfloat16"), 2, "dtype float32 there, bfloat16 here", "--dtype")
-    after = inductscan.load_results(out)
-    assert after.drop(columns="scored_at").equals(before.drop(columns="scored_at"))
-    assert "0 scored, 2 already done" in scan(runner, run, out).output  # the same settings resume
 
 
 def test_index_is_unique_for_two_suites_that_share_seed_numbers(tmp_path):
@@ -428,38 +396,6 @@ def test_a_toy_suite_whose_training_was_interrupted_is_not_scanned_as_complete(r
     (folder / "inductscan-suite.json").write_text(json.dumps({"suite": "toy", "tokens_per_step": 100}))
     (folder / "seed0" / "training.json").write_text("{}")  # seed 1 never finished
     one_line(scan(runner, folder, tmp_path / "out"), 2, "seed1", "did not finish training", "toy-suite")
-
-
-def test_two_scans_started_at_once_with_other_settings_never_mix_them(tmp_path):
-    """Shards of a job array start together, before either has written a row: the first to claim
-    the folder's settings for the suite wins, the other is refused, and every row has one probe."""
-    folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20, 30))
-    out = tmp_path / "out"
-    commands = [
-        [sys.executable, "-m", "inductscan.cli", "scan", str(folder), "--out", str(out), "--quiet",
-         "--shard", f"{index}/2", "--probe-length", str(length)]
-        for index, length in enumerate((8, 9))
-    ]  # fmt: skip
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    started = [subprocess.Popen(command, cwd=REPO_ROOT, **pipes) for command in commands]
-    finished = [process.communicate(timeout=300) for process in started]
-    codes = sorted(process.returncode for process in started)
-    assert codes == [0, 2], finished
-    refused = next(err for process, (_, err) in zip(started, finished) if process.returncode == 2)
-    assert "claimed it first" in refused or "already holds" in refused
-    probes = {json.loads(record)["length"] for record in inductscan.load_results(out)["probe"].unique()}
-    assert len(probes) == 1
-
-
-def test_a_second_claim_of_a_suite_gets_the_first_ones_settings(tmp_path):
-    from inductscan.results.settings import Settings, claim_settings
-
-    first = Settings('{"length": 8}', None, "float32")
-    second = Settings('{"length": 9}', None, "float32")
-    assert claim_settings(tmp_path, "local", first) is None
-    assert claim_settings(tmp_path, "local", second) == first
-    assert claim_settings(tmp_path, "local", first) == first
-    assert [path.name for path in (tmp_path / "settings").iterdir()] == ["local.json"]
 
 
 def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_another(tmp_path):

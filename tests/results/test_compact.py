@@ -30,7 +30,7 @@ from inductscan.results.folder import ResultsFolder, is_done
 from inductscan.results.layout import read_run
 from inductscan.results.write import write_scores
 
-from .conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 PROBE = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
 RUNS = (("suite-a", "run-1", 1), ("suite-a", "run-2", 2), ("suite-b", "run-1", 1))  # run-1 twice: two suites

@@ -29,7 +29,7 @@ from inductscan.results.folder import ResultsFolder
 from inductscan.results.write import IclResult, write_scores
 from inductscan.runner import LocalExecutor, Progress, prepare_scan
 
-from .conftest import REPO_ROOT, gpt2_model, make_local_suite, save_checkpoint
+from tests.conftest import REPO_ROOT, gpt2_model, make_local_suite, save_checkpoint
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
 
@@ -264,8 +264,8 @@ def test_no_space_for_a_download_is_one_line_too(tmp_path):
     """The Hugging Face cache's disk, not the results folder's: a weight file larger than the limit."""
     from inductscan.testing.hub_server import HubServer
 
-    from .test_stream import hub_env
-    from .test_trust import pythia_like
+    from tests.test_stream import hub_env
+    from tests.test_trust import pythia_like
 
     folder = save_checkpoint(pythia_like(0), tmp_path / "made")  # 5 MB of weights
     with HubServer() as server:

@@ -23,7 +23,7 @@ from inductscan.results.layout import read_run
 from inductscan.suites import local_run_name
 from inductscan.timing_compare import load_several
 from tests.conftest import REPO_ROOT, invoke_cli, make_local_suite
-from tests.test_atomic import KILL_AT_RENAME
+from tests.results.test_layout import KILL_AT_RENAME
 
 SEEDS, STEPS = (0, 1), (0, 10, 20, 40, 80, 160, 320)
 EXAMPLES, CONTEXT = 4, 64
