@@ -587,7 +587,7 @@ def selection_options(command):
 
 
 def _selection(suite: str | None, run: str | None, seed: str | None, step_range: str | None) -> dict:
-    """The selection options, parsed, as :func:`inductscan.queries.selection` takes them."""
+    """The selection options, parsed, as :func:`inductscan.results.selection.selection` takes them."""
     return {
         "suite": suite,
         "run": run,
@@ -632,7 +632,9 @@ def query_command(
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
         inductscan query results/ --sql "SELECT seed, max(induction) AS best FROM scores GROUP BY seed"
     """
-    from inductscan import sql
+    from inductscan.results import sql
+    from inductscan.results.selection import selection
+    from inductscan.vocabulary import DERIVED
 
     chosen = _selection(suite, run, seed, step_range) | {"layer": layer, "head": head}
     options = {"min_induction": min_induction, "top": top, "best": best or None, "columns": columns}
@@ -644,14 +646,12 @@ def query_command(
         _emit_rows(answer.columns, answer.rows, fmt)
         return
     wanted = None if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
-    if wanted is not None and any(name in sql.DERIVED for name in wanted):  # derived by pandas, as load_results does
-        from inductscan.queries import query
+    if wanted is not None and any(name in DERIVED for name in wanted):  # derived by pandas, as load_results does
+        from inductscan.results.queries import query
 
         _emit(query(results, **chosen, min_induction=min_induction, top=top, best=best, columns=wanted), fmt)
         return
-    answer = sql.select(
-        results, sql.selection(**chosen), columns=wanted, min_induction=min_induction, best=best, top=top
-    )
+    answer = sql.select(results, selection(**chosen), columns=wanted, min_induction=min_induction, best=best, top=top)
     _emit_rows(answer.columns, answer.fetchall(), fmt)
 
 
@@ -669,7 +669,8 @@ def compact_command(results: Path) -> None:
     Example:
         inductscan compact results/
     """
-    from inductscan.store import compact, require_results
+    from inductscan.results.compact import compact
+    from inductscan.results.read import require_results
 
     require_results(results)
     started = time.perf_counter()
@@ -755,7 +756,7 @@ def phases_command(
     """
     from inductscan import phases as phase_timing
     from inductscan.phase_view import readable
-    from inductscan.queries import best_rows, load_selection
+    from inductscan.results.queries import best_rows, load_selection
     from inductscan.timing_compare import add_fractions, load_several, run_folders
 
     _learn_scores(results)
@@ -792,10 +793,10 @@ def phases_command(
 
 def _learn_scores(results: tuple[Path, ...]) -> None:
     """The users' scores the folders record (docs/custom_scores.md), known before a --metric is checked."""
-    from inductscan import tables
+    from inductscan.results.declarations import learn_scores
 
     for path in results:
-        tables.learn_scores(path)
+        learn_scores(path)
 
 
 def _refuse_total_tokens_without_fractions(total_tokens: int | None, x_axis: str) -> None:
@@ -882,8 +883,11 @@ def plot_command(
     Several RESULTS folders are read as one table (a checkpoint held by two is refused), except by
     icl-curves and the per-token kinds (seed-scatter, token-curves, loss-pca), which read one.
     """
-    from inductscan import plots, store
-    from inductscan.queries import best_rows, load_selection, selection
+    from inductscan import plots
+    from inductscan.results.layout import unwritable_reason
+    from inductscan.results.queries import best_rows, load_selection
+    from inductscan.results.read import load_icl_curves
+    from inductscan.results.selection import selection
     from inductscan.timing_compare import compare_timing, load_several
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
@@ -899,11 +903,11 @@ def plot_command(
         raise ConfigError(f"--kind {kind} draws one results folder, got {len(results)}")
     chosen = _selection(suite, run, seed, step_range)
     if kind == "icl-curves" or kind in TOKEN_PLOTS:  # one folder, a table of its own: its names checked here
-        from inductscan import sql
+        from inductscan.results import sql
 
         sql.require_held(results[0], selection(**chosen))
     if kind == "icl-curves":  # a table of its own, not the scores
-        frame = store.load_icl_curves(results[0], **selection(**chosen))
+        frame = load_icl_curves(results[0], **selection(**chosen))
     elif kind in TOKEN_PLOTS:
         frame = _token_losses(results[0], **selection(**chosen))
     elif kind in ("heatmap", "effects"):  # every head
@@ -929,7 +933,7 @@ def plot_command(
     try:
         figure.savefig(output, dpi=150)
     except OSError as error:
-        reason = store.unwritable_reason(output, error)
+        reason = unwritable_reason(output, error)
         raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
     click.echo(f"{kind} plot written to {output}")
 
@@ -1025,8 +1029,8 @@ def pattern_command(
         inductscan pattern results/ --step 2000 --layer 1 --head 3 --seed 0 -o pattern.png
         inductscan pattern results/ --step 2000 --layer 1 --head 3 --seed 0 --sequence 4 -o one.png
     """
-    from inductscan import store
     from inductscan.pattern import head_pattern, plot_head_pattern
+    from inductscan.results.layout import unwritable_reason
 
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
@@ -1047,7 +1051,7 @@ def pattern_command(
     try:
         plot_head_pattern(found).savefig(output, dpi=150)
     except OSError as error:
-        reason = store.unwritable_reason(output, error)
+        reason = unwritable_reason(output, error)
         raise OutputError(f"cannot write the plot to {output}: {reason}; choose another -o") from error
     shown = f"probe sequence {sequence}" if sequence is not None else "mean of the probe's sequences"
     click.echo(
@@ -1097,7 +1101,7 @@ def report_command(results: Path, output: Path, suite, run, seed, step_range, pa
 
 def _token_losses(results: Path, **filters):
     """The token losses of a results folder, with a warning where scored checkpoints have none."""
-    from inductscan.token_losses import load_token_losses, missing
+    from inductscan.results.token_losses import load_token_losses, missing
 
     losses = load_token_losses(results, **filters)
     lacking = missing(results)
@@ -1140,10 +1144,10 @@ def compare_command(results: Path, seed, suite, step, top, fmt) -> None:
         inductscan compare results/
         inductscan compare results/ --seed 21,49 --step 400000 --top 20 --format csv
     """
-    from inductscan import sql
     from inductscan.compare import require_seeds, seed_scatter
-    from inductscan.queries import selection
-    from inductscan.token_losses import icl_ids, seeds_held
+    from inductscan.results import sql
+    from inductscan.results.selection import selection
+    from inductscan.results.token_losses import icl_ids, seeds_held
 
     seeds = _integers(seed, "--seed")
     if seeds is not None and len(seeds) != 2:
@@ -1206,7 +1210,7 @@ def toy_suite_command(out: Path | None, seeds: int, train_steps: int | None, job
     try:
         trained = build_toy_suite(out, list(range(seeds)), config, jobs=jobs, progress=not quiet)
     except OSError as error:
-        from inductscan.store import unwritable_reason
+        from inductscan.results.layout import unwritable_reason
 
         raise OutputError(f"cannot write the toy suite to {out}: {unwritable_reason(out, error)}") from error
     kept = seeds - len(trained)

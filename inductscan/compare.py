@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from inductscan.errors import ConfigError
+from inductscan.vocabulary import RUN_KEYS
 
-RUN_KEYS = ["suite", "run", "seed"]
 TOKEN = ["example", "position"]
 MIN_CURVE_POINTS = 6  # a logistic has 4 parameters: fewer points leave BIC nothing to judge
 # the logistic's centre and steepness are searched on a grid; for each, the level and height are least squares

@@ -13,8 +13,8 @@ from inductscan.compare import curve_shapes, loss_pca, seed_scatter
 from inductscan.errors import ConfigError
 from inductscan.phases import LEVELS
 from inductscan.plots import FIGURE_SIZE, draw_timing_row, readable_ticks, run_labels
-from inductscan.queries import RUN_KEYS
 from inductscan.timing_compare import without_tokens
+from inductscan.vocabulary import RUN_KEYS
 
 SHAPE_COLOURS = {"S-shaped": "C3", "smooth": "C0"}
 

@@ -18,7 +18,7 @@ function to call, that registers them); ``inductscan scan --score-module NAME`` 
 for one scan. A scan records each score's ``version`` with every row, as it records the probe:
 rows scored with another version of a score, or without it, are never extended (the scan is
 refused). Reading a folder needs none of this code: the folder records its scores' declarations
-(see :func:`inductscan.store.learn_scores`).
+(see :func:`inductscan.results.declarations.learn_scores`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from inductscan.metrics import Metric
 
 ENTRY_POINT_GROUP = "inductscan.scores"
 NAME = re.compile(r"[a-z][a-z0-9_]*\Z")  # a column name in SQL and a file name in the folder, unquoted
-# The table's other columns (inductscan/store.py) and the derived ones: a score named so would hide one.
+# The table's other columns (inductscan/results/schema.py) and the derived ones: a score named so would hide one.
 RESERVED = {
     "suite", "repo", "run", "revision", "seed", "step", "tokens", "layer", "head", "weights_sha256", "probe",
     "icl", "dtype", "scoring_version", "custom_scores", "scored_at", "inductscan_version", "same_weights_as",
@@ -122,7 +122,7 @@ def registered() -> tuple[CustomScore, ...]:
 
 
 def versions(scores: tuple[CustomScore, ...]) -> dict[str, str]:
-    """name -> version: what a scan records with every row (inductscan.store.Settings)."""
+    """name -> version: what a scan records with every row (inductscan.results.settings.Settings)."""
     return {score.name: score.metric.version for score in scores}
 
 

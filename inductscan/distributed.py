@@ -22,6 +22,7 @@ from inductscan.errors import ConfigError, DiskFullError, HubUnreachableError, O
 from inductscan.pipeline import Prefetcher
 from inductscan.plan import RayOptions
 from inductscan.runner import Progress, ScanContext, ScanSummary, process_checkpoint
+from inductscan.vocabulary import Outcome
 
 _worker_contexts: dict[str, ScanContext] = {}  # per worker process: its Scorer's buffers survive from task to task
 
@@ -87,5 +88,5 @@ def run_on_ray(
                 raise error.cause from error
             raise  # a bug: its remote traceback is in the error
         except ray.exceptions.RayError as error:  # the task's worker or node kept dying: this checkpoint's failure
-            outcome = ("failed", f"Ray task failed: {str(error).strip().splitlines()[0]}")
+            outcome = (Outcome.FAILED, f"Ray task failed: {str(error).strip().splitlines()[0]}")
         summary.record(ref, outcome, bar)

@@ -25,6 +25,8 @@ from inductscan import hub
 from inductscan.entries import Run, Suite
 from inductscan.errors import BranchListingError, OutputError
 from inductscan.grammar import ParsedBranch, tokens_agree
+from inductscan.results.layout import listing_path, unwritable_reason
+from inductscan.results.listings import claim_listing, read_listing
 
 DEFAULT_BRANCH = "main"
 SHOWN = 5  # branch names quoted in a note or an error
@@ -49,10 +51,8 @@ def listing_of(repo: str, results: Path | None, *, ask_hub: bool = True) -> List
     """
     path = None
     if results is not None:
-        from inductscan import store  # pandas comes with it: only a listed suite's plan needs it
-
-        path = store.listing_path(results, repo)
-        record = store.read_listing(results, repo)
+        path = listing_path(results, repo)
+        record = read_listing(results, repo)
         if record is not None:
             if record.get("repo") != repo:
                 raise BranchListingError(
@@ -73,18 +73,16 @@ def listing_of(repo: str, results: Path | None, *, ask_hub: bool = True) -> List
 
 def keep(listing: Listing, results: Path) -> Listing:
     """Keep a fresh listing in the results folder (the first writer wins); the listing it holds."""
-    from inductscan import store
-
     record = {
         "repo": listing.repo,
         "listed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "branches": [{"name": name} for name in listing.branches],
     }
-    path = store.listing_path(results, listing.repo)
+    path = listing_path(results, listing.repo)
     try:
-        kept = store.claim_listing(results, listing.repo, record)
+        kept = claim_listing(results, listing.repo, record)
     except OSError as error:
-        raise OutputError(store.unwritable_reason(path, error)) from error
+        raise OutputError(unwritable_reason(path, error)) from error
     return Listing(listing.repo, tuple(branch["name"] for branch in kept["branches"]), str(path), fresh=False)
 
 

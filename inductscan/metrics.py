@@ -131,7 +131,7 @@ CHECKPOINT_METRICS = tuple(name for name, metric in METRICS.items() if metric.le
 
 # Users' scores (docs/custom_scores.md), after the declared ones: registered in this process
 # (inductscan.custom_scores) or read from a results folder's record of the scores it holds
-# (inductscan.store.learn_scores), so that a folder's columns read like the declared ones.
+# (inductscan.results.declarations.learn_scores), so that a folder's columns read like the declared ones.
 _ADDED: dict[str, Metric] = {}
 
 

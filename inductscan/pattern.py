@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inductscan import queries, scores
+from inductscan import scores
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_planned, locate
 from inductscan.errors import CheckpointError, CheckpointUnavailableError, ConfigError, OutputError, UnknownRunError
 from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.hub import Retry, remove_cached
 from inductscan.probe import Layout
+from inductscan.results.probes import load_probe
+from inductscan.results.queries import load_selection
 from inductscan.status_report import recorded_suites
-from inductscan.store import load_probe
 from inductscan.weights import read_state_dict
 
 RECORDED = ["tokens", "repo", "revision", "weights_sha256", "probe", "dtype", "induction"]
@@ -116,7 +117,7 @@ def recorded_checkpoint(
     :class:`ConfigError` naming the steps nearby when the run has no such step, or the runs when
     several have it."""
     chosen = {"suite": suite, "run": run, "seed": seed}
-    rows = queries.load_selection(results, columns=RECORDED, step_range=(step, step), **chosen).reset_index()
+    rows = load_selection(results, columns=RECORDED, step_range=(step, step), **chosen).reset_index()
     if rows.empty:
         raise ConfigError(_no_step(results, step, chosen))
     runs = rows[["suite", "run", "seed"]].drop_duplicates().sort_values(["suite", "run"])
@@ -142,7 +143,7 @@ def recorded_checkpoint(
 
 
 def _no_step(results, step: int, chosen: dict) -> str:
-    rows = queries.load_selection(results, columns=["tokens"], layer=0, head=0, **chosen).reset_index()
+    rows = load_selection(results, columns=["tokens"], layer=0, head=0, **chosen).reset_index()
     if rows.empty:
         return f"{results} holds no scored checkpoint of the selection"
     steps = np.sort(rows["step"].unique())

@@ -8,7 +8,7 @@ import pandas as pd
 
 from inductscan.metrics import get_metric
 from inductscan.phases import LEVELS
-from inductscan.queries import RUN_KEYS
+from inductscan.vocabulary import RUN_KEYS
 
 
 def amount(value: float) -> str:

@@ -54,11 +54,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from inductscan import phase_edges, tables
+from inductscan import phase_edges
 from inductscan.errors import ConfigError
 from inductscan.metrics import HEAD_EFFECTS, METRICS, Metric, all_metrics, choose_metric, is_added
-from inductscan.queries import RUN_KEYS
-from inductscan.store import load_results
+from inductscan.results.declarations import learn_scores
+from inductscan.results.read import load_results
+from inductscan.vocabulary import RUN_KEYS
 
 LEVELS = {"onset": 0.1, "midpoint": 0.5, "end": 0.9}
 RISING_METRICS = [name for name, metric in METRICS.items() if metric.direction == "rises"]
@@ -452,7 +453,7 @@ def find_phase_changes(
     docstring's).
     """
     if not isinstance(results, pd.DataFrame):
-        tables.learn_scores(results)  # a user's score the folder records is timed as any
+        learn_scores(results)  # a user's score the folder records is timed as any
     declared = timed_metric(metric, per_head)
     threshold = declared.threshold if threshold is None else threshold
     min_rise = declared.min_rise if min_rise is None else min_rise

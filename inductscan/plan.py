@@ -43,7 +43,7 @@ class ScanConfig:
     threads: int | None = None  # torch's intra-op threads; None leaves torch's default (one per core)
     layer_by_layer: bool = False  # stream each layer's weights from disk: peak memory ~ one layer + embeddings
     icl: IclConfig | None = None  # the in-context learning score on real text (inductscan.icl)
-    token_losses: bool = False  # also store every ICL token's loss (inductscan.token_losses); needs icl
+    token_losses: bool = False  # also store every ICL token's loss (inductscan.results.token_losses); needs icl
     # each head's effect on in_context_gain (and icl_score) when ablated (inductscan.effects)
     head_effects: bool = False
     head_effects_top: int = 8  # heads whose effect is computed exactly, by the largest estimated effect

@@ -24,8 +24,8 @@ from inductscan.errors import ConfigError
 from inductscan.metrics import get_metric, head_metrics
 from inductscan.phase_view import amount, bound, bound_position
 from inductscan.phases import curves, find_phase_changes
-from inductscan.queries import RUN_KEYS
-from inductscan.store import load_results
+from inductscan.results.read import load_results
+from inductscan.vocabulary import RUN_KEYS
 
 # from the one declaration of each score (inductscan/metrics.py; a user's: docs/custom_scores.md)
 FIGURE_SIZE = (8.0, 5.0)

@@ -29,14 +29,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from inductscan import queries, report_figures, report_token_losses, store, tables
+from inductscan import report_figures, report_token_losses
 from inductscan.errors import ConfigError, OutputError
 from inductscan.metrics import METRICS, get_metric, is_added
 from inductscan.phases import find_phase_changes, verdict
 from inductscan.plots import run_labels
-from inductscan.queries import RUN_KEYS
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
 from inductscan.report_numbers import rounded, subsample
+from inductscan.results.declarations import learn_scores
+from inductscan.results.layout import require_results_folder, unwritable_reason
+from inductscan.results.queries import load_selection
+from inductscan.results.read import load_icl_curves, require_results
+from inductscan.results.records import load_failures
+from inductscan.results.selection import selection
+from inductscan.vocabulary import RUN_KEYS
 
 CURVE_METRICS = (
     "induction",
@@ -98,7 +104,7 @@ def write_report(
     try:
         _write_atomically(out, page.encode())
     except OSError as error:
-        reason = store.unwritable_reason(out, error)
+        reason = unwritable_reason(out, error)
         raise OutputError(f"cannot write the report to {out}: {reason}; choose another -o") from error
     return ReportSummary(out, out.stat().st_size, notice, empty_folder=notice == empty_folder_notice(results))
 
@@ -117,18 +123,18 @@ def _write_atomically(path: Path, content: bytes) -> None:
 
 def build_report(results: str | os.PathLike, *, patterns: int = 0, **chosen) -> tuple[str, str | None]:
     """The page (HTML text) and its notice (see :class:`ReportSummary`); ``chosen``: the selection
-    of :func:`inductscan.queries.selection` (suite, run, seed, step_range); ``patterns``: see
+    of :func:`inductscan.results.selection.selection` (suite, run, seed, step_range); ``patterns``: see
     :func:`write_report`."""
-    store.require_results_folder(results)
-    failures = _selected_failures(store.load_failures(Path(results)), **chosen)
+    require_results_folder(results)
+    failures = _selected_failures(load_failures(Path(results)), **chosen)
     notice, frame = None, None
     try:
-        store.require_results(results)
+        require_results(results)
     except OutputError:
         notice = empty_folder_notice(results)
     else:
-        custom = tables.learn_scores(results)
-        frame = queries.load_selection(results, columns=READ + custom, **chosen)
+        custom = learn_scores(results)
+        frame = load_selection(results, columns=READ + custom, **chosen)
         if frame.empty:
             notice = "no scored checkpoint matches the selection"
     if notice is not None:
@@ -154,22 +160,14 @@ def empty_folder_notice(results: str | os.PathLike) -> str:
 
 def _selected_failures(failures: pd.DataFrame, **chosen) -> pd.DataFrame:
     """The failure records within the selection (suite, run, seed, step_range)."""
-    keep = pd.Series(True, index=failures.index)
-    for name in ("suite", "run", "seed"):
-        wanted = chosen.get(name)
-        if wanted is not None:
-            keep &= failures[name].isin(wanted if isinstance(wanted, list) else [wanted])
-    if chosen.get("step_range") is not None:
-        low, high = chosen["step_range"]
-        keep &= failures["step"].between(low, high)
-    return failures[keep]
+    return failures[selection(**chosen).mask(failures)]
 
 
 def _icl_curves(results, frame: pd.DataFrame, chosen: dict) -> pd.DataFrame | None:
     """The ICL loss curves of the selection when its rows were scored with --icl-dataset, else None."""
     if not frame["icl"].notna().any():
         return None
-    return store.load_icl_curves(results, **queries.selection(**chosen))
+    return load_icl_curves(results, **selection(**chosen))
 
 
 def _add_token_losses(sections: dict, results, frame: pd.DataFrame, chosen: dict) -> None:

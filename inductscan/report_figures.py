@@ -14,7 +14,7 @@ from plotly.colors import qualitative, sample_colorscale
 
 from inductscan.metrics import get_metric
 from inductscan.phase_view import bound, bound_position
-from inductscan.queries import RUN_KEYS
+from inductscan.vocabulary import RUN_KEYS
 
 BAND_OPACITY = 0.12
 MARKERS_UP_TO = 80  # checkpoints per line drawn with markers; denser lines are drawn as lines only

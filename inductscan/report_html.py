@@ -12,10 +12,10 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 
-from inductscan import store
 from inductscan.phase_view import bound_position, readable
 from inductscan.phases import LEVELS, verdict
-from inductscan.queries import RUN_KEYS
+from inductscan.results.write import package_version
+from inductscan.vocabulary import RUN_KEYS
 
 
 def phase_table(phases: pd.DataFrame, metric: str, axis: str, runs: list[tuple], labels: list[str]) -> str:
@@ -69,7 +69,7 @@ def header_html(flat: pd.DataFrame, runs: list[tuple], labels: list[str], failur
         "users' scores": "; ".join(_custom_text(record) for record in flat["custom_scores"].dropna().unique())
         or "none",
         "scored by": ", ".join(f"inductscan {version}" for version in sorted(flat["inductscan_version"].unique())),
-        "report by": f"inductscan {store.package_version()}",
+        "report by": f"inductscan {package_version()}",
         "failed or skipped": f"{len(failures)} checkpoint(s)" + (" (listed at the end)" if len(failures) else ""),
     }
     rows = "".join(f"<dt>{html.escape(name)}</dt><dd>{html.escape(value)}</dd>" for name, value in items.items())

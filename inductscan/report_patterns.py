@@ -22,7 +22,7 @@ import pandas as pd
 
 from inductscan.errors import CheckpointError, UnsupportedArchitectureError
 from inductscan.phases import find_phase_changes, verdict
-from inductscan.queries import RUN_KEYS
+from inductscan.vocabulary import RUN_KEYS
 
 PATTERN_DPI = 80
 

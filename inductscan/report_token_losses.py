@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from inductscan import queries, token_losses
 from inductscan.compare import TOKEN, curve_shapes, loss_pca, seed_scatter
 from inductscan.errors import ConfigError
 from inductscan.plots import run_labels
-from inductscan.queries import RUN_KEYS
 from inductscan.report_figures import HEIGHT, axis_title, palette, scatter
 from inductscan.report_numbers import rounded, subsample
+from inductscan.results import token_losses
+from inductscan.results.selection import selection
+from inductscan.vocabulary import RUN_KEYS
 
 MAX_SCATTER_STEPS = 24
 MAX_SCATTER_TOKENS = 2000
@@ -47,7 +48,7 @@ def token_loss_section(results: str | os.PathLike, frame: pd.DataFrame, chosen: 
     if not token_losses.seeds_held(results):
         return None
     runs = sorted(set(frame.index.to_frame(index=False)[RUN_KEYS].itertuples(index=False, name=None)))
-    losses = token_losses.load_token_losses(results, **queries.selection(**chosen))
+    losses = token_losses.load_token_losses(results, **selection(**chosen))
     every = _runs_of(losses)
     held = [identity for identity in every if identity in runs]  # not a run without scores (a killed scan's)
     if not held:

@@ -9,7 +9,6 @@ an executor's business: :class:`LocalExecutor` (this process, downloads prefetch
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from inductscan import architecture, custom_scores, effects, hazards, icl, sql, store, tables, token_losses
+from inductscan import architecture, custom_scores, effects, hazards, icl
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
 from inductscan.errors import (
     CheckpointError,
@@ -36,7 +35,18 @@ from inductscan.measure import Scorer
 from inductscan.pipeline import Fetched, Prefetcher
 from inductscan.plan import ScanConfig, suite_probe
 from inductscan.probe import Probe
+from inductscan.results import sql, token_losses
+from inductscan.results.compact import compact
+from inductscan.results.damaged import set_aside_damaged
+from inductscan.results.declarations import declare_scores
+from inductscan.results.folder import ResultsFolder, Scored, is_done, remove_stale_temporaries
+from inductscan.results.layout import DAMAGED_FOLDER, Damaged, check_writable, claim
+from inductscan.results.read import SameWeights, same_weights
+from inductscan.results.records import run_notes, write_failure, write_run_note
+from inductscan.results.settings import Settings, refuse_other_settings, release_unbacked_settings
+from inductscan.results.write import IclResult, custom_record, write_scores
 from inductscan.suites import local_step_folder
+from inductscan.vocabulary import Outcome
 from inductscan.weights import read_state_dict
 
 
@@ -50,23 +60,23 @@ class ScanSummary:
     known_missing: list[tuple[CheckpointRef, str]] = field(default_factory=list)  # missing upstream, as listed
     seconds: float = 0.0
     peak_disk: int = 0  # bytes reserved at once for downloads
-    same_weights: list[store.SameWeights] = field(default_factory=list)
+    same_weights: list[SameWeights] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed (inductscan.listing)
     ignored: tuple[str, ...] = ()  # local folders that look like checkpoints but name no step
-    set_aside: list[tables.Damaged] = field(default_factory=list)  # damaged files moved into OUT/damaged/
+    set_aside: list[Damaged] = field(default_factory=list)  # damaged files moved into OUT/damaged/
     unscored: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (suite, run) -> score -> why empty
 
     def record(self, ref: CheckpointRef, outcome: tuple[str, str], progress: Progress) -> None:
         """Count one checkpoint's outcome (from :func:`process_checkpoint`) and advance the progress."""
         kind, reason = outcome
-        if kind == "scored":
+        if kind == Outcome.SCORED:
             self.scored += 1
-        elif kind == "done":  # another scan finished it since this one started
+        elif kind == Outcome.DONE:  # another scan finished it since this one started
             self.already_done += 1
-        elif kind == "elsewhere":
+        elif kind == Outcome.ELSEWHERE:
             self.elsewhere += 1
         else:
-            (self.known_missing if kind == "known-missing" else self.failed).append((ref, reason))
+            (self.known_missing if kind == Outcome.KNOWN_MISSING else self.failed).append((ref, reason))
             progress.write(f"{kind}: {ref.describe()}: {reason}")
         progress.advance(ref, failed=len(self.failed))
 
@@ -102,7 +112,7 @@ class ScanSummary:
             steps = "" if damaged.steps is None else f" {', '.join(map(str, sorted(damaged.steps)))}"
             lines.append(
                 f"warning: set aside {damaged.paths[0]} ({what}) into {Path(damaged.paths[0]).parents[3]}/"
-                f"{tables.DAMAGED_FOLDER}/: its step(s){steps} are scored again where planned"
+                f"{DAMAGED_FOLDER}/: its step(s){steps} are scored again where planned"
             )
         if self.ignored:
             lines.append(
@@ -228,12 +238,12 @@ class ScanContext:
 
     def is_done(self, ref: CheckpointRef, out: Path) -> bool:
         """Whether ``out`` holds the checkpoint's scores and side files (one listing of its run's folders)."""
-        return all(store.is_done(out, ref.suite.name, ref.run.name, ref.step, table) for table in self.tables)
+        return all(is_done(out, ref.suite.name, ref.run.name, ref.step, table) for table in self.tables)
 
-    def settings(self, suite: str) -> store.Settings:
+    def settings(self, suite: str) -> Settings:
         icl_record = self.icl_examples.record_json() if self.icl_examples is not None else None
-        custom = store.custom_record(custom_scores.versions(self.custom))
-        return store.Settings(self.probes[suite].record_json(), icl_record, self.config.dtype, custom_scores=custom)
+        custom = custom_record(custom_scores.versions(self.custom))
+        return Settings(self.probes[suite].record_json(), icl_record, self.config.dtype, custom_scores=custom)
 
     def scorer_for(self, arch) -> Scorer:
         if self.scorer is None or self.scorer.arch != arch:
@@ -269,7 +279,7 @@ class ScanContext:
             in_context = None
             if self.icl_examples is not None:
                 losses = scorer.token_losses(weights, self.icl_examples.ids)
-                in_context = store.IclResult(self.icl_examples, *icl.score(losses, self.icl_examples.config))
+                in_context = IclResult(self.icl_examples, *icl.score(losses, self.icl_examples.config))
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
                 raise  # a bug, not a fault of the checkpoint: never recorded as one
@@ -280,7 +290,7 @@ class ScanContext:
             ) from error
         if self.config.token_losses:  # before the scores file, whose presence marks the checkpoint done
             token_losses.write(out, identity(ref, ref.revision), losses, self.icl_examples)
-        store.write_scores(
+        write_scores(
             out,
             identity(ref, ref.revision),
             scored.heads,
@@ -292,7 +302,7 @@ class ScanContext:
             custom=custom_scores.versions(self.custom),
         )
         if scored.unscored:
-            store.write_run_note(out, identity(ref, ref.revision), scored.unscored)
+            write_run_note(out, identity(ref, ref.revision), scored.unscored)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -314,7 +324,8 @@ def run_scan(
     if config.threads is not None:
         torch.set_num_threads(config.threads)  # process-wide: torch has no per-call setting
     started = time.perf_counter()
-    context, todo, summary = prepare_scan(refs, out, config)
+    folder = ResultsFolder(out)  # listed once at start-up, then only the runs this scan writes
+    context, todo, summary = prepare_scan(refs, folder, config)
     summary.notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
     if config.head_effects and summary.already_done:
         summary.notes.append(
@@ -329,40 +340,41 @@ def run_scan(
         summary.seconds = time.perf_counter() - started
         raise ScanInterrupted(summary) from interrupt
     except BaseException:
-        release_unbacked_settings(out, context.claimed)
+        release_unbacked_settings(folder, context.claimed)
         raise
     finally:
         bar.close()
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
-    store.compact(out, runs)  # readers then open one file per run, not one per checkpoint
-    summary.same_weights = store.same_weights(out, runs)
-    summary.unscored = store.run_notes(out, runs)
+    compact(folder, runs)  # readers then open one file per run, not one per checkpoint
+    summary.same_weights = same_weights(folder, runs)
+    summary.unscored = run_notes(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def prepare_scan(
-    refs: list[CheckpointRef], out: Path, config: ScanConfig
+    refs: list[CheckpointRef], out: ResultsFolder | Path, config: ScanConfig
 ) -> tuple[ScanContext, list[CheckpointRef], ScanSummary]:
     """Everything before the first checkpoint: the users' scores and the ICL examples (a bad plugin or
     dataset fails before anything is written), the output folder, the probes, the refusal of other
-    settings, what is done."""
+    settings, what is done. The folder is listed once (``out``'s handle), for all of it."""
+    folder = ResultsFolder.of(out)
     custom_scores.load_entry_points()  # a plugin that cannot be loaded stops the scan before it writes
     custom_scores.import_modules(list(config.score_modules))
     icl_examples = prepare_icl(refs, config)
-    store.check_writable(out)
-    store.remove_stale_temporaries(out)
-    set_aside = store.set_aside_damaged(out)  # before anything reads the folder: their checkpoints are redone
+    check_writable(folder.path)
+    remove_stale_temporaries(folder)
+    set_aside = set_aside_damaged(folder)  # before anything reads the folder: their checkpoints are redone
     context = ScanContext(config, prepare_probes(refs, config), icl_examples, custom_scores.registered())
-    context.claimed = refuse_other_settings(out, {suite: context.settings(suite) for suite in context.probes})
+    context.claimed = refuse_other_settings(folder, {suite: context.settings(suite) for suite in context.probes})
     try:
-        store.declare_scores(out, [score.metric for score in context.custom])  # read without the user's code
-        refuse_another_suite(out, refs)
+        declare_scores(folder.path, [score.metric for score in context.custom])  # read without the user's code
+        refuse_another_suite(folder, refs)
         refuse_mixed_architectures(refs)
     except BaseException:
-        release_unbacked_settings(out, context.claimed)
+        release_unbacked_settings(folder, context.claimed)
         raise
-    held = [store.Scored(out, table) for table in context.tables]  # one listing of each table
+    held = [Scored(folder, table) for table in context.tables]  # from the one listing
     todo = [ref for ref in refs if not all((ref.suite.name, ref.run.name, ref.step) in done for done in held)]
     summary = ScanSummary(planned=len(refs), already_done=len(refs) - len(todo), set_aside=set_aside)
     return context, todo, summary
@@ -417,17 +429,17 @@ def process_checkpoint(fetched: Fetched, context: ScanContext, prefetcher: Prefe
     """Claim one fetched checkpoint, score it, or record why not; then let go of its files.
 
     Returns ("scored", ""), ("done", "") when another scan into the folder finished it meanwhile,
-    ("elsewhere", reason) when another scan is scoring it now (see :func:`inductscan.store.claim`),
-    or (one of "failed", "skipped", "known-missing"; the reason). Raises
+    ("elsewhere", reason) when another scan is scoring it now (see :func:`claim`), or (one of
+    "failed", "skipped", "known-missing"; the reason): each kind an :class:`Outcome`. Raises
     :class:`HubUnreachableError` after recording it: every other download would fail alike.
     """
     ref = fetched.ref
     try:
-        with store.claim(out, ref.suite.name, ref.run.name, ref.step) as claimed:
+        with claim(out, ref.suite.name, ref.run.name, ref.step) as claimed:
             if not claimed:
-                return "elsewhere", "another scan into the folder is scoring it"
+                return Outcome.ELSEWHERE, "another scan into the folder is scoring it"
             if context.is_done(ref, out):
-                return "done", ""
+                return Outcome.DONE, ""
             context.taken.append(ref)
             return _score_or_record(fetched, context, out)
     finally:
@@ -440,14 +452,14 @@ def _score_or_record(fetched: Fetched, context: ScanContext, out: Path) -> tuple
         if fetched.error is not None:
             raise fetched.error
         context.score_files(ref, fetched.files, out)
-        return "scored", ""
+        return Outcome.SCORED, ""
     except (CheckpointError, UnsupportedArchitectureError) as error:
-        kind, reason = "failed", str(error)
+        kind, reason = Outcome.FAILED, str(error)
         if isinstance(error, CheckpointUnavailableError):
             known = ref.missing_upstream
-            kind = "skipped" if known is None else "known-missing"
+            kind = Outcome.SKIPPED if known is None else Outcome.KNOWN_MISSING
             reason = reason if known is None else f"{reason} ({known.describe()})"
-        store.write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=reason)
+        write_failure(out, identity(ref, _revision_or_step(ref)), kind=kind, reason=reason)
         if isinstance(error, HubUnreachableError):
             raise
         return kind, reason
@@ -472,40 +484,14 @@ def tokenizer_source(ref: CheckpointRef) -> tuple[str, str | None]:
     return ref.repo, ref.revision
 
 
-def refuse_other_settings(out: Path, wanted: dict[str, store.Settings]) -> list[str]:
-    """Rows made with other settings (probe, ICL examples, dtype, scoring version) never pass for
-    this scan's: refuse, in one line that names what differs and what to do, before anything is
-    scored, whether or not planned checkpoints remain. Returns the suites whose settings this scan
-    recorded first."""
-    recorded = []
-    for suite, settings in sorted(wanted.items()):
-        for held in store.settings_used(out, suite):
-            _refuse_if_other(out, suite, settings, held, f"{out} already holds {suite} scores")
-        claimed = store.claim_settings(out, suite, settings)  # two scans starting at once: the first wins
-        if claimed is None:
-            recorded.append(suite)
-        else:
-            where = f"another scan of {suite} into {out} claimed it first (settings/{store._safe(suite)}.json)"
-            _refuse_if_other(out, suite, settings, claimed, where)
-    return recorded
-
-
-def release_unbacked_settings(out: Path, suites: list[str]) -> None:
-    """A scan that stops with an error before writing any row of a suite whose settings it recorded
-    lets the record go: the next scan, its settings mended (a user's score fixed and its version
-    raised, say), is then not refused by settings no row was scored with."""
-    for suite in suites:
-        if not store.settings_used(out, suite):
-            store.release_settings(out, suite)
-
-
-def refuse_another_suite(out: Path, refs: list[CheckpointRef]) -> None:
+def refuse_another_suite(folder: ResultsFolder, refs: list[CheckpointRef]) -> None:
     """The folder's rows never count the same checkpoints twice, nor a run's tokens two ways:
     refuse, before anything is scored, a scan of checkpoints the folder holds under another suite
     (a toy seed's folder scanned again as a local folder; pythia-160m's run inside
     pythia-160m-seeds), or of a run whose rows count other tokens per step (a local folder scanned
     once with --tokens-per-step and once without). One read of the folder answers both."""
-    held = sql.distinct(out, ["suite", "run", "repo", "step", "tokens"])
+    out = folder.path
+    held = sql.distinct(folder, ["suite", "run", "repo", "step", "tokens"])
     suite_of = {repo: suite for suite, _, repo, _, _ in held}
     for ref in refs:
         if suite_of.get(ref.repo, ref.suite.name) != ref.suite.name:
@@ -558,51 +544,6 @@ def refuse_mixed_architectures(refs: list[CheckpointRef]) -> None:
                     f"{shown}): one run's checkpoints share one; move the checkpoints of each architecture "
                     "into a folder of their own"
                 )
-
-
-def _refuse_if_other(out: Path, suite: str, settings: store.Settings, held: store.Settings, what: str) -> None:
-    differences = settings.differences(held)
-    if not differences:
-        return
-    named = "; ".join(f"{name} {_shown(theirs)} there, {_shown(mine)} here" for name, mine, theirs in differences)
-    fixes = list(dict.fromkeys(_fix(name, theirs, json.loads(held.probe)) for name, _, theirs in differences))
-    raise ConfigError(
-        f"{what}, made with other settings ({named}): scan with {' and '.join(fixes)}, or into another --out"
-    )
-
-
-PROBE_TOKEN_SETTINGS = ("probe token_low", "probe token_high", "probe excluded", "probe token_list_sha256")
-
-
-def _fix(setting: str, held, held_probe: dict) -> str:
-    """What to pass to scan as the rows in the folder were scanned (``held_probe``: their probe's record)."""
-    if setting == "ICL dataset":
-        return "no --icl-dataset (they are without the ICL score)" if held is None else f"--icl-dataset {held}"
-    if setting in PROBE_TOKEN_SETTINGS and "token_list_sha256" in held_probe:
-        return "the same --probe-tokens-file as before (its ids' sha256 is the folder's)"
-    if setting in PROBE_TOKEN_SETTINGS:
-        return (
-            f"--probe-tokens {held_probe['token_low']}:{held_probe['token_high']} as before (or, without it, "
-            "checkpoints of the folder's vocabulary)"
-        )
-    if setting == "probe bos":
-        return "checkpoints of the folder's vocabulary (these have another one: a local folder's probe draws from it)"
-    if setting.startswith("probe "):
-        return "the same --probe-* options as before"
-    if setting.startswith("ICL "):
-        return "the same --icl-* options as before"
-    if setting == "dtype":
-        return f"--dtype {held}"
-    if setting.startswith("score "):
-        name = setting.split()[1]
-        if held is None:
-            return f"no score {name} (leave out what registers it)"
-        return f"score {name} version {held}, as the folder's rows were scored (its module or plugin at that version)"
-    return f"inductscan's scoring version {held} (its rows cannot be extended by this version)"
-
-
-def _shown(value) -> str:
-    return "none" if value is None else str(value)
 
 
 def _revision_or_step(ref: CheckpointRef) -> str:

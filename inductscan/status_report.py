@@ -6,11 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from inductscan import hazards, listing, store, tables
+from inductscan import hazards, listing
 from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, OutputError, UnknownSuiteError
 from inductscan.plan import Shard, plan, plan_scan
+from inductscan.results.folder import ResultsFolder, Scored
+from inductscan.results.layout import Damaged, require_results_folder
+from inductscan.results.read import recorded_checkpoints
+from inductscan.results.records import load_failures
 from inductscan.suites import CATALOG, Run, Suite, local_suite
+from inductscan.vocabulary import Outcome
 
 
 @dataclass
@@ -48,7 +53,7 @@ class StatusReport:
 
     runs: list[RunStatus]
     notes: list[str] = field(default_factory=list)  # what the suites' branch listings showed
-    damaged: list[tables.Damaged] = field(default_factory=list)  # the folder's files that cannot be read
+    damaged: list[Damaged] = field(default_factory=list)  # the folder's files that cannot be read
 
     @property
     def complete(self) -> bool:
@@ -83,21 +88,22 @@ class StatusReport:
         return lines
 
 
-def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
+def scan_status(refs: list[CheckpointRef], out: ResultsFolder | Path) -> StatusReport:
     """Done (scores, compacted or not); listed as missing upstream; failed or skipped (a failure record and
     no scores); else missing."""
-    out = Path(out)
+    folder = ResultsFolder.of(out)
+    out = folder.path
     if not out.is_dir():
         raise ConfigError(f"no results folder at {out}")
-    failures = store.load_failures(out)
+    failures = load_failures(out)
     kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
     runs: dict[tuple[str, str], RunStatus] = {}
-    scored = store.Scored(out)
-    damaged = tables.damaged(out, "scores")
+    scored = Scored(folder)
+    damaged = folder.damaged("scores")
     steps: dict[tuple[str, str], set[int]] = {}
     for problem in damaged:
         steps.setdefault(problem.run_folder, set()).update(problem.steps or ())
-    unreadable = store.Scored(None, steps=steps)
+    unreadable = Scored(None, steps=steps)
     for ref in refs:
         run = runs.setdefault((ref.suite.name, ref.run.name), RunStatus(ref.run.name, ref.run.seed))
         run.planned += 1
@@ -109,19 +115,21 @@ def scan_status(refs: list[CheckpointRef], out: Path) -> StatusReport:
             run.known_missing.append(ref.step)
         else:
             kind = kinds.get((ref.suite.name, ref.run.name, ref.step))
-            {"failed": run.failed, "skipped": run.skipped}.get(kind, run.missing).append(ref.step)
+            {Outcome.FAILED: run.failed, Outcome.SKIPPED: run.skipped}.get(kind, run.missing).append(ref.step)
     notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
     return StatusReport(list(runs.values()), notes, damaged)
 
 
-def recorded_suites(out: Path) -> list[Suite]:
+def recorded_suites(results: ResultsFolder | Path) -> list[Suite]:
     """The suites a results folder holds checkpoints of, with the runs it holds, to plan a status.
 
     A catalogued suite keeps its own steps (a listed one's, from the listing the folder keeps); a
     local run's steps are those its folder (the ``repo`` column) holds now, or, if the folder is
     gone, those recorded.
     """
-    recorded = store.recorded_checkpoints(out, skip_damaged=True)  # their checkpoints: counted as damaged
+    folder = ResultsFolder.of(results)
+    out = folder.path
+    recorded = recorded_checkpoints(folder, skip_damaged=True)  # their checkpoints: counted as damaged
     suites = []
     for name, rows in recorded.groupby("suite", sort=True):
         runs = rows.groupby(["run", "seed", "repo"], sort=True)["step"].agg(lambda steps: tuple(sorted(steps)))
@@ -161,7 +169,7 @@ def status(
     the plan is that suite's; without, every step of each run the folder holds (see
     :func:`recorded_suites`). The other arguments narrow the plan as for a scan."""
     if suite is not None:
-        store.require_results_folder(results)
+        require_results_folder(results)
         refs = plan_scan(
             suite,
             seeds=seeds,
@@ -175,10 +183,11 @@ def status(
         return scan_status(refs, Path(results))
     if tokens_per_step is not None:
         raise ConfigError("--tokens-per-step needs --suite")
-    store.require_results_folder(results)
-    suites = recorded_suites(Path(results))
+    require_results_folder(results)
+    folder = ResultsFolder(results)  # listed once for the plan and the status
+    suites = recorded_suites(folder)
     if not suites:
-        damaged = tables.damaged(Path(results), "scores")
+        damaged = folder.damaged("scores")
         if damaged:  # every scored checkpoint is in a damaged file: those files are the status
             return StatusReport([], damaged=damaged)
         raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
@@ -192,4 +201,4 @@ def status(
         raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
     if isinstance(shard, str):
         shard = Shard.parse(shard)
-    return scan_status(shard.select(refs) if shard is not None else refs, Path(results))
+    return scan_status(shard.select(refs) if shard is not None else refs, folder)

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from inductscan import store
 from inductscan.errors import ConfigError, NotHeldError
 from inductscan.phases import LEVELS, find_phase_changes
-from inductscan.queries import RUN_KEYS, load_selection
-from inductscan.sql import not_held
+from inductscan.results.queries import load_selection
+from inductscan.results.settings import refuse_joined_settings
+from inductscan.results.sql import not_held
 from inductscan.suites import recorded_total_tokens
 from inductscan.suites import total_tokens as catalogued_total
+from inductscan.vocabulary import RUN_KEYS
 
 AXES = ("tokens", "fraction")
 
@@ -29,8 +30,9 @@ AXES = ("tokens", "fraction")
 def load_several(
     paths: Sequence[str | os.PathLike], read: Callable[[str | os.PathLike], pd.DataFrame] | None = None, **chosen
 ) -> pd.DataFrame:
-    """The rows of several results folders (each selected as :func:`inductscan.queries.load_selection`
-    does, or read by ``read(path)``, e.g. :func:`inductscan.queries.best_rows`), in one table. A
+    """The rows of several results folders (each selected as
+    :func:`inductscan.results.queries.load_selection` does, or read by ``read(path)``, e.g.
+    :func:`inductscan.results.queries.best_rows`), in one table. A
     checkpoint held by two of them is refused: which one's rows count would be a guess (delete one,
     or select apart with ``suite=``/``seed=``)."""
     if not paths:
@@ -58,35 +60,8 @@ def load_several(
         where = " or ".join(map(str, paths))
         raise NotHeldError(not_held(kind, wanted, held, where), kind=kind, wanted=wanted, held=held)
     if len(frames) > 1:
-        _refuse_other_settings(paths, frames)
+        refuse_joined_settings(paths, frames)
     return pd.concat(frames).sort_index() if len(frames) > 1 else frames[0]
-
-
-def _refuse_other_settings(paths: Sequence[str | os.PathLike], frames: list[pd.DataFrame]) -> None:
-    """One suite's rows in two folders made with other settings (probe, ICL examples, dtype,
-    scoring version) would join into one curve as if comparable: refuse, naming what differs. A
-    score of the user's own that the joined rows do not read keeps no folders apart."""
-    held: dict[str, tuple] = {}
-    for path, frame in zip(paths, frames):
-        for suite in frame.index.get_level_values("suite").unique():
-            for settings in store.settings_used(path, suite):
-                if suite not in held:
-                    held[suite] = (path, settings)
-                    continue
-                first_path, first = held[suite]
-                differences = [
-                    (name, mine, theirs)
-                    for name, mine, theirs in settings.differences(first)
-                    if not name.startswith("score ") or name.split()[1] in frame.columns
-                ]
-                if differences:
-                    named = "; ".join(
-                        f"{name} {theirs} in {first_path}, {mine} in {path}" for name, mine, theirs in differences
-                    )
-                    raise ConfigError(
-                        f"{suite} was scored with other settings in {first_path} and {path} ({named}): "
-                        "its curves cannot be joined; compare folders scanned alike"
-                    )
 
 
 def totals(suites: Sequence[str], total_tokens: int | None = None) -> dict[str, int]:

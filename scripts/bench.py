@@ -331,8 +331,8 @@ def scan_worker(work: Path, steps: list[int], device: str, shape: str, verify_ca
     import torch
 
     from inductscan.plan import ScanConfig, plan
+    from inductscan.results.read import load_results
     from inductscan.runner import run_scan
-    from inductscan.store import load_results
 
     out = work / ("scan-verify-results" if verify_cached else "scan-results")
     suite = suite_of(shape)

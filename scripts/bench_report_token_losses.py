@@ -3,7 +3,7 @@ token losses and without them.
 
 Writes 10 runs x 154 steps (pythia-160m's) of synthetic scores (2 layers x 4 heads, through the
 scan's own writer: inductscan.testing.synthetic) and, for each checkpoint, 16 x 511 token losses
-(the default ICL settings) through ``inductscan.token_losses.write``; then builds the report twice,
+(the default ICL settings) through ``inductscan.results.token_losses.write``; then builds the report twice,
 each in a process of its own (its peak memory its own): with the token losses, and with their
 folder moved aside. Where Chromium is installed, the page with them is opened with #selftest.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inductscan import token_losses
 from inductscan.icl import IclConfig, IclExamples
+from inductscan.results import token_losses
 from inductscan.suites import get_suite
 from inductscan.testing import browser
 from inductscan.testing.synthetic import write_synthetic_scan

@@ -1,6 +1,6 @@
 """The results table at full-suite scale: inductscan's table commands beside DuckDB, in one run.
 
-Builds, through the project's own writer (:func:`inductscan.store.write_scores`), the table of a
+Builds, through the project's own writer (:func:`inductscan.results.write.write_scores`), the table of a
 full Stanford CRFM scan: 10 runs (stanford-gpt2-small and -medium, 5 seeds each) x 609 steps x
 144 heads, one parquet file per checkpoint, every head's scores drawn so that each run has a
 phase change. For ``--scales 1,2,4`` it adds copies of those runs under other suite names (the
@@ -50,7 +50,7 @@ def build(folder: Path, copies: int) -> int:
     import torch
 
     from inductscan.probe import make_probe
-    from inductscan.store import write_scores
+    from inductscan.results.write import write_scores
     from inductscan.suites import get_suite
 
     generator = torch.Generator().manual_seed(0)

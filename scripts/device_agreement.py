@@ -35,8 +35,8 @@ def main() -> None:
 
     from inductscan.metrics import METRICS
     from inductscan.plan import ScanConfig, plan
+    from inductscan.results.read import load_results
     from inductscan.runner import run_scan
-    from inductscan.store import load_results
 
     suite = bench.suite_of(arguments.shape)
     steps = bench.bench_steps(arguments.shape, arguments.checkpoints)

@@ -100,18 +100,18 @@ BUGS = {
 }
 
 
-STORE, SQL = "inductscan/store.py", "inductscan/sql.py"
-TRUST_TESTS = ("tests/test_icl.py", "tests/test_selection.py", "tests/test_phases.py", "tests/test_cli.py")
+SETTINGS, READ, SQL = "inductscan/results/settings.py", "inductscan/results/read.py", "inductscan/results/sql.py"
+TRUST_TESTS = ("tests/test_icl.py", "tests/results/test_queries.py", "tests/test_phases.py", "tests/test_cli.py")
 TRUST_BUGS = {
     "icl-settings-by-dataset-name": (
         "ICL settings compared by the dataset's name, not by the hash of its token ids",
-        STORE,
+        SETTINGS,
         'elif mine is not None and mine["ids_sha256"] != theirs["ids_sha256"]:',
         'elif mine is not None and mine["dataset"] != theirs["dataset"]:',
     ),
     "same-weights-latest-step": (
         "same_weights_as names the latest other step with the same hash, not the earliest",
-        STORE,
+        READ,
         'steps = frame[keys + ["step"]].drop_duplicates().sort_values("step")',
         'steps = frame[keys + ["step"]].drop_duplicates().sort_values("step", ascending=False)',
     ),

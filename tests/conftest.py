@@ -80,3 +80,35 @@ def invoke_cli(*args: str) -> subprocess.CompletedProcess:
 
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))
+
+
+# A scan through the command line, as a user runs it (tests/test_trust.py, tests/results/test_settings.py)
+PROBE = ["--probe-length", "8", "--probe-batch", "4"]
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+def scan(runner, source, out, *more):
+    from inductscan.cli import main
+
+    return runner.invoke(main, ["scan", str(source), "--out", str(out), *PROBE, "--quiet", *more])
+
+
+def trainer_run(folder: Path, seed: int, steps=(0, 10)) -> Path:
+    """A Hugging Face Trainer-style run: FOLDER/checkpoint-N, different weights per seed."""
+    for step in steps:
+        save_checkpoint(gpt2_model(100 * seed + step), folder / f"checkpoint-{step}")
+    return folder
+
+
+def one_line(result, code: int, *fragments):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -190,7 +190,7 @@ def test_the_analyses_import_neither_torch_nor_matplotlib():
     import sys
 
     code = (
-        "import sys, inductscan.compare, inductscan.timing_compare, inductscan.token_losses; "
+        "import sys, inductscan.compare, inductscan.timing_compare, inductscan.results.token_losses; "
         "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,9 +16,11 @@ import torch
 from click.testing import CliRunner
 
 import inductscan
-from inductscan import custom_scores, metrics, store
+from inductscan import custom_scores, metrics
 from inductscan.cli import main
 from inductscan.errors import ConfigError
+from inductscan.results.schema import SCHEMA
+from inductscan.vocabulary import DERIVED
 
 from .conftest import make_local_suite
 
@@ -297,7 +299,7 @@ def test_a_score_module_that_fails_is_one_line_naming_its_line(tmp_path, suite, 
 
 def test_the_reserved_names_are_the_tables_other_columns():
     """custom_scores spells them out (it must not import pyarrow): checked against the schema here."""
-    others = {name for name in store.SCHEMA.names if name not in metrics.METRICS} | set(store.DERIVED)
+    others = {name for name in SCHEMA.names if name not in metrics.METRICS} | set(DERIVED)
     assert custom_scores.RESERVED == others
 
 

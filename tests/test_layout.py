@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import inductscan
-from inductscan import metrics, store
+from inductscan import metrics
+from inductscan.results.schema import SCHEMA
 
 PACKAGE = Path(inductscan.__file__).parent
 
@@ -68,7 +69,7 @@ def test_nothing_imports_the_command_line_and_it_imports_no_internals_of_a_scan(
 
 
 def test_every_score_is_declared_once_and_the_table_follows():
-    score_columns = [name for name in store.SCHEMA.names if name in metrics.METRICS]
+    score_columns = [name for name in SCHEMA.names if name in metrics.METRICS]
     assert score_columns == list(metrics.METRICS)
 
 
@@ -91,7 +92,7 @@ def test_import_inductscan_loads_nothing_heavy():
 
 def test_commands_that_read_tables_import_no_torch():
     assert loaded_after("import inductscan.cli") == []  # each command imports what it needs when it runs
-    query = "from inductscan import sql; sql.SHOWN"  # what `inductscan query` imports: DuckDB, no pandas
+    query = "from inductscan.results import sql; sql.SHOWN"  # what `inductscan query` imports: DuckDB, no pandas
     assert loaded_after(query) == []
 
 
@@ -105,3 +106,40 @@ def test_every_document_cited_is_in_the_repository():
             for name in re.findall(r"[\w./-]+\.md\b", path.read_text()):
                 cited.setdefault(name, path.relative_to(root))
     assert cited and {name: where for name, where in cited.items() if not (root / name).is_file()} == {}
+
+
+def test_only_the_results_package_reads_or_writes_parquet_or_duckdb():
+    """Results files are read and written by inductscan/results/ alone: no module outside it
+    imports pyarrow's parquet or dataset readers or DuckDB, or calls them."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "results" and path.parent.parent == PACKAGE:
+            continue
+        text = path.read_text()
+        for pattern in (
+            r"import pyarrow\.(parquet|dataset)",
+            r"\bimport duckdb\b",
+            r"\bpq\.",
+            r"\bduckdb\.",
+            r"parquet\(",
+        ):
+            if re.search(pattern, text):
+                found.append((path.relative_to(PACKAGE).as_posix(), pattern))
+    assert found == []
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    """``module._name`` never appears across modules: a module's underscore names are its own."""
+    modules = {name.rsplit(".", 1)[-1] for name in module_graph()}
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                private = node.attr.startswith("_") and not node.attr.startswith("__")
+                if private and node.value.id in modules:
+                    found.append(f"{path.relative_to(PACKAGE)}: {node.value.id}.{node.attr}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("inductscan"):
+                found += [f"{path.relative_to(PACKAGE)}: {node.module}.{alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]  # fmt: skip
+    assert found == []

@@ -15,7 +15,7 @@ from inductscan.measure import Scorer
 from inductscan.metrics import METRICS
 from inductscan.model import UNEMBED_BLOCK, next_token_losses
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
-from inductscan.store import load_results
+from inductscan.results.read import load_results
 from inductscan.weights import read_state_dict
 from tests.conftest import REPO_ROOT, gpt2_model, invoke_cli, neox_model, save_checkpoint
 

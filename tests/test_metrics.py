@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from inductscan import metrics, phases
-from inductscan import queries as query
 from inductscan.errors import ConfigError
 
 
 def test_every_score_column_is_declared_once_in_the_table_order():
-    assert list(metrics.METRICS) == query.HEAD_COLUMNS + query.CHECKPOINT_COLUMNS
+    assert list(metrics.METRICS) == list(metrics.HEAD_METRICS) + list(metrics.CHECKPOINT_METRICS)
     # the scores of the first table keep their order (a score added later may join them)
     head = ("induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit")
     checkpoint = ("loss_first", "loss_repeat", "in_context_gain", "icl_score")
@@ -44,7 +43,7 @@ def test_units_and_directions_of_the_other_scores():
 
 
 def test_phases_times_exactly_the_rising_metrics():
-    assert phases.RISING_METRICS == query.HEAD_COLUMNS + ["in_context_gain"]
+    assert phases.RISING_METRICS == list(metrics.HEAD_METRICS) + ["in_context_gain"]
     assert all(isinstance(metrics.METRICS[name].threshold, float) for name in phases.RISING_METRICS)
 
 

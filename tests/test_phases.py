@@ -9,9 +9,9 @@ import pytest
 import inductscan
 from inductscan import metrics, phase_view, phases, report_html
 from inductscan.errors import ConfigError
-from inductscan.queries import RUN_KEYS
 from inductscan.suites import get_suite
 from inductscan.toy import ToyConfig
+from inductscan.vocabulary import RUN_KEYS
 
 PYTHIA_STEPS = np.array(get_suite("pythia-160m").steps)  # 0, 1, 2, 4, ..., 512, 1000, 2000, ..., 143000
 STANFORD_STEPS = np.array(get_suite("stanford-gpt2-small").steps)

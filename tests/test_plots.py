@@ -41,7 +41,7 @@ def curve_lines(axes):
 
 
 @pytest.mark.parametrize("suffix", sorted(MAGIC))
-@pytest.mark.parametrize(  # ICL: test_icl.py; per-token losses: test_token_losses.py; effects: test_effects.py
+@pytest.mark.parametrize(  # ICL: test_icl.py; per-token losses: results/test_token_losses.py; effects: test_effects.py
     "kind", sorted(kind for kind in PLOTS if not kind.startswith("icl") and kind not in (*TOKEN_PLOTS, "effects"))
 )
 def test_plot_command_writes_every_kind_in_every_format(scanned, tmp_path, kind, suffix):

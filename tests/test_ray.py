@@ -14,9 +14,9 @@ import pytest
 import ray
 
 import inductscan
-from inductscan import tables
 from inductscan.distributed import RayExecutor, RayOptions
 from inductscan.plan import ScanConfig, plan
+from inductscan.results.folder import ResultsFolder
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from tests.conftest import make_local_suite, one_ray_cluster_at_a_time
@@ -86,4 +86,4 @@ def test_a_killed_worker_still_leaves_every_checkpoint_scored_once(cluster, tmp_
     summary = outcome["summary"]
     assert summary.scored == local.scored == 12 and not summary.failed
     pd.testing.assert_frame_equal(table(tmp_path / "ray"), table(tmp_path / "local"))
-    assert sum(len(steps) for steps in tables.done_steps(tmp_path / "ray").values()) == 12
+    assert sum(len(steps) for steps in ResultsFolder(tmp_path / "ray").done_steps().values()) == 12

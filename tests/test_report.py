@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 import inductscan
-from inductscan import report, store
+from inductscan import report
 from inductscan.cli import main
 from inductscan.metrics import HEAD_EFFECTS
 from inductscan.phase_view import amount
 from inductscan.plan import ScanConfig, plan
+from inductscan.results.records import write_failure
 from inductscan.runner import run_scan
 from inductscan.suites import get_suite, local_suite
 from inductscan.testing import browser
@@ -224,7 +225,7 @@ def test_report_command_on_a_scan_without_a_phase_change(scanned, tmp_path):
 def test_report_of_an_empty_folder_or_selection_says_so(scanned, tmp_path):
     empty = tmp_path / "empty"
     identity = {"suite": "synthetic", "repo": "a/b", "run": "b", "revision": "step5", "seed": 0, "step": 5, "tokens": 0}
-    store.write_failure(empty, identity, kind="skipped", reason="the revision does not exist")
+    write_failure(empty, identity, kind="skipped", reason="the revision does not exist")
     result = CliRunner().invoke(main, ["report", str(empty), "-o", str(tmp_path / "empty.html")])
     assert result.exit_code == 2, result.output  # as README.md's table of exit statuses says: no results is bad input
     (line,) = result.output.splitlines()

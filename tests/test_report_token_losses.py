@@ -14,8 +14,8 @@ from inductscan import report_token_losses
 from inductscan.compare import principal_components
 from inductscan.testing import browser
 from tests.conftest import make_local_suite
+from tests.results.test_token_losses import CONTEXT, EXAMPLES, SEEDS, STEPS, scan, stored_ids, token_file
 from tests.test_report import needs_chromium, page_data
-from tests.test_token_losses import CONTEXT, EXAMPLES, SEEDS, STEPS, scan, stored_ids, token_file
 
 TOKENS = EXAMPLES * (CONTEXT - 1)  # 252 predicted tokens per checkpoint
 

@@ -106,13 +106,13 @@ def test_two_scans_started_at_once_into_one_folder_score_each_checkpoint_once(su
 
 
 def test_a_claimed_checkpoint_is_left_to_its_holder_and_a_dead_holders_claim_to_the_next_scan(suite, tmp_path):
-    from inductscan import store
+    from inductscan.results.layout import claim
     from inductscan.suites import local_run_name
 
     out = tmp_path / "out"
     run = local_run_name(suite / "seed0")
     scan = ["scan", str(suite), "--out", str(out), "--quiet", "--probe-length", "8", "--seeds", "0"]
-    with store.claim(out, "local", run, 20) as claimed:  # another scan, scoring step 20 right now
+    with claim(out, "local", run, 20) as claimed:  # another scan, scoring step 20 right now
         assert claimed
         held = CliRunner().invoke(main, scan)
     assert held.exit_code == 0, held.output
@@ -129,8 +129,8 @@ def test_a_claimed_checkpoint_is_left_to_its_holder_and_a_dead_holders_claim_to_
 
 HOLD_AND_DIE = """
 import os, signal, sys
-from inductscan import store
-held = store.claim(sys.argv[1], "local", sys.argv[2], 20)  # kept: a dropped one would be released at once
+from inductscan.results.layout import claim
+held = claim(sys.argv[1], "local", sys.argv[2], 20)  # kept: a dropped one would be released at once
 held.__enter__()
 os.kill(os.getpid(), signal.SIGKILL)
 """

@@ -18,7 +18,7 @@ import torch
 import inductscan
 from inductscan.errors import ConfigError
 from inductscan.plan import ScanConfig, plan
-from inductscan.queries import best_heads
+from inductscan.results.queries import best_heads
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite, make_batch

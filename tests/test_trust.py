@@ -18,35 +18,29 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import inductscan
-from inductscan import tables
 from inductscan.cli import main
 from inductscan.errors import ConfigError, OutputError
 from inductscan.plan import ScanConfig, plan
+from inductscan.results.folder import ResultsFolder
 from inductscan.runner import LocalExecutor, ScanInterrupted, is_out_of_memory, run_scan
 from inductscan.suites import Run, Suite, local_suite
 from inductscan.testing.hub_server import HubServer
 
-from .conftest import REPO_ROOT, gpt2_model, make_local_suite, neox_model, place_in_hub_cache, run_cli, save_checkpoint
+from .conftest import (
+    PROBE,
+    REPO_ROOT,
+    make_local_suite,
+    neox_model,
+    one_line,
+    place_in_hub_cache,
+    run_cli,
+    save_checkpoint,
+    scan,
+    trainer_run,
+)
 from .test_stream import hub_env
 
-PROBE = ["--probe-length", "8", "--probe-batch", "4"]
 LEGACY = REPO_ROOT / "tests" / "data" / "results-0.1.0"  # written by inductscan 0.1.0: scores/local/output/
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-def scan(runner, source, out, *more):
-    return runner.invoke(main, ["scan", str(source), "--out", str(out), *PROBE, "--quiet", *more])
-
-
-def trainer_run(folder: Path, seed: int, steps=(0, 10)) -> Path:
-    """A Hugging Face Trainer-style run: FOLDER/checkpoint-N, different weights per seed."""
-    for step in steps:
-        save_checkpoint(gpt2_model(100 * seed + step), folder / f"checkpoint-{step}")
-    return folder
 
 
 def pythia_like(seed: int):
@@ -60,14 +54,6 @@ def pythia_like(seed: int):
         num_hidden_layers=2,
         intermediate_size=64,
     )
-
-
-def one_line(result, code: int, *fragments):
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_two_runs_in_folders_of_the_same_name_never_collide(runner, tmp_path):
@@ -84,24 +70,6 @@ def test_two_runs_in_folders_of_the_same_name_never_collide(runner, tmp_path):
     assert all(name.startswith("output-") for name in runs.groups)
     hashes = runs.weights_sha256.apply(frozenset)
     assert not hashes.iloc[0] & hashes.iloc[1]  # each run's rows hold its own weights
-
-
-def test_changed_settings_on_finished_steps_are_refused_naming_the_setting(runner, tmp_path):
-    run = trainer_run(tmp_path / "output", 1)
-    out = tmp_path / "results"
-    assert scan(runner, run, out).exit_code == 0
-    before = inductscan.load_results(out)
-    assert set(before.dtype) == {"float32"} and set(before.scoring_version) == {1}
-
-    # every step is done: before, these printed "already done" and kept the old scores
-    one_line(
-        scan(runner, run, out, "--probe-length", "9"), 2, "other settings", "probe length 8 there, 9 here", "--probe-*"
-    )
-    one_line(scan(runner, run, out, "--probe-seed", "3"), 2, "probe seed 0 there, 3 here")
-    one_line(scan(runner, run, out, "--dtype", "bfloat16"), 2, "dtype float32 there, bfloat16 here", "--dtype")
-    after = inductscan.load_results(out)
-    assert after.drop(columns="scored_at").equals(before.drop(columns="scored_at"))
-    assert "0 scored, 2 already done" in scan(runner, run, out).output  # the same settings resume
 
 
 def test_index_is_unique_for_two_suites_that_share_seed_numbers(tmp_path):
@@ -263,7 +231,7 @@ def test_ctrl_c_exits_130_and_says_what_was_saved(tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "interrupted" in stderr and "saved in" in stderr and "re-run" in stderr and "Aborted" not in stderr
-    saved = sum(len(steps) for steps in tables.done_steps(out).values())  # compacted or not
+    saved = sum(len(steps) for steps in ResultsFolder(out).done_steps().values())  # compacted or not
     assert f"{saved} checkpoint(s) scored and saved" in stderr
     again = run_cli(*args)
     assert again.returncode == 0 and f"{saved} already done" in again.stdout
@@ -284,7 +252,7 @@ def test_an_interrupt_just_after_a_checkpoint_is_saved_counts_it(tmp_path):
     executor = LocalExecutor(around=interrupted_after)
     with pytest.raises(ScanInterrupted) as interrupted:
         run_scan(plan(local_suite(folder)), out, ScanConfig(probe_length=8), progress=False, executor=executor)
-    assert sorted(step for steps in tables.done_steps(out).values() for step in steps) == [0, 10]
+    assert sorted(step for steps in ResultsFolder(out).done_steps().values() for step in steps) == [0, 10]
     assert interrupted.value.summary.scored == 2
 
 
@@ -430,42 +398,10 @@ def test_a_toy_suite_whose_training_was_interrupted_is_not_scanned_as_complete(r
     one_line(scan(runner, folder, tmp_path / "out"), 2, "seed1", "did not finish training", "toy-suite")
 
 
-def test_two_scans_started_at_once_with_other_settings_never_mix_them(tmp_path):
-    """Shards of a job array start together, before either has written a row: the first to claim
-    the folder's settings for the suite wins, the other is refused, and every row has one probe."""
-    folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20, 30))
-    out = tmp_path / "out"
-    commands = [
-        [sys.executable, "-m", "inductscan.cli", "scan", str(folder), "--out", str(out), "--quiet",
-         "--shard", f"{index}/2", "--probe-length", str(length)]
-        for index, length in enumerate((8, 9))
-    ]  # fmt: skip
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    started = [subprocess.Popen(command, cwd=REPO_ROOT, **pipes) for command in commands]
-    finished = [process.communicate(timeout=300) for process in started]
-    codes = sorted(process.returncode for process in started)
-    assert codes == [0, 2], finished
-    refused = next(err for process, (_, err) in zip(started, finished) if process.returncode == 2)
-    assert "claimed it first" in refused or "already holds" in refused
-    probes = {json.loads(record)["length"] for record in inductscan.load_results(out)["probe"].unique()}
-    assert len(probes) == 1
-
-
-def test_a_second_claim_of_a_suite_gets_the_first_ones_settings(tmp_path):
-    from inductscan import store
-
-    first = store.Settings('{"length": 8}', None, "float32")
-    second = store.Settings('{"length": 9}', None, "float32")
-    assert store.claim_settings(tmp_path, "local", first) is None
-    assert store.claim_settings(tmp_path, "local", second) == first
-    assert store.claim_settings(tmp_path, "local", first) == first
-    assert [path.name for path in (tmp_path / "settings").iterdir()] == ["local.json"]
-
-
 def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_another(tmp_path):
-    from inductscan import store
     from inductscan.metrics import HEAD_METRICS
     from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+    from inductscan.results.write import write_scores
     from inductscan.suites import local_suite
 
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10))
@@ -475,7 +411,7 @@ def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_a
     scores = {name: torch.zeros(2, 4, dtype=torch.float64) for name in HEAD_METRICS}
     checkpoint = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
     probe = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
-    store.write_scores(out, identity, scores, checkpoint, weights_sha256="0" * 64, probe=probe, dtype="float32")
+    write_scores(out, identity, scores, checkpoint, weights_sha256="0" * 64, probe=probe, dtype="float32")
     result = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"already holds the checkpoints of {run.repo} as suite toy" in result.stderr

@@ -4,7 +4,7 @@ returns (``output_attentions``), give every head's pattern scores, and its logit
 
 The weight-based scores (copying, induction_logit) need each head's W_V and W_O and the model's
 norms, which only a native family maps (:mod:`inductscan.families.native`): they are left empty
-and the reason is recorded once per run (:func:`inductscan.store.write_run_note`), not as a failure.
+and the reason is recorded once per run (:func:`inductscan.results.records.write_run_note`), not as a failure.
 A checkpoint whose tensors transformers would not use, or whose model would need some of its
 parameters drawn at random, is refused, as is a config that needs code from the checkpoint
 (``auto_map``: inductscan never runs it).

@@ -1,7 +1,7 @@
 """A results folder of made-up scores with a known phase change, written by the scan's own writer.
 
-:func:`write_synthetic_scan` writes each checkpoint through :func:`inductscan.store.write_scores`
-(and a failure through :func:`inductscan.store.write_failure`), so a reader sees exactly the files a
+:func:`write_synthetic_scan` writes each checkpoint through :func:`inductscan.results.write.write_scores`
+(and a failure through :func:`inductscan.results.records.write_failure`), so a reader sees exactly the files a
 scan makes; the scores themselves are chosen here, so a test knows every value it reads back. Used
 by the report's tests and by ``scripts/bench_report.py`` and ``scripts/report_screenshot.py``.
 """
@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inductscan import store
 from inductscan.icl import IclConfig, IclExamples
 from inductscan.metrics import HEAD_EFFECTS, HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+from inductscan.results.records import write_failure
+from inductscan.results.write import IclResult, write_scores
+from inductscan.vocabulary import Outcome
 
 SUITE = "synthetic"
 ICL_CONTEXT = 64
@@ -91,9 +93,9 @@ def write_synthetic_scan(
             if icl:
                 curve = 4.0 - 0.1 * np.log(positions) - 0.4 * rise[index] * np.log(positions) / np.log(ICL_CONTEXT)
                 score = float(curve[late - 2] - curve[early - 2])
-                result = store.IclResult(examples, score, torch.tensor(curve))
+                result = IclResult(examples, score, torch.tensor(curve))
             heads_now = {name: torch.tensor(values) for name, values in per_step[index].items()}
-            store.write_scores(
+            write_scores(
                 out,
                 identity,
                 heads_now,
@@ -107,5 +109,5 @@ def write_synthetic_scan(
         seed = next(iter(midpoints))
         identity = {"suite": suite, "repo": f"{repo}/seed{seed}", "run": f"seed{seed}", "revision": "bad"}
         identity |= {"seed": seed, "step": failed_step, "tokens": failed_step * tokens_per_step}
-        store.write_failure(out, identity, kind="failed", reason="weights are not finite (a synthetic failure)")
+        write_failure(out, identity, kind=Outcome.FAILED, reason="weights are not finite (a synthetic failure)")
     return written

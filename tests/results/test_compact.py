@@ -1,4 +1,4 @@
-"""Compaction of a results folder (inductscan/tables.py): each row seen once, whatever happens.
+"""Compaction of a results folder (inductscan/results/compact.py): each row seen once, whatever happens.
 
 A reader sees the newest committed generation plus the per-checkpoint files it does not hold.
 Every intermediate state a crash can leave is built by hand and read; then compaction is killed
@@ -21,11 +21,16 @@ import pytest
 import torch
 
 import inductscan
-from inductscan import sql, store, tables
 from inductscan.metrics import HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+from inductscan.results import sql
+from inductscan.results.compact import compact
+from inductscan.results.damaged import set_aside_damaged
+from inductscan.results.folder import ResultsFolder, is_done
+from inductscan.results.layout import read_run
+from inductscan.results.write import write_scores
 
-from .conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 PROBE = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
 RUNS = (("suite-a", "run-1", 1), ("suite-a", "run-2", 2), ("suite-b", "run-1", 1))  # run-1 twice: two suites
@@ -41,7 +46,7 @@ def write_checkpoints(out: Path, steps, runs=RUNS, *, layers: int = 2, heads: in
             scores = {name: torch.rand(layers, heads, generator=generator, dtype=torch.float64)
                       for name in HEAD_METRICS}  # fmt: skip
             checkpoint = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
-            store.write_scores(out, identity, scores, checkpoint, weights_sha256=f"{step:064d}", probe=PROBE,
+            write_scores(out, identity, scores, checkpoint, weights_sha256=f"{step:064d}", probe=PROBE,
                                dtype="float32")  # fmt: skip
 
 
@@ -71,24 +76,24 @@ def written(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
 def test_compaction_keeps_every_row_once_and_leaves_one_file_a_run(written):
     out, before = written
     assert len(files(out)) == 12
-    assert store.compact(out) == 12
+    assert compact(out) == 12
     assert files(out) == [f"scores/{suite}/{run}/compact-000001.parquet" for suite, run, _ in sorted(RUNS)]
     assert_same_rows(out, before)
-    assert store.compact(out) == 0  # nothing new: nothing rewritten
+    assert compact(out) == 0  # nothing new: nothing rewritten
     assert files(out) == [f"scores/{suite}/{run}/compact-000001.parquet" for suite, run, _ in sorted(RUNS)]
 
 
 def test_readers_see_the_compacted_rows_and_newer_checkpoints(written):
     out, _ = written
-    store.compact(out)
+    compact(out)
     write_checkpoints(out, [80])  # a scan goes on after compaction
     loaded = inductscan.load_results(out)
     assert loaded.index.is_unique
     assert sorted(loaded.reset_index()["step"].unique()) == [0, 10, 20, 40, 80]
-    assert store.is_done(out, "suite-a", "run-1", 80)
-    assert store.is_done(out, "suite-a", "run-1", 10) and not store.is_done(out, "suite-a", "run-1", 30)
-    store.compact(out)  # generation 2 holds all five steps; generation 1 is gone
-    run = tables.read_run(out / "scores" / "suite-a" / "run-1")
+    assert is_done(out, "suite-a", "run-1", 80)
+    assert is_done(out, "suite-a", "run-1", 10) and not is_done(out, "suite-a", "run-1", 30)
+    compact(out)  # generation 2 holds all five steps; generation 1 is gone
+    run = read_run(out / "scores" / "suite-a" / "run-1")
     assert run.generation == 2 and run.compacted_steps == {0, 10, 20, 40, 80} and run.step_files == {}
     generation = sorted(path.name for path in run.folder.glob("compact-*"))
     assert generation == ["compact-000002.json", "compact-000002.parquet"]
@@ -100,7 +105,7 @@ def test_every_state_a_crash_can_leave_reads_each_row_once(written):
     folder = out / "scores" / "suite-a" / "run-1"
     compacted = out.parent / "compacted"
     compacted.mkdir()
-    store.compact(out)
+    compact(out)
     generation = {name: (folder / name).read_bytes() for name in ("compact-000001.json", "compact-000001.parquet")}
     write_checkpoints(out.parent / "again", [0, 10, 20, 40])  # the same per-checkpoint files, to put back
     originals = sorted((out.parent / "again" / "scores" / "suite-a" / "run-1").glob("step-*"))
@@ -125,7 +130,7 @@ def test_every_state_a_crash_can_leave_reads_each_row_once(written):
     (folder / "compact-000007.json").write_text(json.dumps({"steps": [0], "rows": 6}))
     assert_same_rows(out, before)
     # the next compaction (with nothing new to fold) cleans up every leftover and keeps the rows
-    assert store.compact(out) == 0
+    assert compact(out) == 0
     assert sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")) == [
         "compact-000002.json",
         "compact-000002.parquet",
@@ -133,13 +138,13 @@ def test_every_state_a_crash_can_leave_reads_each_row_once(written):
     assert_same_rows(out, before)
 
 
-COMPACT = "import sys; from inductscan import store; store.compact(sys.argv[1])"
+COMPACT = "import sys; from inductscan.results.compact import compact; compact(sys.argv[1])"
 # A compaction that kills itself (SIGKILL, no clean-up) just before its N-th file operation in the
 # folder: each open, rename, delete and lock, counted by an audit hook (PEP 578), so that every
 # moment is reached by construction rather than by a timer that a loaded machine makes late.
 KILL_AT_OPERATION = """
 import os, signal, sys
-from inductscan import store
+from inductscan.results.compact import compact
 
 out, kill_at = sys.argv[1], int(sys.argv[2])
 seen = 0
@@ -152,14 +157,14 @@ def hook(event, args):
             os.kill(os.getpid(), signal.SIGKILL)
 
 sys.addaudithook(hook)
-store.compact(out)
+compact(out)
 """
 
 
 def test_compaction_killed_at_any_moment_loses_and_duplicates_nothing(tmp_path: Path):
     out = tmp_path / "out"
     write_checkpoints(out, range(0, 60, 10), runs=RUNS[:1])
-    store.compact(out)  # a generation to replace, folded files to delete
+    compact(out)  # a generation to replace, folded files to delete
     before = inductscan.load_results(out).drop(columns=["scored_at"])
     kills = []
     for kill_at in range(1, 60):
@@ -172,7 +177,7 @@ def test_compaction_killed_at_any_moment_loses_and_duplicates_nothing(tmp_path: 
         assert child.returncode == -signal.SIGKILL
         kills.append(kill_at)
     assert kills == list(range(1, len(kills) + 1)) and len(kills) >= 12  # killed before each of its operations
-    store.compact(out)
+    compact(out)
     assert_same_rows(out, before.sort_index())
     assert all(name.endswith("compact-" + name[-14:]) for name in files(out))
 
@@ -188,31 +193,31 @@ def test_a_writer_and_two_compactions_at_once_lose_and_duplicate_nothing(tmp_pat
         stop.set()
 
     others = subprocess.Popen(
-        [sys.executable, "-c", f"{COMPACT}\nwhile True: store.compact(sys.argv[1])", str(out)], cwd=REPO_ROOT
+        [sys.executable, "-c", f"{COMPACT}\nwhile True: compact(sys.argv[1])", str(out)], cwd=REPO_ROOT
     )
     thread = threading.Thread(target=writer)
     thread.start()
     try:
         while not stop.is_set():
-            store.compact(out)
+            compact(out)
             loaded = inductscan.load_results(out, suite="suite-a", run="run-1", columns=["induction"])
             assert loaded.index.is_unique
             # a scan starting beside them: its reads see each checkpoint once, and no file is damaged
-            assert store.set_aside_damaged(out) == []
+            assert set_aside_damaged(ResultsFolder(out)) == []
             steps = sql.distinct(out, ["suite", "run", "step"], {"run": "run-1"})
             assert len(steps) == len(set(steps)) and len(steps) >= len(loaded) // 6
     finally:
         thread.join()
         others.kill()
         others.wait()
-    store.compact(out)
+    compact(out)
     loaded = inductscan.load_results(out, suite="suite-a", run="run-1")
     assert loaded.index.is_unique and sorted(loaded.reset_index()["step"].unique()) == list(range(40))
 
 
 def test_load_results_reads_only_the_columns_asked_for(written):
     out, before = written
-    store.compact(out)
+    compact(out)
     frame = inductscan.load_results(out, columns=["tokens", "induction"], seed=2, step=slice(10, 20))
     assert list(frame.columns) == ["tokens", "induction"]
     steps, seeds = before.index.get_level_values("step"), before.index.get_level_values("seed")
@@ -225,7 +230,7 @@ def test_load_results_reads_only_the_columns_asked_for(written):
 
 def test_query_best_matches_pandas_on_the_same_rows(written):
     out, before = written
-    store.compact(out)
+    compact(out)
     write_checkpoints(out, [80])  # compacted and loose files together
     table = inductscan.load_results(out).reset_index()
     expected = table.loc[table.groupby(["suite", "run", "seed", "step"])["induction"].idxmax()]
@@ -237,9 +242,8 @@ def test_query_best_matches_pandas_on_the_same_rows(written):
 
 def test_sql_sees_each_row_once_and_the_documented_globs_read_the_scores(written):
     out, before = written
-    store.compact(out)
+    compact(out)
     write_checkpoints(out, [80])
-    from inductscan import sql
 
     counts = "SELECT count(*) AS n, count(DISTINCT (suite, run, step, layer, head)) AS keys FROM scores"
     answer = sql.run_sql(out, counts)
@@ -269,7 +273,6 @@ def test_compact_command_and_query_sql_from_the_command_line(written, tmp_path: 
 
 
 def test_sql_over_a_folder_written_by_0_1_has_every_column():
-    from inductscan import sql
 
     old = REPO_ROOT / "tests" / "data" / "results-0.1.0"  # its files predate dtype and scoring_version
     answer = sql.run_sql(old, "SELECT DISTINCT dtype, scoring_version FROM scores")
@@ -279,7 +282,6 @@ def test_sql_over_a_folder_written_by_0_1_has_every_column():
 
 def test_sql_errors_and_empty_column_lists_are_one_line(written):
     out, _ = written
-    from inductscan import sql
 
     with pytest.raises(inductscan.errors.ConfigError, match="SQL error: Conversion Error"):
         sql.run_sql(out, "SELECT CAST(run AS INTEGER) FROM scores")  # fails as it runs, not as it is parsed
@@ -292,7 +294,7 @@ def test_two_folders_whose_suite_was_scored_with_other_settings_are_not_joined(t
 
     write_checkpoints(tmp_path / "a", [0, 10], runs=RUNS[:1])
     other = make_probe(ProbeConfig(length=9, batch=2), TokenSpec(0, 96))
-    store.write_scores(tmp_path / "b", dict(suite="suite-a", repo="org/run-2", run="run-2", revision="step0", seed=2,
+    write_scores(tmp_path / "b", dict(suite="suite-a", repo="org/run-2", run="run-2", revision="step0", seed=2,
                        step=0, tokens=0), {name: torch.zeros(2, 3, dtype=torch.float64) for name in HEAD_METRICS},
                        {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}, weights_sha256="0" * 64,
                        probe=other, dtype="float32")  # fmt: skip

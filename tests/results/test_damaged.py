@@ -19,14 +19,17 @@ import torch
 from click.testing import CliRunner
 
 import inductscan
-from inductscan import store, tables, token_losses
 from inductscan.cli import main
 from inductscan.errors import DamagedFileError
 from inductscan.icl import IclConfig, IclExamples
 from inductscan.plan import ScanConfig, plan_scan
+from inductscan.results import token_losses
+from inductscan.results.compact import compact
+from inductscan.results.folder import ResultsFolder
+from inductscan.results.write import IclResult, write_scores
 from inductscan.runner import LocalExecutor, Progress, prepare_scan
 
-from .conftest import REPO_ROOT, gpt2_model, make_local_suite, save_checkpoint
+from tests.conftest import REPO_ROOT, gpt2_model, make_local_suite, save_checkpoint
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
 
@@ -130,7 +133,7 @@ def test_a_damaged_file_is_one_line_everywhere_counted_by_status_and_rescored_by
 
 def test_status_of_a_folder_whose_only_file_is_damaged_names_it(scanned, tmp_path):
     suite, out, folder = scanned
-    store.compact(out)
+    compact(out)
     (folder / "compact-000002.parquet").write_bytes(b"PAR1 and then nothing")
     status = CliRunner().invoke(main, ["status", str(out)])  # without --suite: no readable row to plan from
     assert status.exit_code == 1, status.output
@@ -165,8 +168,8 @@ def side_tables(out: Path) -> None:
     examples = IclExamples(IclConfig("t.parquet", examples=2, context=24), torch.zeros(2, 24, dtype=torch.int64),
                            None, "input_ids")  # fmt: skip
     identity = dict(suite="local", repo="org/run", run="run", revision="step0", seed=0, step=0, tokens=0)
-    icl = store.IclResult(examples, -0.5, torch.ones(23, dtype=torch.float64))
-    store.write_scores(out, identity, {name: torch.zeros(1, 2, dtype=torch.float64) for name in HEAD_METRICS},
+    icl = IclResult(examples, -0.5, torch.ones(23, dtype=torch.float64))
+    write_scores(out, identity, {name: torch.zeros(1, 2, dtype=torch.float64) for name in HEAD_METRICS},
                        {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}, weights_sha256="0" * 64,
                        probe=make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96)), dtype="float32",
                        icl=icl)  # fmt: skip
@@ -184,7 +187,7 @@ def test_a_damaged_side_table_is_named_by_its_readers(tmp_path, table):
         reader(out)
     arguments = ["query", str(out), "--sql", "SELECT count(*) FROM scores"]
     one_line(CliRunner().invoke(main, arguments), 2, str(damaged))  # its view is made with the others
-    found = tables.damaged(out, table)
+    found = ResultsFolder(out).damaged(table)
     assert [problem.paths for problem in found] == [(damaged,)] and found[0].steps == {0}
 
 
@@ -261,8 +264,8 @@ def test_no_space_for_a_download_is_one_line_too(tmp_path):
     """The Hugging Face cache's disk, not the results folder's: a weight file larger than the limit."""
     from inductscan.testing.hub_server import HubServer
 
-    from .test_stream import hub_env
-    from .test_trust import pythia_like
+    from tests.test_stream import hub_env
+    from tests.test_trust import pythia_like
 
     folder = save_checkpoint(pythia_like(0), tmp_path / "made")  # 5 MB of weights
     with HubServer() as server:

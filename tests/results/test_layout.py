@@ -2,7 +2,7 @@
 
 A write that fails half way leaves no file; a temporary file left by a dead writer is removed by
 the next scan, one of a live writer is kept; a scan killed between fsync and rename loses and
-duplicates nothing (inductscan/store.py ``_atomic``, ``remove_stale_temporaries``).
+duplicates nothing (inductscan/results/layout.py ``atomic``, inductscan/results/folder.py ``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import inductscan
-from inductscan import tables
 from inductscan.plan import ScanConfig, plan
+from inductscan.results.folder import ResultsFolder
 from inductscan.runner import run_scan
 from inductscan.suites import local_run_name, local_suite
 
-from .conftest import REPO_ROOT, make_local_suite
+from tests.conftest import REPO_ROOT, make_local_suite
 
 PROBE = ["--probe-length", "8", "--probe-batch", "20"]
 
@@ -32,7 +32,9 @@ WRITE = """
 import json, resource, signal, sys
 from pathlib import Path
 import torch
-from inductscan import store
+from inductscan.results.probes import save_probe
+from inductscan.results.records import write_failure
+from inductscan.results.write import write_scores
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
 
 out, what, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -43,16 +45,16 @@ heads = {name: torch.rand(3, 4, generator=generator, dtype=torch.float64) for na
          ("induction", "prefix_matching", "duplicate_token", "previous_token", "copying", "induction_logit")}
 checkpoint = {"loss_first": 4.5, "loss_repeat": 1.5, "in_context_gain": 3.0}
 probe = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
-store.save_probe(out, probe)
+save_probe(out, probe)
 if limit:  # writing past `limit` bytes fails with EFBIG, as on a full disk (ignored, SIGXFSZ would kill)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 try:
     if what == "scores":
-        path = store.write_scores(out, identity, heads, checkpoint, weights_sha256="0" * 64, probe=probe,
+        path = write_scores(out, identity, heads, checkpoint, weights_sha256="0" * 64, probe=probe,
                                   dtype="float32")
     else:
-        path = store.write_failure(out, identity, kind="failed", reason="a reason " * 40)
+        path = write_failure(out, identity, kind="failed", reason="a reason " * 40)
 except OSError as error:
     print(json.dumps({"errno": error.errno}))
 else:
@@ -61,7 +63,7 @@ else:
 
 
 def write_in_child(out: Path, what: str, *, limit: int = 0) -> dict:
-    """store.write_scores (3 x 4 heads) or store.write_failure in a fresh process whose files may
+    """write_scores (3 x 4 heads) or write_failure in a fresh process whose files may
     grow to ``limit`` bytes (0: any); the file written and its size, or the errno of the failure."""
     result = subprocess.run(
         [sys.executable, "-c", WRITE, str(out), what, str(limit)],
@@ -87,7 +89,7 @@ def read(path: Path, what: str):
 
 
 # Scores through pyarrow (whose write_table also deletes its output on failure), a failure record
-# through a plain text write (only store._atomic cleans up after it).
+# through a plain text write (only inductscan.results.layout.atomic cleans up after it).
 @pytest.mark.parametrize("what", ["scores", "failure"])
 def test_a_write_that_fails_half_way_leaves_no_file(tmp_path, what):
     whole = write_in_child(tmp_path / "whole", what)
@@ -115,7 +117,7 @@ def dead_pid() -> int:
 
 
 def temporary(folder: Path, name: str, host: str, pid: int, content: bytes) -> Path:
-    """A temporary file as store._atomic names it: .NAME.tmp-HOST-PID-XXXXXXXX."""
+    """A temporary file as inductscan.results.layout.atomic names it: .NAME.tmp-HOST-PID-XXXXXXXX."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f".{name}.tmp-{host}-{pid}-0badf00d"
     path.write_bytes(content)
@@ -130,7 +132,7 @@ def test_the_next_scan_removes_temporaries_of_dead_writers_and_keeps_live_ones(t
     run_scan(refs[:1], out, config, progress=False)
     run = local_run_name(suite / "seed0")
     scores, failures = out / "scores" / "local" / run, out / "failures" / "local" / run
-    half = Path(tables.visible_files(out)[0]).read_bytes()[:1000]  # a writer killed half way left this
+    half = Path(ResultsFolder(out).visible_files()[0]).read_bytes()[:1000]  # a writer killed half way left this
     host, dead = socket.gethostname(), dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:

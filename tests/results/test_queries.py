@@ -13,12 +13,13 @@ import torch
 from click.testing import CliRunner
 
 import inductscan
-from inductscan import store, token_losses
 from inductscan.cli import main
 from inductscan.icl import IclConfig, IclExamples
 from inductscan.metrics import HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
-from inductscan.queries import best_heads
+from inductscan.results import token_losses
+from inductscan.results.queries import best_heads
+from inductscan.results.write import write_scores
 
 PROBE = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
 CHECKPOINT = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
@@ -29,7 +30,7 @@ def write(out, suite: str, run: str, seed: int, step: int, induction: torch.Tens
     identity = dict(suite=suite, repo=f"org/{run}", run=run, revision=f"step{step}", seed=seed, step=step,
                     tokens=100 * step)  # fmt: skip
     heads = {name: torch.zeros_like(induction) for name in HEAD_METRICS} | {"induction": induction}
-    store.write_scores(out, identity, heads, CHECKPOINT, weights_sha256=sha256 or f"{step:064d}", probe=PROBE,
+    write_scores(out, identity, heads, CHECKPOINT, weights_sha256=sha256 or f"{step:064d}", probe=PROBE,
                        dtype="float32")  # fmt: skip
 
 

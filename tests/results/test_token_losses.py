@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 import inductscan
-from inductscan import tables, token_losses
 from inductscan.errors import ConfigError, OutputError
 from inductscan.icl import IclConfig
+from inductscan.results import token_losses
+from inductscan.results.layout import read_run
 from inductscan.suites import local_run_name
 from inductscan.timing_compare import load_several
 from tests.conftest import REPO_ROOT, invoke_cli, make_local_suite
-from tests.test_atomic import KILL_AT_RENAME
+from tests.results.test_layout import KILL_AT_RENAME
 
 SEEDS, STEPS = (0, 1), (0, 10, 20, 40, 80, 160, 320)
 EXAMPLES, CONTEXT = 4, 64
@@ -99,7 +100,7 @@ def test_the_side_table_holds_one_float32_per_predicted_token(scanned):
     assert token_losses.path_of(results, "local", run, 10) == results / "token_losses" / "local" / run / (
         "step-000000010.parquet"
     )  # where the scan writes it; compacted with the run's others when the scan ends
-    files = tables.read_run(results / "token_losses" / "local" / run)
+    files = read_run(results / "token_losses" / "local" / run)
     assert files.generation is not None and 10 in files.compacted_steps and files.step_files == {}
     table = pq.read_table(files.compacted, filters=[("step", "=", 10)])
     assert table.num_rows == EXAMPLES * (CONTEXT - 1) and table.schema.field("loss").type == pa.float32()
