@@ -309,3 +309,28 @@ def plot_head_pattern(pattern: HeadPattern, *, size: tuple[float, float] = (6.4,
         fontsize="medium",
     )
     return figure
+
+
+def save_head_pattern(
+    results: str | os.PathLike,
+    step: int,
+    layer: int,
+    head: int,
+    output: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    **options,
+) -> HeadPattern:
+    """:func:`head_pattern` (``options``: its ``suite``, ``run``, ``seed``, ``sequence`` and
+    ``layer_by_layer``) drawn by :func:`plot_head_pattern` into the image file ``output`` (.png,
+    .svg or .pdf, in a folder that exists), checked before the checkpoint is run."""
+    from inductscan.plan import ScanConfig
+    from inductscan.plot_kinds import check_image_path, refuse_a_missing_folder, save_figure
+
+    output = Path(output)
+    check_image_path(output)
+    refuse_a_missing_folder(output)
+    ScanConfig(device=device)  # a device torch has: cpu, cuda[:N] or mps, else one line
+    found = head_pattern(results, step, layer, head, device=device, **options)
+    save_figure(plot_head_pattern(found), output)
+    return found
