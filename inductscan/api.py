@@ -7,8 +7,19 @@
     timing = inductscan.find_phase_changes(frame)
     report = inductscan.status("results/")
 
+This module holds :func:`scan`; each other command's function lives with its subject, and
+``inductscan`` exposes them all (inductscan/__init__.py):
+
+    inductscan scan      scan                       inductscan status    status
+    inductscan query     query (and --sql: sql)     inductscan compact   compact
+    inductscan phases    phase_changes              inductscan plot      plot (kinds: plot_kinds)
+    inductscan pattern   save_head_pattern          inductscan report    write_report
+    inductscan compare   compare_seeds              inductscan toy-suite toy.build_toy_suite
+    inductscan suites    suite_info.catalog_lines
+
 Every argument is a Python value (a list of seeds, a ``(low, high)`` step range); parsing text is
-the command line's job (:mod:`inductscan.cli`).
+the command line's job (:mod:`inductscan.cli`), and so is naming a parameter by its flag: an
+error names the parameter a Python caller passed (``threads must be >= 1``).
 """
 
 from __future__ import annotations

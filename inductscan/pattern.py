@@ -23,7 +23,14 @@ import torch
 
 from inductscan import queries, scores
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_planned, locate
-from inductscan.errors import CheckpointError, CheckpointUnavailableError, ConfigError, OutputError, UnknownRunError
+from inductscan.errors import (
+    CheckpointError,
+    CheckpointUnavailableError,
+    ConfigError,
+    OutputError,
+    UnknownRunError,
+    parameter,
+)
 from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.hub import Retry, remove_cached
 from inductscan.probe import Layout
@@ -122,7 +129,10 @@ def recorded_checkpoint(
     runs = rows[["suite", "run", "seed"]].drop_duplicates().sort_values(["suite", "run"])
     if len(runs) > 1:
         named = ", ".join(f"{row.run} (suite {row.suite}, seed {row.seed})" for row in runs.itertuples())
-        raise ConfigError(f"step {step} is scored in {len(runs)} runs: {named}; choose one with --run or --seed")
+        raise ConfigError(
+            f"step {step} is scored in {len(runs)} runs: {named}; "
+            f"choose one with {parameter('run')} or {parameter('seed')}"
+        )
     first = rows.iloc[0]
     layers, heads = int(rows["layer"].max()) + 1, int(rows["head"].max()) + 1
     induction = np.full((layers, heads), np.nan)

@@ -28,7 +28,7 @@ VOCAB = 96  # the tests' GPT-2
 def test_positions_scale_with_the_context():
     assert IclConfig("x").positions() == (50, 500)
     assert IclConfig("x", context=64).positions() == (6, 62)
-    with pytest.raises(ConfigError, match="--icl-context must be >= 21"):
+    with pytest.raises(ConfigError, match=r"^context must be >= 21"):
         IclConfig("x", context=20)
 
 

@@ -20,6 +20,7 @@ STOPPED_SCAN = (HubUnreachableError, OutOfMemory, DiskFullError)
 FLAGS = {
     "output": "-o",
     "icl": "--icl-dataset",
+    "ray": "--executor ray",
     "probe_token_ids": "--probe-tokens-file",
     "score_modules": "--score-module",
 }
