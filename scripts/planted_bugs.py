@@ -101,7 +101,7 @@ BUGS = {
 
 
 STORE, SQL = "inductscan/store.py", "inductscan/sql.py"
-TRUST_TESTS = ("tests/test_icl.py", "tests/test_selection.py", "tests/test_phases.py", "tests/test_cli.py")
+TRUST_TESTS = ("tests/test_icl.py", "tests/test_selection.py", "tests/test_phases.py", "tests/cli/test_query.py")
 TRUST_BUGS = {
     "icl-settings-by-dataset-name": (
         "ICL settings compared by the dataset's name, not by the hash of its token ids",
