@@ -11,12 +11,15 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.load_failures(path)            # checkpoints that were skipped or failed, and why
     inductscan.load_icl_curves(path)          # with --icl-dataset: mean loss per token position
     inductscan.find_phase_changes(results)    # onset / midpoint / end per run (or per head)
+    inductscan.phase_changes([r1, r2], x="fraction")  # the same, read from folders, as `inductscan phases`
+    inductscan.plot("timing", results, "timing.png")  # any kind of `inductscan plot` (inductscan.plot_kinds)
+    inductscan.compare_seeds(path, seeds=[21, 49])  # two seeds' per-token log-probabilities, as `compare`
     inductscan.register_score(name, ...)      # a score of your own, computed by every scan (docs/custom_scores.md)
     inductscan.plot_timing(results)           # and plot_heatmap, plot_seed_comparison, plot_in_context_gain,
                                               # plot_icl_score, plot_icl_curves
     inductscan.write_report(results, "report.html")  # one self-contained interactive HTML page
     inductscan.head_pattern(results, step, layer, head)  # one head's attention, its checkpoint re-run;
-                                              # plot_head_pattern draws it
+                                              # plot_head_pattern draws it, save_head_pattern writes it
     inductscan.compare_timing([r1, r2], x="fraction")  # phase timing of several folders or suites
     inductscan.load_token_losses(path)        # with --token-losses: each ICL token's loss per checkpoint
     inductscan.seed_scatter(losses)           # and curve_shapes, loss_pca; plots: plot_compare,
@@ -44,11 +47,18 @@ LAZY = {  # name: the module that defines it, imported on first use
     "load_probe": "inductscan.results.probes",
     "load_results": "inductscan.results.read",
     "scan": "inductscan.api",
+    "phase_changes": "inductscan.phase_table",
+    "plot": "inductscan.plot_kinds",
+    "compare_seeds": "inductscan.seed_comparison",
+    "PlanArguments": "inductscan.plan",
     "status": "inductscan.status_report",
     "ScanConfig": "inductscan.plan",
     "RayOptions": "inductscan.plan",
     "write_report": "inductscan.report",
-    **{name: "inductscan.pattern" for name in ("head_pattern", "head_patterns", "plot_head_pattern")},
+    **{
+        name: "inductscan.pattern"
+        for name in ("head_pattern", "head_patterns", "plot_head_pattern", "save_head_pattern")
+    },
     "load_token_losses": "inductscan.results.token_losses",
     "compare_timing": "inductscan.timing_compare",
     "load_several": "inductscan.timing_compare",

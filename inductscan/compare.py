@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from inductscan.errors import ConfigError
+from inductscan.labels import run_label
 from inductscan.vocabulary import RUN_KEYS
 
 TOKEN = ["example", "position"]
@@ -37,7 +38,7 @@ def _pick_runs(frame: pd.DataFrame, seeds: list[int] | tuple[int, ...] | None, c
     (default: all), the first ``count`` of them."""
     runs = _runs(frame)
     unique = not runs["seed"].duplicated().any()
-    runs["label"] = [f"seed {row.seed}" if unique else f"{row.run} seed {row.seed}" for row in runs.itertuples()]
+    runs["label"] = [run_label(*identity, with_run=not unique) for identity in runs[RUN_KEYS].itertuples(index=False)]
     if seeds is not None:
         require_seeds(seeds, runs["seed"])
         chosen = runs[runs["seed"].isin(list(seeds))]

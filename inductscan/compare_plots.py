@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 
 from inductscan.compare import curve_shapes, loss_pca, seed_scatter
 from inductscan.errors import ConfigError
+from inductscan.labels import run_labels
 from inductscan.phases import LEVELS
-from inductscan.plots import FIGURE_SIZE, draw_timing_row, readable_ticks, run_labels
+from inductscan.plots import FIGURE_SIZE, draw_timing_row, readable_ticks
 from inductscan.timing_compare import without_tokens
 from inductscan.vocabulary import RUN_KEYS
 

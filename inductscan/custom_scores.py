@@ -31,7 +31,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from inductscan import metrics
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 from inductscan.metrics import Metric
 
 ENTRY_POINT_GROUP = "inductscan.scores"
@@ -157,12 +157,15 @@ def import_modules(names: list[str]) -> None:
         except ModuleNotFoundError as error:
             hint = ""
             if error.name == name and Path(f"{name}.py").is_file():
-                hint = f" (to import the file here, give --score-module {name}.py, or put its folder on PYTHONPATH)"
-            raise ConfigError(f"cannot import --score-module {name}: {error}{hint}") from error
+                hint = (
+                    f" (to import the file here, give {parameter('score_modules')} "
+                    f"{name}.py, or put its folder on PYTHONPATH)"
+                )
+            raise ConfigError(f"cannot import {parameter('score_modules')} {name}: {error}{hint}") from error
         except (ImportError, OSError) as error:
-            raise ConfigError(f"cannot import --score-module {name}: {error}") from error
+            raise ConfigError(f"cannot import {parameter('score_modules')} {name}: {error}") from error
         except Exception as error:  # the module's own code failed: say where, in one line
-            raise ConfigError(f"cannot import --score-module {name}: {_where(error)}") from error
+            raise ConfigError(f"cannot import {parameter('score_modules')} {name}: {_where(error)}") from error
 
 
 def _where(error: Exception) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from inductscan import custom_scores
 from inductscan.checkpoints import CheckpointRef
-from inductscan.errors import ConfigError, DiskFullError, HubUnreachableError, OutOfMemory
+from inductscan.errors import ConfigError, DiskFullError, HubUnreachableError, OutOfMemory, parameter
 from inductscan.pipeline import Prefetcher
 from inductscan.plan import RayOptions
 from inductscan.runner import Progress, ScanContext, ScanSummary, process_checkpoint
@@ -62,9 +62,11 @@ def run_on_ray(
     try:
         import ray
     except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'inductscan[ray]'") from None
+        raise ConfigError(f"{parameter('ray')} needs Ray: pip install 'inductscan[ray]'") from None
     if context.config.max_disk is not None:
-        raise ConfigError("--max-disk bounds one process's downloads; on Ray each task holds one checkpoint at a time")
+        raise ConfigError(
+            f"{parameter('max_disk')} bounds one process's downloads; on Ray each task holds one checkpoint at a time"
+        )
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     task = ray.remote(checkpoint_task).options(

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 from inductscan.families.native import family_of
 from inductscan.families.registry import runs_natively
 from inductscan.icl import IclExamples
@@ -196,7 +196,7 @@ def columns(
     """The effect columns of one checkpoint, each (layer, head) float64: ``gain_effect`` and
     ``gain_effect_estimate`` on the probe, and with ICL examples ``icl_effect`` and ``icl_effect_estimate``."""
     if top < 0:
-        raise ConfigError(f"--head-effects-top must be >= 0, got {top}")
+        raise ConfigError(f"{parameter('head_effects_top')} must be >= 0, got {top}")
     targets = [probe_target(probe)] + ([icl_target(icl_examples)] if icl_examples is not None else [])
     found = {}
     for target in targets:
@@ -217,6 +217,7 @@ def check_supported(arch) -> None:
     """Refuse, in one line, a model that inductscan does not run with its own forward pass."""
     if not runs_natively(arch):
         raise ConfigError(
-            f"--head-effects ablates heads inside inductscan's own forward pass (GPT-2, GPT-NeoX, the Llama "
-            f"family); model_type {arch.family} runs through transformers: scan it without --head-effects"
+            f"{parameter('head_effects')} ablates heads inside "
+            "inductscan's own forward pass (GPT-2, GPT-NeoX, the Llama "
+            f"family); model_type {arch.family} runs through transformers: scan it without {parameter('head_effects')}"
         )

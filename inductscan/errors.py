@@ -6,12 +6,41 @@ that library users can catch either; the CLI turns any of them into one line tha
 """
 
 import errno
+import re
+from collections.abc import Callable
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
+# A parameter's name in a message sits between these two characters, which no path or name of a
+# run holds: Python callers read the name, the command line its flag (inductscan/cli/errors.py).
+_OPEN, _CLOSE = "\x02", "\x03"
+_NAMED = re.compile(f"{_OPEN}([^{_CLOSE}]*){_CLOSE}")
+
+
+def parameter(name: str) -> str:
+    """``name`` as a message names a parameter: ``threads must be >= 1`` for a Python caller,
+    ``--threads must be >= 1`` on the command line, which maps each name to its flag in one place.
+    A name may say whose field it is (``icl.examples``: the ``examples`` of ``ScanConfig.icl``);
+    a Python caller reads the field's own name."""
+    return f"{_OPEN}{name}{_CLOSE}"
+
+
+def spelled(message: str, spell: Callable[[str], str] = lambda name: name.rpartition(".")[2]) -> str:
+    """``message`` with each :func:`parameter` name written by ``spell`` (default: as a Python caller
+    reads it)."""
+    return _NAMED.sub(lambda match: spell(match.group(1)), message)
+
 
 class InductscanError(Exception):
-    """Base of every error inductscan raises on purpose."""
+    """Base of every error inductscan raises on purpose. Its message names parameters as Python
+    callers pass them (:func:`parameter`)."""
+
+    def __str__(self) -> str:
+        return spelled(super().__str__())
+
+    def message(self, spell: Callable[[str], str]) -> str:
+        """The message, each parameter's name written by ``spell`` (the command line: its flag)."""
+        return spelled(super().__str__(), spell)
 
 
 class UnknownSuiteError(InductscanError, LookupError):

@@ -40,6 +40,7 @@ from inductscan.errors import (
     NotCachedError,
     TransientError,
     no_space,
+    parameter,
 )
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -265,7 +266,7 @@ def _classify(error: BaseException, where: str) -> CheckpointError | None:
 
         raise DiskFullError(
             f"no space left downloading {where} into the Hugging Face cache ({constants.HF_HUB_CACHE}): free "
-            "some space (or bound the downloads with --max-disk), then re-run the same command to resume",
+            f"some space (or bound the downloads with {parameter('max_disk')}), then re-run the same command to resume",
             error.errno,
         ) from error
     if isinstance(error, OSError) and "Consistency check" in str(error):  # huggingface_hub's size check

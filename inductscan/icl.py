@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 
 REFERENCE_CONTEXT, REFERENCE_EARLY, REFERENCE_LATE = 512, 50, 500
 DATA_SUFFIXES = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".txt": "text", ".csv": "csv"}
@@ -49,10 +49,11 @@ class IclConfig:
 
     def __post_init__(self) -> None:
         if self.examples < 1:
-            raise ConfigError(f"--icl-examples must be >= 1, got {self.examples}")
+            raise ConfigError(f"{parameter('icl.examples')} must be >= 1, got {self.examples}")
         if self.positions()[0] < 2:
             raise ConfigError(
-                f"--icl-context must be >= 21 (its early token, 50/512 of it, needs one before), got {self.context}"
+                f"{parameter('icl.context')} must be >= 21 (its early token, "
+                f"50/512 of it, needs one before), got {self.context}"
             )
 
     def positions(self) -> tuple[int, int]:
@@ -109,7 +110,7 @@ def load_examples(config: IclConfig, tokenizer_source: tuple[str, str | None] | 
     if column not in dataset.column_names:
         raise ConfigError(
             f"{config.dataset} ({config.split}) has no column {column!r}; its columns are "
-            f"{', '.join(dataset.column_names)}; choose one with --icl-column"
+            f"{', '.join(dataset.column_names)}; choose one with {parameter('icl.column')}"
         )
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed)).tolist()
     first = dataset[order[0]][column] if order else None
@@ -126,8 +127,8 @@ def load_examples(config: IclConfig, tokenizer_source: tuple[str, str | None] | 
     if len(chosen) < config.examples:
         raise ConfigError(
             f"only {len(chosen)} of the {len(dataset)} examples of {config.dataset} have at least "
-            f"{config.context} tokens, and --icl-examples asks for {config.examples}; use a shorter "
-            "--icl-context, fewer --icl-examples, or longer texts"
+            f"{config.context} tokens, and {parameter('icl.examples')} asks for {config.examples}; use a shorter "
+            f"{parameter('icl.context')}, fewer {parameter('icl.examples')}, or longer texts"
         )
     return IclExamples(config, torch.tensor(chosen, dtype=torch.int64), source, column)
 
@@ -230,7 +231,9 @@ def _tokenizer(config: IclConfig, column: str, first, source: tuple[str, str | N
 
 def check_fits(examples: IclExamples, n_ctx: int, vocab_size: int) -> None:
     if examples.config.context > n_ctx:
-        raise ConfigError(f"--icl-context {examples.config.context} is longer than the model's context ({n_ctx})")
+        raise ConfigError(
+            f"{parameter('icl.context')} {examples.config.context} is longer than the model's context ({n_ctx})"
+        )
     if int(examples.ids.max()) >= vocab_size:
         raise ConfigError(f"the ICL tokens reach id {int(examples.ids.max())}, beyond the vocabulary ({vocab_size})")
 

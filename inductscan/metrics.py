@@ -125,6 +125,10 @@ _DECLARED = (
 )
 
 METRICS: dict[str, Metric] = {metric.name: metric for metric in _DECLARED}  # head scores first, fixed order
+# What phases, plots and queries time, draw and rank by unless told otherwise.
+DEFAULT_METRIC = "induction"
+RISING_METRICS = [name for name, metric in METRICS.items() if metric.direction == "rises"]
+FALLING_METRICS = [name for name, metric in METRICS.items() if metric.direction == "falls"]
 HEAD_METRICS = tuple(name for name, metric in METRICS.items() if metric.level == "head")
 CHECKPOINT_METRICS = tuple(name for name, metric in METRICS.items() if metric.level == "checkpoint")
 

@@ -23,7 +23,14 @@ import torch
 
 from inductscan import scores
 from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_planned, locate
-from inductscan.errors import CheckpointError, CheckpointUnavailableError, ConfigError, OutputError, UnknownRunError
+from inductscan.errors import (
+    CheckpointError,
+    CheckpointUnavailableError,
+    ConfigError,
+    OutputError,
+    UnknownRunError,
+    parameter,
+)
 from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.hub import Retry, remove_cached
 from inductscan.probe import Layout
@@ -123,7 +130,10 @@ def recorded_checkpoint(
     runs = rows[["suite", "run", "seed"]].drop_duplicates().sort_values(["suite", "run"])
     if len(runs) > 1:
         named = ", ".join(f"{row.run} (suite {row.suite}, seed {row.seed})" for row in runs.itertuples())
-        raise ConfigError(f"step {step} is scored in {len(runs)} runs: {named}; choose one with --run or --seed")
+        raise ConfigError(
+            f"step {step} is scored in {len(runs)} runs: {named}; "
+            f"choose one with {parameter('run')} or {parameter('seed')}"
+        )
     first = rows.iloc[0]
     layers, heads = int(rows["layer"].max()) + 1, int(rows["head"].max()) + 1
     induction = np.full((layers, heads), np.nan)
@@ -310,3 +320,28 @@ def plot_head_pattern(pattern: HeadPattern, *, size: tuple[float, float] = (6.4,
         fontsize="medium",
     )
     return figure
+
+
+def save_head_pattern(
+    results: str | os.PathLike,
+    step: int,
+    layer: int,
+    head: int,
+    output: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    **options,
+) -> HeadPattern:
+    """:func:`head_pattern` (``options``: its ``suite``, ``run``, ``seed``, ``sequence`` and
+    ``layer_by_layer``) drawn by :func:`plot_head_pattern` into the image file ``output`` (.png,
+    .svg or .pdf, in a folder that exists), checked before the checkpoint is run."""
+    from inductscan.plan import ScanConfig
+    from inductscan.plot_kinds import check_image_path, refuse_a_missing_folder, save_figure
+
+    output = Path(output)
+    check_image_path(output)
+    refuse_a_missing_folder(output)
+    ScanConfig(device=device)  # a device torch has: cpu, cuda[:N] or mps, else one line
+    found = head_pattern(results, step, layer, head, device=device, **options)
+    save_figure(plot_head_pattern(found), output)
+    return found

@@ -55,14 +55,13 @@ import numpy as np
 import pandas as pd
 
 from inductscan import phase_edges
-from inductscan.errors import ConfigError
-from inductscan.metrics import HEAD_EFFECTS, METRICS, Metric, all_metrics, choose_metric, is_added
+from inductscan.errors import ConfigError, parameter
+from inductscan.metrics import DEFAULT_METRIC, HEAD_EFFECTS, METRICS, Metric, all_metrics, choose_metric, is_added
 from inductscan.results.declarations import learn_scores
 from inductscan.results.read import load_results
 from inductscan.vocabulary import RUN_KEYS
 
 LEVELS = {"onset": 0.1, "midpoint": 0.5, "end": 0.9}
-RISING_METRICS = [name for name, metric in METRICS.items() if metric.direction == "rises"]
 TIMED_METRICS = list(METRICS)  # every declared score; one that falls is timed as it falls
 NOISE_MULTIPLE = 8.0  # a rise must exceed this many noise standard deviations (see scripts/phase_noise_sweep.py)
 MIN_CHECKPOINTS = 5  # fewer leave at most three successive differences to measure the noise on
@@ -404,7 +403,7 @@ def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str
     flat = results.reset_index()
     unscored = metric in flat.columns and len(flat) and flat[metric].isna().all()
     if metric not in flat.columns or (unscored and metric == "icl_score"):
-        scan = ": scan with --icl-dataset to score in-context learning" if metric == "icl_score" else ""
+        scan = f": scan with {parameter('icl')} to score in-context learning" if metric == "icl_score" else ""
         raise ConfigError(f"the table holds no {metric} values{scan}")
     # checkpoints scored without it (an ICL score needs --icl-dataset) are left out; a run with no value
     # at all (a weight score of a model run through transformers) keeps its rows, to say so
@@ -420,7 +419,7 @@ def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str
 
 def find_phase_changes(
     results: pd.DataFrame | str | os.PathLike,
-    metric: str = "induction",
+    metric: str = DEFAULT_METRIC,
     threshold: float | None = None,
     per_head: bool = False,
     *,

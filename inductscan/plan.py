@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inductscan import listing
 from inductscan.architecture import Architecture
 from inductscan.checkpoints import CheckpointRef
-from inductscan.errors import ConfigError, UnknownRunError
+from inductscan.errors import ConfigError, UnknownRunError, parameter
 from inductscan.hub import Retry
 from inductscan.icl import IclConfig
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
@@ -53,28 +53,36 @@ class ScanConfig:
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+            raise ConfigError(f"{parameter('threads')} must be >= 1, got {self.threads}")
         if self.prefetch < 0:
-            raise ConfigError(f"--prefetch must be >= 0, got {self.prefetch}")
+            raise ConfigError(f"{parameter('prefetch')} must be >= 0, got {self.prefetch}")
         if self.max_disk is not None and not isinstance(self.max_disk, int):
             raise ConfigError(f"max_disk is a number of bytes, got {self.max_disk!r}")
         if self.icl is not None and not isinstance(self.icl, IclConfig):
             raise ConfigError(f"icl must be an inductscan.icl.IclConfig, got {type(self.icl).__name__}")
         if self.token_losses and self.icl is None:
-            raise ConfigError("--token-losses stores the losses of the ICL examples: it needs --icl-dataset")
+            raise ConfigError(
+                f"{parameter('token_losses')} stores the losses of the ICL examples: it needs {parameter('icl')}"
+            )
         if self.head_effects_top < 0:
-            raise ConfigError(f"--head-effects-top must be >= 0, got {self.head_effects_top}")
+            raise ConfigError(f"{parameter('head_effects_top')} must be >= 0, got {self.head_effects_top}")
         if self.head_effects and self.layer_by_layer:
             raise ConfigError(
-                "--head-effects needs the whole model in memory (its ablated passes start inside it): "
-                "scan without --layer-by-layer"
+                f"{parameter('head_effects')} needs the whole model in memory (its ablated passes start inside it): "
+                f"scan without {parameter('layer_by_layer')}"
             )
         if self.max_disk is not None and self.max_disk <= 0:
-            raise ConfigError(f"--max-disk must be > 0 bytes, got {self.max_disk}")
+            raise ConfigError(f"{parameter('max_disk')} must be > 0 bytes, got {self.max_disk}")
         if self.max_disk is not None and self.keep_weights:
-            raise ConfigError("--max-disk cannot bound the disk when --keep-weights keeps every checkpoint; choose one")
+            raise ConfigError(
+                f"{parameter('max_disk')} cannot bound the disk when {parameter('keep_weights')} keeps every "
+                "checkpoint; choose one"
+            )
         if self.retries < 0 or self.retry_backoff < 0:
-            raise ConfigError(f"--retries and --retry-backoff must be >= 0, got {self.retries}, {self.retry_backoff}")
+            raise ConfigError(
+                f"{parameter('retries')} and {parameter('retry_backoff')} must be >= 0, "
+                f"got {self.retries}, {self.retry_backoff}"
+            )
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         kind, _, index = str(self.device).partition(":")
@@ -85,7 +93,7 @@ class ScanConfig:
 
             if not torch.cuda.is_available():
                 raise ConfigError(
-                    f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use --device cpu"
+                    f"device {self.device!r} asked for, but this torch sees no CUDA GPU; use {parameter('device')} cpu"
                 )
         self.probe_for(ProbeConfig())  # validates the overrides
         self._check_probe_tokens()
@@ -98,17 +106,22 @@ class ScanConfig:
         """The ids the probe draws: a range, or a list, or neither (the suite's); checked against a
         vocabulary only once a checkpoint's config is read (:func:`suite_probe`)."""
         if self.probe_tokens is not None and self.probe_token_ids is not None:
-            raise ConfigError("--probe-tokens and --probe-tokens-file both choose the probe's token ids; give one")
+            raise ConfigError(
+                f"{parameter('probe_tokens')} and {parameter('probe_token_ids')} both choose the probe's "
+                "token ids; give one"
+            )
         if self.probe_tokens is not None:
             bounds = tuple(self.probe_tokens) if isinstance(self.probe_tokens, (tuple, list)) else ()
             if len(bounds) != 2 or not all(_is_id(bound) for bound in bounds) or bounds[0] >= bounds[1]:
-                raise ConfigError(f"--probe-tokens must be LOW:HIGH with 0 <= LOW < HIGH, got {self.probe_tokens!r}")
+                raise ConfigError(
+                    f"{parameter('probe_tokens')} must be LOW:HIGH with 0 <= LOW < HIGH, got {self.probe_tokens!r}"
+                )
         if self.probe_token_ids is not None:
             if not isinstance(self.probe_token_ids, (tuple, list)) or not self.probe_token_ids:
                 raise ConfigError(f"probe_token_ids must be a non-empty list of ids, got {self.probe_token_ids!r}")
             bad = [token for token in self.probe_token_ids if not _is_id(token)]
             if bad:
-                raise ConfigError(f"--probe-tokens-file: token ids are integers >= 0, got {bad[0]!r}")
+                raise ConfigError(f"{parameter('probe_token_ids')}: token ids are integers >= 0, got {bad[0]!r}")
 
     def token_spec(self, arch: Architecture, bos: int | None) -> TokenSpec | None:
         """The ids chosen with ``probe_tokens`` or ``probe_token_ids`` in ``arch``'s vocabulary, the
@@ -117,13 +130,17 @@ class ScanConfig:
         if self.probe_tokens is not None:
             low, high = self.probe_tokens
             if high > vocab:
-                raise ConfigError(f"--probe-tokens {low}:{high} exceeds the vocabulary: its ids are 0 <= id < {vocab}")
+                raise ConfigError(
+                    f"{parameter('probe_tokens')} {low}:{high} exceeds the vocabulary: its ids are 0 <= id < {vocab}"
+                )
             return TokenSpec.in_range(low, high, special, bos)
         if self.probe_token_ids is not None:
             outside = sorted({token for token in self.probe_token_ids if token >= vocab})
             if outside:
                 shown = ", ".join(map(str, outside[:5])) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
-                raise ConfigError(f"--probe-tokens-file lists ids outside the vocabulary (0 <= id < {vocab}): {shown}")
+                raise ConfigError(
+                    f"{parameter('probe_token_ids')} lists ids outside the vocabulary (0 <= id < {vocab}): {shown}"
+                )
             return TokenSpec.from_list(tuple(self.probe_token_ids), special, bos)
         return None
 
@@ -149,7 +166,7 @@ def plan(
     and it is planned, to be recorded as known missing with the branches nearby.
     """
     if every is not None and every < 1:
-        raise ConfigError(f"--every must be >= 1, got {every}")
+        raise ConfigError(f"{parameter('every')} must be >= 1, got {every}")
     seeds, steps = _chosen(seeds, "seeds"), _chosen(steps, "steps")
     runs = [suite.run(seed) for seed in seeds] if seeds is not None else list(suite.runs)
     planned = []
@@ -204,7 +221,7 @@ class Shard:
         except ValueError:
             shard = None
         if not sep or shard is None or not 0 <= shard.index < shard.count:
-            raise ConfigError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
+            raise ConfigError(f"{parameter('shard')} must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
         return shard
 
     def select(self, refs: list[CheckpointRef]) -> list[CheckpointRef]:
@@ -226,10 +243,11 @@ def suite_probe(suite: Suite, arch: Architecture, config: ScanConfig) -> Probe:
     if tokens is not None:
         left = tokens.count()
         if left < probe_config.length:
-            chosen = "--probe-tokens" if tokens.listed is None else "--probe-tokens-file"
+            chosen = parameter("probe_tokens" if tokens.listed is None else "probe_token_ids")
             raise ConfigError(
                 f"{chosen} leaves {left} distinct token id(s) (special ids left out) but the probe draws "
-                f"{probe_config.length} a repeat: give at least {probe_config.length}, or a smaller --probe-length"
+                f"{probe_config.length} a repeat: give at least {probe_config.length}, or a smaller "
+                f"{parameter('probe_length')}"
             )
     elif suite.token_range is not None:
         low, high = suite.token_range
@@ -256,40 +274,67 @@ class RayOptions:
     def __post_init__(self) -> None:
         if self.cpus_per_task <= 0 or self.gpus_per_task < 0 or self.max_retries < 0:
             raise ConfigError(
-                f"--cpus-per-task must be > 0, --gpus-per-task and max_retries >= 0, got "
+                f"{parameter('cpus_per_task')} must be > 0, {parameter('gpus_per_task')} and max_retries >= 0, got "
                 f"{self.cpus_per_task}, {self.gpus_per_task}, {self.max_retries}"
             )
 
 
 def plan_scan(
     source: str,
+    arguments: PlanArguments | None = None,
     *,
-    seeds: list[int] | None = None,
-    steps: list[int] | None = None,
-    step_range: tuple[int, int] | None = None,
-    every: int | None = None,
-    tokens_per_step: int | None = None,
-    shard: Shard | str | None = None,
     results: str | os.PathLike | None = None,
     suite: str | None = None,
+    **chosen,
 ) -> list[CheckpointRef]:
     """The checkpoints of a suite (a catalogued name, ``toy``, or a folder) that a scan covers.
 
-    None keeps every seed and step; ``shard`` (a :class:`Shard` or ``"I/N"``) keeps one
-    interleaved part; ``suite`` names a folder's suite (default ``local``). A suite whose branches
+    ``arguments`` (or its fields given by name, ``seeds=[1, 2]``: :class:`PlanArguments`) choose
+    the runs and steps; ``suite`` names a folder's suite (default ``local``). A suite whose branches
     are listed (:mod:`inductscan.listing`) reads them from the listing ``results`` keeps, else from
     the Hub (then kept there). Raises :class:`ConfigError` when nothing is left.
     """
-    if tokens_per_step is not None and tokens_per_step < 0:
-        raise ConfigError(f"--tokens-per-step must be >= 0, got {tokens_per_step}")
-    chosen = get_suite(source, tokens_per_step=tokens_per_step, name=suite)
-    chosen = listing.resolve(chosen, None if results is None else Path(results), seeds=_chosen(seeds, "seeds"))
-    refs = plan(chosen, seeds=seeds, steps=steps, step_range=step_range, every=every)
+    arguments = PlanArguments.of(arguments, **chosen)
+    if arguments.tokens_per_step is not None and arguments.tokens_per_step < 0:
+        raise ConfigError(f"{parameter('tokens_per_step')} must be >= 0, got {arguments.tokens_per_step}")
+    chosen_suite = get_suite(source, tokens_per_step=arguments.tokens_per_step, name=suite)
+    seeds = _chosen(arguments.seeds, "seeds")
+    chosen_suite = listing.resolve(chosen_suite, None if results is None else Path(results), seeds=seeds)
+    refs = plan(chosen_suite, **arguments.steps_of_runs())
     if not refs:
         raise ConfigError("no checkpoint matches the chosen seeds and steps")
-    if isinstance(shard, str):
-        shard = Shard.parse(shard)
-    return shard.select(refs) if shard is not None else refs
+    return arguments.shard_of(refs)
+
+
+@dataclass(frozen=True)
+class PlanArguments:
+    """Which checkpoints of a suite a scan (or a status) covers, as Python values; None keeps every
+    one. ``seeds`` and ``steps``: lists (one number stands for a list of it); ``step_range``: the
+    steps ``(low, high)``, both included; ``every``: every Nth of the chosen steps, and always the
+    last; ``tokens_per_step``: a local folder's (default 0, or its manifest's); ``shard``: a
+    :class:`Shard` or ``"I/N"``, the I-th of N interleaved parts of the plan. Checked where the plan
+    is made (:func:`plan_scan`), in the order a scan meets them."""
+
+    seeds: int | list[int] | None = None
+    steps: int | list[int] | None = None
+    step_range: tuple[int, int] | None = None
+    every: int | None = None
+    tokens_per_step: int | None = None
+    shard: Shard | str | None = None
+
+    @classmethod
+    def of(cls, arguments: PlanArguments | None = None, **chosen) -> PlanArguments:
+        """``arguments`` (default: every checkpoint) with the fields ``chosen`` names replaced."""
+        return replace(arguments or cls(), **chosen)
+
+    def steps_of_runs(self) -> dict:
+        """The arguments :func:`plan` takes: the runs and the steps of each."""
+        return {"seeds": self.seeds, "steps": self.steps, "step_range": self.step_range, "every": self.every}
+
+    def shard_of(self, refs: list[CheckpointRef]) -> list[CheckpointRef]:
+        """The part of ``refs`` that ``shard`` keeps (all of them without one)."""
+        shard = Shard.parse(self.shard) if isinstance(self.shard, str) else self.shard
+        return shard.select(refs) if shard is not None else refs
 
 
 SCAN_DEFAULTS = ScanConfig()

@@ -20,8 +20,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-from inductscan.errors import ConfigError
-from inductscan.metrics import get_metric, head_metrics
+from inductscan.errors import ConfigError, parameter
+from inductscan.labels import run_label, run_labels
+from inductscan.metrics import DEFAULT_METRIC, get_metric, head_metrics
 from inductscan.phase_view import amount, bound, bound_position
 from inductscan.phases import curves, find_phase_changes
 from inductscan.results.read import load_results
@@ -49,24 +50,6 @@ def _table(results: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
     return results if isinstance(results, pd.DataFrame) else load_results(results)
 
 
-def run_labels(identities) -> dict[tuple, str]:
-    """A short label for each run (suite, run, seed) that tells it from the others shown: its seed
-    where seeds differ, else with its suite, else with its run's name (two local runs of one seed)."""
-    identities = list(dict.fromkeys(tuple(identity) for identity in identities))
-    seeds = [seed for _, _, seed in identities]
-    suite_seeds = [(suite, seed) for suite, _, seed in identities]
-    several_suites = len({suite for suite, _, _ in identities}) > 1
-    labels = {}
-    for suite, run, seed in identities:
-        if len(set(suite_seeds)) < len(suite_seeds):
-            labels[(suite, run, seed)] = f"{suite} {run} seed {seed}" if several_suites else f"{run} seed {seed}"
-        elif len(set(seeds)) < len(seeds) or several_suites:
-            labels[(suite, run, seed)] = f"{suite} seed {seed}"
-        else:
-            labels[(suite, run, seed)] = f"seed {seed}"
-    return labels
-
-
 def _phase_row(phases: pd.DataFrame, identity: tuple) -> pd.Series | None:
     match = phases[(phases[RUN_KEYS] == pd.Series(identity, index=RUN_KEYS)).all(axis=1)]
     return match.iloc[0] if len(match) else None
@@ -76,7 +59,7 @@ def plot_timing(
     results: pd.DataFrame,
     phases: pd.DataFrame | None = None,
     *,
-    metric: str = "induction",
+    metric: str = DEFAULT_METRIC,
     threshold: float | None = None,
 ) -> Figure:
     """The best head's ``metric`` against tokens seen (log x), one line per run.
@@ -186,7 +169,7 @@ def plot_icl_score(results: pd.DataFrame, phases: pd.DataFrame | None = None) ->
     landmarks, -0.15 (above: before the change) and -0.4 (below: after it)."""
     flat = results.reset_index()
     if "icl_score" not in flat or flat["icl_score"].isna().all():
-        raise ConfigError("the table has no icl_score: scan with --icl-dataset to score in-context learning")
+        raise ConfigError(f"the table has no icl_score: scan with {parameter('icl')} to score in-context learning")
     scored = results[results["icl_score"].notna()]
     figure = plot_timing(scored, phases, metric="icl_score")
     axes = figure.axes[0]
@@ -277,13 +260,14 @@ def _one_run(
             runs = runs[runs[name] == wanted]
     if runs.empty:
         known = ", ".join(
-            f"{row.suite} {row.run} seed {row.seed}" for row in flat[RUN_KEYS].drop_duplicates().itertuples()
+            run_label(*identity, with_suite=True, with_run=True)
+            for identity in flat[RUN_KEYS].drop_duplicates().itertuples(index=False)
         )
         raise ConfigError(f"no run matches suite={suite} run={run} seed={seed}; the table has {known or 'no runs'}")
     chosen = tuple(runs.iloc[0])
     rows = flat[(flat[RUN_KEYS] == pd.Series(chosen, index=RUN_KEYS)).all(axis=1)]
     several = len(runs) > 1 or flat[RUN_KEYS].drop_duplicates()[["suite", "seed"]].duplicated().any()
-    label = f"{chosen[0]} {chosen[1]} seed {chosen[2]}" if several else f"{chosen[0]} seed {chosen[2]}"
+    label = run_label(*chosen, with_suite=True, with_run=several)
     return rows, label
 
 
@@ -293,7 +277,7 @@ def plot_heatmap(
     seed: int | None = None,
     suite: str | None = None,
     run: str | None = None,
-    metric: str = "induction",
+    metric: str = DEFAULT_METRIC,
 ) -> Figure:
     """Every head's ``metric`` (rows: layer.head) at every checkpoint (columns, in step order) of
     one run: the first run of the table unless ``suite``/``seed``/``run`` choose one."""
@@ -346,10 +330,14 @@ def plot_effects(
     head to head. A head has a value only at the checkpoints where it was among the scan's
     ``--head-effects-top``; elsewhere its line has a gap. Step 0 has no place on a log axis."""
     if metric not in EFFECT_METRICS:
-        raise ConfigError(f"--kind effects draws {' or '.join(EFFECT_METRICS)}, got --metric {metric}")
+        raise ConfigError(
+            f"{parameter('kind')} effects draws {' or '.join(EFFECT_METRICS)}, got {parameter('metric')} {metric}"
+        )
     rows, label = _one_run(_table(results), suite, seed, run)
     if rows[metric].isna().all():
-        raise ConfigError(f"no {metric} in these rows: scan with --head-effects (and --icl-dataset for icl_effect)")
+        raise ConfigError(
+            f"no {metric} in these rows: scan with {parameter('head_effects')} (and {parameter('icl')} for icl_effect)"
+        )
     column, name = _axis(rows)
     shown = rows[rows[column] > 0]
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")

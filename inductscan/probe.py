@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-from inductscan.errors import ConfigError, ProbeTooLongError
+from inductscan.errors import ConfigError, ProbeTooLongError, parameter
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ def read_token_ids(path: str | os.PathLike) -> tuple[int, ...]:
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        raise ConfigError(f"--probe-tokens-file {path}: no such file") from None
+        raise ConfigError(f"{parameter('probe_token_ids')} {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"--probe-tokens-file {path} cannot be read: {error}") from error
+        raise ConfigError(f"{parameter('probe_token_ids')} {path} cannot be read: {error}") from error
     ids = []
     for number, line in enumerate(text.splitlines(), start=1):
         for word in line.split():
@@ -124,10 +124,10 @@ def read_token_ids(path: str | os.PathLike) -> tuple[int, ...]:
                 ids.append(int(word))
             except ValueError:
                 raise ConfigError(
-                    f"--probe-tokens-file {path}, line {number}: {word!r} is not a token id (an integer)"
+                    f"{parameter('probe_token_ids')} {path}, line {number}: {word!r} is not a token id (an integer)"
                 ) from None
     if not ids:
-        raise ConfigError(f"--probe-tokens-file {path} lists no token id")
+        raise ConfigError(f"{parameter('probe_token_ids')} {path} lists no token id")
     return tuple(ids)
 
 
@@ -183,7 +183,7 @@ class Probe:
                 f"the probe has {self.layout.n_positions} positions "
                 f"({'1 BOS + ' if self.tokens.bos is not None else ''}"
                 f"{self.config.length} x {self.config.repeats}) but the model's context is {n_ctx}; "
-                "use a smaller --probe-length or --probe-repeats"
+                f"use a smaller {parameter('probe_length')} or {parameter('probe_repeats')}"
             )
 
 

@@ -31,9 +31,9 @@ import pandas as pd
 
 from inductscan import report_figures, report_token_losses
 from inductscan.errors import ConfigError, OutputError
+from inductscan.labels import run_labels
 from inductscan.metrics import METRICS, get_metric, is_added
 from inductscan.phases import find_phase_changes, verdict
-from inductscan.plots import run_labels
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
 from inductscan.report_numbers import rounded, subsample
 from inductscan.results.declarations import learn_scores

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from inductscan.compare import TOKEN, curve_shapes, loss_pca, seed_scatter
 from inductscan.errors import ConfigError
-from inductscan.plots import run_labels
+from inductscan.labels import run_labels
 from inductscan.report_figures import HEIGHT, axis_title, palette, scatter
 from inductscan.report_numbers import rounded, subsample
 from inductscan.results import token_losses

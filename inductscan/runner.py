@@ -29,6 +29,7 @@ from inductscan.errors import (
     OutOfMemory,
     UnknownRunError,
     UnsupportedArchitectureError,
+    parameter,
 )
 from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.measure import Scorer
@@ -285,8 +286,8 @@ class ScanContext:
                 raise  # a bug, not a fault of the checkpoint: never recorded as one
             self.scorer = None
             raise OutOfMemory(
-                f"out of memory scoring {ref.describe()} on {self.config.device}: try --layer-by-layer, "
-                "a smaller --probe-batch, or --device cpu"
+                f"out of memory scoring {ref.describe()} on {self.config.device}: try {parameter('layer_by_layer')}, "
+                f"a smaller {parameter('probe_batch')}, or {parameter('device')} cpu"
             ) from error
         if self.config.token_losses:  # before the scores file, whose presence marks the checkpoint done
             token_losses.write(out, identity(ref, ref.revision), losses, self.icl_examples)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from inductscan import hazards, listing
 from inductscan.checkpoints import CheckpointRef
-from inductscan.errors import ConfigError, OutputError, UnknownSuiteError
-from inductscan.plan import Shard, plan, plan_scan
+from inductscan.errors import ConfigError, OutputError, UnknownSuiteError, parameter
+from inductscan.plan import PlanArguments, plan, plan_scan
 from inductscan.results.folder import ResultsFolder, Scored
 from inductscan.results.layout import Damaged, require_results_folder
 from inductscan.results.read import recorded_checkpoints
@@ -158,31 +158,19 @@ def status(
     results: str | Path,
     suite: str | None = None,
     *,
-    seeds: list[int] | None = None,
-    steps: list[int] | None = None,
-    step_range: tuple[int, int] | None = None,
-    every: int | None = None,
-    tokens_per_step: int | None = None,
-    shard: Shard | str | None = None,
+    arguments: PlanArguments | None = None,
+    **chosen,
 ) -> StatusReport:
     """What of a plan ``results`` holds. With ``suite`` (a catalogued name, ``toy`` or a folder),
     the plan is that suite's; without, every step of each run the folder holds (see
-    :func:`recorded_suites`). The other arguments narrow the plan as for a scan."""
+    :func:`recorded_suites`). ``arguments`` (or its fields by name, ``seeds=[1, 2]``:
+    :class:`~inductscan.plan.PlanArguments`) narrow the plan as for a scan."""
+    arguments = PlanArguments.of(arguments, **chosen)
     if suite is not None:
         require_results_folder(results)
-        refs = plan_scan(
-            suite,
-            seeds=seeds,
-            steps=steps,
-            step_range=step_range,
-            every=every,
-            tokens_per_step=tokens_per_step,
-            shard=shard,
-            results=results,
-        )
-        return scan_status(refs, Path(results))
-    if tokens_per_step is not None:
-        raise ConfigError("--tokens-per-step needs --suite")
+        return scan_status(plan_scan(suite, arguments, results=results), Path(results))
+    if arguments.tokens_per_step is not None:
+        raise ConfigError(f"{parameter('tokens_per_step')} needs {parameter('suite')}")
     require_results_folder(results)
     folder = ResultsFolder(results)  # listed once for the plan and the status
     suites = recorded_suites(folder)
@@ -190,15 +178,13 @@ def status(
         damaged = folder.damaged("scores")
         if damaged:  # every scored checkpoint is in a damaged file: those files are the status
             return StatusReport([], damaged=damaged)
-        raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's --suite")
-    seeds = [seeds] if isinstance(seeds, int) else seeds
+        raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's {parameter('suite')}")
+    seeds = [arguments.seeds] if isinstance(arguments.seeds, int) else arguments.seeds
     refs = []
     for recorded in suites:
         runs = [run for run in recorded.runs if seeds is None or run.seed in seeds]
         if runs:
-            refs += plan(replace(recorded, runs=tuple(runs)), steps=steps, step_range=step_range, every=every)
+            refs += plan(replace(recorded, runs=tuple(runs)), **(arguments.steps_of_runs() | {"seeds": None}))
     if not refs:
         raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
-    if isinstance(shard, str):
-        shard = Shard.parse(shard)
-    return scan_status(shard.select(refs) if shard is not None else refs, folder)
+    return scan_status(arguments.shard_of(refs), folder)

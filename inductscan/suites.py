@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inductscan.entries import Run, Suite
-from inductscan.errors import ConfigError, UnknownRunError, UnknownSuiteError
+from inductscan.errors import ConfigError, UnknownRunError, UnknownSuiteError, parameter
 from inductscan.probe import ProbeConfig
 from inductscan.recent_suites import recent_suites
 
@@ -161,7 +161,7 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None, name: 
     """The catalogued suite of that name, else the local suite in that folder (named ``name``,
     if given: see :func:`local_suite`)."""
     if name is not None and (name_or_folder in CATALOG or name_or_folder == TOY_NAME):
-        raise ConfigError(f"--suite names a local folder's suite; {name_or_folder} is a suite of its own")
+        raise ConfigError(f"{parameter('suite')} names a local folder's suite; {name_or_folder} is a suite of its own")
     if name_or_folder in CATALOG:
         return CATALOG[name_or_folder]
     if name_or_folder == TOY_NAME:
@@ -281,11 +281,17 @@ def check_local_name(name: str, manifest_name: str | None, folder: Path) -> None
     """Refuse a suite name for a local folder that would pass for another suite or cannot be a
     folder's name (the results are stored under it)."""
     if manifest_name is not None and name != manifest_name:
-        raise ConfigError(f"{folder} is the suite {manifest_name} ({MANIFEST_NAME} says so): scan it without --suite")
+        raise ConfigError(
+            f"{folder} is the suite {manifest_name} ({MANIFEST_NAME} says so): scan it without {parameter('suite')}"
+        )
     if name in CATALOG or name == TOY_NAME:
-        raise ConfigError(f"--suite {name} is a suite inductscan knows: name a local folder's suite otherwise")
+        raise ConfigError(
+            f"{parameter('suite')} {name} is a suite inductscan knows: name a local folder's suite otherwise"
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
-        raise ConfigError(f"--suite {name!r}: use letters, digits and . _ + - (it names a folder of the results)")
+        raise ConfigError(
+            f"{parameter('suite')} {name!r}: use letters, digits and . _ + - (it names a folder of the results)"
+        )
 
 
 def local_run_name(folder: Path) -> str:

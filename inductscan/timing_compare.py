@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from inductscan.errors import ConfigError, NotHeldError
+from inductscan.errors import ConfigError, NotHeldError, parameter
+from inductscan.metrics import DEFAULT_METRIC
 from inductscan.phases import LEVELS, find_phase_changes
 from inductscan.results.queries import load_selection
 from inductscan.results.settings import refuse_joined_settings
@@ -50,7 +51,7 @@ def load_several(
                 suite, run, seed, step = checkpoint
                 raise ConfigError(
                     f"{origin[checkpoint]} and {path} both hold {suite} {run} (seed {seed}) step {step}: "
-                    "give each checkpoint once (another folder, or --suite/--seed to select)"
+                    f"give each checkpoint once (another folder, or {parameter('suite')}/{parameter('seed')} to select)"
                 )
             origin[checkpoint] = path
         frames.append(frame)
@@ -68,7 +69,7 @@ def totals(suites: Sequence[str], total_tokens: int | None = None) -> dict[str, 
     """Each suite's total training tokens: the catalog's, else ``total_tokens``; ConfigError naming
     the suites that have neither."""
     if total_tokens is not None and total_tokens <= 0:
-        raise ConfigError(f"--total-tokens must be > 0, got {total_tokens}")
+        raise ConfigError(f"{parameter('total_tokens')} must be > 0, got {total_tokens}")
     found = {suite: catalogued_total(suite) or total_tokens for suite in suites}
     _refuse_unknown(found)
     return found
@@ -82,7 +83,7 @@ def run_totals(
     :func:`inductscan.suites.recorded_total_tokens`; ``folders``: each run's folder, the ``repo``
     of its rows), else ``total_tokens``; ConfigError naming the suites with none of them."""
     if total_tokens is not None and total_tokens <= 0:
-        raise ConfigError(f"--total-tokens must be > 0, got {total_tokens}")
+        raise ConfigError(f"{parameter('total_tokens')} must be > 0, got {total_tokens}")
     folders = folders or {}
     keys = [key for key in RUN_KEYS if key in runs.columns]
     found = {}
@@ -98,8 +99,8 @@ def _refuse_unknown(found: Mapping[str, int | None]) -> None:
     unknown = sorted({suite for suite, total in found.items() if total is None})
     if unknown:
         raise ConfigError(
-            f"the total training tokens of {', '.join(unknown)} are not catalogued: pass --total-tokens N "
-            "(its steps x tokens per step), or use --x tokens"
+            f"the total training tokens of {', '.join(unknown)} are not catalogued: pass {parameter('total_tokens')} N "
+            f"(its steps x tokens per step), or use {parameter('x')} tokens"
         )
 
 
@@ -113,7 +114,7 @@ def run_folders(frame: pd.DataFrame) -> dict[tuple, str]:
 
 def compare_timing(
     results: pd.DataFrame | str | os.PathLike | Sequence[str | os.PathLike],
-    metric: str = "induction",
+    metric: str = DEFAULT_METRIC,
     threshold: float | None = None,
     *,
     x: str = "tokens",
@@ -148,7 +149,7 @@ def add_fractions(
     if uncounted:
         raise ConfigError(
             f"{', '.join(uncounted)} counts no tokens, so its phase change has no fraction of training: "
-            "scan a local folder with --tokens-per-step, or use --x tokens"
+            f"scan a local folder with {parameter('tokens_per_step')}, or use {parameter('x')} tokens"
         )
     timing = timing.copy()
     total = run_totals(timing, total_tokens, folders)
@@ -162,7 +163,7 @@ def add_fractions(
         raise ConfigError(
             f"{row['suite']} {row['run']} had seen {int(seen[beyond.index[0]]):,} tokens by a checkpoint it "
             f"scanned, more than its total training tokens ({int(total[beyond.index[0]]):,}): give its whole "
-            "training's tokens (--total-tokens N)"
+            f"training's tokens ({parameter('total_tokens')} N)"
         )
     return timing
 

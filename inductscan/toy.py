@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 from inductscan.suites import MANIFEST_NAME, TOY_NAME, TOY_PROBE, TRAINED_MARK
 
 BOS = 0
@@ -59,7 +59,7 @@ class ToyConfig:
     def __post_init__(self) -> None:
         if self.train_steps < 10 or self.log_checkpoints < 2:
             raise ConfigError(
-                f"the toy suite needs --train-steps >= 10 (and >= 2 checkpoints), got {self.train_steps} "
+                f"the toy suite needs {parameter('train_steps')} >= 10 (and >= 2 checkpoints), got {self.train_steps} "
                 f"steps and {self.log_checkpoints} checkpoints"
             )
         if self.dense_every < 1 or not 0 <= self.dense_from <= self.dense_to:

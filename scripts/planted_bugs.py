@@ -101,7 +101,7 @@ BUGS = {
 
 
 SETTINGS, READ, SQL = "inductscan/results/settings.py", "inductscan/results/read.py", "inductscan/results/sql.py"
-TRUST_TESTS = ("tests/test_icl.py", "tests/results/test_queries.py", "tests/test_phases.py", "tests/test_cli.py")
+TRUST_TESTS = ("tests/test_icl.py", "tests/results/test_queries.py", "tests/test_phases.py", "tests/cli/test_query.py")
 TRUST_BUGS = {
     "icl-settings-by-dataset-name": (
         "ICL settings compared by the dataset's name, not by the hash of its token ids",

@@ -128,9 +128,7 @@ def test_the_catalog_knows_each_suites_whole_training():
         suite = get_suite(name)
         assert suite.steps[-1] * suite.tokens_per_step == suite.total_tokens
     assert totals(["pythia-70m", "toy"], total_tokens=5000) == {"pythia-70m": 143_000 * 2_097_152, "toy": 5000}
-    with pytest.raises(
-        ConfigError, match="total training tokens of local, toy are not catalogued: pass --total-tokens"
-    ):
+    with pytest.raises(ConfigError, match="total training tokens of local, toy are not catalogued: pass total_tokens"):
         totals(["local", "pythia-70m", "toy"])
 
 

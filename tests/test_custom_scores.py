@@ -293,7 +293,7 @@ def test_a_score_module_that_fails_is_one_line_naming_its_line(tmp_path, suite, 
     assert f"{tmp_path / 'broken_scores.py'}, line 3)" in failed.output
     assert not (tmp_path / "out").exists()
     monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".", str(tmp_path))])
-    with pytest.raises(ConfigError, match=r"give --score-module broken_scores\.py, or put its folder on PYTHONPATH"):
+    with pytest.raises(ConfigError, match=r"give score_modules broken_scores\.py, or put its folder on PYTHONPATH"):
         custom_scores.import_modules(["broken_scores"])
 
 

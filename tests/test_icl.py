@@ -20,7 +20,7 @@ import inductscan
 from inductscan.cli import main
 from inductscan.errors import ConfigError
 from inductscan.icl import IclConfig, load_examples, looks_like_path
-from tests.conftest import gpt2_model, run_cli, save_checkpoint
+from tests.conftest import gpt2_model, invoke_cli, run_cli, save_checkpoint
 
 VOCAB = 96  # the tests' GPT-2
 
@@ -28,7 +28,7 @@ VOCAB = 96  # the tests' GPT-2
 def test_positions_scale_with_the_context():
     assert IclConfig("x").positions() == (50, 500)
     assert IclConfig("x", context=64).positions() == (6, 62)
-    with pytest.raises(ConfigError, match="--icl-context must be >= 21"):
+    with pytest.raises(ConfigError, match=r"^context must be >= 21"):
         IclConfig("x", context=20)
 
 
@@ -68,7 +68,10 @@ def independent_curve(checkpoint: Path, ids: torch.Tensor) -> torch.Tensor:
 
 
 def scan(suite: Path, out: Path, *options: str, env: dict | None = None):
-    return run_cli("scan", str(suite), "--out", str(out), "--quiet", "--probe-length", "8", *options, env=env)
+    """The scan command: in this process, or in a fresh one where ``env`` sets what huggingface_hub
+    reads when it is imported (its HF_* variables)."""
+    arguments = ("scan", str(suite), "--out", str(out), "--quiet", "--probe-length", "8", *options)
+    return invoke_cli(*arguments) if env is None else run_cli(*arguments, env=env)
 
 
 def test_icl_score_equals_an_independent_per_position_loss(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inductscan import metrics, phases
+from inductscan import metrics
 from inductscan.errors import ConfigError
 
 
@@ -43,8 +43,8 @@ def test_units_and_directions_of_the_other_scores():
 
 
 def test_phases_times_exactly_the_rising_metrics():
-    assert phases.RISING_METRICS == list(metrics.HEAD_METRICS) + ["in_context_gain"]
-    assert all(isinstance(metrics.METRICS[name].threshold, float) for name in phases.RISING_METRICS)
+    assert metrics.RISING_METRICS == list(metrics.HEAD_METRICS) + ["in_context_gain"]
+    assert all(isinstance(metrics.METRICS[name].threshold, float) for name in metrics.RISING_METRICS)
 
 
 def test_get_metric_names_the_valid_ones():

@@ -381,7 +381,7 @@ def test_metrics_that_cannot_be_timed_are_refused():
         inductscan.find_phase_changes(table, "in_context_gain", per_head=True)
     with pytest.raises(ConfigError, match="min_rise"):
         inductscan.find_phase_changes(table, min_rise=-1)
-    with pytest.raises(ConfigError, match="no icl_score values: scan with --icl-dataset"):
+    with pytest.raises(ConfigError, match="no icl_score values: scan with icl to score"):
         inductscan.find_phase_changes(table.assign(icl_score=np.nan), "icl_score")
 
 

@@ -10,9 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 import inductscan
-from inductscan.cli import PLOTS, TOKEN_PLOTS, main
+from inductscan.cli import main
 from inductscan.phase_view import amount
 from inductscan.plan import ScanConfig, plan
+from inductscan.plot_kinds import PLOT_KINDS as PLOTS
+from inductscan.plot_kinds import TOKEN_KINDS as TOKEN_PLOTS
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.testing.synthetic import write_synthetic_scan

@@ -12,7 +12,7 @@ import pandas as pd
 
 import inductscan
 
-from .conftest import REPO_ROOT, make_local_suite, run_cli
+from .conftest import REPO_ROOT, invoke_cli, make_local_suite
 
 SCAN_ARGS = ["--probe-length", "8", "--probe-batch", "300", "--quiet"]
 
@@ -40,7 +40,7 @@ def test_sigkill_midway_then_rerun(tmp_path):
     done = len(before.reset_index()[["run", "step"]].drop_duplicates())
     assert 3 <= done < 20, "the scan should have been killed midway"
 
-    result = run_cli("scan", str(folder), "--out", str(out), *SCAN_ARGS)
+    result = invoke_cli("scan", str(folder), "--out", str(out), *SCAN_ARGS)  # the re-run: no fresh process needed
     assert result.returncode == 0, result.stderr
     assert f"{done} already done" in result.stdout
 

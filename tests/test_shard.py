@@ -28,7 +28,7 @@ def suite(tmp_path_factory):
 
 @pytest.mark.parametrize("text", ["4/4", "-1/4", "1", "a/b", "1/0"])
 def test_a_bad_shard_is_refused(text):
-    with pytest.raises(ConfigError, match="--shard must be I/N"):
+    with pytest.raises(ConfigError, match=r"^shard must be I/N"):
         Shard.parse(text)
 
 

@@ -20,7 +20,7 @@ import inductscan
 from inductscan.suites import get_suite
 from inductscan.testing.hub_server import HubHandler, HubServer
 
-from .conftest import REPO_ROOT, gpt2_model, run_cli
+from .conftest import REPO_ROOT, gpt2_model, invoke_cli, run_cli
 
 REPO = "stanford-crfm/alias-gpt2-small-x21"
 
@@ -173,7 +173,7 @@ def test_keep_weights_keeps_them_and_a_rescan_downloads_nothing(tmp_path):
         assert all(server.downloads(REPO, f"checkpoint-{step}", "pytorch_model.bin") == 1 for step in (0, 10, 20))
         # the files were in the cache before the second scan: it leaves them there
         assert len(weight_blobs(hf_home)) == 3
-    refused = run_cli("scan", "stanford-gpt2-small", "--keep-weights", "--max-disk", "1GB", "--out", str(out))
+    refused = invoke_cli("scan", "stanford-gpt2-small", "--keep-weights", "--max-disk", "1GB", "--out", str(out))
     assert refused.returncode == 2 and "--max-disk cannot bound" in refused.stderr
 
 

@@ -146,7 +146,9 @@ def test_each_seed_is_timed_between_its_last_low_and_first_high_checkpoint(toy_r
 def test_plots_of_the_toy_suite_mark_every_seed(toy_results, tmp_path):
     from click.testing import CliRunner
 
-    from inductscan.cli import PLOTS, TOKEN_PLOTS, main
+    from inductscan.cli import main
+    from inductscan.plot_kinds import PLOT_KINDS as PLOTS
+    from inductscan.plot_kinds import TOKEN_KINDS as TOKEN_PLOTS
 
     results = toy_results / "results"
     drawn = [kind for kind in PLOTS if not kind.startswith("icl") and kind not in (*TOKEN_PLOTS, "effects")]

@@ -1,0 +1,5 @@
+"""``python -m inductscan.cli``: the ``inductscan`` command."""
+
+from inductscan.cli import main
+
+main()

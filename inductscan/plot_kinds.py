@@ -1,0 +1,314 @@
+"""Every kind of figure ``inductscan plot`` draws, in one registry: what it shows, the options it
+takes, how it reads its rows and how it draws them; and :func:`plot`, which writes one.
+
+    inductscan.plot("timing", "results/", "timing.png")
+    inductscan.plot("compare", ["small/", "medium/"], "compare.png", x="fraction")
+
+Importing this module imports neither pandas nor matplotlib (the command line reads the registry
+for its help): a kind's functions import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inductscan.errors import ConfigError, OutputError, parameter
+from inductscan.metrics import DEFAULT_METRIC, get_metric
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+TOKEN_KINDS = ("seed-scatter", "token-curves", "loss-pca")  # from the token-losses side table
+OPTIONS = {  # an option of plot(), and the kinds it changes (the selection applies to every kind)
+    "metric": ("timing", "heatmap", "seeds", "compare", "effects"),
+    "threshold": ("timing", "gain"),
+    "x": ("compare",),
+    "total_tokens": ("compare",),
+    "step": ("seed-scatter",),
+    "top": TOKEN_KINDS,
+}
+
+
+@dataclass
+class PlotRequest:
+    """What :func:`plot` was asked: the folders, the selection and the options; ``warnings`` collects
+    what a kind's reader has to say (token losses missing for some checkpoints)."""
+
+    results: list[Path]
+    chosen: dict
+    metric: str
+    threshold: float | None = None
+    x: str = "tokens"
+    total_tokens: int | None = None
+    step: int | None = None
+    top: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlotKind:
+    """A kind of figure: ``description`` (the help of ``--kind``), whether it draws ``one_folder``
+    only, its default metric, and its two steps: ``read`` the rows of the request, ``draw`` them
+    into a matplotlib Figure. The options it takes are :data:`OPTIONS`'."""
+
+    description: str
+    read: Callable[[PlotRequest], object]
+    draw: Callable[[PlotRequest, object], object]
+    one_folder: bool = False
+    default_metric: str = DEFAULT_METRIC
+
+
+def _best_rows(best_of: str | None = None, columns: list[str] | None = None):
+    """A reader of one row per checkpoint: the best head's ``best_of`` (default: the request's metric)."""
+
+    def read(request: PlotRequest):
+        import functools
+
+        from inductscan.results.queries import best_rows
+        from inductscan.timing_compare import load_several
+
+        metric = best_of or request.metric
+        return load_several(
+            request.results, functools.partial(best_rows, metric=metric, columns=columns, **request.chosen)
+        )
+
+    return read
+
+
+def _every_head(request: PlotRequest):
+    from inductscan.results.queries import load_selection
+    from inductscan.timing_compare import load_several
+
+    columns = ["tokens", request.metric]
+    return load_several(request.results, lambda path: load_selection(path, columns=columns, **request.chosen))
+
+
+def _require_held(request: PlotRequest) -> None:
+    """A one-folder kind reads a table of its own: the names of its selection are checked here."""
+    from inductscan.results import sql
+    from inductscan.results.selection import selection
+
+    sql.require_held(request.results[0], selection(**request.chosen))
+
+
+def _icl_curves(request: PlotRequest):
+    from inductscan.results.read import load_icl_curves
+    from inductscan.results.selection import selection
+
+    _require_held(request)
+    return load_icl_curves(request.results[0], **selection(**request.chosen))
+
+
+def _token_losses(request: PlotRequest):
+    from inductscan.results.selection import selection
+    from inductscan.seed_comparison import token_losses_of
+
+    _require_held(request)
+    return token_losses_of(request.results[0], request.warnings, **selection(**request.chosen))
+
+
+def _draw(name: str, **arguments):
+    """A drawer that calls ``inductscan.plots.NAME(rows, ...)`` with the request's ``arguments``
+    (each the name of a request field)."""
+
+    def draw(request: PlotRequest, rows):
+        from inductscan import plots
+
+        return getattr(plots, name)(rows, **{key: getattr(request, field) for key, field in arguments.items()})
+
+    return draw
+
+
+def _draw_seeds(request: PlotRequest, rows):
+    from inductscan import plots
+    from inductscan.phases import find_phase_changes
+
+    return plots.plot_seed_comparison(find_phase_changes(rows, request.metric, request.threshold))
+
+
+def _draw_compare(request: PlotRequest, rows):
+    from inductscan.compare_plots import plot_compare
+    from inductscan.timing_compare import compare_timing
+
+    timing = compare_timing(rows, request.metric, request.threshold, x=request.x, total_tokens=request.total_tokens)
+    return plot_compare(timing, x=request.x)
+
+
+def _draw_token(name: str, default_top: int):
+    def draw(request: PlotRequest, losses):
+        from inductscan import compare_plots
+
+        seeds, top = request.chosen["seed"], request.top or default_top
+        if name == "plot_seed_scatter":
+            pair = tuple(seeds[:2]) if seeds else None
+            return compare_plots.plot_seed_scatter(losses, seeds=pair, step=request.step, top=top)
+        return getattr(compare_plots, name)(losses, seeds=seeds, top=top)
+
+    return draw
+
+
+PLOT_KINDS: dict[str, PlotKind] = {  # kind: how to draw it, in the order the help lists them
+    "timing": PlotKind(
+        "best head's score against tokens, one line per seed, midpoint and onset-end marked",
+        _best_rows(),
+        _draw("plot_timing", metric="metric", threshold="threshold"),
+    ),
+    "heatmap": PlotKind(
+        "every head (layer.head) against step, for one run",
+        _every_head,
+        _draw("plot_heatmap", metric="metric"),
+    ),
+    "effects": PlotKind(
+        "scans with --head-effects: the top heads' exact gain_effect (or --metric icl_effect) against "
+        "tokens, a line a head, for one run",
+        _every_head,
+        _draw("plot_effects", metric="metric"),
+        default_metric="gain_effect",
+    ),
+    "seeds": PlotKind("midpoint tokens per seed with onset-end whiskers", _best_rows(), _draw_seeds),
+    "gain": PlotKind(
+        "in-context gain (nats) against tokens, one line per seed",
+        _best_rows("in_context_gain"),
+        _draw("plot_in_context_gain", threshold="threshold"),
+    ),
+    "icl": PlotKind(
+        "ICL score (scans with --icl-dataset) against tokens, one line per seed, its fall timed",
+        _best_rows("icl_score", ["icl"]),
+        _draw("plot_icl_score"),
+    ),
+    "icl-curves": PlotKind(
+        "loss against token position for one run, a line per checkpoint coloured by step",
+        _icl_curves,
+        _draw("plot_icl_curves"),
+        one_folder=True,
+    ),
+    "compare": PlotKind(
+        "every run of the folders on one axis (--x tokens|fraction), onset-end whiskers, grouped by suite",
+        _best_rows(columns=["repo"]),  # repo: where a toy run records its training
+        _draw_compare,
+    ),
+    "seed-scatter": PlotKind(
+        "per-token log-probabilities of two seeds at one step (--step), correlation, --top outliers",
+        _token_losses,
+        _draw_token("plot_seed_scatter", 10),
+        one_folder=True,
+    ),
+    "token-curves": PlotKind(
+        "per-token loss against tokens for the --top tokens changing most, smooth or S-shaped",
+        _token_losses,
+        _draw_token("plot_token_curves", 20),
+        one_folder=True,
+    ),
+    "loss-pca": PlotKind(
+        "training's path through the first principal components of the per-token losses, per seed",
+        _token_losses,
+        _draw_token("plot_loss_pca", 5),
+        one_folder=True,
+    ),
+}
+
+
+def check_image_path(output: Path) -> None:
+    """An image file is named .png, .svg or .pdf: its suffix says the format."""
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
+
+
+def refuse_a_missing_folder(output: Path) -> None:
+    """An image goes into a folder that exists: one made silently for a mistyped path would hide
+    the mistake. The refusal names the missing folder, or the file that stands in its way."""
+    if output.parent.is_dir():
+        return
+    blocker = next((parent for parent in output.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder; choose another {parameter('output')}"
+    else:
+        reason = f"the folder {output.parent} does not exist; create it, or choose another {parameter('output')}"
+    raise OutputError(f"cannot write the plot to {output}: {reason}")
+
+
+def save_figure(figure, output: Path) -> None:
+    """Write ``figure`` to ``output``; an OSError becomes an OutputError that says why."""
+    from inductscan.results.layout import unwritable_reason
+
+    try:
+        figure.savefig(output, dpi=150)
+    except OSError as error:
+        reason = unwritable_reason(output, error)
+        raise OutputError(
+            f"cannot write the plot to {output}: {reason}; choose another {parameter('output')}"
+        ) from error
+
+
+@dataclass(frozen=True)
+class PlotWritten:
+    """What :func:`plot` did: ``drawn`` False when no row matched (no file written)."""
+
+    kind: str
+    output: Path
+    drawn: bool
+    warnings: list[str]
+
+
+def plot(
+    kind: str,
+    results: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    metric: str | None = None,
+    threshold: float | None = None,
+    x: str | None = None,
+    total_tokens: int | None = None,
+    step: int | None = None,
+    top: int | None = None,
+    **chosen,
+) -> PlotWritten:
+    """Draw a figure of ``kind`` (:data:`PLOT_KINDS`) of the results folders ``results`` into the
+    image file ``output`` (.png, .svg or .pdf, in a folder that exists).
+
+    ``chosen``: the selection (``suite``, ``run``, ``seed``, ``step_range``). An option given to a
+    kind it does not change is refused, naming the kinds it changes: ignored silently, it would
+    leave the user believing it was drawn. None keeps an option's default: ``metric`` the kind's
+    (``induction``, ``gain_effect`` for effects), ``threshold`` the metric's, ``x`` tokens.
+    """
+    if kind not in PLOT_KINDS:
+        raise ConfigError(f"unknown kind of plot {kind!r}; choose one of {', '.join(PLOT_KINDS)}")
+    declared, output = PLOT_KINDS[kind], Path(output)
+    folders = [Path(results)] if isinstance(results, (str, os.PathLike)) else [Path(path) for path in results]
+    check_image_path(output)
+    given = {"metric": metric, "threshold": threshold, "x": x, "total_tokens": total_tokens, "step": step, "top": top}
+    for name, value in given.items():
+        if value is not None and kind not in OPTIONS[name]:
+            raise ConfigError(
+                f"{parameter(name)} does not apply to {parameter('kind')} {kind}; "
+                f"it applies to {', '.join(OPTIONS[name])}"
+            )
+    from inductscan.phase_table import learn_scores, refuse_total_tokens_without_fractions
+
+    refuse_total_tokens_without_fractions(total_tokens, x)
+    refuse_a_missing_folder(output)
+    request = PlotRequest(
+        folders,
+        _selection(chosen),
+        metric or declared.default_metric,
+        threshold,
+        x or "tokens",
+        total_tokens,
+        step,
+        top,
+    )
+    learn_scores(folders)
+    get_metric(request.metric)  # an unknown name lists the scores
+    if len(folders) > 1 and declared.one_folder:
+        raise ConfigError(f"{parameter('kind')} {kind} draws one results folder, got {len(folders)}")
+    rows = declared.read(request)
+    if rows.empty:
+        return PlotWritten(kind, output, False, request.warnings)
+    save_figure(declared.draw(request, rows), output)
+    return PlotWritten(kind, output, True, request.warnings)
+
+
+def _selection(chosen: dict) -> dict:
+    """The selection with every key present (the per-token kinds read its seeds)."""
+    return {"suite": None, "run": None, "seed": None, "step_range": None} | chosen

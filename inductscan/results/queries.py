@@ -1,0 +1,102 @@
+"""Questions asked of a results table: rows by suite, run, seed, step, layer and head; the best head
+per checkpoint; the top heads."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from inductscan.errors import ConfigError
+from inductscan.metrics import all_metrics
+from inductscan.results import sql
+from inductscan.results.declarations import learn_scores
+from inductscan.results.folder import ResultsFolder
+from inductscan.results.read import derive, load_results, require_results
+from inductscan.results.schema import INDEX
+from inductscan.results.selection import selection
+from inductscan.vocabulary import DERIVED, RUN_KEYS
+
+
+def _check_metric(frame: pd.DataFrame, metric: str) -> None:
+    if metric not in frame.columns:
+        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(all_metrics())}")
+
+
+def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
+    """One row per (suite, run, seed, step): the head with the highest ``metric``, every column of it;
+    of tied heads, the lowest (layer, head), as ``inductscan query --best`` chooses.
+
+    frame: as returned by :func:`inductscan.load_results` (indexed by seed, step, layer, head).
+    """
+    _check_metric(frame, metric)
+    flat = frame.reset_index()
+    if flat.empty:
+        return flat
+    flat = flat.sort_values(RUN_KEYS + ["step", "layer", "head"], ignore_index=True)  # idxmax: the first of ties
+    best = flat.loc[flat.groupby(RUN_KEYS + ["step"], sort=True)[metric].idxmax()]
+    return best.sort_values(RUN_KEYS + ["step"]).reset_index(drop=True)
+
+
+def load_selection(results: str | os.PathLike, *, columns: list[str] | None = None, **chosen) -> pd.DataFrame:
+    """The rows of a results folder that :func:`selection` chooses (only ``columns``, if given); an
+    empty frame when none match, :class:`~inductscan.errors.OutputError` when the folder holds no
+    results at all, and :class:`~inductscan.errors.NotHeldError` for a suite or run it does not hold."""
+    folder = ResultsFolder.of(results)
+    require_results(folder)
+    chosen = selection(**chosen)
+    sql.require_held(folder, chosen)
+    return load_results(folder, columns=columns, **chosen)
+
+
+def best_rows(
+    results: str | os.PathLike, metric: str = "induction", *, columns: list[str] | None = None, **chosen
+) -> pd.DataFrame:
+    """One row per checkpoint of the selection, its head with the highest ``metric``, indexed as
+    :func:`inductscan.load_results` is, with ``tokens``, ``metric`` and ``columns``: all that a
+    run's curve needs (:func:`inductscan.find_phase_changes`, the timing plots), 1/(layers x heads)
+    of the table, chosen by DuckDB."""
+    folder = ResultsFolder.of(results)
+    require_results(folder)
+    learn_scores(folder.path)
+    wanted = list(dict.fromkeys([*INDEX, "tokens", metric, *(columns or [])]))
+    answer = sql.select(folder, selection(**chosen), columns=wanted, best=True, metric=metric)
+    return answer.to_arrow_table().to_pandas().set_index(INDEX)
+
+
+def query(
+    results: str | os.PathLike,
+    *,
+    suite: str | None = None,
+    run: str | None = None,
+    seed: int | list[int] | None = None,
+    step_range: tuple[int, int] | None = None,
+    layer: int | None = None,
+    head: int | None = None,
+    min_induction: float | None = None,
+    top: int | None = None,
+    best: bool = False,
+    columns: str | list[str] | None = None,
+) -> pd.DataFrame:
+    """Rows of a results table as a flat frame: the selection, heads with ``induction`` at least
+    ``min_induction``, one best head per checkpoint (``best``), the ``top`` K heads; ``columns``
+    (default: identity and every score) in that order. Answered by DuckDB over the files
+    (:func:`inductscan.results.sql.select`); ``same_weights_as`` and ``hazard`` are derived as
+    :func:`inductscan.load_results` derives them, among the rows returned.
+
+    Example::
+
+        inductscan.query("results/", seed=21, layer=5, min_induction=0.4)
+    """
+    # None: sql.select's defaults, the users' scores the folder records among them (none is derived)
+    wanted = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
+    derived = [name for name in wanted or [] if name in DERIVED]
+    read = None if wanted is None else [name for name in wanted if name not in DERIVED]
+    if derived:
+        read += [name for name in ["suite", "run", "step", *DERIVED["hazard"]] if name not in read]
+    chosen = selection(suite=suite, run=run, seed=seed, step_range=step_range, layer=layer, head=head)
+    answer = sql.select(results, chosen, columns=read, min_induction=min_induction, best=best, top=top)
+    frame = answer.to_arrow_table().to_pandas()
+    if derived:
+        frame = derive(frame)
+    return frame if wanted is None else frame[wanted]

@@ -1,0 +1,93 @@
+"""Library errors name parameters; the command line names the same failure by its flag, the map
+written once (inductscan/cli/errors.py); and each failure's exit status."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from inductscan.cli import main
+from inductscan.cli.errors import FLAGS, flag, one_line
+from inductscan.errors import ConfigError, InductscanError, parameter
+from inductscan.icl import IclConfig
+from inductscan.plan import PlanArguments, ScanConfig, plan_scan
+
+from .conftest import one_line_error
+
+
+def test_flags_are_the_parameter_names_with_dashes_unless_mapped():
+    assert flag("threads") == "--threads"
+    assert flag("head_effects_top") == "--head-effects-top"
+    assert flag("icl.examples") == "--icl-examples"  # a field of ScanConfig.icl
+    assert flag("icl") == "--icl-dataset" and flag("output") == "-o"
+    assert all(value.startswith("-") for value in FLAGS.values())
+
+
+def test_a_message_names_the_parameter_for_python_and_the_flag_for_the_command_line():
+    error = ConfigError(f"{parameter('max_disk')} cannot bound the disk with {parameter('keep_weights')}")
+    assert str(error) == "max_disk cannot bound the disk with keep_weights"
+    assert one_line(error) == "error: --max-disk cannot bound the disk with --keep-weights"
+    assert str(ConfigError(f"{parameter('icl.context')} too short")) == "context too short"
+    assert str(InductscanError("no parameter named")) == "no parameter named"
+
+
+# A library call, and the command that makes the same call: the message names the parameter, then the flag.
+SAME_FAILURES = [
+    (lambda: ScanConfig(threads=0), ["--threads", "0"], "threads must be >= 1, got 0"),
+    (lambda: ScanConfig(prefetch=-1), ["--prefetch", "-1"], "prefetch must be >= 0, got -1"),
+    (
+        lambda: ScanConfig(max_disk=10**9, keep_weights=True),
+        ["--max-disk", "1GB", "--keep-weights"],
+        "max_disk cannot bound the disk when keep_weights keeps every checkpoint; choose one",
+    ),
+    (
+        lambda: ScanConfig(token_losses=True),
+        ["--token-losses"],
+        "token_losses stores the losses of the ICL examples: it needs icl",
+    ),
+    (
+        lambda: IclConfig("x", examples=0),
+        ["--icl-dataset", "x", "--icl-examples", "0"],
+        "examples must be >= 1, got 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "options", "message"), SAME_FAILURES)
+def test_the_same_failure_through_the_library_and_the_command_line(runner, tmp_path, call, options, message):
+    with pytest.raises(ConfigError) as raised:
+        call()
+    assert str(raised.value) == message
+    result = runner.invoke(main, ["scan", str(tmp_path), "--out", str(tmp_path / "out"), *options])
+    shown = one_line_error(result)
+    assert shown == one_line(raised.value) and shown != f"error: {message}"
+
+
+PLAN_FAILURES = [
+    (PlanArguments(every=0), ["--every", "0"], "every must be >= 1, got 0", "--every must be"),
+    (PlanArguments(shard="5/2"), ["--shard", "5/2"], "shard must be I/N with 0 <= I < N", "--shard must be"),
+    (
+        PlanArguments(tokens_per_step=-3),
+        ["--tokens-per-step", "-3"],
+        "tokens_per_step must be >= 0",
+        "--tokens-per-step",
+    ),
+]
+
+
+@pytest.mark.parametrize(("arguments", "options", "message", "flagged"), PLAN_FAILURES)
+def test_plan_errors_name_the_plan_arguments(runner, scanned, arguments, options, message, flagged):
+    folder, out = scanned
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        plan_scan(str(folder), arguments)
+    shown = one_line_error(runner.invoke(main, ["scan", str(folder), "--out", str(out), *options]))
+    assert shown.startswith(f"error: {flagged}")
+
+
+def test_exit_statuses(runner, tmp_path, scanned):
+    folder, out = scanned
+    assert runner.invoke(main, ["query", str(out), "--best"]).exit_code == 0
+    assert runner.invoke(main, ["query", str(tmp_path / "none")]).exit_code == 2  # bad input
+    assert runner.invoke(main, ["query", str(out), "--seed", "x"]).exit_code == 2  # a usage error
+    assert runner.invoke(main, ["status", str(out), "--suite", str(folder), "--steps", "0"]).exit_code == 0
