@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from inductscan.errors import DamagedFileError
@@ -168,9 +168,7 @@ class Scored:
     """The checkpoints a results folder holds rows of in ``table``, compacted or not:
     ``(suite, run, step) in Scored(folder)``. A scan's start-up asks once."""
 
-    def __init__(
-        self, folder: ResultsFolder | None, table: str = "scores", *, steps: dict | None = None
-    ) -> None:
+    def __init__(self, folder: ResultsFolder | None, table: str = "scores", *, steps: dict | None = None) -> None:
         """``steps``: instead of a folder's listing, the steps by (suite folder, run folder), as
         :meth:`ResultsFolder.done_steps` keys them (e.g. those of damaged files)."""
         self._steps = folder.done_steps(table) if steps is None else steps

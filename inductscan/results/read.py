@@ -27,7 +27,9 @@ from inductscan.results.selection import Selection
 from inductscan.vocabulary import DERIVED, Outcome
 
 
-def load_results(path: ResultsFolder | str | os.PathLike, *, columns: list[str] | None = None, **filters) -> pd.DataFrame:
+def load_results(
+    path: ResultsFolder | str | os.PathLike, *, columns: list[str] | None = None, **filters
+) -> pd.DataFrame:
     """The scan table as a DataFrame indexed by (suite, run, seed, step, layer, head), unique.
 
     Each keyword filters a column and is pushed down to the parquet reader: a value keeps rows
@@ -164,8 +166,9 @@ def require_results(path: ResultsFolder | str | os.PathLike) -> None:
 
 def recorded_checkpoints(path: ResultsFolder | str | os.PathLike, *, skip_damaged: bool = False) -> pd.DataFrame:
     """Every checkpoint a results folder holds scores or a failure record of: one row per
-    (suite, run, step) with its seed, repo and ``kind`` (:class:`~inductscan.vocabulary.Outcome`: "scored", or the failure's kind); with
-    ``skip_damaged``, of the files that can be read (else a damaged one raises, naming it)."""
+    (suite, run, step) with its seed, repo and ``kind`` (:class:`~inductscan.vocabulary.Outcome`:
+    "scored", or the failure's kind); with ``skip_damaged``, of the files that can be read (else a
+    damaged one raises, naming it)."""
     columns = ["suite", "run", "seed", "repo", "step"]
     scored = pd.DataFrame(columns=columns)
     folder = ResultsFolder.of(path)

@@ -189,8 +189,8 @@ def select(
     top: int | None = None,
     metric: str = "induction",
 ) -> duckdb.DuckDBPyRelation:
-    """The rows of the scores table that ``filters`` (a :class:`Selection`, or its keywords) select; with ``min_induction``, only heads at least that inductive; with ``best``, the
-    head with the highest ``metric`` per (suite, run, seed, step), ties to the lowest (layer,
+    """The rows of the scores table that ``filters`` (a :class:`Selection`, or its keywords) select;
+    with ``min_induction``, only heads at least that inductive; with ``best``, the head with the highest ``metric`` per (suite, run, seed, step), ties to the lowest (layer,
     head); with ``top``, the ``top`` rows with the highest ``metric``. Sorted by run, step, layer
     and head unless ``top`` orders them. Returns the executed query: fetch its rows with
     ``fetchall()`` (plain Python values) or ``to_arrow_table()``."""

@@ -29,7 +29,6 @@ from inductscan.results.damaged import set_aside_damaged
 from inductscan.results.folder import ResultsFolder, is_done
 from inductscan.results.layout import read_run
 from inductscan.results.write import write_scores
-
 from tests.conftest import REPO_ROOT
 
 PROBE = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))

@@ -28,7 +28,6 @@ from inductscan.results.compact import compact
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.write import IclResult, write_scores
 from inductscan.runner import LocalExecutor, Progress, prepare_scan
-
 from tests.conftest import REPO_ROOT, gpt2_model, make_local_suite, save_checkpoint
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
@@ -263,7 +262,6 @@ def test_no_space_in_the_middle_of_a_compaction_is_one_line_too(tmp_path):
 def test_no_space_for_a_download_is_one_line_too(tmp_path):
     """The Hugging Face cache's disk, not the results folder's: a weight file larger than the limit."""
     from inductscan.testing.hub_server import HubServer
-
     from tests.test_stream import hub_env
     from tests.test_trust import pythia_like
 

@@ -78,7 +78,7 @@ def test_stale_temporaries_of_this_host_are_found_in_the_one_listing(tmp_path):
     live = temporary_beside(out / "scores" / "s" / "r" / "step-000000001.parquet")  # this process: alive
     live.parent.mkdir(parents=True)
     live.write_text("writing")
-    top = out / f".x{stale.name[stale.name.index('.tmp-'):]}"  # the top level is never searched
+    top = out / f".x{stale.name[stale.name.index('.tmp-') :]}"  # the top level is never searched
     top.write_text("")
     folder = ResultsFolder(out)
     assert sorted(folder.temporaries()) == sorted([stale, live])

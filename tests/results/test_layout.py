@@ -23,7 +23,6 @@ from inductscan.plan import ScanConfig, plan
 from inductscan.results.folder import ResultsFolder
 from inductscan.runner import run_scan
 from inductscan.suites import local_run_name, local_suite
-
 from tests.conftest import REPO_ROOT, make_local_suite
 
 PROBE = ["--probe-length", "8", "--probe-batch", "20"]

@@ -51,7 +51,9 @@ def test_the_arrow_filter_the_sql_where_and_the_pandas_mask_keep_the_same_rows(f
     files = ResultsFolder(folder).visible_files()
     schema = folder_schema(folder)
     every = ds.dataset(files, schema=schema, format="parquet").to_table(columns=KEYS).to_pandas()
-    by_arrow = ds.dataset(files, schema=schema, format="parquet").to_table(columns=KEYS, filter=chosen.expression(schema))
+    by_arrow = ds.dataset(files, schema=schema, format="parquet").to_table(
+        columns=KEYS, filter=chosen.expression(schema)
+    )
     by_arrow = sorted(by_arrow.to_pandas().itertuples(index=False, name=None))
     where, parameters = chosen.where(schema.names)
     listed = ", ".join(f"'{name}'" for name in files)

@@ -64,7 +64,10 @@ def test_a_second_claim_of_a_suite_gets_the_first_ones_settings(tmp_path):
 def test_the_differences_are_named_in_one_phrase():
     differences = Settings('{"length": 9}', None, "bfloat16").differences(Settings('{"length": 8}', None, "float32"))
     assert differences == [("probe length", 9, 8), ("dtype", "bfloat16", "float32")]
-    assert named_differences(differences, "there", "here") == "probe length 8 there, 9 here; dtype float32 there, bfloat16 here"
+    assert (
+        named_differences(differences, "there", "here")
+        == "probe length 8 there, 9 here; dtype float32 there, bfloat16 here"
+    )
     icl = [("ICL dataset", None, "a.txt")]
     assert named_differences(icl, "in A", "in B") == "ICL dataset a.txt in A, none in B"
     assert named_differences(icl, "in A", "in B", shown=str) == "ICL dataset a.txt in A, None in B"
