@@ -190,10 +190,11 @@ def select(
     metric: str = "induction",
 ) -> duckdb.DuckDBPyRelation:
     """The rows of the scores table that ``filters`` (a :class:`Selection`, or its keywords) select;
-    with ``min_induction``, only heads at least that inductive; with ``best``, the head with the highest ``metric`` per (suite, run, seed, step), ties to the lowest (layer,
-    head); with ``top``, the ``top`` rows with the highest ``metric``. Sorted by run, step, layer
-    and head unless ``top`` orders them. Returns the executed query: fetch its rows with
-    ``fetchall()`` (plain Python values) or ``to_arrow_table()``."""
+    with ``min_induction``, only heads at least that inductive; with ``best``, the head with the
+    highest ``metric`` per (suite, run, seed, step), ties to the lowest (layer, head); with
+    ``top``, the ``top`` rows with the highest ``metric``. Sorted by run, step, layer and head
+    unless ``top`` orders them. Returns the executed query: fetch its rows with ``fetchall()``
+    (plain Python values) or ``to_arrow_table()``."""
     connection = connect(results)
     learn_scores(results)  # its users' scores: among the default columns, and as --metric
     if "scores" not in _views(connection):
