@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 from inductscan.labels import run_label
 from inductscan.vocabulary import RUN_KEYS
 
@@ -78,7 +78,7 @@ class SeedScatter:
     def outliers(self, top: int = 10) -> pd.DataFrame:
         """The ``top`` tokens on which the two runs differ most (largest |logprob_a - logprob_b|)."""
         if top < 1:
-            raise ConfigError(f"--top must be >= 1, got {top}")
+            raise ConfigError(f"{parameter('top')} must be >= 1, got {top}")
         order = self.points["difference"].abs().sort_values(ascending=False, kind="stable").index
         return self.points.loc[order[:top]].reset_index(drop=True)
 
@@ -197,7 +197,7 @@ def curve_shapes(losses: pd.DataFrame, *, seeds: list[int] | None = None, count:
     its first checkpoint with tokens seen > 0 to its last, each classified by :func:`classify_curves`
     against log tokens seen."""
     if count < 1:
-        raise ConfigError(f"--top must be >= 1, got {count}")
+        raise ConfigError(f"{parameter('top')} must be >= 1, got {count}")
     if losses.empty:
         raise ConfigError("no token losses to draw")
     matrices, shapes = {}, []
@@ -205,7 +205,7 @@ def curve_shapes(losses: pd.DataFrame, *, seeds: list[int] | None = None, count:
         matrix = token_curves(losses, run)
         matrix = matrix[matrix.index.get_level_values("tokens") > 0]  # log tokens: step 0 and a suite without tokens
         if matrix.empty:
-            raise ConfigError("the token losses have no tokens seen (> 0): scan with --tokens-per-step")
+            raise ConfigError(f"the token losses have no tokens seen (> 0): scan with {parameter('tokens_per_step')}")
         chosen = changing_most(matrix, count)
         x = np.log(chosen.index.get_level_values("tokens").to_numpy(dtype=float))
         classified = classify_curves(x, chosen.to_numpy())

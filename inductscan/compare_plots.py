@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from inductscan.compare import curve_shapes, loss_pca, seed_scatter
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 from inductscan.labels import run_labels
 from inductscan.phases import LEVELS
 from inductscan.plots import FIGURE_SIZE, draw_timing_row, readable_ticks
@@ -31,7 +31,8 @@ def plot_compare(timing: pd.DataFrame, *, x: str = "tokens") -> Figure:
         raise ConfigError("no runs to compare")
     if x == "tokens" and without_tokens(timing):
         raise ConfigError(
-            f"{', '.join(without_tokens(timing))} counts no tokens (scan a local folder with --tokens-per-step)"
+            f"{', '.join(without_tokens(timing))} counts no tokens "
+            f"(scan a local folder with {parameter('tokens_per_step')})"
         )
     if x == "fraction" and "midpoint_fraction" not in timing.columns:
         raise ConfigError("the timing table has no fractions: make it with x='fraction'")

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from inductscan import report_figures, report_token_losses
-from inductscan.errors import ConfigError, OutputError
+from inductscan.errors import ConfigError, OutputError, parameter
 from inductscan.labels import run_labels
 from inductscan.metrics import METRICS, get_metric, is_added
 from inductscan.phases import find_phase_changes, verdict
@@ -99,7 +99,7 @@ def write_report(
     if out.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"the report is an HTML page: name it .html, not {out.name}")
     if patterns < 0:
-        raise ConfigError(f"--patterns must be >= 0, got {patterns}")
+        raise ConfigError(f"{parameter('patterns')} must be >= 0, got {patterns}")
     page, notice = build_report(results, suite=suite, run=run, seed=seed, step_range=step_range, patterns=patterns)
     try:
         _write_atomically(out, page.encode())

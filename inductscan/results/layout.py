@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from inductscan.errors import DiskFullError, OutputError, no_space
+from inductscan.errors import DiskFullError, OutputError, no_space, parameter
 
 T = TypeVar("T")
 
@@ -152,7 +152,7 @@ def check_writable(out: str | os.PathLike) -> None:
         (Path(out) / ".write-check").unlink(missing_ok=True)  # two scans starting at once: either removes it
     except OSError as error:
         raise OutputError(
-            f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another --out"
+            f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another {parameter('out')}"
         ) from error
 
 

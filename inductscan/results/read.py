@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from inductscan import hazards
-from inductscan.errors import ConfigError, OutputError
+from inductscan.errors import ConfigError, OutputError, parameter
 from inductscan.results import sql
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
@@ -148,7 +148,7 @@ def load_icl_curves(path: ResultsFolder | str | os.PathLike, **filters) -> pd.Da
     :func:`load_results`, on the curve columns."""
     files = ResultsFolder.of(path).visible_files("icl_curves")
     if not files:
-        raise OutputError(f"no ICL curves in {path}: scan with --icl-dataset to make them")
+        raise OutputError(f"no ICL curves in {path}: scan with {parameter('icl')} to make them")
     expression = Selection.from_filters(filters).expression(CURVE_SCHEMA)
     frame = ds.dataset(files, schema=CURVE_SCHEMA, format="parquet").to_table(filter=expression).to_pandas()
     return frame.sort_values(["suite", "run", "step", "position"]).reset_index(drop=True)

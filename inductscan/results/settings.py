@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 from inductscan.metrics import SCORING_VERSION
 from inductscan.results import sql
 from inductscan.results.folder import ResultsFolder
@@ -191,7 +191,8 @@ def _refuse_if_other(out: os.PathLike, suite: str, settings: Settings, held: Set
     named = named_differences(differences, "there", "here")
     fixes = list(dict.fromkeys(_fix(name, theirs, json.loads(held.probe)) for name, _, theirs in differences))
     raise ConfigError(
-        f"{what}, made with other settings ({named}): scan with {' and '.join(fixes)}, or into another --out"
+        f"{what}, made with other settings ({named}): scan with {' and '.join(fixes)}, "
+        f"or into another {parameter('out')}"
     )
 
 
@@ -201,7 +202,9 @@ PROBE_TOKEN_SETTINGS = ("probe token_low", "probe token_high", "probe excluded",
 def _fix(setting: str, held, held_probe: dict) -> str:
     """What to pass to scan as the rows in the folder were scanned (``held_probe``: their probe's record)."""
     if setting == "ICL dataset":
-        return "no --icl-dataset (they are without the ICL score)" if held is None else f"--icl-dataset {held}"
+        return (
+            f"no {parameter('icl')} (they are without the ICL score)" if held is None else f"{parameter('icl')} {held}"
+        )
     if setting in PROBE_TOKEN_SETTINGS and "token_list_sha256" in held_probe:
         return "the same --probe-tokens-file as before (its ids' sha256 is the folder's)"
     if setting in PROBE_TOKEN_SETTINGS:
@@ -216,7 +219,7 @@ def _fix(setting: str, held, held_probe: dict) -> str:
     if setting.startswith("ICL "):
         return "the same --icl-* options as before"
     if setting == "dtype":
-        return f"--dtype {held}"
+        return f"{parameter('dtype')} {held}"
     if setting.startswith("score "):
         name = setting.split()[1]
         if held is None:

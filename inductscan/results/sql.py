@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from inductscan.errors import ConfigError, NotHeldError, OutputError
+from inductscan.errors import ConfigError, NotHeldError, OutputError, parameter
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, is_added
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
@@ -210,7 +210,7 @@ def select(
     if unknown:
         raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(known + list(DERIVED))}")
     if top is not None and top < 1:
-        raise ConfigError(f"--top must be >= 1, got {top}")
+        raise ConfigError(f"{parameter('top')} must be >= 1, got {top}")
     where, parameters = Selection.from_filters(filters).where(known)
     if min_induction is not None:
         where += (" AND " if where else " WHERE ") + "induction >= ?"

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from inductscan.errors import OutputError
+from inductscan.errors import OutputError, parameter
 from inductscan.results.folder import ResultsFolder, Scored
 from inductscan.results.layout import atomic, require_results_folder, token_losses_path
 from inductscan.results.probes import stored_icl_ids
@@ -111,7 +111,9 @@ def load_token_losses(path: str | os.PathLike, **filters) -> pd.DataFrame:
     require_results_folder(path)
     files = _files(path)
     if not files:
-        raise OutputError(f"no token losses in {path}: scan with --icl-dataset and --token-losses to store them")
+        raise OutputError(
+            f"no token losses in {path}: scan with {parameter('icl')} and {parameter('token_losses')} to store them"
+        )
     expression = Selection.from_filters(filters).expression(SCHEMA)
     frame = ds.dataset(files, schema=SCHEMA, format="parquet").to_table(filter=expression).to_pandas()
     return frame.sort_values(["suite", "run", "step", "example", "position"]).reset_index(drop=True)
