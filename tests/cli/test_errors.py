@@ -91,3 +91,14 @@ def test_exit_statuses(runner, tmp_path, scanned):
     assert runner.invoke(main, ["query", str(tmp_path / "none")]).exit_code == 2  # bad input
     assert runner.invoke(main, ["query", str(out), "--seed", "x"]).exit_code == 2  # a usage error
     assert runner.invoke(main, ["status", str(out), "--suite", str(folder), "--steps", "0"]).exit_code == 0
+
+
+def test_the_results_package_names_parameters_too(runner, scanned):
+    from inductscan.results import sql
+
+    _, scanned = scanned
+    with pytest.raises(ConfigError) as raised:
+        sql.select(scanned, {}, top=0)
+    assert str(raised.value) == "top must be >= 1, got 0"
+    result = runner.invoke(main, ["query", str(scanned), "--top", "0"])
+    assert one_line_error(result) == one_line(raised.value) == "error: --top must be >= 1, got 0"
