@@ -82,7 +82,7 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data))
 
 
-# A scan through the command line, as a user runs it (tests/test_trust.py, tests/results/test_settings.py)
+# A scan through the command line, as a user runs it (tests/test_identity.py, test_runner.py, results/test_settings.py)
 PROBE = ["--probe-length", "8", "--probe-batch", "4"]
 
 

@@ -262,8 +262,8 @@ def test_no_space_in_the_middle_of_a_compaction_is_one_line_too(tmp_path):
 def test_no_space_for_a_download_is_one_line_too(tmp_path):
     """The Hugging Face cache's disk, not the results folder's: a weight file larger than the limit."""
     from inductscan.testing.hub_server import HubServer
+    from tests.test_runner import pythia_like
     from tests.test_stream import hub_env
-    from tests.test_trust import pythia_like
 
     folder = save_checkpoint(pythia_like(0), tmp_path / "made")  # 5 MB of weights
     with HubServer() as server:
