@@ -139,7 +139,7 @@ def _draw_token(name: str, default_top: int):
     def draw(request: PlotRequest, losses):
         from inductscan import compare_plots
 
-        seeds, top = request.chosen["seed"], request.top or default_top
+        seeds, top = request.chosen["seed"], default_top if request.top is None else request.top
         if name == "plot_seed_scatter":
             pair = tuple(seeds[:2]) if seeds else None
             return compare_plots.plot_seed_scatter(losses, seeds=pair, step=request.step, top=top)

@@ -35,7 +35,7 @@ class ProbeConfig:
         for name, minimum in (("length", 2), ("repeats", 2), ("batch", 1), ("seed", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ConfigError(f"probe {name} must be an integer >= {minimum}, got {value!r}")
+                raise ConfigError(f"{parameter('probe_' + name)} must be an integer >= {minimum}, got {value!r}")
 
     def replace(self, **changes: int | None) -> ProbeConfig:
         """A copy with the given fields changed; ``None`` values keep the current field."""

@@ -102,3 +102,14 @@ def test_the_results_package_names_parameters_too(runner, scanned):
     assert str(raised.value) == "top must be >= 1, got 0"
     result = runner.invoke(main, ["query", str(scanned), "--top", "0"])
     assert one_line_error(result) == one_line(raised.value) == "error: --top must be >= 1, got 0"
+
+
+def test_a_probe_setting_is_named_as_the_scan_takes_it(runner, scanned, tmp_path):
+    from inductscan.probe import ProbeConfig
+
+    with pytest.raises(ConfigError) as raised:
+        ProbeConfig(length=0)
+    assert str(raised.value) == "probe_length must be an integer >= 2, got 0"  # ScanConfig's name for it
+    folder, _ = scanned
+    result = runner.invoke(main, ["scan", str(folder), "--out", str(tmp_path / "out"), "--probe-length", "0"])
+    assert one_line_error(result) == "error: --probe-length must be an integer >= 2, got 0"

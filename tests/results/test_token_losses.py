@@ -121,7 +121,7 @@ def test_a_resume_with_token_losses_scores_the_checkpoints_that_lack_them(scanne
     suite, _, data = scanned
     out = tmp_path / "out"
     scan(suite, out, data, seeds=[0], steps=[0, 10], token_losses=False)
-    with pytest.raises(OutputError, match="scan with --icl-dataset and --token-losses"):
+    with pytest.raises(OutputError, match="scan with icl and token_losses"):
         inductscan.load_token_losses(out)
     assert token_losses.missing(out)[["seed", "step"]].values.tolist() == [[0, 0], [0, 10]]
     again = scan(suite, out, data, seeds=[0], steps=[10, 20])
