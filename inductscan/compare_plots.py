@@ -128,6 +128,8 @@ def plot_loss_pca(losses: pd.DataFrame, *, seeds: list[int] | None = None, top: 
     a panel beside it, the ``top`` tokens that weigh most on each component: each named by its
     example and position in the ``--token-losses`` data, with its loading (the sign says which way
     the token's loss moves the run along the component)."""
+    if top < 1:
+        raise ConfigError(f"{parameter('top')} must be >= 1, got {top}")
     analysis = loss_pca(losses, seeds=seeds, count=2)
     if analysis.components.shape[0] < 2:
         raise ConfigError("a loss PCA plot needs at least 2 components: scan more checkpoints")

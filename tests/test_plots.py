@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import inductscan
 from inductscan.cli import main
+from inductscan.errors import ConfigError
 from inductscan.phase_view import amount
 from inductscan.plan import ScanConfig, plan
 from inductscan.plot_kinds import PLOT_KINDS as PLOTS
@@ -283,6 +284,8 @@ def test_the_loss_pca_panel_names_its_tokens_in_words():
     assert text.startswith("PC1: the 2 tokens weighing most\nexample ")
     assert "\n\nPC2: the 2 tokens weighing most\n" in text
     assert all(line.startswith(("PC", "example ")) for line in text.splitlines() if line)
+    with pytest.raises(ConfigError, match="^top must be >= 1, got 0$"):  # not taken for the default
+        inductscan.plot_loss_pca(token_table(losses, steps=[10, 20, 40, 80]), top=0)
 
 
 def test_a_fraction_of_the_toy_suites_training_comes_from_its_manifest(tmp_path):

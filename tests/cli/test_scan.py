@@ -56,7 +56,7 @@ def test_bad_input_gives_one_line(runner, tmp_path, scanned):
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--seeds", "22"]), "no seed 22", "21, 49")
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--steps", "15"]), "no step 15", "10, 20")
     one_line_error(runner.invoke(main, ["scan", str(tmp_path / "nowhere")]), "no such folder")
-    one_line_error(runner.invoke(main, ["scan", str(folder), "--probe-length", "0"]), "probe length")
+    one_line_error(runner.invoke(main, ["scan", str(folder), "--probe-length", "0"]), "--probe-length must be")
     one_line_error(
         runner.invoke(main, ["scan", str(folder), "--probe-length", "40", "--probe-repeats", "3"]),
         "121 positions",
