@@ -106,9 +106,11 @@ def trainer_run(folder: Path, seed: int, steps=(0, 10)) -> Path:
     return folder
 
 
-def one_line(result, code: int, *fragments):
+def one_line(result, code: int, *fragments: str) -> str:
+    """The one line a command printed, with its exit status and every fragment checked."""
     assert result.exit_code == code, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1, result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import inductscan
 from inductscan.cli import main
 
-from .conftest import gpt2_model, neox_model, save_checkpoint
+from .conftest import gpt2_model, neox_model, one_line, save_checkpoint
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
 
@@ -22,15 +22,6 @@ PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-
-
-def one_line(result, code: int, *fragments: str) -> str:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_a_step_held_by_several_folders_is_refused_naming_them(runner, tmp_path):

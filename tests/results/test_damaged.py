@@ -28,7 +28,7 @@ from inductscan.results.compact import compact
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.write import IclResult, write_scores
 from inductscan.runner import LocalExecutor, Progress, prepare_scan
-from tests.conftest import REPO_ROOT, gpt2_model, make_local_suite, save_checkpoint
+from tests.conftest import REPO_ROOT, gpt2_model, make_local_suite, one_line, save_checkpoint
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
 
@@ -63,15 +63,6 @@ def scanned(scanned_once, tmp_path) -> tuple[Path, Path, Path]:
         "step-000000030.parquet",
     ]
     return suite, out, folder
-
-
-def one_line(result, code: int, *fragments: str) -> str:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def readers(out: Path, tmp_path: Path) -> list[list[str]]:
