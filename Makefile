@@ -28,7 +28,7 @@ demo: install
 test: install
 	$(BIN)/ruff check inductscan tests scripts
 	$(BIN)/ruff format --check inductscan tests scripts
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(DEMO) results

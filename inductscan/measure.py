@@ -119,8 +119,7 @@ def _report_non_finite(name: str, finite: torch.Tensor) -> None:
     layers = ", ".join(map(str, torch.nonzero(~finite).flatten().tolist()))
     where = f" in layer(s) {layers}" if name != "loss" else ""
     raise NonFiniteError(
-        f"the forward pass gave a non-finite {name}{where}; with finite weights this is an "
-        "overflow: try --dtype float32"
+        f"the forward pass gave a non-finite {name}{where}; with finite weights this is an overflow: scan in float32"
     )
 
 

@@ -48,7 +48,7 @@ class DiskBudget:
             try:
                 if self.limit is not None and size > self.limit:
                     raise CheckpointUnavailableError(
-                        f"needs {size:,} bytes of disk, more than --max-disk {self.limit:,}"
+                        f"needs {size:,} bytes of disk, more than the disk budget of {self.limit:,} bytes"
                     )
                 self._wait(lambda: self.limit is None or self.used + size <= self.limit)
                 self.used += size

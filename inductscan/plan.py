@@ -213,16 +213,25 @@ class Shard:
     index: int
     count: int
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.index, int) and isinstance(self.count, int) and 0 <= self.index < self.count):
+            raise ConfigError(f"{parameter('shard')} must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {self}")
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
     @classmethod
-    def parse(cls, text: str) -> Shard:
-        index, sep, count = text.partition("/")
-        try:
-            shard = cls(int(index), int(count))
-        except ValueError:
-            shard = None
-        if not sep or shard is None or not 0 <= shard.index < shard.count:
-            raise ConfigError(f"{parameter('shard')} must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
-        return shard
+    def of(cls, shard: Shard | str | tuple[int, int]) -> Shard:
+        """``shard`` as a :class:`Shard`: one already, ``"I/N"`` or ``(I, N)``."""
+        if isinstance(shard, Shard):
+            return shard
+        if isinstance(shard, str):
+            index, sep, count = shard.partition("/")
+            if sep and index.strip().isdigit() and count.strip().isdigit():
+                return cls(int(index), int(count))
+        elif isinstance(shard, tuple) and len(shard) == 2:
+            return cls(*shard)
+        raise ConfigError(f"{parameter('shard')} must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {shard!r}")
 
     def select(self, refs: list[CheckpointRef]) -> list[CheckpointRef]:
         return refs[self.index :: self.count]
@@ -312,7 +321,7 @@ class PlanArguments:
     one. ``seeds`` and ``steps``: lists (one number stands for a list of it); ``step_range``: the
     steps ``(low, high)``, both included; ``every``: every Nth of the chosen steps, and always the
     last; ``tokens_per_step``: a local folder's (default 0, or its manifest's); ``shard``: a
-    :class:`Shard` or ``"I/N"``, the I-th of N interleaved parts of the plan. Checked where the plan
+    :class:`Shard`, ``"I/N"`` or ``(I, N)``, the I-th of N interleaved parts of the plan. Checked where the plan
     is made (:func:`plan_scan`), in the order a scan meets them."""
 
     seeds: int | list[int] | None = None
@@ -320,7 +329,7 @@ class PlanArguments:
     step_range: tuple[int, int] | None = None
     every: int | None = None
     tokens_per_step: int | None = None
-    shard: Shard | str | None = None
+    shard: Shard | str | tuple[int, int] | None = None
 
     @classmethod
     def of(cls, arguments: PlanArguments | None = None, **chosen) -> PlanArguments:
@@ -333,8 +342,7 @@ class PlanArguments:
 
     def shard_of(self, refs: list[CheckpointRef]) -> list[CheckpointRef]:
         """The part of ``refs`` that ``shard`` keeps (all of them without one)."""
-        shard = Shard.parse(self.shard) if isinstance(self.shard, str) else self.shard
-        return shard.select(refs) if shard is not None else refs
+        return Shard.of(self.shard).select(refs) if self.shard is not None else refs
 
 
 SCAN_DEFAULTS = ScanConfig()

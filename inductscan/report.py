@@ -22,7 +22,6 @@ figures and :mod:`inductscan.report_html` the page. None of them needs torch.
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +29,14 @@ import numpy as np
 import pandas as pd
 
 from inductscan import report_figures, report_token_losses
-from inductscan.errors import ConfigError, OutputError, parameter
+from inductscan.errors import ConfigError, DiskFullError, OutputError, parameter
 from inductscan.labels import run_labels
 from inductscan.metrics import METRICS, get_metric, is_added
 from inductscan.phases import find_phase_changes, verdict
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
 from inductscan.report_numbers import rounded, subsample
 from inductscan.results.declarations import learn_scores
-from inductscan.results.layout import require_results_folder, unwritable_reason
+from inductscan.results.layout import atomic, require_results_folder, unwritable_reason
 from inductscan.results.queries import load_selection
 from inductscan.results.read import load_icl_curves, require_results
 from inductscan.results.records import load_failures
@@ -102,23 +101,12 @@ def write_report(
         raise ConfigError(f"{parameter('patterns')} must be >= 0, got {patterns}")
     page, notice = build_report(results, suite=suite, run=run, seed=seed, step_range=step_range, patterns=patterns)
     try:
-        _write_atomically(out, page.encode())
-    except OSError as error:
-        reason = unwritable_reason(out, error)
+        with atomic(out) as temporary:
+            temporary.write_bytes(page.encode())
+    except OSError as error:  # a full disk too: what to do is the same, choose another place
+        reason = unwritable_reason(out, error.__cause__ if isinstance(error, DiskFullError) else error)
         raise OutputError(f"cannot write the report to {out}: {reason}; choose another -o") from error
     return ReportSummary(out, out.stat().st_size, notice, empty_folder=notice == empty_folder_notice(results))
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write to a temporary name beside ``path`` (mode as any new file's), then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        with open(temporary, "xb") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def build_report(results: str | os.PathLike, *, patterns: int = 0, **chosen) -> tuple[str, str | None]:
@@ -179,9 +167,11 @@ def _add_token_losses(sections: dict, results, frame: pd.DataFrame, chosen: dict
 
 def best_per_checkpoint(flat: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (run, step): ``value`` (the best head's ``metric``, or the checkpoint score),
-    with ``tokens`` and, for a head score, the best head's ``layer`` and ``head``."""
+    with ``tokens`` and, for a head score, the best head's ``layer`` and ``head``: of tied heads the
+    lowest (layer, head), as ``inductscan query --best`` chooses."""
     rows = flat[[*RUN_KEYS, "step", "tokens", "layer", "head", metric]].dropna(subset=[metric])
     if get_metric(metric).level == "head":
+        rows = rows.sort_values([*RUN_KEYS, "step", "layer", "head"])  # idxmax: the first of ties
         rows = rows.loc[rows.groupby([*RUN_KEYS, "step"], sort=True)[metric].idxmax()]
     else:
         rows = rows.groupby([*RUN_KEYS, "step"], sort=True, as_index=False).first()

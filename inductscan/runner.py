@@ -500,7 +500,7 @@ def refuse_another_suite(folder: ResultsFolder, refs: list[CheckpointRef]) -> No
             raise ConfigError(
                 f"{out} already holds the checkpoints of {ref.repo} as suite {other}: scanned as "
                 f"{ref.suite.name} they would count twice; scan them as {other}, leave seed {ref.run.seed} out, "
-                "or scan into another --out"
+                f"or scan into another {parameter('out')}"
             )
     planned = {(ref.suite.name, ref.run.name): ref for ref in refs}
     for suite, run, _, step, tokens in held:
@@ -509,16 +509,17 @@ def refuse_another_suite(folder: ResultsFolder, refs: list[CheckpointRef]) -> No
             continue
         wanted = ref.suite.tokens_of(ref.run, step)
         if tokens != wanted and ref.suite.source == "local":
-            counted = f"{tokens // step:,} tokens per step" if tokens else "no token count (no --tokens-per-step)"
-            fix = f"--tokens-per-step {tokens // step}" if tokens else "no --tokens-per-step"
+            per_step = parameter("tokens_per_step")
+            counted = f"{tokens // step:,} tokens per step" if tokens else f"no token count (no {per_step})"
+            fix = f"{per_step} {tokens // step}" if tokens else f"no {per_step}"
             raise ConfigError(
                 f"{out} holds {suite} {run} with {counted} (step {step}: {tokens:,} tokens), this scan counts "
-                f"{ref.suite.tokens_per_step:,} a step: scan with {fix}, or into another --out"
+                f"{ref.suite.tokens_per_step:,} a step: scan with {fix}, or into another {parameter('out')}"
             )
         if tokens != wanted:
             raise ConfigError(
                 f"{out} holds {suite} {run} step {step} at {tokens:,} tokens, the catalog counts {wanted:,} now "
-                "(another inductscan's catalog): scan into another --out"
+                f"(another inductscan's catalog): scan into another {parameter('out')}"
             )
 
 

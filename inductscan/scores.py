@@ -390,14 +390,6 @@ def induction_logit(contributions: torch.Tensor, final_scale: torch.Tensor) -> t
     return (contributions / final_scale.double()[..., None]).mean(dim=(-3, -2))
 
 
-def losses(logits: torch.Tensor, ids: torch.Tensor, layout: Layout) -> dict[str, float]:
-    """``loss_first``, ``loss_repeat`` and ``in_context_gain`` (nats) from the logits.
-
-    logits (batch, position, vocab), ids (batch, position).
-    """
-    return loss_summary(token_losses(logits, ids), layout)
-
-
 def token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """The loss of predicting each token from the position before it.
 

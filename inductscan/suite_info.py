@@ -14,6 +14,7 @@ from inductscan import listing
 from inductscan.entries import Suite
 from inductscan.errors import BranchListingError
 from inductscan.grammar import BranchPattern
+from inductscan.results.layout import require_results_folder
 from inductscan.suites import CATALOG, TOY_NAME, get_suite, toy_home
 
 
@@ -36,6 +37,8 @@ def suite_lines(name: str, results: str | os.PathLike | None = None) -> list[str
     """One suite in full. With ``results``, a listed suite's runs and steps are those of the listing
     that folder keeps (none kept: the lines say so)."""
     suite = get_suite(name)
+    if results is not None:
+        require_results_folder(results)
     lines = [f"{suite.name}: {suite.description}"]
     if suite.family or suite.model_type:
         lines.append(f"  family: {suite.family or '-'}; config model_type: {suite.model_type or 'any'}")

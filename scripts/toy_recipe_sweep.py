@@ -15,7 +15,6 @@ from pathlib import Path
 
 import inductscan
 from inductscan.plan import ScanConfig, plan
-from inductscan.results.queries import best_heads
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite
@@ -36,7 +35,7 @@ def main() -> None:
         folder = args.out / name.replace(" ", "_")
         build_toy_suite(folder / "suite", seeds, ToyConfig(**recipe), jobs=len(seeds))
         run_scan(plan(local_suite(folder / "suite")), folder / "results", ScanConfig(), progress=False)
-        best = best_heads(inductscan.load_results(folder / "results"))
+        best = inductscan.query(folder / "results", best=True)
         last = best.sort_values("step").groupby("seed").tail(1)
         for row in last.itertuples():
             print(

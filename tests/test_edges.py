@@ -14,7 +14,7 @@ from inductscan.plan import ScanConfig, plan
 from inductscan.runner import Progress, ScanContext, ScanSummary, run_scan
 from inductscan.suites import local_suite
 
-from .conftest import make_local_suite, neox_model, run_cli
+from .conftest import invoke_cli, make_local_suite, neox_model, run_cli
 
 PROBE = ["--probe-length", "8", "--probe-batch", "4", "--quiet"]
 HEAD_SCORES = ["induction", "prefix_matching", "duplicate_token", "previous_token", "copying"]
@@ -34,7 +34,7 @@ def table(folder) -> pd.DataFrame:
 
 def test_scan_on_ray_from_the_command_line_gives_the_local_table(tmp_path, ray_alone):
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10))
-    local = run_cli("scan", str(folder), "--out", str(tmp_path / "local"), *PROBE)
+    local = invoke_cli("scan", str(folder), "--out", str(tmp_path / "local"), *PROBE)
     on_ray = run_cli(
         "scan", str(folder), "--out", str(tmp_path / "ray"), *PROBE, "--executor", "ray", "--cpus-per-task", "1"
     )

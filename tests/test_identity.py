@@ -15,6 +15,7 @@ from inductscan.suites import local_suite
 
 from .conftest import (
     REPO_ROOT,
+    invoke_cli,
     make_local_suite,
     one_line,
     place_in_hub_cache,
@@ -210,7 +211,7 @@ def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_a
     checkpoint = {"loss_first": 5.0, "loss_repeat": 4.0, "in_context_gain": 1.0}
     probe = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
     write_scores(out, identity, scores, checkpoint, weights_sha256="0" * 64, probe=probe, dtype="float32")
-    result = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
+    result = invoke_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"already holds the checkpoints of {run.repo} as suite toy" in result.stderr
     assert "would count twice" in result.stderr
@@ -220,14 +221,14 @@ def test_checkpoints_a_folder_holds_under_one_suite_are_not_scored_again_under_a
 def test_a_run_never_counts_tokens_two_ways(tmp_path):
     folder = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 10, 20))
     out = tmp_path / "out"
-    first = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8", "--steps", "0,10",
+    first = invoke_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8", "--steps", "0,10",
                     "--tokens-per-step", "2048")  # fmt: skip
     assert first.returncode == 0, first.stderr
-    again = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
+    again = invoke_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8")
     assert again.returncode == 2, again.stdout + again.stderr
     assert "with 2,048 tokens per step (step 10: 20,480 tokens), this scan counts 0 a step" in again.stderr
     assert "scan with --tokens-per-step 2048" in again.stderr
-    resumed = run_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8",
+    resumed = invoke_cli("scan", str(folder), "--out", str(out), "--quiet", "--probe-length", "8",
                       "--tokens-per-step", "2048")  # fmt: skip
     assert resumed.returncode == 0 and "1 scored, 2 already done" in resumed.stdout, resumed.stdout + resumed.stderr
     tokens = inductscan.query(out, best=True, columns=["step", "tokens"])

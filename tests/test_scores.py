@@ -162,6 +162,6 @@ def test_losses_positions_with_and_without_bos():
         logits = torch.zeros(1, layout.n_positions, vocab)
         for position in range(layout.offset + length, layout.n_positions):
             logits[0, position - 1, ids[position]] = 1e4
-        result = scores.losses(logits, ids[None], layout)
+        result = scores.loss_summary(scores.token_losses(logits, ids[None]), layout)
         assert result["loss_repeat"] == pytest.approx(0.0, abs=1e-6)
         assert result["loss_first"] == pytest.approx(torch.log(torch.tensor(float(vocab))).item(), abs=1e-5)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import inductscan
 from inductscan.cli import main
 from inductscan.errors import ConfigError
-from inductscan.plan import Shard, plan
+from inductscan.plan import PlanArguments, Shard, plan
 from inductscan.suites import local_suite
 from tests.conftest import REPO_ROOT, invoke_cli, make_local_suite
 
@@ -26,15 +26,21 @@ def suite(tmp_path_factory):
     return make_local_suite(tmp_path_factory.mktemp("shard") / "suite", seeds=(0, 1), steps=STEPS)
 
 
-@pytest.mark.parametrize("text", ["4/4", "-1/4", "1", "a/b", "1/0"])
-def test_a_bad_shard_is_refused(text):
+@pytest.mark.parametrize("given", ["4/4", "-1/4", "1", "a/b", "1/0", (3, 2), (0, 1, 2), "0/4/8", 3])
+def test_a_bad_shard_is_refused(given):
     with pytest.raises(ConfigError, match=r"^shard must be I/N"):
-        Shard.parse(text)
+        Shard.of(given)
+    with pytest.raises(ConfigError, match=r"^shard must be I/N"):
+        PlanArguments(shard=given).shard_of([])
+
+
+def test_a_shard_is_a_string_a_pair_or_a_shard():
+    assert Shard.of("1/4") == Shard.of((1, 4)) == Shard.of(Shard(1, 4)) == Shard(1, 4)
 
 
 def test_shards_cover_the_plan_exactly_once_and_interleave(suite):
     refs = plan(local_suite(suite))
-    parts = [Shard.parse(f"{index}/3").select(refs) for index in range(3)]
+    parts = [Shard.of(f"{index}/3").select(refs) for index in range(3)]
     chosen = [(ref.run.name, ref.step) for part in parts for ref in part]
     assert sorted(chosen) == sorted((ref.run.name, ref.step) for ref in refs) and len(set(chosen)) == len(refs)
     assert [len(part) for part in parts] == [4, 3, 3]

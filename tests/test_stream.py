@@ -354,7 +354,7 @@ def test_max_disk_bounds_the_cache_while_prefetching(tmp_path):
     assert server.position("start", "GET", second) < server.position("end", "GET", first)
     assert size < peak_bytes(events, sizes) <= budget  # more than one checkpoint on disk at once, never over the budget
     assert weight_blobs(hf_home) == []
-    assert too_small.returncode == 1 and "more than --max-disk" in too_small.stdout
+    assert too_small.returncode == 1 and "more than the disk budget" in too_small.stdout
     assert server.downloads(REPO, "checkpoint-0", "pytorch_model.bin") == 1  # the second scan downloaded nothing
 
 

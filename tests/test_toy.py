@@ -18,7 +18,6 @@ import torch
 import inductscan
 from inductscan.errors import ConfigError
 from inductscan.plan import ScanConfig, plan
-from inductscan.results.queries import best_heads
 from inductscan.runner import run_scan
 from inductscan.suites import local_suite
 from inductscan.toy import ToyConfig, build_toy_suite, make_batch
@@ -96,7 +95,7 @@ def toy_results(tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_seed_has_a_phase_change(toy_results):
-    best = best_heads(inductscan.load_results(toy_results / "results"))
+    best = inductscan.query(toy_results / "results", best=True)
     assert set(best.suite) == {"toy"}
     for seed, run in best.groupby("seed"):
         run = run.sort_values("step")
@@ -120,7 +119,7 @@ def test_toy_checkpoints_load_with_from_pretrained(toy_results):
 def test_each_seed_is_timed_between_its_last_low_and_first_high_checkpoint(toy_results):
     results = inductscan.load_results(toy_results / "results")
     timing = inductscan.find_phase_changes(results).set_index("seed")
-    best = best_heads(results)
+    best = inductscan.query(toy_results / "results", best=True)
     assert sorted(timing.index) == [0, 1, 2]
     for seed, run in best.groupby("seed"):
         row = timing.loc[seed]

@@ -112,7 +112,7 @@ def test_layer_by_layer_is_refused_for_the_transformers_path_and_recorded(tmp_pa
     )
     assert result.exit_code == 1
     failures = inductscan.load_failures(out)
-    assert len(failures) == 1 and "--layer-by-layer" in failures["reason"].iloc[0]
+    assert len(failures) == 1 and "stream layer by layer" in failures["reason"].iloc[0]
 
 
 @pytest.mark.parametrize(

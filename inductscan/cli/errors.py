@@ -23,6 +23,7 @@ FLAGS = {
     "ray": "--executor ray",
     "probe_token_ids": "--probe-tokens-file",
     "score_modules": "--score-module",
+    "statement": "--sql",
 }
 
 

@@ -3,19 +3,11 @@ answers, printed without importing pandas), as an aligned table, csv or json."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import click
 
+from inductscan.results.rows import Rows
+
 NO_ROWS = "no rows match"
-
-
-@dataclass(frozen=True)
-class Rows:
-    """A table of plain values: its column names and its rows."""
-
-    columns: list[str]
-    rows: list[tuple]
 
 
 def emit(table, fmt: str) -> None:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import click
 
-from inductscan.cli.errors import flag
 from inductscan.cli.options import format_option, selection_options
-from inductscan.cli.output import Rows, emit
-from inductscan.errors import ConfigError
+from inductscan.cli.output import emit
 
 
 @click.command("query")
@@ -44,27 +42,11 @@ def query_command(results: Path, chosen: dict, layer, head, min_induction, top, 
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
         inductscan query results/ --sql "SELECT seed, max(induction) AS best FROM scores GROUP BY seed"
     """
-    from inductscan.results import sql
-    from inductscan.results.selection import selection
-    from inductscan.vocabulary import DERIVED
+    from inductscan.results.sql import answer
 
-    chosen = chosen | {"layer": layer, "head": head}
-    options = {"min_induction": min_induction, "top": top, "best": best or None, "columns": columns}
-    if statement is not None:
-        given = [name for name, value in (chosen | options).items() if value is not None]
-        if given:
-            raise ConfigError(f"--sql takes no other selection option (got {flag(given[0])})")
-        answer = sql.run_sql(results, statement)
-        emit(Rows(answer.columns, answer.rows), fmt)
-        return
     wanted = None if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
-    if wanted is not None and any(name in DERIVED for name in wanted):  # derived by pandas, as load_results does
-        from inductscan.results.queries import query
-
-        emit(query(results, **chosen, min_induction=min_induction, top=top, best=best, columns=wanted), fmt)
-        return
-    answer = sql.select(results, selection(**chosen), columns=wanted, min_induction=min_induction, best=best, top=top)
-    emit(Rows(answer.columns, answer.fetchall()), fmt)
+    options = {"min_induction": min_induction, "top": top, "best": best, "columns": wanted}
+    emit(answer(results, statement=statement, **options, **chosen, layer=layer, head=head), fmt)
 
 
 @click.command("compact")

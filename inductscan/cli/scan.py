@@ -132,9 +132,8 @@ RAY_DEFAULTS = RayOptions()
 @click.option(
     "--head-effects-top",
     type=int,
-    default=SCAN_DEFAULTS.head_effects_top,
-    show_default=True,
-    help="With --head-effects: heads (of largest estimated effect) whose effect is computed exactly. The "
+    help=f"With --head-effects: heads (of largest estimated effect) whose effect is computed exactly "
+    f"(default: {SCAN_DEFAULTS.head_effects_top}). The "
     "estimate can rank a previous-token head low whose exact effect is the largest (docs/scores.md): for a "
     "small model give at least its number of heads.",
 )
@@ -230,6 +229,10 @@ def scan_command(
         ray = RayOptions(address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     elif ray_address is not None:
         raise ConfigError("--ray-address needs --executor ray")
+    if settings["head_effects_top"] is None:
+        del settings["head_effects_top"]  # the library's default
+    elif not settings["head_effects"]:
+        raise ConfigError("--head-effects-top needs --head-effects")
     settings["probe_tokens"] = token_range(settings["probe_tokens"])
     if (path := settings.pop("probe_tokens_file")) is not None:
         settings["probe_token_ids"] = read_token_ids(path)

@@ -131,8 +131,8 @@ class TransformersScorer:
     ):
         if layer_by_layer:
             raise UnsupportedArchitectureError(
-                f"--layer-by-layer streams the natively run families; model_type {arch.family} runs through "
-                "transformers, whole: scan it without --layer-by-layer"
+                f"only the natively run families stream layer by layer; model_type {arch.family} runs through "
+                "transformers, whole: scan it without layer-by-layer streaming"
             )
         self.arch, self.dtype, self.device = arch, dtype, device
 
@@ -157,8 +157,8 @@ class TransformersScorer:
             if keys:
                 shown = ", ".join(sorted(keys)[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
                 raise CorruptCheckpointError(f"the checkpoint {problem} {shown} (for transformers' {self.arch.family})")
-        for name, parameter in model.named_parameters():
-            if not bool(torch.isfinite(parameter.sum())) and not bool(torch.isfinite(parameter).all()):
+        for name, weight in model.named_parameters():
+            if not bool(torch.isfinite(weight.sum())) and not bool(torch.isfinite(weight).all()):
                 raise NonFiniteError(f"weight {name!r} holds non-finite values")
         return model.to(self.device).eval()
 
@@ -177,9 +177,9 @@ class TransformersScorer:
         checkpoint = scores.loss_summary(token_losses, layout)
         for name, values in heads.items():
             if not bool(torch.isfinite(values).all()):
-                raise NonFiniteError(f"transformers' forward pass gave a non-finite {name}: try --dtype float32")
+                raise NonFiniteError(f"transformers' forward pass gave a non-finite {name}: scan in float32")
         if not all(map(_finite, checkpoint.values())):
-            raise NonFiniteError("transformers' forward pass gave a non-finite loss: try --dtype float32")
+            raise NonFiniteError("transformers' forward pass gave a non-finite loss: scan in float32")
         if custom:
             per_layer = [custom_scores.head_values(custom, pattern, layout) for pattern in output.attentions]
             heads |= {name: torch.stack([layer[name] for layer in per_layer]) for name in per_layer[0]}

@@ -48,15 +48,16 @@ class ResultsFolder:
 
     def _listing(self) -> dict[str, dict[tuple[str, str], RunFiles]]:
         """One walk of the folder's tree: each table's run folders (``TABLE/SUITE/RUN``, read as a
-        reader sees them) and this host's temporaries (below the top level, at any depth)."""
+        reader sees them, a symbolic link to a folder followed as the folder) and this host's
+        temporaries (below the top level, down to the run folders, where every writer writes)."""
         if self._runs is not None:
             return self._runs
         runs: dict[str, dict[tuple[str, str], RunFiles]] = {table: {} for table in TABLES}
         temporaries = []
         mark = f"{TEMP_MARK}{socket.gethostname()}-"
-        for top, folders, files in os.walk(self.path):
+        for top, folders, files in os.walk(self.path, followlinks=True):
             parts = Path(top).relative_to(self.path).parts
-            folders.sort()
+            folders[:] = sorted(folders) if len(parts) < 3 else []  # no deeper: a cycle of links ends here
             if len(parts) == 3 and parts[0] in TABLES and not any(part.startswith(".") for part in parts[1:]):
                 run = read_run(Path(top), files)
                 runs[parts[0]][run.key] = run

@@ -15,27 +15,12 @@ from inductscan.results.folder import ResultsFolder
 from inductscan.results.read import derive, load_results, require_results
 from inductscan.results.schema import INDEX
 from inductscan.results.selection import selection
-from inductscan.vocabulary import DERIVED, RUN_KEYS
+from inductscan.vocabulary import DERIVED
 
 
 def _check_metric(frame: pd.DataFrame, metric: str) -> None:
     if metric not in frame.columns:
         raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(all_metrics())}")
-
-
-def best_heads(frame: pd.DataFrame, metric: str = "induction") -> pd.DataFrame:
-    """One row per (suite, run, seed, step): the head with the highest ``metric``, every column of it;
-    of tied heads, the lowest (layer, head), as ``inductscan query --best`` chooses.
-
-    frame: as returned by :func:`inductscan.load_results` (indexed by seed, step, layer, head).
-    """
-    _check_metric(frame, metric)
-    flat = frame.reset_index()
-    if flat.empty:
-        return flat
-    flat = flat.sort_values(RUN_KEYS + ["step", "layer", "head"], ignore_index=True)  # idxmax: the first of ties
-    best = flat.loc[flat.groupby(RUN_KEYS + ["step"], sort=True)[metric].idxmax()]
-    return best.sort_values(RUN_KEYS + ["step"]).reset_index(drop=True)
 
 
 def load_selection(results: str | os.PathLike, *, columns: list[str] | None = None, **chosen) -> pd.DataFrame:

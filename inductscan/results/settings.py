@@ -206,18 +206,18 @@ def _fix(setting: str, held, held_probe: dict) -> str:
             f"no {parameter('icl')} (they are without the ICL score)" if held is None else f"{parameter('icl')} {held}"
         )
     if setting in PROBE_TOKEN_SETTINGS and "token_list_sha256" in held_probe:
-        return "the same --probe-tokens-file as before (its ids' sha256 is the folder's)"
+        return f"the same {parameter('probe_token_ids')} as before (their sha256 is the folder's)"
     if setting in PROBE_TOKEN_SETTINGS:
         return (
-            f"--probe-tokens {held_probe['token_low']}:{held_probe['token_high']} as before (or, without it, "
-            "checkpoints of the folder's vocabulary)"
+            f"{parameter('probe_tokens')} {held_probe['token_low']}:{held_probe['token_high']} as before "
+            "(or, without it, checkpoints of the folder's vocabulary)"
         )
     if setting == "probe bos":
         return "checkpoints of the folder's vocabulary (these have another one: a local folder's probe draws from it)"
     if setting.startswith("probe "):
-        return "the same --probe-* options as before"
+        return f"the same {parameter('probe_*')} settings as before"
     if setting.startswith("ICL "):
-        return "the same --icl-* options as before"
+        return f"the same ICL settings as before ({parameter('icl')} and the ICL options)"
     if setting == "dtype":
         return f"{parameter('dtype')} {held}"
     if setting.startswith("score "):

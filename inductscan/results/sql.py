@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,19 +21,12 @@ from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, is_added
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.layout import TABLES, relisted, require_results_folder
-from inductscan.results.selection import Selection
+from inductscan.results.rows import Rows
+from inductscan.results.selection import Selection, selection
 from inductscan.vocabulary import DERIVED, RUN_KEYS
 
 SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_METRICS, *CHECKPOINT_METRICS]  # query's default columns
 ADDED_COLUMNS = {"dtype": "VARCHAR", "scoring_version": "INTEGER", "custom_scores": "VARCHAR"}  # docs/scores.md
-
-
-@dataclass(frozen=True)
-class Rows:
-    """A query's answer: column names and rows of plain Python values."""
-
-    columns: list[str]
-    rows: list[tuple]
 
 
 def connect(
@@ -84,6 +76,8 @@ def _views_of(
 def run_sql(results: str | os.PathLike, statement: str) -> Rows:
     """Any SQL statement over the views of :func:`connect`, e.g.
     ``SELECT seed, max(induction) FROM scores GROUP BY seed``."""
+    if not statement.strip():
+        raise ConfigError(f"{parameter('statement')} is empty: give a statement, e.g. SELECT count(*) FROM scores")
     connection = connect(results)
     try:
         relation = connection.sql(statement)
@@ -96,6 +90,34 @@ def run_sql(results: str | os.PathLike, statement: str) -> Rows:
         return Rows(list(relation.columns), relation.fetchall())
     except duckdb.Error as error:  # raised as it runs: a conversion, error('...')
         raise ConfigError(f"SQL error: {str(error).splitlines()[0]}") from error
+
+
+def answer(
+    results: str | os.PathLike,
+    *,
+    statement: str | None = None,
+    columns: list[str] | None = None,
+    min_induction: float | None = None,
+    top: int | None = None,
+    best: bool = False,
+    **chosen,
+):
+    """What ``inductscan query`` prints: the answer to ``statement`` (any SQL, which takes no other
+    option), or the rows of :func:`select`, as :class:`Rows` of plain values read without pandas;
+    a frame from :func:`inductscan.query` when ``columns`` names a derived column, which pandas
+    derives (``chosen``: the selection's keywords)."""
+    options = {"min_induction": min_induction, "top": top, "best": best or None, "columns": columns}
+    if statement is not None:
+        given = [name for name, value in (chosen | options).items() if value is not None]
+        if given:
+            raise ConfigError(f"{parameter('statement')} takes no other selection option (got {parameter(given[0])})")
+        return run_sql(results, statement)
+    if columns is not None and any(name in DERIVED for name in columns):
+        from inductscan.results.queries import query
+
+        return query(results, **chosen, min_induction=min_induction, top=top, best=best, columns=columns)
+    rows = select(results, selection(**chosen), columns=columns, min_induction=min_induction, best=best, top=top)
+    return Rows(list(rows.columns), rows.fetchall())
 
 
 def _views(connection: duckdb.DuckDBPyConnection) -> list[str]:

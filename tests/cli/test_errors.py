@@ -113,3 +113,28 @@ def test_a_probe_setting_is_named_as_the_scan_takes_it(runner, scanned, tmp_path
     folder, _ = scanned
     result = runner.invoke(main, ["scan", str(folder), "--out", str(tmp_path / "out"), "--probe-length", "0"])
     assert one_line_error(result) == "error: --probe-length must be an integer >= 2, got 0"
+
+
+def test_an_option_that_does_nothing_alone_or_an_empty_answer_is_refused(runner, scanned, tmp_path):
+    folder, out = scanned
+    alone = runner.invoke(main, ["scan", str(folder), "--out", str(tmp_path / "o"), "--head-effects-top", "3"])
+    assert one_line_error(alone) == "error: --head-effects-top needs --head-effects"
+    assert not (tmp_path / "o").exists()
+    assert one_line_error(runner.invoke(main, ["query", str(out), "--sql", " "])).startswith("error: --sql is empty")
+    missing = runner.invoke(main, ["suites", "pythia-160m", "--results", str(tmp_path / "missing")])
+    assert one_line_error(missing) == f"error: no results folder at {tmp_path / 'missing'}"
+
+
+def test_query_answers_sql_rows_or_a_derived_frame_as_the_command_prints_them(scanned):
+    from inductscan.results.rows import Rows
+    from inductscan.results.sql import answer
+
+    _, out = scanned
+    counted = answer(out, statement="SELECT count(*) AS n FROM scores")
+    assert isinstance(counted, Rows) and counted.columns == ["n"] and counted.rows[0][0] > 0
+    with pytest.raises(ConfigError, match="^statement takes no other selection option \\(got seed\\)$"):
+        answer(out, statement="SELECT 1", seed=0)
+    best = answer(out, best=True, seed=1, columns=["seed", "step", "layer", "head"])
+    assert isinstance(best, Rows) and {row[0] for row in best.rows} == {1} and len(best.rows) == 3
+    derived = answer(out, best=True, columns=["seed", "step", "same_weights_as"])  # pandas derives it
+    assert list(derived.columns) == ["seed", "step", "same_weights_as"] and len(derived) == 6

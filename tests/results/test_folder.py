@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import inductscan
@@ -84,3 +85,25 @@ def test_stale_temporaries_of_this_host_are_found_in_the_one_listing(tmp_path):
     assert sorted(folder.temporaries()) == sorted([stale, live])
     assert remove_stale_temporaries(folder) == 1
     assert not stale.exists() and live.exists() and top.exists()
+
+
+def test_suite_and_run_folders_reached_through_symbolic_links_are_read(tmp_path):
+    """Results gathered from several places by links (a suite's folder, a run's folder) read as the
+    folders themselves; a link back up the tree does not make the walk go round."""
+    source = make_local_suite(tmp_path / "runs", seeds=(0, 1), steps=(0, 10))
+    out = tmp_path / "results"
+    inductscan.scan(str(source), out, config=CONFIG, progress=False)
+    expected = inductscan.load_results(out)
+    (suite,) = (out / "scores").iterdir()
+    by_suite, by_run = tmp_path / "by-suite", tmp_path / "by-run"
+    (by_suite / "scores").mkdir(parents=True)
+    (by_suite / "scores" / suite.name).symlink_to(suite)
+    (by_run / "scores" / suite.name).mkdir(parents=True)
+    for run in suite.iterdir():
+        (by_run / "scores" / suite.name / run.name).symlink_to(run)
+    (by_run / "scores" / suite.name / "loop").mkdir()
+    (by_run / "scores" / suite.name / "loop" / "up").symlink_to(by_run)
+    assert len(expected.groupby(["run", "step"])) == 4
+    for linked in (by_suite, by_run):
+        pd.testing.assert_frame_equal(inductscan.load_results(linked), expected)
+        assert len(inductscan.query(linked, best=True)) == 4

@@ -17,8 +17,8 @@ from inductscan.cli import main
 from inductscan.icl import IclConfig, IclExamples
 from inductscan.metrics import HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
+from inductscan.report import best_per_checkpoint
 from inductscan.results import token_losses
-from inductscan.results.queries import best_heads
 from inductscan.results.write import write_scores
 
 PROBE = make_probe(ProbeConfig(length=8, batch=2), TokenSpec(0, 96))
@@ -149,7 +149,7 @@ def test_best_of_tied_heads_is_the_lowest_layer_then_head(folder):
     assert set(zip(api["layer"], api["head"])) == {(0, 2)}
     frame = inductscan.load_results(folder)
     shuffled = frame.sample(frac=1.0, random_state=0)  # the pandas path sorts before it chooses
-    pandas_best = best_heads(shuffled)
+    pandas_best = best_per_checkpoint(shuffled.reset_index(), "induction")
     assert set(zip(pandas_best["layer"], pandas_best["head"])) == {(0, 2)}
 
 
