@@ -34,8 +34,10 @@ from inductscan.errors import (
 from inductscan.families.registry import make_scorer, read_architecture
 from inductscan.hub import Retry, remove_cached
 from inductscan.probe import Layout
+from inductscan.results import sql
 from inductscan.results.probes import load_probe
 from inductscan.results.queries import load_selection
+from inductscan.results.selection import selection
 from inductscan.status_report import recorded_suites
 from inductscan.weights import read_state_dict
 
@@ -155,7 +157,8 @@ def recorded_checkpoint(
 def _no_step(results, step: int, chosen: dict) -> str:
     rows = load_selection(results, columns=["tokens"], layer=0, head=0, **chosen).reset_index()
     if rows.empty:
-        return f"{results} holds no scored checkpoint of the selection"
+        seeds = sorted(seed for (seed,) in sql.distinct(results, ["seed"], selection(**(chosen | {"seed": None}))))
+        return f"{results} holds no scored checkpoint of the selection (seeds held: {', '.join(map(str, seeds))})"
     steps = np.sort(rows["step"].unique())
     index = int(np.searchsorted(steps, step))
     near = ", ".join(f"{value:,}" for value in steps[max(0, index - 2) : index + 2])

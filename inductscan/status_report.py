@@ -186,5 +186,9 @@ def status(
         if runs:
             refs += plan(replace(recorded, runs=tuple(runs)), **(arguments.steps_of_runs() | {"seeds": None}))
     if not refs:
-        raise ConfigError("no checkpoint of the results folder matches the chosen seeds and steps")
+        held = sorted({run.seed for recorded in suites for run in recorded.runs})
+        raise ConfigError(
+            "no checkpoint of the results folder matches the chosen seeds and steps "
+            f"(seeds held: {', '.join(map(str, held))})"
+        )
     return scan_status(arguments.shard_of(refs), folder)

@@ -138,3 +138,12 @@ def test_query_answers_sql_rows_or_a_derived_frame_as_the_command_prints_them(sc
     assert isinstance(best, Rows) and {row[0] for row in best.rows} == {1} and len(best.rows) == 3
     derived = answer(out, best=True, columns=["seed", "step", "same_weights_as"])  # pandas derives it
     assert list(derived.columns) == ["seed", "step", "same_weights_as"] and len(derived) == 6
+
+
+def test_a_seed_the_folder_lacks_is_named_with_the_seeds_it_holds(runner, scanned, tmp_path):
+    _, out = scanned
+    status = runner.invoke(main, ["status", str(out), "--seeds", "7"])
+    assert one_line_error(status).endswith("matches the chosen seeds and steps (seeds held: 0, 1)")
+    head = ["--step", "0", "--layer", "0", "--head", "0", "--seed", "7", "-o", str(tmp_path / "p.png")]
+    pattern = runner.invoke(main, ["pattern", str(out), *head])
+    assert one_line_error(pattern).endswith("no scored checkpoint of the selection (seeds held: 0, 1)")

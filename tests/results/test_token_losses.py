@@ -224,6 +224,9 @@ def test_token_plots_hold_the_table(scanned, tmp_path):
     for kind in ("seed-scatter", "token-curves", "loss-pca"):
         done = invoke_cli("plot", str(results), "-o", str(tmp_path / f"{kind}.png"), "--kind", kind, "--top", "3")
         assert done.returncode == 0 and (tmp_path / f"{kind}.png").stat().st_size > 0, done.stderr
+    for kind in ("seed-scatter", "token-curves", "loss-pca"):  # a seed not held: named beside those held
+        absent = invoke_cli("plot", str(results), "-o", str(tmp_path / "y.png"), "--kind", kind, "--seed", "0,9")
+        assert absent.returncode == 2 and "no token losses of seed(s) 9; the table has seeds 0, 1" in absent.stderr
     twice = invoke_cli("plot", str(results), str(results), "-o", str(tmp_path / "x.png"), "--kind", "loss-pca")
     assert twice.returncode == 2 and "--kind loss-pca draws one results folder, got 2" in twice.stderr
 
