@@ -7,6 +7,7 @@ Public API (see inductscan/api.py and docs/scores.md)::
     inductscan.load_results(path, **filters)  # DataFrame indexed by (suite, run, seed, step, layer, head)
     inductscan.compact(path)                  # one file per run instead of one per checkpoint (a scan does it too)
     inductscan.query(path, best=True)         # rows as a flat frame: selections, best and top heads
+    inductscan.sql(path, "SELECT ...")        # any SQL (DuckDB) over the tables, as `query --sql`
     inductscan.load_probe(path)               # the probe's token ids, (batch, position)
     inductscan.load_failures(path)            # checkpoints that were skipped or failed, and why
     inductscan.load_icl_curves(path)          # with --icl-dataset: mean loss per token position
@@ -41,6 +42,7 @@ LAZY = {  # name: the module that defines it, imported on first use
     "register_score": "inductscan.custom_scores",
     "unregister_score": "inductscan.custom_scores",
     "query": "inductscan.results.queries",
+    "sql": "inductscan.results.queries",
     "compact": "inductscan.results.compact",
     "load_failures": "inductscan.results.records",
     "load_icl_curves": "inductscan.results.read",

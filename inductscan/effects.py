@@ -18,7 +18,7 @@ signed so that positive means the head carries it (docs/scores.md, "Head effects
   the sequences go through in batches and the mean is needed only at the end.
 - ``*_effect``, the ``top`` heads of largest ``|estimate|``: the ablated forward pass itself,
   started from the clean pass's residual stream entering the head's layer (the layers below
-  cannot change); the other heads' values are NaN (stored empty).
+  cannot change); the other heads' values are NaN here, stored as null.
 
 Only the positions up to the target's last weighed loss go through an ablated pass: attention is
 causal, so later positions cannot change it.

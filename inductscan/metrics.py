@@ -69,6 +69,7 @@ def _effect(name: str, label: str, threshold: float, min_rise: float) -> Metric:
 
 # Written by scan --head-effects only: empty columns in any other scan.
 HEAD_EFFECTS = ("gain_effect", "gain_effect_estimate", "icl_effect", "icl_effect_estimate")
+EXACT_EFFECTS = ("gain_effect", "icl_effect")  # computed for the top heads only: null (not NaN) for the others
 
 _DECLARED = (
     _attention("induction", "induction score"),

@@ -339,11 +339,12 @@ def save_head_pattern(
     ``layer_by_layer``) drawn by :func:`plot_head_pattern` into the image file ``output`` (.png,
     .svg or .pdf, in a folder that exists), checked before the checkpoint is run."""
     from inductscan.plan import ScanConfig
-    from inductscan.plot_kinds import check_image_path, refuse_a_missing_folder, save_figure
+    from inductscan.plot_kinds import check_image_path, save_figure
+    from inductscan.results.layout import refuse_a_missing_folder
 
     output = Path(output)
     check_image_path(output)
-    refuse_a_missing_folder(output)
+    refuse_a_missing_folder(output, "the plot")
     ScanConfig(device=device)  # a device torch has: cpu, cuda[:N] or mps, else one line
     found = head_pattern(results, step, layer, head, device=device, **options)
     save_figure(plot_head_pattern(found), output)

@@ -64,8 +64,8 @@ class ScanConfig:
             raise ConfigError(
                 f"{parameter('token_losses')} stores the losses of the ICL examples: it needs {parameter('icl')}"
             )
-        if self.head_effects_top < 0:
-            raise ConfigError(f"{parameter('head_effects_top')} must be >= 0, got {self.head_effects_top}")
+        if self.head_effects_top < 1:  # every head's estimate comes with any number of exact ones
+            raise ConfigError(f"{parameter('head_effects_top')} must be >= 1, got {self.head_effects_top}")
         if self.head_effects and self.layer_by_layer:
             raise ConfigError(
                 f"{parameter('head_effects')} needs the whole model in memory (its ablated passes start inside it): "

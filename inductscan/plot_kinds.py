@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inductscan.errors import ConfigError, OutputError, parameter
 from inductscan.metrics import DEFAULT_METRIC, get_metric
+from inductscan.results.layout import refuse_a_missing_folder
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 TOKEN_KINDS = ("seed-scatter", "token-curves", "loss-pca")  # from the token-losses side table
@@ -126,6 +127,18 @@ def _draw(name: str, **arguments):
     return draw
 
 
+def _draw_heatmap(request: PlotRequest, rows):
+    from inductscan import plots
+    from inductscan.vocabulary import RUN_KEYS
+
+    runs = len(rows.index.to_frame(index=False)[RUN_KEYS].drop_duplicates())
+    if runs > 1:  # one run a heatmap: the others are named as left out, not dropped in silence
+        request.warnings.append(
+            f"warning: a heatmap draws one run, the first of the {runs} selected; select one by its seed, suite or run"
+        )
+    return plots.plot_heatmap(rows, metric=request.metric)
+
+
 def _draw_seeds(request: PlotRequest, rows):
     from inductscan import plots
     from inductscan.phases import find_phase_changes
@@ -163,7 +176,7 @@ PLOT_KINDS: dict[str, PlotKind] = {  # kind: how to draw it, in the order the he
     "heatmap": PlotKind(
         "every head (layer.head) against step, for one run",
         _every_head,
-        _draw("plot_heatmap", metric="metric"),
+        _draw_heatmap,
     ),
     "effects": PlotKind(
         "scans with --head-effects: the top heads' exact gain_effect (or --metric icl_effect) against "
@@ -219,19 +232,6 @@ def check_image_path(output: Path) -> None:
     """An image file is named .png, .svg or .pdf: its suffix says the format."""
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"cannot tell the image format of {output}: name it .png, .svg or .pdf")
-
-
-def refuse_a_missing_folder(output: Path) -> None:
-    """An image goes into a folder that exists: one made silently for a mistyped path would hide
-    the mistake. The refusal names the missing folder, or the file that stands in its way."""
-    if output.parent.is_dir():
-        return
-    blocker = next((parent for parent in output.parents if parent.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        reason = f"{blocker} is a file, not a folder; choose another {parameter('output')}"
-    else:
-        reason = f"the folder {output.parent} does not exist; create it, or choose another {parameter('output')}"
-    raise OutputError(f"cannot write the plot to {output}: {reason}")
 
 
 def save_figure(figure, output: Path) -> None:
@@ -293,7 +293,7 @@ def plot(
     from inductscan.phase_table import learn_scores, refuse_total_tokens_without_fractions
 
     refuse_total_tokens_without_fractions(total_tokens, x)
-    refuse_a_missing_folder(output)
+    refuse_a_missing_folder(output, "the plot")
     request = PlotRequest(
         folders,
         _selection(chosen),

@@ -36,7 +36,7 @@ from inductscan.phases import find_phase_changes, verdict
 from inductscan.report_html import failures_html, header_html, phase_table, render_page
 from inductscan.report_numbers import rounded, subsample
 from inductscan.results.declarations import learn_scores
-from inductscan.results.layout import atomic, require_results_folder, unwritable_reason
+from inductscan.results.layout import atomic, refuse_a_missing_folder, require_results_folder, unwritable_reason
 from inductscan.results.queries import load_selection
 from inductscan.results.read import load_icl_curves, require_results
 from inductscan.results.records import load_failures
@@ -99,6 +99,7 @@ def write_report(
         raise ConfigError(f"the report is an HTML page: name it .html, not {out.name}")
     if patterns < 0:
         raise ConfigError(f"{parameter('patterns')} must be >= 0, got {patterns}")
+    refuse_a_missing_folder(out, "the report")
     page, notice = build_report(results, suite=suite, run=run, seed=seed, step_range=step_range, patterns=patterns)
     try:
         with atomic(out) as temporary:

@@ -197,6 +197,11 @@ def test_the_scan_writes_effect_columns_only_with_the_flag(tmp_path):
         at = found.xs(step, level="step")
         assert at["gain_effect"].notna().sum() == 2 and at["gain_effect_estimate"].notna().all()
         assert at[["icl_effect", "icl_effect_estimate"]].isna().all().all()  # no ICL dataset
+    from inductscan.results.sql import run_sql
+
+    # the heads outside the top are null in the file, not NaN: SQL's count and max skip them
+    ((counted, largest),) = run_sql(out, "SELECT count(gain_effect), max(gain_effect) FROM scores").rows
+    assert counted == 4 and largest == found["gain_effect"].max()
     # every other column as without the flag
     others = [name for name in rows.columns if name not in EFFECT_COLUMNS + ["scored_at"]]
     assert found[others].equals(rows[others])
@@ -205,8 +210,8 @@ def test_the_scan_writes_effect_columns_only_with_the_flag(tmp_path):
 def test_head_effects_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="scan without layer_by_layer$"):
         ScanConfig(head_effects=True, layer_by_layer=True)
-    with pytest.raises(ConfigError, match=r"^head_effects_top must be >= 0"):
-        ScanConfig(head_effects=True, head_effects_top=-1)
+    with pytest.raises(ConfigError, match=r"^head_effects_top must be >= 1, got 0"):
+        ScanConfig(head_effects=True, head_effects_top=0)
 
 
 def test_the_transformers_path_is_refused_in_one_line(tmp_path):

@@ -98,6 +98,14 @@ def test_heatmap_has_every_head_against_every_step(scanned):
     assert "induction" in figure.axes[1].get_ylabel()  # the colour bar
 
 
+def test_a_heatmap_of_several_runs_says_it_draws_the_first(scanned, tmp_path):
+    both = inductscan.plot("heatmap", scanned, tmp_path / "both.png")
+    assert both.warnings == [
+        "warning: a heatmap draws one run, the first of the 2 selected; select one by its seed, suite or run"
+    ]
+    assert inductscan.plot("heatmap", scanned, tmp_path / "one.png", seed=1).warnings == []
+
+
 def test_seed_comparison_names_runs_without_a_phase_change(scanned):
     phases = inductscan.find_phase_changes(inductscan.load_results(scanned))
     axes = inductscan.plot_seed_comparison(phases).axes[0]

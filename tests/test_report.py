@@ -211,7 +211,7 @@ def scanned(tmp_path_factory):
 
 
 def test_report_command_on_a_scan_without_a_phase_change(scanned, tmp_path):
-    output = tmp_path / "pages" / "report.html"
+    output = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["report", str(scanned), "-o", str(output)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"report written to {output} (") and result.output.count("\n") == 1
@@ -244,8 +244,9 @@ def test_report_of_an_empty_folder_or_selection_says_so(scanned, tmp_path):
         (["{missing}", "-o", "{tmp}/report.html"], "no results folder at"),
         (["{scan}", "-o", "{tmp}/a-file/report.html"], "a-file is a file, not a folder; choose another -o"),
         (["{scan}", "-o", "{tmp}/report.png"], "the report is an HTML page: name it .html"),
+        (["{scan}", "-o", "{tmp}/pages/report.html"], "pages does not exist; create it, or choose another -o"),
     ],
-    ids=["missing-folder", "unwritable", "not-html"],
+    ids=["missing-folder", "unwritable", "not-html", "missing-output-folder"],
 )
 def test_bad_input_is_one_line(scanned, tmp_path, arguments, message):
     (tmp_path / "a-file").write_text("")
@@ -253,6 +254,7 @@ def test_bad_input_is_one_line(scanned, tmp_path, arguments, message):
     result = CliRunner().invoke(main, ["report", *(argument.format(**paths) for argument in arguments)])
     assert result.exit_code == 2
     assert message in result.output and result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "pages").exists()
 
 
 @needs_chromium

@@ -27,9 +27,12 @@ def integers(text: str | None, what: str) -> list[int] | None:
     if text is None or text.strip().lower() == "all":
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        chosen = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers or 'all', got {text!r}", param_hint=what) from None
+        chosen = []
+    if not chosen:
+        raise click.BadParameter(f"expected comma-separated integers or 'all', got {text!r}", param_hint=what)
+    return chosen
 
 
 def step_range(text: str | None, what: str) -> tuple[int, int] | None:

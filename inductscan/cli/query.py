@@ -42,7 +42,7 @@ def query_command(results: Path, chosen: dict, layer, head, min_induction, top, 
         inductscan query results/ --top 10 --columns seed,step,layer,head,induction
         inductscan query results/ --sql "SELECT seed, max(induction) AS best FROM scores GROUP BY seed"
     """
-    from inductscan.results.sql import answer
+    from inductscan.results.answers import answer
 
     wanted = None if columns is None else [name.strip() for name in columns.split(",") if name.strip()]
     options = {"min_induction": min_induction, "top": top, "best": best, "columns": wanted}

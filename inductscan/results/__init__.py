@@ -22,8 +22,9 @@ Every file is written to a dot-prefixed temporary name in its folder and renamed
 file where a reader looks, and a re-run scores exactly the checkpoints without a file. One module a
 job: ``layout`` (paths, the atomic writer, run folders), ``folder`` (:class:`ResultsFolder`, the
 handle a command lists the folder through once), ``schema``, ``write``, ``read``, ``sql``,
-``queries``, ``compact``, ``damaged``, ``settings``, ``selection``, ``token_losses``, ``probes``,
-``records`` (failures and run notes), ``declarations`` (users' scores) and ``listings``. No module
+``queries``, ``answers`` (what ``inductscan query`` prints) and ``rows``, ``compact``, ``damaged``,
+``settings``, ``selection``, ``token_losses``, ``probes``, ``records`` (failures and run notes),
+``declarations`` (users' scores) and ``listings``. No module
 outside this package reads or writes a results file, parquet or DuckDB (tests/test_layout.py).
 
 Importing this package imports nothing: each module is imported by its users.

@@ -164,6 +164,20 @@ def unwritable_reason(path: str | os.PathLike, error: OSError) -> str:
     return str(error.strerror or error)
 
 
+def refuse_a_missing_folder(output: Path, what: str) -> None:
+    """A file the user names (``what``: "the plot", "the report") goes into a folder that exists:
+    one made silently for a mistyped path would hide the mistake. The refusal names the missing
+    folder, or the file that stands in its way."""
+    if output.parent.is_dir():
+        return
+    blocker = next((parent for parent in output.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder; choose another {parameter('output')}"
+    else:
+        reason = f"the folder {output.parent} does not exist; create it, or choose another {parameter('output')}"
+    raise OutputError(f"cannot write {what} to {output}: {reason}")
+
+
 def require_results_folder(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless ``path`` is a folder."""
     if not Path(path).is_dir():

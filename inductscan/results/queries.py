@@ -9,12 +9,12 @@ import pandas as pd
 
 from inductscan.errors import ConfigError
 from inductscan.metrics import all_metrics
-from inductscan.results import sql
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.read import derive, load_results, require_results
 from inductscan.results.schema import INDEX
 from inductscan.results.selection import selection
+from inductscan.results.sql import require_held, run_sql, select
 from inductscan.vocabulary import DERIVED
 
 
@@ -30,7 +30,7 @@ def load_selection(results: str | os.PathLike, *, columns: list[str] | None = No
     folder = ResultsFolder.of(results)
     require_results(folder)
     chosen = selection(**chosen)
-    sql.require_held(folder, chosen)
+    require_held(folder, chosen)
     return load_results(folder, columns=columns, **chosen)
 
 
@@ -45,7 +45,7 @@ def best_rows(
     require_results(folder)
     learn_scores(folder.path)
     wanted = list(dict.fromkeys([*INDEX, "tokens", metric, *(columns or [])]))
-    answer = sql.select(folder, selection(**chosen), columns=wanted, best=True, metric=metric)
+    answer = select(folder, selection(**chosen), columns=wanted, best=True, metric=metric)
     return answer.to_arrow_table().to_pandas().set_index(INDEX)
 
 
@@ -74,14 +74,29 @@ def query(
         inductscan.query("results/", seed=21, layer=5, min_induction=0.4)
     """
     # None: sql.select's defaults, the users' scores the folder records among them (none is derived)
-    wanted = None if columns is None else [columns] if isinstance(columns, str) else list(columns)
+    wanted = None if columns is None else columns.split(",") if isinstance(columns, str) else list(columns)
+    wanted = None if wanted is None else [name.strip() for name in wanted]
     derived = [name for name in wanted or [] if name in DERIVED]
     read = None if wanted is None else [name for name in wanted if name not in DERIVED]
     if derived:
         read += [name for name in ["suite", "run", "step", *DERIVED["hazard"]] if name not in read]
     chosen = selection(suite=suite, run=run, seed=seed, step_range=step_range, layer=layer, head=head)
-    answer = sql.select(results, chosen, columns=read, min_induction=min_induction, best=best, top=top)
+    answer = select(results, chosen, columns=read, min_induction=min_induction, best=best, top=top)
     frame = answer.to_arrow_table().to_pandas()
     if derived:
         frame = derive(frame)
     return frame if wanted is None else frame[wanted]
+
+
+def sql(results: str | os.PathLike, statement: str) -> pd.DataFrame:
+    """The answer to any SQL statement (DuckDB) over a results folder's tables, as ``inductscan
+    query --sql`` gives it: ``scores``, and ``icl_curves`` and ``token_losses`` where the scan made
+    them, with the columns stored in the files (docs/scores.md; ``same_weights_as`` and ``hazard``
+    are derived by :func:`inductscan.load_results` and :func:`query`, not stored).
+
+    Example::
+
+        inductscan.sql("results/", "SELECT seed, max(induction) AS best FROM scores GROUP BY seed")
+    """
+    answer = run_sql(results, statement)
+    return pd.DataFrame(answer.rows, columns=answer.columns)

@@ -14,9 +14,10 @@ Imports nothing heavy: each rendering imports its library when asked.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from numbers import Integral
 from typing import TYPE_CHECKING
 
-from inductscan.errors import ConfigError
+from inductscan.errors import ConfigError, parameter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,8 +133,14 @@ def selection(
 ) -> Selection:
     """A selection as the commands take one (``step_range``: both ends kept); None selects every
     value of that column."""
+    seeds = [seed] if isinstance(seed, Integral) else seed
+    if seeds is not None and not (isinstance(seeds, LISTS) and all(isinstance(one, Integral) for one in seeds)):
+        raise ConfigError(f"{parameter('seed')} must be an integer or a list of integers, got {seed!r}")
     filters = {"suite": suite, "run": run, "seed": seed, **columns}
     filters = {name: value for name, value in filters.items() if value is not None}
     if step_range is not None:
-        filters["step"] = slice(*step_range)
+        bounds = tuple(step_range) if isinstance(step_range, (tuple, list)) else ()
+        if len(bounds) != 2 or not all(isinstance(bound, Integral) for bound in bounds) or bounds[0] > bounds[1]:
+            raise ConfigError(f"{parameter('step_range')} must be (low, high) with low <= high, got {step_range!r}")
+        filters["step"] = slice(*bounds)
     return Selection(filters)

@@ -22,7 +22,7 @@ from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.layout import TABLES, relisted, require_results_folder
 from inductscan.results.rows import Rows
-from inductscan.results.selection import Selection, selection
+from inductscan.results.selection import Selection
 from inductscan.vocabulary import DERIVED, RUN_KEYS
 
 SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_METRICS, *CHECKPOINT_METRICS]  # query's default columns
@@ -76,7 +76,7 @@ def _views_of(
 def run_sql(results: str | os.PathLike, statement: str) -> Rows:
     """Any SQL statement over the views of :func:`connect`, e.g.
     ``SELECT seed, max(induction) FROM scores GROUP BY seed``."""
-    if not statement.strip():
+    if not statement.replace(";", "").strip():
         raise ConfigError(f"{parameter('statement')} is empty: give a statement, e.g. SELECT count(*) FROM scores")
     connection = connect(results)
     try:
@@ -90,34 +90,6 @@ def run_sql(results: str | os.PathLike, statement: str) -> Rows:
         return Rows(list(relation.columns), relation.fetchall())
     except duckdb.Error as error:  # raised as it runs: a conversion, error('...')
         raise ConfigError(f"SQL error: {str(error).splitlines()[0]}") from error
-
-
-def answer(
-    results: str | os.PathLike,
-    *,
-    statement: str | None = None,
-    columns: list[str] | None = None,
-    min_induction: float | None = None,
-    top: int | None = None,
-    best: bool = False,
-    **chosen,
-):
-    """What ``inductscan query`` prints: the answer to ``statement`` (any SQL, which takes no other
-    option), or the rows of :func:`select`, as :class:`Rows` of plain values read without pandas;
-    a frame from :func:`inductscan.query` when ``columns`` names a derived column, which pandas
-    derives (``chosen``: the selection's keywords)."""
-    options = {"min_induction": min_induction, "top": top, "best": best or None, "columns": columns}
-    if statement is not None:
-        given = [name for name, value in (chosen | options).items() if value is not None]
-        if given:
-            raise ConfigError(f"{parameter('statement')} takes no other selection option (got {parameter(given[0])})")
-        return run_sql(results, statement)
-    if columns is not None and any(name in DERIVED for name in columns):
-        from inductscan.results.queries import query
-
-        return query(results, **chosen, min_induction=min_induction, top=top, best=best, columns=columns)
-    rows = select(results, selection(**chosen), columns=columns, min_induction=min_induction, best=best, top=top)
-    return Rows(list(rows.columns), rows.fetchall())
 
 
 def _views(connection: duckdb.DuckDBPyConnection) -> list[str]:

@@ -8,6 +8,7 @@ checkpoint done.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from inductscan.metrics import HEAD_METRICS, SCORING_VERSION
+from inductscan.metrics import EXACT_EFFECTS, HEAD_METRICS, SCORING_VERSION
 from inductscan.results.layout import atomic, curve_path, failure_path, score_path
 from inductscan.results.probes import save_icl, save_probe
 from inductscan.results.schema import CURVE_SCHEMA, schema_with
@@ -79,6 +80,9 @@ def write_scores(
         "head": list(range(n_heads)) * n_layers,
     }
     columns |= {name: values.reshape(-1).tolist() for name, values in heads.items()}
+    for name in EXACT_EFFECTS:  # a head outside the top has no value: null, which SQL's max and count skip
+        if name in heads:
+            columns[name] = [None if math.isnan(value) else value for value in columns[name]]
     columns |= {name: [None] * rows for name in HEAD_METRICS if name not in heads}  # unscored: see write_run_note
     columns |= {name: [value] * rows for name, value in checkpoint.items()}
     columns |= {

@@ -90,6 +90,7 @@ def test_exit_statuses(runner, tmp_path, scanned):
     assert runner.invoke(main, ["query", str(out), "--best"]).exit_code == 0
     assert runner.invoke(main, ["query", str(tmp_path / "none")]).exit_code == 2  # bad input
     assert runner.invoke(main, ["query", str(out), "--seed", "x"]).exit_code == 2  # a usage error
+    assert runner.invoke(main, ["query", str(out), "--seed", ""]).exit_code == 2  # no seed is not every seed
     assert runner.invoke(main, ["status", str(out), "--suite", str(folder), "--steps", "0"]).exit_code == 0
 
 
@@ -126,8 +127,8 @@ def test_an_option_that_does_nothing_alone_or_an_empty_answer_is_refused(runner,
 
 
 def test_query_answers_sql_rows_or_a_derived_frame_as_the_command_prints_them(scanned):
+    from inductscan.results.answers import answer
     from inductscan.results.rows import Rows
-    from inductscan.results.sql import answer
 
     _, out = scanned
     counted = answer(out, statement="SELECT count(*) AS n FROM scores")

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import inductscan
 from inductscan.cli import main
+from inductscan.errors import ConfigError
 from inductscan.icl import IclConfig, IclExamples
 from inductscan.metrics import HEAD_METRICS
 from inductscan.probe import ProbeConfig, TokenSpec, make_probe
@@ -165,3 +166,15 @@ def test_same_weights_as_names_the_earliest_other_step_of_three(tmp_path):
     assert found["run"].to_dict() == {0: 10, 10: 0, 20: 40, 30: 0, 40: 20}
     queried = inductscan.query(out, run="run", columns=["step", "same_weights_as"]).groupby("step").first()
     assert queried.same_weights_as.to_dict() == {0: 10, 10: 0, 20: 40, 30: 0, 40: 20}
+
+
+def test_sql_from_python_answers_as_the_command_does_and_columns_may_be_one_string(folder):
+    statement = "SELECT suite, count(*) AS n, max(induction) AS best FROM scores GROUP BY suite ORDER BY suite"
+    frame = inductscan.sql(folder, statement)
+    shown = CliRunner().invoke(main, ["query", str(folder), "--sql", statement, "--format", "json"])
+    assert frame.to_dict(orient="records") == json.loads(shown.output)
+    assert list(frame.columns) == ["suite", "n", "best"] and frame["n"].sum() == len(inductscan.load_results(folder))
+    with pytest.raises(ConfigError, match="^statement is empty"):
+        inductscan.sql(folder, ";")
+    listed = inductscan.query(folder, columns=["step", "layer"])
+    assert inductscan.query(folder, columns="step, layer").equals(listed)

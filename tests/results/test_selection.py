@@ -97,3 +97,20 @@ def test_an_unknown_column_is_refused_alike_by_every_rendering(folder):
     for render in (lambda: chosen.expression(schema), lambda: chosen.where(schema.names)):
         with pytest.raises(ConfigError, match="cannot filter on 'seeed'; columns are suite, repo, run"):
             render()
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"step_range": (100, 0)}, "step_range must be (low, high) with low <= high, got (100, 0)"),
+        ({"step_range": "0:100"}, "step_range must be (low, high) with low <= high, got '0:100'"),
+        ({"step_range": (0, 1, 2)}, "step_range must be (low, high) with low <= high, got (0, 1, 2)"),
+        ({"seed": "0,1"}, "seed must be an integer or a list of integers, got '0,1'"),
+        ({"seed": [0, "1"]}, "seed must be an integer or a list of integers, got [0, '1']"),
+    ],
+)
+def test_a_selection_of_the_wrong_shape_is_named_not_read_as_nothing(keywords, message):
+    with pytest.raises(ConfigError) as raised:
+        selection(**keywords)
+    assert str(raised.value) == message
+    assert dict(selection(seed=[0, 1], step_range=(0, 0))) == {"seed": (0, 1), "step": slice(0, 0)}
