@@ -25,10 +25,12 @@ demo: install
 	$(BIN)/inductscan phases $(DEMO)/toy-results
 	$(BIN)/inductscan plot $(DEMO)/toy-results -o $(DEMO)/toy-timing.png
 
+# Two workers of one thread each (torch, OpenMP, BLAS): on 2 cores, two workers of two threads
+# each keep four busy-waiting threads on two cores. Tests that are about thread counts set them.
 test: install
 	$(BIN)/ruff check inductscan tests scripts
 	$(BIN)/ruff format --check inductscan tests scripts
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(DEMO) results

@@ -195,8 +195,8 @@ def columns(
 ) -> dict[str, torch.Tensor]:
     """The effect columns of one checkpoint, each (layer, head) float64: ``gain_effect`` and
     ``gain_effect_estimate`` on the probe, and with ICL examples ``icl_effect`` and ``icl_effect_estimate``."""
-    if top < 0:
-        raise ConfigError(f"{parameter('head_effects_top')} must be >= 0, got {top}")
+    if top < 1:
+        raise ConfigError(f"{parameter('head_effects_top')} must be >= 1, got {top}")
     targets = [probe_target(probe)] + ([icl_target(icl_examples)] if icl_examples is not None else [])
     found = {}
     for target in targets:

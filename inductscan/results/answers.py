@@ -23,9 +23,9 @@ def answer(
     **chosen,
 ):
     """What ``inductscan query`` prints: the answer to ``statement`` (any SQL, which takes no other
-    option), or the rows of :func:`inductscan.results.sql.select`, as :class:`Rows` of plain values read without pandas;
-    a frame from :func:`inductscan.query` when ``columns`` names a derived column, which pandas
-    derives (``chosen``: the selection's keywords)."""
+    option), or the rows of :func:`inductscan.results.sql.select` as :class:`Rows` of plain values,
+    read without pandas; a frame from :func:`inductscan.query` when ``columns`` names a derived
+    column, which pandas derives (``chosen``: the selection's keywords)."""
     options = {"min_induction": min_induction, "top": top, "best": best or None, "columns": columns}
     if statement is not None:
         given = [name for name, value in (chosen | options).items() if value is not None]

@@ -7,8 +7,6 @@ import os
 
 import pandas as pd
 
-from inductscan.errors import ConfigError
-from inductscan.metrics import all_metrics
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.read import derive, load_results, require_results
@@ -16,11 +14,6 @@ from inductscan.results.schema import INDEX
 from inductscan.results.selection import selection
 from inductscan.results.sql import require_held, run_sql, select
 from inductscan.vocabulary import DERIVED
-
-
-def _check_metric(frame: pd.DataFrame, metric: str) -> None:
-    if metric not in frame.columns:
-        raise ConfigError(f"unknown metric {metric!r}; choose one of {', '.join(all_metrics())}")
 
 
 def load_selection(results: str | os.PathLike, *, columns: list[str] | None = None, **chosen) -> pd.DataFrame:
@@ -65,7 +58,8 @@ def query(
 ) -> pd.DataFrame:
     """Rows of a results table as a flat frame: the selection, heads with ``induction`` at least
     ``min_induction``, one best head per checkpoint (``best``), the ``top`` K heads; ``columns``
-    (default: identity and every score) in that order. Answered by DuckDB over the files
+    (a list, or one string of comma-separated names; default: identity and every score) in that
+    order. Answered by DuckDB over the files
     (:func:`inductscan.results.sql.select`); ``same_weights_as`` and ``hazard`` are derived as
     :func:`inductscan.load_results` derives them, among the rows returned.
 
