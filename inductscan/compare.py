@@ -55,10 +55,9 @@ def require_seeds(wanted, held) -> None:
     the token losses hold), and those held."""
     absent = sorted(set(wanted) - {int(seed) for seed in held})
     if absent:
-        raise ConfigError(
-            f"no token losses of seed(s) {', '.join(map(str, absent))}; the table has seeds "
-            f"{', '.join(map(str, sorted({int(seed) for seed in held}))) or 'none'}"
-        )
+        seeds = ", ".join(map(str, sorted({int(seed) for seed in held})))
+        holds = f"the table has seeds {seeds}" if seeds else "the table holds no token losses (scanned without them)"
+        raise ConfigError(f"no token losses of seed(s) {', '.join(map(str, absent))}; {holds}")
 
 
 def _rows_of(frame: pd.DataFrame, run: pd.Series) -> pd.DataFrame:

@@ -38,6 +38,10 @@ def load_several(
     or select apart with ``suite=``/``seed=``)."""
     if not paths:
         raise ConfigError("no results folder given")
+    seen = {}
+    for path in paths:  # the same folder twice would hold each of its checkpoints twice: say so plainly
+        if seen.setdefault(os.path.realpath(path), path) is not path:
+            raise ConfigError(f"{path} is given twice: give each results folder once")
     frames, origin, lacking = [], {}, []
     for path in paths:
         try:

@@ -34,6 +34,8 @@ def suites_command(name: str | None, results: Path | None) -> None:
     """
     from inductscan.suite_info import catalog_lines, suite_lines
 
+    if name is None and results is not None:
+        raise ConfigError("--results shows one listed suite's runs and steps: name the suite (suites NAME --results)")
     for line in catalog_lines() if name is None else suite_lines(name, results):
         click.echo(line)
 

@@ -178,6 +178,15 @@ def refuse_a_missing_folder(output: Path, what: str) -> None:
     raise OutputError(f"cannot write {what} to {output}: {reason}")
 
 
+def no_scores(path: str | os.PathLike) -> str:
+    """The line for a folder with no scored checkpoint; for one of a results folder's own tables
+    (``results/scores``), the folder to give instead."""
+    path = Path(path)
+    if path.name in TABLES and (path.parent / "scores").is_dir():
+        return f"{path} is the {path.name} table of the results folder {path.parent}: give {path.parent}"
+    return f"{path} holds no scored checkpoints (nothing under {path / 'scores'}); scan into it first"
+
+
 def require_results_folder(path: str | os.PathLike) -> None:
     """Raise :class:`OutputError` unless ``path`` is a folder."""
     if not Path(path).is_dir():

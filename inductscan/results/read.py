@@ -20,7 +20,7 @@ from inductscan.errors import ConfigError, OutputError, parameter
 from inductscan.results import sql
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
-from inductscan.results.layout import relisted, removed, require_results_folder, safe
+from inductscan.results.layout import no_scores, relisted, removed, require_results_folder, safe
 from inductscan.results.records import load_failures
 from inductscan.results.schema import CURVE_SCHEMA, INDEX, REPEATED, schema_with
 from inductscan.results.selection import Selection
@@ -159,9 +159,7 @@ def require_results(path: ResultsFolder | str | os.PathLike) -> None:
     folder = ResultsFolder.of(path)
     require_results_folder(folder.path)
     if not folder.has_rows("scores"):
-        raise OutputError(
-            f"{path} holds no scored checkpoints (nothing under {folder.path / 'scores'}); scan into it first"
-        )
+        raise OutputError(no_scores(path))
 
 
 def recorded_checkpoints(path: ResultsFolder | str | os.PathLike, *, skip_damaged: bool = False) -> pd.DataFrame:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import duckdb
 
@@ -20,7 +19,7 @@ from inductscan.errors import ConfigError, NotHeldError, OutputError, parameter
 from inductscan.metrics import CHECKPOINT_METRICS, HEAD_METRICS, is_added
 from inductscan.results.declarations import learn_scores
 from inductscan.results.folder import ResultsFolder
-from inductscan.results.layout import TABLES, relisted, require_results_folder
+from inductscan.results.layout import TABLES, no_scores, relisted, require_results_folder
 from inductscan.results.rows import Rows
 from inductscan.results.selection import Selection
 from inductscan.vocabulary import DERIVED, RUN_KEYS
@@ -192,9 +191,7 @@ def select(
     connection = connect(results)
     learn_scores(results)  # its users' scores: among the default columns, and as --metric
     if "scores" not in _views(connection):
-        raise OutputError(
-            f"{results} holds no scored checkpoints (nothing under {Path(results) / 'scores'}); scan into it first"
-        )
+        raise OutputError(no_scores(results))
     require_held(results, filters, connection)
     known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
     wanted = default_columns(known) if columns is None else columns

@@ -122,6 +122,8 @@ def test_an_option_that_does_nothing_alone_or_an_empty_answer_is_refused(runner,
     assert one_line_error(alone) == "error: --head-effects-top needs --head-effects"
     assert not (tmp_path / "o").exists()
     assert one_line_error(runner.invoke(main, ["query", str(out), "--sql", " "])).startswith("error: --sql is empty")
+    unnamed = runner.invoke(main, ["suites", "--results", str(out)])
+    assert one_line_error(unnamed).startswith("error: --results shows one listed suite's runs and steps: name")
     missing = runner.invoke(main, ["suites", "pythia-160m", "--results", str(tmp_path / "missing")])
     assert one_line_error(missing) == f"error: no results folder at {tmp_path / 'missing'}"
 
@@ -148,3 +150,16 @@ def test_a_seed_the_folder_lacks_is_named_with_the_seeds_it_holds(runner, scanne
     head = ["--step", "0", "--layer", "0", "--head", "0", "--seed", "7", "-o", str(tmp_path / "p.png")]
     pattern = runner.invoke(main, ["pattern", str(out), *head])
     assert one_line_error(pattern).endswith("no scored checkpoint of the selection (seeds held: 0, 1)")
+
+
+def test_a_folder_given_twice_or_its_table_given_for_it_is_named(runner, scanned, tmp_path):
+    _, out = scanned
+    twice = runner.invoke(main, ["phases", str(out), f"{out}/"])
+    assert one_line_error(twice) == f"error: {out} is given twice: give each results folder once"
+    table = runner.invoke(main, ["query", str(out / "scores")])
+    shown = one_line_error(table)
+    assert shown == f"error: {out / 'scores'} is the scores table of the results folder {out}: give {out}"
+    plotted = ["plot", str(out), "--kind", "seed-scatter", "--seed", "0,1", "-o", str(tmp_path / "s.png")]
+    assert one_line_error(runner.invoke(main, plotted)).endswith(
+        "no token losses of seed(s) 0, 1; the table holds no token losses (scanned without them)"
+    )
