@@ -68,10 +68,15 @@ def _attention(
     q, k, v = qkv.view(batch, n_positions, 3, arch.n_heads, arch.d_head).permute(2, 0, 3, 1, 4)  # (B, H, P, E)
     if rotary is not None:
         q, k = _apply_rotary(q, *rotary), _apply_rotary(k, *rotary)
-    logits = (q @ k.transpose(-1, -2)) * arch.attn_scales[index]  # (B, H, P, P)
-    causal = torch.ones(n_positions, n_positions, dtype=torch.bool, device=x.device).triu(1)
-    pattern = logits.masked_fill(causal, float("-inf")).softmax(dim=-1)
-    z = pattern @ v  # (B, H, P, E)
+    if on_layer is None and edit is not None:
+        # a pass of inductscan.effects reads no pattern: the fused kernel keeps none, nor (with a
+        # gradient) the (B, H, P, P) tensors a backward pass would otherwise hold for every layer
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=float(arch.attn_scales[index]))
+    else:
+        logits = (q @ k.transpose(-1, -2)) * arch.attn_scales[index]  # (B, H, P, P)
+        causal = torch.ones(n_positions, n_positions, dtype=torch.bool, device=x.device).triu(1)
+        pattern = logits.masked_fill(causal, float("-inf")).softmax(dim=-1)
+        z = pattern @ v  # (B, H, P, E)
     if on_layer is not None:
         on_layer(index, layer, pattern, z)
     if edit is not None:

@@ -161,7 +161,7 @@ def _no_step(results, step: int, chosen: dict) -> str:
         return f"{results} holds no scored checkpoint of the selection (seeds held: {', '.join(map(str, seeds))})"
     steps = np.sort(rows["step"].unique())
     index = int(np.searchsorted(steps, step))
-    near = ", ".join(f"{value:,}" for value in steps[max(0, index - 2) : index + 2])
+    near = ", ".join(str(value) for value in steps[max(0, index - 2) : index + 2])
     runs = rows["run"].nunique()
     where = "the selection's runs" if runs > 1 else f"run {rows['run'].iloc[0]}"
     return f"no scored checkpoint at step {step:,} in {where}; scored steps nearby: {near}"

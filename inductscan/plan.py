@@ -195,7 +195,10 @@ def _chosen(values: int | list[int] | None, what: str) -> list[int] | None:
     """None (every one), or a non-empty list; one number stands for a list of it."""
     if values is None:
         return None
-    chosen = [values] if isinstance(values, int) else list(values)
+    chosen = [values] if isinstance(values, int) else values
+    if not isinstance(chosen, (list, tuple, range)) or not all(isinstance(value, int) for value in chosen):
+        raise ConfigError(f"{parameter(what)} must be an integer or a list of integers, got {values!r}")
+    chosen = list(chosen)
     if not chosen:
         raise ConfigError(f"no {what} chosen: give at least one, or None for all")
     return chosen
@@ -330,6 +333,9 @@ class PlanArguments:
     every: int | None = None
     tokens_per_step: int | None = None
     shard: Shard | str | tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        _chosen(self.seeds, "seeds"), _chosen(self.steps, "steps")  # a list of numbers, or one: else one line
 
     @classmethod
     def of(cls, arguments: PlanArguments | None = None, **chosen) -> PlanArguments:

@@ -61,8 +61,16 @@ def compare_seeds(
     last both have): their correlation and the ``top`` tokens they disagree on most (largest
     |log p(seed A) - log p(seed B)|), named by example, position and token id, from a scan with
     token losses (docs/scores.md)."""
-    if seeds is not None and len(seeds) != 2:
-        raise ConfigError(f"{parameter('seeds')}: expected two seeds, got {list(seeds)}")
+    if seeds is not None and not (
+        isinstance(seeds, (list, tuple)) and len(seeds) == 2 and all(isinstance(seed, int) for seed in seeds)
+    ):
+        raise ConfigError(f"{parameter('seeds')}: expected two seeds, got {seeds!r}")
+    if seeds is not None and seeds[0] == seeds[1]:
+        raise ConfigError(f"{parameter('seeds')}: expected two different seeds, got {list(seeds)}")
+    if step is not None and not isinstance(step, int):
+        raise ConfigError(f"{parameter('step')} must be an integer, got {step!r}")
+    if not isinstance(top, int) or top < 1:
+        raise ConfigError(f"{parameter('top')} must be >= 1, got {top!r}")
     sql.require_held(results, selection(suite=suite))
     if seeds is not None:  # both, or either, absent: named alike
         require_seeds(seeds, seeds_held(results, suite))

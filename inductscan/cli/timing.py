@@ -75,10 +75,10 @@ def phases_command(
         total_tokens=total_tokens,
         **chosen,
     )
-    if table.empty:
-        click.echo(NO_ROWS)
-    elif fmt != "table":
+    if fmt != "table":  # csv and json stay machine-readable with no rows: a header, or []
         emit(table.timing, fmt)
+    elif table.empty:
+        click.echo(NO_ROWS)
     else:
         click.echo(table.header())
         emit(table.readable(), fmt)

@@ -75,6 +75,8 @@ def _views_of(
 def run_sql(results: str | os.PathLike, statement: str) -> Rows:
     """Any SQL statement over the views of :func:`connect`, e.g.
     ``SELECT seed, max(induction) FROM scores GROUP BY seed``."""
+    if not isinstance(statement, str):
+        raise ConfigError(f"{parameter('statement')} must be a string of SQL, got {statement!r}")
     if not statement.replace(";", "").strip():
         raise ConfigError(f"{parameter('statement')} is empty: give a statement, e.g. SELECT count(*) FROM scores")
     connection = connect(results)

@@ -3,10 +3,12 @@ written once (inductscan/cli/errors.py); and each failure's exit status."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+import inductscan
 from inductscan.cli import main
 from inductscan.cli.errors import FLAGS, flag, one_line
 from inductscan.errors import ConfigError, InductscanError, parameter
@@ -163,3 +165,27 @@ def test_a_folder_given_twice_or_its_table_given_for_it_is_named(runner, scanned
     assert one_line_error(runner.invoke(main, plotted)).endswith(
         "no token losses of seed(s) 0, 1; the table holds no token losses (scanned without them)"
     )
+
+
+def test_python_arguments_of_the_wrong_type_are_named_in_one_line(scanned):
+    _, out = scanned
+    failures = [
+        (lambda: inductscan.status(out, seeds="0,1"), "seeds must be an integer or a list of integers, got '0,1'"),
+        (lambda: PlanArguments(steps=[0, "10"]), "steps must be an integer or a list of integers, got [0, '10']"),
+        (lambda: inductscan.sql(out, None), "statement must be a string of SQL, got None"),
+        (lambda: inductscan.compare_seeds(out, seeds=[0, 0]), "seeds: expected two different seeds, got [0, 0]"),
+        (lambda: inductscan.compare_seeds(out, seeds=0), "seeds: expected two seeds, got 0"),
+        (lambda: inductscan.compare_seeds(out, step="10"), "step must be an integer, got '10'"),
+        (lambda: inductscan.compare_seeds(out, top="3"), "top must be >= 1, got '3'"),
+    ]
+    for call, message in failures:
+        with pytest.raises(ConfigError) as raised:
+            call()
+        assert str(raised.value) == message
+
+
+def test_phases_with_no_rows_stays_machine_readable(runner, scanned):
+    _, out = scanned
+    shown = runner.invoke(main, ["phases", str(out), "--seed", "7", "--format", "json"])
+    assert shown.exit_code == 0 and json.loads(shown.output) == []
+    assert runner.invoke(main, ["phases", str(out), "--seed", "7"]).output == "no rows match\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -37,12 +38,15 @@ def test_the_command_prints_the_library_table(runner, scanned, options, argument
     assert len(readable.output.splitlines()) == 2 + len(table.timing)  # the header, the columns, a row each
 
 
-def test_phase_changes_reads_several_folders_and_refuses_a_checkpoint_held_twice(scanned):
+def test_phase_changes_reads_several_folders_and_refuses_a_checkpoint_held_twice(scanned, tmp_path):
     _, out = scanned
     one = inductscan.phase_changes(out)
     assert list(one.timing["seed"]) == [0, 1] and not one.empty
-    with pytest.raises(ConfigError, match="give each checkpoint once .* suite/seed to select"):
+    with pytest.raises(ConfigError, match="is given twice: give each results folder once$"):
         inductscan.phase_changes([out, out])
+    shutil.copytree(out, tmp_path / "copy")
+    with pytest.raises(ConfigError, match="give each checkpoint once .* suite/seed to select"):
+        inductscan.phase_changes([out, tmp_path / "copy"])
 
 
 def test_errors_name_the_parameter_or_the_flag(runner, scanned):
@@ -53,6 +57,6 @@ def test_errors_name_the_parameter_or_the_flag(runner, scanned):
         runner.invoke(main, ["phases", str(out), "--total-tokens", "5"]), "--total-tokens applies only with --x"
     )
     empty = runner.invoke(main, ["phases", str(out), "--seed", "9", "--format", "json"])
-    assert empty.exit_code == 0 and empty.output == "no rows match\n"
+    assert empty.exit_code == 0 and json.loads(empty.output) == []  # still json
     assert inductscan.phase_changes(out, seed=[9]).empty
     assert json.loads(runner.invoke(main, ["phases", str(out), "--format", "json"]).output)[0]["metric"] == "induction"
