@@ -16,6 +16,7 @@ from inductscan.errors import ConfigError, UnknownRunError, parameter
 from inductscan.hub import Retry
 from inductscan.icl import IclConfig
 from inductscan.probe import Probe, ProbeConfig, TokenSpec, make_probe
+from inductscan.results.selection import integers
 from inductscan.suites import Suite, get_suite
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")  # names of torch dtypes: torch is imported only to scan
@@ -193,13 +194,8 @@ def _is_id(value) -> bool:
 
 def _chosen(values: int | list[int] | None, what: str) -> list[int] | None:
     """None (every one), or a non-empty list; one number stands for a list of it."""
-    if values is None:
-        return None
-    chosen = [values] if isinstance(values, int) else values
-    if not isinstance(chosen, (list, tuple, range)) or not all(isinstance(value, int) for value in chosen):
-        raise ConfigError(f"{parameter(what)} must be an integer or a list of integers, got {values!r}")
-    chosen = list(chosen)
-    if not chosen:
+    chosen = integers(values, what)
+    if chosen is not None and not chosen:
         raise ConfigError(f"no {what} chosen: give at least one, or None for all")
     return chosen
 

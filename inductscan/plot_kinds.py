@@ -102,16 +102,12 @@ def _icl_curves(request: PlotRequest):
 
 
 def _token_losses(request: PlotRequest):
-    from inductscan.compare import require_seeds
     from inductscan.results.selection import selection
-    from inductscan.results.token_losses import seeds_held
-    from inductscan.seed_comparison import token_losses_of
+    from inductscan.seed_comparison import require_held_seeds, token_losses_of
 
     _require_held(request)
-    seeds, suite = request.chosen["seed"], request.chosen["suite"]
-    if seeds is not None:  # a seed without token losses is named with those held, not read as none
-        held = seeds_held(request.results[0], suite if isinstance(suite, str) else None)
-        require_seeds([seeds] if isinstance(seeds, int) else seeds, held)
+    suite = request.chosen["suite"]
+    require_held_seeds(request.results[0], request.chosen["seed"], suite if isinstance(suite, str) else None)
     return token_losses_of(request.results[0], request.warnings, **selection(**request.chosen))
 
 

@@ -49,6 +49,13 @@ class SeedComparison:
         )
 
 
+def require_held_seeds(results: str | os.PathLike, seeds: int | list[int] | None, suite: str | None) -> None:
+    """Name the ``seeds`` (None: every one) whose token losses ``results`` does not hold, beside
+    those it holds (of ``suite``, if one), rather than read them as none."""
+    if seeds is not None:
+        require_seeds([seeds] if isinstance(seeds, int) else seeds, seeds_held(results, suite))
+
+
 def compare_seeds(
     results: str | os.PathLike,
     *,
@@ -72,8 +79,7 @@ def compare_seeds(
     if not isinstance(top, int) or top < 1:
         raise ConfigError(f"{parameter('top')} must be >= 1, got {top!r}")
     sql.require_held(results, selection(suite=suite))
-    if seeds is not None:  # both, or either, absent: named alike
-        require_seeds(seeds, seeds_held(results, suite))
+    require_held_seeds(results, seeds, suite)
     warnings: list[str] = []
     seeds = list(seeds) if seeds is not None else None
     losses = token_losses_of(results, warnings, **selection(suite=suite, seed=seeds))  # a missing step is named below

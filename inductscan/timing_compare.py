@@ -38,10 +38,11 @@ def load_several(
     or select apart with ``suite=``/``seed=``)."""
     if not paths:
         raise ConfigError("no results folder given")
-    seen = {}
+    seen = set()
     for path in paths:  # the same folder twice would hold each of its checkpoints twice: say so plainly
-        if seen.setdefault(os.path.realpath(path), path) is not path:
+        if os.path.realpath(path) in seen:
             raise ConfigError(f"{path} is given twice: give each results folder once")
+        seen.add(os.path.realpath(path))
     frames, origin, lacking = [], {}, []
     for path in paths:
         try:

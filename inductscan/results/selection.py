@@ -123,6 +123,17 @@ class Selection(Mapping):
         return keep
 
 
+def integers(values: object, name: str) -> list | None:
+    """``values`` (one integer, or a list, tuple or range of them) as a list, None as None;
+    anything else is a :class:`ConfigError` naming the parameter ``name``."""
+    if values is None:
+        return None
+    listed = [values] if isinstance(values, Integral) else values
+    if not isinstance(listed, LISTS) or not all(isinstance(value, Integral) for value in listed):
+        raise ConfigError(f"{parameter(name)} must be an integer or a list of integers, got {values!r}")
+    return list(listed)
+
+
 def selection(
     *,
     suite: str | list[str] | None = None,
@@ -133,9 +144,7 @@ def selection(
 ) -> Selection:
     """A selection as the commands take one (``step_range``: both ends kept); None selects every
     value of that column."""
-    seeds = [seed] if isinstance(seed, Integral) else seed
-    if seeds is not None and not (isinstance(seeds, LISTS) and all(isinstance(one, Integral) for one in seeds)):
-        raise ConfigError(f"{parameter('seed')} must be an integer or a list of integers, got {seed!r}")
+    integers(seed, "seed")  # a list of numbers, or one: else one line
     filters = {"suite": suite, "run": run, "seed": seed, **columns}
     filters = {name: value for name, value in filters.items() if value is not None}
     if step_range is not None:
