@@ -17,11 +17,14 @@ signed so that positive means the head carries it (docs/scores.md, "Head effects
   effect. ``sum grad * (m - z) = m . sum grad - sum grad * z``: both sums add up over batches, so
   the sequences go through in batches and the mean is needed only at the end.
 - ``*_effect``, the ``top`` heads of largest ``|estimate|``: the ablated forward pass itself,
-  started from the clean pass's residual stream entering the head's layer (the layers below
+  started at the head's layer from the clean pass's residual stream entering it and the heads'
+  outputs there, the head's replaced by its mean (the layers below, and that layer's attention,
   cannot change); the other heads' values are NaN here, stored as null.
 
 Only the positions up to the target's last weighed loss go through an ablated pass: attention is
-causal, so later positions cannot change it.
+causal, so later positions cannot change it. On the ICL target, the attribution pass's forward is
+the plain pass's arithmetic, so it also gives the checkpoint's ICL losses (:func:`columns`): a scan
+with effects runs that pass once, not twice.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from inductscan.errors import ConfigError, parameter
 from inductscan.families.native import family_of
 from inductscan.families.registry import runs_natively
 from inductscan.icl import IclExamples
-from inductscan.measure import CheckpointScores
+from inductscan.measure import TOKEN_LOSS_BATCH, CheckpointScores
 from inductscan.metrics import METRICS
+from inductscan.model import next_token_losses
 from inductscan.probe import Probe
 
 # target -> the checkpoint score it is taken on; the columns are f"{target}_effect" and f"{target}_effect_estimate"
@@ -96,11 +100,20 @@ class HeadEffects:
     estimate: torch.Tensor  # (layer, head), float64
     exact: torch.Tensor  # (layer, head), float64; NaN but for the ``top`` heads
     clean: float  # the signed target on the clean pass
+    # (batch, position - 1): every token's loss on the clean pass, when asked for
+    token_losses: torch.Tensor | None = None
 
 
-def head_effects(weights, target: Target, *, top: int = DEFAULT_TOP, batch: int = 8) -> HeadEffects:
+def head_effects(
+    weights, target: Target, *, top: int = DEFAULT_TOP, batch: int = 8, token_losses: bool = False
+) -> HeadEffects:
     """Every head's estimated effect on ``target`` and the exact effect of the ``top`` heads of
-    largest ``|estimate|``, ``batch`` sequences per pass. ``weights``: a natively run family's."""
+    largest ``|estimate|``, ``batch`` sequences per pass. ``weights``: a natively run family's.
+
+    With ``token_losses``, the attribution pass also gives every token's loss: the plain pass's to
+    the bit (:meth:`inductscan.measure.Scorer.token_losses` with the same ``batch``), so that a scan
+    need not run that pass again (inductscan.model.edited_pass_attention).
+    """
     arch = weights.architecture
     stages = family_of(arch).stages
     device = weights.embed.device
@@ -114,6 +127,8 @@ def head_effects(weights, target: Target, *, top: int = DEFAULT_TOP, batch: int 
     grad_sum = torch.zeros_like(z_sum)  # sum over b, p of dT/dz
     grad_dot_z = torch.zeros(n_layers, n_heads, dtype=torch.float64, device=device)  # sum of dT/dz * z
     residuals: list[list[torch.Tensor]] = []  # per chunk, the stream entering each layer
+    outputs: list[list[torch.Tensor]] = []  # per chunk, what each layer's W_O read
+    losses: list[torch.Tensor] = []  # per chunk, with token_losses
     clean = 0.0
     for ids, loss_weights in chunks:
         entering: list[torch.Tensor] = []
@@ -136,8 +151,12 @@ def head_effects(weights, target: Target, *, top: int = DEFAULT_TOP, batch: int 
             )
             value = _weighted_loss(stages, weights, x, ids, loss_weights)
             value.backward()
+        if token_losses:
+            with torch.no_grad():
+                losses.append(next_token_losses(stages.final_norm(weights, x.detach()), weights.unembed, ids))
         clean += value.item()
         residuals.append(entering)
+        outputs.append(zs)
         for layer, (z, delta) in enumerate(zip(zs, deltas, strict=True)):
             grad = delta.grad.double()  # (B, H, P, E)
             z_sum[layer] += z.double().sum(dim=(0, 2))
@@ -154,26 +173,21 @@ def head_effects(weights, target: Target, *, top: int = DEFAULT_TOP, batch: int 
             layer, head = divmod(flat, n_heads)
             mean = means[layer, head]
             ablated = 0.0
-            for (ids, loss_weights), entering in zip(chunks, residuals, strict=True):
+            for (ids, loss_weights), entering, zs in zip(chunks, residuals, outputs, strict=True):
                 ablated += _ablated_value(
-                    stages, weights, entering[layer], ids, loss_weights, layer, head, mean, needed
+                    stages, weights, entering[layer], zs[layer], ids, loss_weights, layer, head, mean, needed
                 )
             exact[layer, head] = ablated - clean
-    return HeadEffects(estimate.cpu(), exact, clean)
+    return HeadEffects(estimate.cpu(), exact, clean, torch.cat(losses) if token_losses else None)
 
 
-def _ablated_value(stages, weights, entering, ids, loss_weights, layer, head, mean, needed) -> float:
+def _ablated_value(stages, weights, entering, z, ids, loss_weights, layer, head, mean, needed) -> float:
     """The signed target with head ``head`` of ``layer`` replaced by ``mean`` (E,), from the stream
-    ``entering`` that layer, over the first ``needed`` positions."""
-
-    def ablate(index: int, z: torch.Tensor) -> torch.Tensor:
-        if index != layer:
-            return z
-        z = z.clone()
-        z[:, head] = mean.to(z.dtype)
-        return z
-
-    x = stages.run_layers(weights, entering[:, :needed], layer, edit=ablate)
+    ``entering`` that layer and what its W_O read on the clean pass, z (B, H, P, E), over the first
+    ``needed`` positions. The layer's attention is not computed again: only the head's output changes."""
+    z = z[:, :, :needed].clone()
+    z[:, head] = mean.to(z.dtype)
+    x = stages.run_layers(weights, entering[:, :needed], layer, given_z=z)
     return _weighted_loss(stages, weights, x, ids[:, : needed + 1], loss_weights[:, :needed]).item()
 
 
@@ -192,25 +206,30 @@ def _weighted_loss(stages, weights, x, ids, loss_weights) -> torch.Tensor:
 
 def columns(
     weights, probe: Probe, icl_examples: IclExamples | None, *, top: int = DEFAULT_TOP
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The effect columns of one checkpoint, each (layer, head) float64: ``gain_effect`` and
-    ``gain_effect_estimate`` on the probe, and with ICL examples ``icl_effect`` and ``icl_effect_estimate``."""
+    ``gain_effect_estimate`` on the probe, and with ICL examples ``icl_effect`` and
+    ``icl_effect_estimate``; and the ICL examples' token losses (None without examples), the ones
+    :meth:`inductscan.measure.Scorer.token_losses` gives, from the same pass."""
     if top < 1:
         raise ConfigError(f"{parameter('head_effects_top')} must be >= 1, got {top}")
     targets = [probe_target(probe)] + ([icl_target(icl_examples)] if icl_examples is not None else [])
-    found = {}
+    found, token_losses = {}, None
     for target in targets:
-        effects = head_effects(weights, target, top=top)
+        icl = target.name == "icl"
+        effects = head_effects(weights, target, top=top, batch=TOKEN_LOSS_BATCH, token_losses=icl)
         found[f"{target.name}_effect"] = effects.exact
         found[f"{target.name}_effect_estimate"] = effects.estimate
-    return found
+        token_losses = effects.token_losses if icl else token_losses
+    return found, token_losses
 
 
 def with_effects(
     scored: CheckpointScores, weights, probe: Probe, icl_examples: IclExamples | None, *, top: int = DEFAULT_TOP
-) -> CheckpointScores:
-    """``scored`` with the effect columns of :func:`columns` added."""
-    return dataclasses.replace(scored, heads=scored.heads | columns(weights, probe, icl_examples, top=top))
+) -> tuple[CheckpointScores, torch.Tensor | None]:
+    """``scored`` with the effect columns of :func:`columns` added, and the ICL token losses."""
+    found, token_losses = columns(weights, probe, icl_examples, top=top)
+    return dataclasses.replace(scored, heads=scored.heads | found), token_losses
 
 
 def check_supported(arch) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -62,27 +63,76 @@ def _attention(
     rotary,
     on_layer: LayerCallback | None,
     edit: HeadEdit | None = None,
+    given_z: torch.Tensor | None = None,
+    plain: bool = True,
 ) -> torch.Tensor:
+    """The attention's output (B, P, d_model); with ``given_z`` (B, H, P, E), W_O's of it alone.
+    A pass of :mod:`inductscan.effects` (not ``plain``) reads no pattern (:func:`edited_pass_attention`)."""
+    batch, n_positions, _ = x.shape
+    z = _head_outputs(arch, layer, index, x, rotary, on_layer, edit, plain) if given_z is None else given_z
+    merged = z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
+    return _linear(merged, layer.out_weight, layer.out_bias)
+
+
+def _head_outputs(arch, layer, index, x, rotary, on_layer, edit, plain) -> torch.Tensor:
+    """z (B, H, P, E), what W_O reads, after ``on_layer`` saw the pattern and ``edit`` replaced z."""
     batch, n_positions, _ = x.shape
     qkv = _linear(x, layer.qkv_weight, layer.qkv_bias)  # (B, P, 3 * H * E)
     q, k, v = qkv.view(batch, n_positions, 3, arch.n_heads, arch.d_head).permute(2, 0, 3, 1, 4)  # (B, H, P, E)
     if rotary is not None:
         q, k = _apply_rotary(q, *rotary), _apply_rotary(k, *rotary)
-    if on_layer is None and edit is not None:
-        # a pass of inductscan.effects reads no pattern: the fused kernel keeps none, nor (with a
-        # gradient) the (B, H, P, P) tensors a backward pass would otherwise hold for every layer
-        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=float(arch.attn_scales[index]))
+    scale = arch.attn_scales[index]
+    if not plain:
+        z = edited_pass_attention(
+            q, k, v, lambda q, k, v: _pattern(q, k, scale) @ v, partial(_fused, scale=float(scale))
+        )
     else:
-        logits = (q @ k.transpose(-1, -2)) * arch.attn_scales[index]  # (B, H, P, P)
-        causal = torch.ones(n_positions, n_positions, dtype=torch.bool, device=x.device).triu(1)
-        pattern = logits.masked_fill(causal, float("-inf")).softmax(dim=-1)
+        pattern = _pattern(q, k, scale)
         z = pattern @ v  # (B, H, P, E)
     if on_layer is not None:
         on_layer(index, layer, pattern, z)
-    if edit is not None:
-        z = edit(index, z)
-    merged = z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
-    return _linear(merged, layer.out_weight, layer.out_bias)
+    return z if edit is None else edit(index, z)
+
+
+def _pattern(q: torch.Tensor, k: torch.Tensor, scale) -> torch.Tensor:
+    """The causal attention pattern (B, H, P, P) of q and k (B, H, P, E)."""
+    n_positions = q.shape[-2]
+    logits = (q @ k.transpose(-1, -2)) * scale  # (B, H, P, P)
+    causal = torch.ones(n_positions, n_positions, dtype=torch.bool, device=q.device).triu(1)
+    return logits.masked_fill(causal, float("-inf")).softmax(dim=-1)
+
+
+def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+
+
+def edited_pass_attention(q, k, v, eager: Callable, fused: Callable) -> torch.Tensor:
+    """z for a pass of :mod:`inductscan.effects`, which reads no pattern.
+
+    Without a gradient (an ablated pass), ``fused(q, k, v)``: torch's fused kernel, which keeps no
+    (B, H, P, P) tensor. With one (the attribution pass), ``eager(q, k, v)``, the plain pass's own
+    arithmetic, so that its losses are the plain pass's to the bit and serve as the checkpoint's
+    ICL losses; its backward goes through the fused kernel, recomputed from q, k and v, so that no
+    layer's pattern, nor the softmax's, is held for it.
+    """
+    if not torch.is_grad_enabled():
+        return fused(q, k, v)
+    return _EagerForwardFusedBackward.apply(q, k, v, eager, fused)
+
+
+class _EagerForwardFusedBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, eager, fused):
+        ctx.save_for_backward(q, k, v)
+        ctx.fused = fused
+        return eager(q, k, v)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inputs = [saved.detach().requires_grad_() for saved in ctx.saved_tensors]
+        with torch.enable_grad():
+            z = ctx.fused(*inputs)
+        return (*torch.autograd.grad(z, inputs, grad), None, None)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -135,21 +185,32 @@ def run_layers(
     on_layer: LayerCallback | None = None,
     edit: HeadEdit | None = None,
     on_residual: Callable[[int, torch.Tensor], None] | None = None,
+    given_z: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The residual stream ``x`` entering layer ``start`` through the remaining layers.
 
     ``on_residual(index, x)`` sees the stream entering each layer; ``edit`` may replace the heads'
-    outputs (see :data:`HeadEdit`). Not in inference mode, so that :mod:`inductscan.effects` can
-    take gradients through it (:func:`forward` is).
+    outputs (see :data:`HeadEdit`); ``given_z`` (B, H, P, E) is what layer ``start``'s W_O reads,
+    its attention not computed (an ablated pass of :mod:`inductscan.effects` starts there). Not in
+    inference mode, so that :mod:`inductscan.effects` can take gradients through it (:func:`forward` is).
     """
     arch = weights.architecture
     rotary = _rotary(arch, x.shape[1], x) if arch.rotary_dims else None
+    plain = on_layer is not None or (edit is None and given_z is None)
     for index in range(start, len(weights.layers)):
         layer = weights.layers[index]  # a streamed layer (weights.StreamedLayers) is read now
         if on_residual is not None:
             on_residual(index, x)
         attended = _attention(
-            arch, layer, index, layer_norm(x, layer.ln1_weight, layer.ln1_bias, arch.ln_eps), rotary, on_layer, edit
+            arch,
+            layer,
+            index,
+            layer_norm(x, layer.ln1_weight, layer.ln1_bias, arch.ln_eps),
+            rotary,
+            on_layer,
+            edit,
+            given_z if index == start else None,
+            plain,
         )
         if arch.parallel_residual:
             x = x + attended + _mlp(arch, layer, layer_norm(x, layer.ln2_weight, layer.ln2_bias, arch.ln_eps))

@@ -273,13 +273,14 @@ class ScanContext:
             scorer = self.scorer_for(arch)
             weights = scorer.load(lambda: read_state_dict(list(files.weights)))
             scored = scorer.score(weights, probe, self.custom)
-            if self.config.head_effects:
-                scored = effects.with_effects(
+            losses = None
+            if self.config.head_effects:  # its attribution pass gives the ICL losses too
+                scored, losses = effects.with_effects(
                     scored, weights, probe, self.icl_examples, top=self.config.head_effects_top
                 )
             in_context = None
             if self.icl_examples is not None:
-                losses = scorer.token_losses(weights, self.icl_examples.ids)
+                losses = scorer.token_losses(weights, self.icl_examples.ids) if losses is None else losses
                 in_context = IclResult(self.icl_examples, *icl.score(losses, self.icl_examples.config))
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):

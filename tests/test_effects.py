@@ -5,6 +5,8 @@ and the scan's columns with and without --head-effects."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
@@ -105,6 +107,7 @@ CASES = {
     "neox-sequential": lambda: neox_model(4, use_parallel_residual=False, rotary_pct=0.5),
     "llama": lambda: llama_family_model("llama", 5),
     "olmo2-post-norm": lambda: llama_family_model("olmo2", 6),
+    "mistral-sliding-window": lambda: llama_family_model("mistral", 7),
 }
 
 
@@ -129,6 +132,40 @@ def test_exact_effects_equal_ablations_by_hooks_on_transformers_model(tmp_path, 
     expected = hooked_effects(model, text, lambda losses: icl_score(losses, early, late))  # icl_score: rises when lost
     assert np.abs(expected).max() > 0.01
     np.testing.assert_allclose(found.exact.numpy(), expected, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_attribution_pass_gives_the_plain_passes_token_losses_to_the_bit(tmp_path, case):
+    # a scan with --head-effects takes its ICL losses from the attribution pass instead of running
+    # the plain pass again: they must be that pass's own, bit for bit, or icl_score would change with the flag
+    model = CASES[case]()
+    weights = load_native(model, tmp_path)
+    text = torch.randint(0, 96, (5, 40), generator=torch.Generator().manual_seed(2))
+    examples = IclExamples(IclConfig("texts", examples=5, context=40), text, None, "input_ids")
+    found = effects.head_effects(weights, effects.icl_target(examples), top=1, batch=2, token_losses=True)
+    plain = make_scorer(read_architecture(tmp_path / "checkpoint" / "config.json")).token_losses(weights, text, batch=2)
+    assert found.token_losses.shape == (5, 39) and torch.equal(found.token_losses, plain)
+    assert effects.head_effects(weights, effects.icl_target(examples), top=1, batch=2).token_losses is None
+
+
+def test_with_the_flag_the_icl_columns_are_those_of_the_plain_scan(tmp_path):
+    suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 5))
+    rows = torch.randint(0, 90, (4, 48), generator=torch.Generator().manual_seed(3)).tolist()
+    pq.write_table(pa.table({"input_ids": rows}), tmp_path / "texts.parquet")
+    icl = IclConfig(str(tmp_path / "texts.parquet"), examples=4, context=40)
+    probe = dict(probe_length=7, probe_repeats=3, probe_batch=3)
+    refs = plan(local_suite(suite))
+    run_scan(refs, tmp_path / "plain", ScanConfig(icl=icl, **probe), progress=False)
+    config = ScanConfig(icl=icl, head_effects=True, head_effects_top=1, token_losses=True, **probe)
+    summary = run_scan(refs, tmp_path / "effects", config, progress=False)
+    assert summary.scored == 2 and not summary.failed
+    plain, found = (inductscan.load_results(tmp_path / name) for name in ("plain", "effects"))
+    assert found["icl_effect_estimate"].notna().all() and found["icl_score"].notna().all()
+    assert found["icl_score"].equals(plain["icl_score"])
+    curves = [
+        inductscan.load_icl_curves(tmp_path / name).sort_values(["step", "position"]) for name in ("plain", "effects")
+    ]
+    assert curves[0]["loss"].to_numpy().tobytes() == curves[1]["loss"].to_numpy().tobytes()
 
 
 def test_only_the_top_heads_by_estimate_get_an_exact_effect(tmp_path):

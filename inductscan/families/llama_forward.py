@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from inductscan.families.llama import LlamaArchitecture, LlamaLayer, LlamaWeights, Rotary
-from inductscan.model import ForwardResult, HeadEdit, Stages, next_token_losses
+from inductscan.model import ForwardResult, HeadEdit, Stages, edited_pass_attention, next_token_losses
 
 # on_layer(layer index, the layer's weights, pattern (batch, head, query, key), z (batch, head, position, d_head)).
 # With a post-norm, z is divided by the norm's scale at its position: what each head hands W_O as the
@@ -69,14 +69,17 @@ def run_layers(
     on_layer: LayerCallback | None = None,
     edit: HeadEdit | None = None,
     on_residual: Callable[[int, torch.Tensor], None] | None = None,
+    given_z: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The residual stream ``x`` entering layer ``start`` through the remaining layers; ``edit`` and
-    ``on_residual`` as for :func:`inductscan.model.run_layers` (``edit`` sees z before ``W_O`` and
-    any post-norm). Not in inference mode, so that gradients can be taken through it."""
+    """The residual stream ``x`` entering layer ``start`` through the remaining layers; ``edit``,
+    ``on_residual`` and ``given_z`` as for :func:`inductscan.model.run_layers` (``edit`` sees z, and
+    ``given_z`` is, what ``W_O`` reads, before any post-norm). Not in inference mode, so that
+    gradients can be taken through it."""
     arch = weights.architecture
     n_positions = x.shape[1]
     angles = {rotary: _cos_sin(rotary, n_positions, x) for rotary in set(arch.rotary) if rotary is not None}
     masks = {window: _mask(window, n_positions, x.device) for window in set(arch.windows)}
+    plain = on_layer is not None or (edit is None and given_z is None)
     for index in range(start, len(weights.layers)):
         layer = weights.layers[index]  # a streamed layer is read now
         if on_residual is not None:
@@ -90,6 +93,8 @@ def run_layers(
             None if rotary is None else angles[rotary],
             masks[arch.windows[index]],
             None if edit is None else lambda z, index=index: edit(index, z),
+            plain=plain,
+            given_z=given_z if index == start else None,
         )
         if arch.post_norm:
             inverse = _inverse_rms(attended, arch.norm_eps)  # (B, P, 1)
@@ -117,10 +122,18 @@ def _attention(
     cos_sin: tuple[torch.Tensor, torch.Tensor] | None,
     mask: torch.Tensor,
     edit: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    *,
+    plain: bool = True,
+    given_z: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(pattern (B, H, P, P), z (B, H, P, E), the attention's output (B, P, d_model)); ``edit(z)``
-    replaces what ``W_O`` reads (the returned z stays the pass's own)."""
+    replaces what ``W_O`` reads (the returned z stays the pass's own). A pass of inductscan.effects
+    (not ``plain``) reads no pattern and gets None for it (:func:`inductscan.model.edited_pass_attention`);
+    with ``given_z``, W_O reads it and nothing else is computed (the pattern is None)."""
     batch, n_positions, _ = x.shape
+    if given_z is not None:
+        merged = given_z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
+        return None, given_z, F.linear(merged, layer.o_weight, layer.o_bias)
     kv, group, e = arch.n_kv_heads, arch.group_size, arch.d_head
     q = F.linear(x, layer.q_weight, layer.q_bias)  # (B, P, H * E)
     k = F.linear(x, layer.k_weight, layer.k_bias)  # (B, P, KV * E)
@@ -135,16 +148,38 @@ def _attention(
     v = v.view(batch, n_positions, kv, 1, e).permute(0, 2, 3, 1, 4)
     if cos_sin is not None:
         q, k = _rotate(q, *cos_sin), _rotate(k, *cos_sin)
-    logits = (q @ k.transpose(-1, -2)) * e**-0.5  # (B, KV, G, P, P)
-    pattern = logits.masked_fill_(mask, float("-inf")).softmax(dim=-1, dtype=torch.float32).to(q.dtype)
-    z = (pattern @ v).view(batch, arch.n_heads, n_positions, e)  # (B, H, P, E)
+    if not plain:
+        pattern = None
+        z = edited_pass_attention(
+            q, k, v, lambda q, k, v: _pattern(q, k, mask) @ v, lambda q, k, v: _fused(q, k, v, mask)
+        ).view(batch, arch.n_heads, n_positions, e)
+    else:
+        pattern = _pattern(q, k, mask)  # (B, KV, G, P, P)
+        z = (pattern @ v).view(batch, arch.n_heads, n_positions, e)  # (B, H, P, E)
+        pattern = pattern.view(batch, arch.n_heads, n_positions, n_positions)
     read = z if edit is None else edit(z)
     merged = read.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * e)
-    return (
-        pattern.view(batch, arch.n_heads, n_positions, n_positions),
-        z,
-        F.linear(merged, layer.o_weight, layer.o_bias),
+    return pattern, z, F.linear(merged, layer.o_weight, layer.o_bias)
+
+
+def _pattern(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The attention pattern (B, KV, G, P, P) of q (B, KV, G, P, E) and k (B, KV, 1, P, E), keys
+    where ``mask`` (P, P) is True left out; the softmax in float32."""
+    logits = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    return logits.masked_fill_(mask, float("-inf")).softmax(dim=-1, dtype=torch.float32).to(q.dtype)
+
+
+def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What ``_pattern(q, k, mask) @ v`` is, by torch's fused kernel, (B, KV, G, P, E)."""
+    batch, kv, group, n_positions, e = q.shape
+    z = F.scaled_dot_product_attention(
+        q.reshape(batch, kv * group, n_positions, e),
+        k.reshape(batch, kv, n_positions, e),
+        v.reshape(batch, kv, n_positions, e),
+        attn_mask=~mask,
+        enable_gqa=group > 1,
     )
+    return z.view(q.shape)
 
 
 def _mlp(layer: LlamaLayer, x: torch.Tensor) -> torch.Tensor:
