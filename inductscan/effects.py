@@ -22,9 +22,7 @@ signed so that positive means the head carries it (docs/scores.md, "Head effects
   cannot change); the other heads' values are NaN here, stored as null.
 
 Only the positions up to the target's last weighed loss go through an ablated pass: attention is
-causal, so later positions cannot change it. On the ICL target, the attribution pass's forward is
-the plain pass's arithmetic, so it also gives the checkpoint's ICL losses (:func:`columns`): a scan
-with effects runs that pass once, not twice.
+causal, so later positions cannot change it.
 """
 
 from __future__ import annotations
@@ -39,9 +37,8 @@ from inductscan.errors import ConfigError, parameter
 from inductscan.families.native import family_of
 from inductscan.families.registry import runs_natively
 from inductscan.icl import IclExamples
-from inductscan.measure import TOKEN_LOSS_BATCH, CheckpointScores
+from inductscan.measure import CheckpointScores
 from inductscan.metrics import METRICS
-from inductscan.model import next_token_losses
 from inductscan.probe import Probe
 
 # target -> the checkpoint score it is taken on; the columns are f"{target}_effect" and f"{target}_effect_estimate"
@@ -100,20 +97,11 @@ class HeadEffects:
     estimate: torch.Tensor  # (layer, head), float64
     exact: torch.Tensor  # (layer, head), float64; NaN but for the ``top`` heads
     clean: float  # the signed target on the clean pass
-    # (batch, position - 1): every token's loss on the clean pass, when asked for
-    token_losses: torch.Tensor | None = None
 
 
-def head_effects(
-    weights, target: Target, *, top: int = DEFAULT_TOP, batch: int = 8, token_losses: bool = False
-) -> HeadEffects:
+def head_effects(weights, target: Target, *, top: int = DEFAULT_TOP, batch: int = 8) -> HeadEffects:
     """Every head's estimated effect on ``target`` and the exact effect of the ``top`` heads of
-    largest ``|estimate|``, ``batch`` sequences per pass. ``weights``: a natively run family's.
-
-    With ``token_losses``, the attribution pass also gives every token's loss: the plain pass's to
-    the bit (:meth:`inductscan.measure.Scorer.token_losses` with the same ``batch``), so that a scan
-    need not run that pass again (inductscan.model.edited_pass_attention).
-    """
+    largest ``|estimate|``, ``batch`` sequences per pass. ``weights``: a natively run family's."""
     arch = weights.architecture
     stages = family_of(arch).stages
     device = weights.embed.device
@@ -128,7 +116,6 @@ def head_effects(
     grad_dot_z = torch.zeros(n_layers, n_heads, dtype=torch.float64, device=device)  # sum of dT/dz * z
     residuals: list[list[torch.Tensor]] = []  # per chunk, the stream entering each layer
     outputs: list[list[torch.Tensor]] = []  # per chunk, what each layer's W_O read
-    losses: list[torch.Tensor] = []  # per chunk, with token_losses
     clean = 0.0
     for ids, loss_weights in chunks:
         entering: list[torch.Tensor] = []
@@ -151,9 +138,6 @@ def head_effects(
             )
             value = _weighted_loss(stages, weights, x, ids, loss_weights)
             value.backward()
-        if token_losses:
-            with torch.no_grad():
-                losses.append(next_token_losses(stages.final_norm(weights, x.detach()), weights.unembed, ids))
         clean += value.item()
         residuals.append(entering)
         outputs.append(zs)
@@ -178,7 +162,7 @@ def head_effects(
                     stages, weights, entering[layer], zs[layer], ids, loss_weights, layer, head, mean, needed
                 )
             exact[layer, head] = ablated - clean
-    return HeadEffects(estimate.cpu(), exact, clean, torch.cat(losses) if token_losses else None)
+    return HeadEffects(estimate.cpu(), exact, clean)
 
 
 def _ablated_value(stages, weights, entering, z, ids, loss_weights, layer, head, mean, needed) -> float:
@@ -206,30 +190,25 @@ def _weighted_loss(stages, weights, x, ids, loss_weights) -> torch.Tensor:
 
 def columns(
     weights, probe: Probe, icl_examples: IclExamples | None, *, top: int = DEFAULT_TOP
-) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+) -> dict[str, torch.Tensor]:
     """The effect columns of one checkpoint, each (layer, head) float64: ``gain_effect`` and
-    ``gain_effect_estimate`` on the probe, and with ICL examples ``icl_effect`` and
-    ``icl_effect_estimate``; and the ICL examples' token losses (None without examples), the ones
-    :meth:`inductscan.measure.Scorer.token_losses` gives, from the same pass."""
+    ``gain_effect_estimate`` on the probe, and with ICL examples ``icl_effect`` and ``icl_effect_estimate``."""
     if top < 1:
         raise ConfigError(f"{parameter('head_effects_top')} must be >= 1, got {top}")
     targets = [probe_target(probe)] + ([icl_target(icl_examples)] if icl_examples is not None else [])
-    found, token_losses = {}, None
+    found = {}
     for target in targets:
-        icl = target.name == "icl"
-        effects = head_effects(weights, target, top=top, batch=TOKEN_LOSS_BATCH, token_losses=icl)
+        effects = head_effects(weights, target, top=top)
         found[f"{target.name}_effect"] = effects.exact
         found[f"{target.name}_effect_estimate"] = effects.estimate
-        token_losses = effects.token_losses if icl else token_losses
-    return found, token_losses
+    return found
 
 
 def with_effects(
     scored: CheckpointScores, weights, probe: Probe, icl_examples: IclExamples | None, *, top: int = DEFAULT_TOP
-) -> tuple[CheckpointScores, torch.Tensor | None]:
-    """``scored`` with the effect columns of :func:`columns` added, and the ICL token losses."""
-    found, token_losses = columns(weights, probe, icl_examples, top=top)
-    return dataclasses.replace(scored, heads=scored.heads | found), token_losses
+) -> CheckpointScores:
+    """``scored`` with the effect columns of :func:`columns` added."""
+    return dataclasses.replace(scored, heads=scored.heads | columns(weights, probe, icl_examples, top=top))
 
 
 def check_supported(arch) -> None:

@@ -28,8 +28,6 @@ from inductscan.weights import (
     convert_streamed,
 )
 
-TOKEN_LOSS_BATCH = 8  # the long ICL contexts' sequences per forward pass
-
 
 @dataclass(frozen=True)
 class CheckpointScores:
@@ -175,7 +173,7 @@ class Scorer:
             stages.run_layers(weights, stages.embed(weights, ids.to(self.device)), on_layer=on_layer)
         return kept
 
-    def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = TOKEN_LOSS_BATCH) -> torch.Tensor:
+    def token_losses(self, weights: Weights, ids: torch.Tensor, batch: int = 8) -> torch.Tensor:
         """Each sequence's loss of predicting each token from the one before, (sequences, position - 1),
         ``batch`` sequences per forward pass (the ICL contexts are long)."""
         ids = ids.to(self.device)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +66,7 @@ def _attention(
     plain: bool = True,
 ) -> torch.Tensor:
     """The attention's output (B, P, d_model); with ``given_z`` (B, H, P, E), W_O's of it alone.
-    A pass of :mod:`inductscan.effects` (not ``plain``) reads no pattern (:func:`edited_pass_attention`)."""
+    A pass of :mod:`inductscan.effects` (not ``plain``) reads no pattern."""
     batch, n_positions, _ = x.shape
     z = _head_outputs(arch, layer, index, x, rotary, on_layer, edit, plain) if given_z is None else given_z
     merged = z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
@@ -82,10 +81,9 @@ def _head_outputs(arch, layer, index, x, rotary, on_layer, edit, plain) -> torch
     if rotary is not None:
         q, k = _apply_rotary(q, *rotary), _apply_rotary(k, *rotary)
     scale = arch.attn_scales[index]
-    if not plain:
-        z = edited_pass_attention(
-            q, k, v, lambda q, k, v: _pattern(q, k, scale) @ v, partial(_fused, scale=float(scale))
-        )
+    if not plain:  # a pass of inductscan.effects reads no pattern: the fused kernel keeps none, nor
+        # (with a gradient) the (B, H, P, P) tensors a backward pass would otherwise hold for every layer
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=float(scale))
     else:
         pattern = _pattern(q, k, scale)
         z = pattern @ v  # (B, H, P, E)
@@ -100,39 +98,6 @@ def _pattern(q: torch.Tensor, k: torch.Tensor, scale) -> torch.Tensor:
     logits = (q @ k.transpose(-1, -2)) * scale  # (B, H, P, P)
     causal = torch.ones(n_positions, n_positions, dtype=torch.bool, device=q.device).triu(1)
     return logits.masked_fill(causal, float("-inf")).softmax(dim=-1)
-
-
-def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-
-
-def edited_pass_attention(q, k, v, eager: Callable, fused: Callable) -> torch.Tensor:
-    """z for a pass of :mod:`inductscan.effects`, which reads no pattern.
-
-    Without a gradient (an ablated pass), ``fused(q, k, v)``: torch's fused kernel, which keeps no
-    (B, H, P, P) tensor. With one (the attribution pass), ``eager(q, k, v)``, the plain pass's own
-    arithmetic, so that its losses are the plain pass's to the bit and serve as the checkpoint's
-    ICL losses; its backward goes through the fused kernel, recomputed from q, k and v, so that no
-    layer's pattern, nor the softmax's, is held for it.
-    """
-    if not torch.is_grad_enabled():
-        return fused(q, k, v)
-    return _EagerForwardFusedBackward.apply(q, k, v, eager, fused)
-
-
-class _EagerForwardFusedBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, eager, fused):
-        ctx.save_for_backward(q, k, v)
-        ctx.fused = fused
-        return eager(q, k, v)
-
-    @staticmethod
-    def backward(ctx, grad):
-        inputs = [saved.detach().requires_grad_() for saved in ctx.saved_tensors]
-        with torch.enable_grad():
-            z = ctx.fused(*inputs)
-        return (*torch.autograd.grad(z, inputs, grad), None, None)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -273,14 +273,13 @@ class ScanContext:
             scorer = self.scorer_for(arch)
             weights = scorer.load(lambda: read_state_dict(list(files.weights)))
             scored = scorer.score(weights, probe, self.custom)
-            losses = None
-            if self.config.head_effects:  # its attribution pass gives the ICL losses too
-                scored, losses = effects.with_effects(
+            if self.config.head_effects:
+                scored = effects.with_effects(
                     scored, weights, probe, self.icl_examples, top=self.config.head_effects_top
                 )
             in_context = None
             if self.icl_examples is not None:
-                losses = scorer.token_losses(weights, self.icl_examples.ids) if losses is None else losses
+                losses = scorer.token_losses(weights, self.icl_examples.ids)
                 in_context = IclResult(self.icl_examples, *icl.score(losses, self.icl_examples.config))
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
@@ -333,6 +332,16 @@ def run_scan(
         summary.notes.append(
             f"{summary.already_done} checkpoint(s) were done already and keep their rows: head effects are "
             "measured only on the checkpoints a scan scores (a fresh --out measures every one)"
+        )
+    downloads = [
+        name
+        for name, given in (("--max-disk", config.max_disk is not None), ("--keep-weights", config.keep_weights))
+        if given
+    ]
+    if downloads and refs and all(ref.suite.source == "local" for ref in refs):
+        summary.notes.append(
+            f"{' and '.join(downloads)} (for weights downloaded from the Hub) "
+            "changed nothing: a local folder's files are read where they are"
         )
     summary.ignored = tuple(sorted({path for ref in refs for path in ref.suite.ignored}))
     bar = Progress(len(refs), summary.already_done, enabled=progress)

@@ -7,8 +7,7 @@ Then, alternating, scans the suite into fresh folders (``run_scan``, in this pro
 settings both ways): plain with ``--icl-dataset``, and with ``--head-effects --head-effects-top K``
 as well. The seconds per checkpoint of each, and their ratio, are printed; so is where the time
 of the effects goes, from one checkpoint's weights in memory: the plain scoring (probe, ICL losses),
-and per target the attribution pass (one forward, one backward; on the ICL target it gives the ICL
-losses too, so a scan with effects does not run the plain ICL pass) and the exact ablated passes.
+and per target the attribution pass (one forward, one backward) and the exact ablated passes.
 
     python scripts/bench_effects.py                       # GPT-2 small, 16 x 512, top 8, 2 checkpoints
     python scripts/bench_effects.py --layers 2 --width 128 --vocab 1000 --context 128   # a quick check
@@ -83,15 +82,10 @@ def breakdown(suite: Path, config: ScanConfig, top: int) -> list[tuple[str, floa
     timed("plain: probe scores", lambda: scorer.score(weights, probe))
     timed("plain: ICL losses", lambda: scorer.token_losses(weights, examples.ids))
     for target in (effects.probe_target(probe), effects.icl_target(examples)):
-        # on the ICL target the attribution pass gives the ICL losses too, as in the scan
-        losses = target.name == "icl"
-        timed(
-            f"{target.name}: attribution pass",
-            lambda target=target, losses=losses: effects.head_effects(weights, target, top=0, token_losses=losses),
-        )
+        timed(f"{target.name}: attribution pass", lambda target=target: effects.head_effects(weights, target, top=0))
         timed(
             f"{target.name}: attribution + {top} exact",
-            lambda target=target, losses=losses: effects.head_effects(weights, target, top=top, token_losses=losses),
+            lambda target=target: effects.head_effects(weights, target, top=top),
         )
     return parts
 

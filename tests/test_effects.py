@@ -134,20 +134,6 @@ def test_exact_effects_equal_ablations_by_hooks_on_transformers_model(tmp_path, 
     np.testing.assert_allclose(found.exact.numpy(), expected, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_the_attribution_pass_gives_the_plain_passes_token_losses_to_the_bit(tmp_path, case):
-    # a scan with --head-effects takes its ICL losses from the attribution pass instead of running
-    # the plain pass again: they must be that pass's own, bit for bit, or icl_score would change with the flag
-    model = CASES[case]()
-    weights = load_native(model, tmp_path)
-    text = torch.randint(0, 96, (5, 40), generator=torch.Generator().manual_seed(2))
-    examples = IclExamples(IclConfig("texts", examples=5, context=40), text, None, "input_ids")
-    found = effects.head_effects(weights, effects.icl_target(examples), top=1, batch=2, token_losses=True)
-    plain = make_scorer(read_architecture(tmp_path / "checkpoint" / "config.json")).token_losses(weights, text, batch=2)
-    assert found.token_losses.shape == (5, 39) and torch.equal(found.token_losses, plain)
-    assert effects.head_effects(weights, effects.icl_target(examples), top=1, batch=2).token_losses is None
-
-
 def test_with_the_flag_the_icl_columns_are_those_of_the_plain_scan(tmp_path):
     suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 5))
     rows = torch.randint(0, 90, (4, 48), generator=torch.Generator().manual_seed(3)).tolist()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from inductscan.families.llama import LlamaArchitecture, LlamaLayer, LlamaWeights, Rotary
-from inductscan.model import ForwardResult, HeadEdit, Stages, edited_pass_attention, next_token_losses
+from inductscan.model import ForwardResult, HeadEdit, Stages, next_token_losses
 
 # on_layer(layer index, the layer's weights, pattern (batch, head, query, key), z (batch, head, position, d_head)).
 # With a post-norm, z is divided by the norm's scale at its position: what each head hands W_O as the
@@ -128,7 +128,8 @@ def _attention(
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(pattern (B, H, P, P), z (B, H, P, E), the attention's output (B, P, d_model)); ``edit(z)``
     replaces what ``W_O`` reads (the returned z stays the pass's own). A pass of inductscan.effects
-    (not ``plain``) reads no pattern and gets None for it (:func:`inductscan.model.edited_pass_attention`);
+    (not ``plain``) reads no pattern and gets None for it: torch's fused kernel runs it, which
+    keeps no (B, H, P, P) tensor, nor (with a gradient) the ones a backward pass would hold;
     with ``given_z``, W_O reads it and nothing else is computed (the pattern is None)."""
     batch, n_positions, _ = x.shape
     if given_z is not None:
@@ -150,9 +151,7 @@ def _attention(
         q, k = _rotate(q, *cos_sin), _rotate(k, *cos_sin)
     if not plain:
         pattern = None
-        z = edited_pass_attention(
-            q, k, v, lambda q, k, v: _pattern(q, k, mask) @ v, lambda q, k, v: _fused(q, k, v, mask)
-        ).view(batch, arch.n_heads, n_positions, e)
+        z = _fused(q, k, v, mask).view(batch, arch.n_heads, n_positions, e)
     else:
         pattern = _pattern(q, k, mask)  # (B, KV, G, P, P)
         z = (pattern @ v).view(batch, arch.n_heads, n_positions, e)  # (B, H, P, E)
