@@ -10,7 +10,8 @@ of the effects goes, from one checkpoint's weights in memory: the plain scoring 
 and per target the attribution pass (one forward, one backward) and the exact ablated passes.
 
     python scripts/bench_effects.py                       # GPT-2 small, 16 x 512, top 8, 2 checkpoints
-    python scripts/bench_effects.py --layers 2 --width 128 --vocab 1000 --context 128   # a quick check
+    python scripts/bench_effects.py --layers 2 --width 128 --heads 4 --vocab 1000 --context 128   # a quick check
+    python scripts/bench_effects.py --checkpoints 1 --icl-part   # the ICL part alone, to compare two trees
 
 The last line reads ``effects_ratio=R plain_s_per_ckpt=P effects_s_per_ckpt=E``.
 """
@@ -64,8 +65,9 @@ def per_checkpoint(suite: Path, out: Path, config: ScanConfig) -> float:
     return (time.perf_counter() - started) / len(refs)
 
 
-def breakdown(suite: Path, config: ScanConfig, top: int) -> list[tuple[str, float]]:
-    """Seconds of each part, on the first checkpoint's weights in memory."""
+def breakdown(suite: Path, config: ScanConfig, top: int, icl_only: bool = False) -> list[tuple[str, float]]:
+    """Seconds of each part, on the first checkpoint's weights in memory; ``icl_only``: the ICL part
+    alone, as a scan with effects runs it (the plain ICL losses, then the ICL target's effects)."""
     folder = suite / "seed0" / "checkpoint-0"
     arch = read_architecture(folder / "config.json")
     scorer = make_scorer(arch, getattr(torch, config.dtype), config.device)
@@ -79,6 +81,13 @@ def breakdown(suite: Path, config: ScanConfig, top: int) -> list[tuple[str, floa
         work()
         parts.append((name, time.perf_counter() - started))
 
+    if icl_only:
+        icl = effects.icl_target(examples)
+        timed(
+            f"ICL losses + icl attribution + {top} exact",
+            lambda: (scorer.token_losses(weights, examples.ids), effects.head_effects(weights, icl, top=top)),
+        )
+        return parts
     timed("plain: probe scores", lambda: scorer.score(weights, probe))
     timed("plain: ICL losses", lambda: scorer.token_losses(weights, examples.ids))
     for target in (effects.probe_target(probe), effects.icl_target(examples)):
@@ -102,6 +111,11 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--vocab", type=int, default=50257)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--icl-part",
+        action="store_true",
+        help="time only the ICL part of one checkpoint's effects (nine tenths of the cost), no scans",
+    )
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
@@ -114,6 +128,10 @@ def main() -> None:
         icl = IclConfig(str(texts), examples=arguments.examples, context=arguments.context)
         plain = ScanConfig(icl=icl, prefetch=0)
         with_effects = ScanConfig(icl=icl, prefetch=0, head_effects=True, head_effects_top=arguments.top)
+        if arguments.icl_part:
+            ((name, seconds),) = breakdown(suite, with_effects, arguments.top, icl_only=True)
+            print(f"icl_part_s={seconds:.2f} ({name}, one checkpoint's weights in memory)")
+            return
         times: dict[str, list[float]] = {"plain": [], "effects": []}
         for round_ in range(arguments.rounds):
             for name, config in (("plain", plain), ("effects", with_effects)):
