@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -121,7 +122,7 @@ def load_examples(config: IclConfig, tokenizer_source: tuple[str, str | None] | 
         value = dataset[index][column]
         ids = list(value) if pretokenised else tokenizer(value, add_special_tokens=False)["input_ids"]
         if len(ids) >= config.context:
-            chosen.append(ids[: config.context])
+            chosen.append(_token_ids(ids[: config.context], config, column) if pretokenised else ids[: config.context])
             if len(chosen) == config.examples:
                 break
     if len(chosen) < config.examples:
@@ -157,6 +158,9 @@ def _load_dataset(config: IclConfig):
     import datasets
 
     datasets.disable_progress_bars()
+    quiet = logging.getLogger("datasets")  # its readers log a bad file's error too: said once, below
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         if path.is_file():
             kind = DATA_SUFFIXES.get(path.suffix)
@@ -174,6 +178,8 @@ def _load_dataset(config: IclConfig):
         raise ConfigError(
             f"cannot load the ICL dataset {config.dataset!r} (split {config.split!r}): {message}"
         ) from error
+    finally:
+        quiet.setLevel(level)
     if isinstance(loaded, datasets.IterableDataset):
         raise ConfigError(f"{config.dataset} loaded as a stream; inductscan needs a map-style dataset")
     return loaded
@@ -227,6 +233,18 @@ def _tokenizer(config: IclConfig, column: str, first, source: tuple[str, str | N
     if len(tokenizer.get_vocab()) <= len(set(tokenizer.all_special_tokens)):
         raise missing
     return tokenizer, label
+
+
+def _token_ids(ids: list, config: IclConfig, column: str) -> list[int]:
+    """``ids`` if every one is a token id (a whole number from 0), else one line naming the first that is not:
+    a float or a negative id would otherwise be cast and scored as some other token."""
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"{config.dataset}'s column {column!r} holds {value!r} where a token id belongs: "
+                "token ids are whole numbers from 0 (a list of them per row)"
+            )
+    return ids
 
 
 def check_fits(examples: IclExamples, n_ctx: int, vocab_size: int) -> None:

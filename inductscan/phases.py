@@ -94,8 +94,12 @@ def verdict(timing: Mapping) -> str:
 def no_values(metric: str) -> str:
     """The note of a run without a single value of ``metric``: why, for the score it is."""
     if metric in HEAD_EFFECTS:
-        needs = "--head-effects and --icl-dataset" if metric.startswith("icl") else "--head-effects"
-        return f"no values: these checkpoints were scanned without {needs} (scan them into a fresh --out with it)"
+        if metric.startswith("icl"):
+            return (
+                "no values: these checkpoints were not scanned with both --head-effects and --icl-dataset, "
+                f"which {metric} needs (scan them into a fresh --out with both)"
+            )
+        return "no values: these checkpoints were scanned without --head-effects (scan them into a fresh --out with it)"
     if is_added(metric):
         return "no values: the score's function gave NaN at every checkpoint"
     return NO_VALUES
@@ -466,11 +470,20 @@ def find_phase_changes(
         values = curve.pivot(index=keys, columns="step", values="value")  # (curves, steps), steps sorted
         steps = values.columns.to_numpy()
         tokens = curve.groupby("step")["tokens"].first().loc[steps].to_numpy()
-        smoothed = running_median(values.to_numpy(), log_steps(steps))  # every head of a run at once
-        for identity, curve_values, curve_smoothed in zip(values.index, values.to_numpy(), smoothed):
+        matrix = values.to_numpy()
+        complete = ~np.isnan(matrix).any(axis=1)
+        smoothed = np.full_like(matrix, np.nan)
+        smoothed[complete] = running_median(matrix[complete], log_steps(steps))  # every full curve at once
+        for identity, curve_values, curve_smoothed in zip(values.index, matrix, smoothed):
+            held = ~np.isnan(curve_values)
+            if held.any() and not held.all():  # a head valued at some checkpoints only (an exact head effect)
+                curve_values = curve_values[held]
+                curve_smoothed = running_median(curve_values[None], log_steps(steps[held]))[0]
+            else:
+                held = np.ones(len(steps), dtype=bool)
             timing = curve_timing(
-                steps,
-                tokens,
+                steps[held],
+                tokens[held],
                 curve_values,
                 threshold=threshold,
                 min_rise=min_rise,

@@ -125,14 +125,32 @@ def _draw(name: str, **arguments):
 
 def _draw_heatmap(request: PlotRequest, rows):
     from inductscan import plots
+
+    _warn_of_other_runs(request, rows, "a heatmap", "selected")
+    return plots.plot_heatmap(rows, metric=request.metric)
+
+
+def _draw_effects(request: PlotRequest, rows):
+    from inductscan import plots
+    from inductscan.vocabulary import RUN_KEYS
+
+    if request.metric in rows.columns:  # the runs scanned without --head-effects have nothing to draw
+        run = [rows.index.get_level_values(key) for key in RUN_KEYS]
+        valued = rows[request.metric].notna().groupby(run).transform("any").to_numpy()
+        rows = rows[valued] if valued.any() else rows
+    _warn_of_other_runs(request, rows, "an effects plot", f"with {request.metric}")
+    return plots.plot_effects(rows, metric=request.metric)
+
+
+def _warn_of_other_runs(request: PlotRequest, rows, plot: str, which: str) -> None:
+    """One run a plot: the others are named as left out, not dropped in silence."""
     from inductscan.vocabulary import RUN_KEYS
 
     runs = len(rows.index.to_frame(index=False)[RUN_KEYS].drop_duplicates())
-    if runs > 1:  # one run a heatmap: the others are named as left out, not dropped in silence
+    if runs > 1:
         request.warnings.append(
-            f"warning: a heatmap draws one run, the first of the {runs} selected; select one by its seed, suite or run"
+            f"warning: {plot} draws one run, the first of the {runs} {which}; select one by its seed, suite or run"
         )
-    return plots.plot_heatmap(rows, metric=request.metric)
 
 
 def _draw_seeds(request: PlotRequest, rows):
@@ -178,7 +196,7 @@ PLOT_KINDS: dict[str, PlotKind] = {  # kind: how to draw it, in the order the he
         "scans with --head-effects: the top heads' exact gain_effect (or --metric icl_effect) against "
         "tokens, a line a head, for one run",
         _every_head,
-        _draw("plot_effects", metric="metric"),
+        _draw_effects,
         default_metric="gain_effect",
     ),
     "seeds": PlotKind("midpoint tokens per seed with onset-end whiskers", _best_rows(), _draw_seeds),

@@ -4,6 +4,8 @@ and the scan's columns with and without --head-effects."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -228,6 +230,14 @@ def test_the_scan_writes_effect_columns_only_with_the_flag(tmp_path):
     # every other column as without the flag
     others = [name for name in rows.columns if name not in EFFECT_COLUMNS + ["scored_at"]]
     assert found[others].equals(rows[others])
+    # timed per head, an exact effect counts only the checkpoints where the head has one
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" on the empty checkpoints
+        timed = inductscan.find_phase_changes(out, metric="gain_effect", per_head=True)
+    held = found["gain_effect"].notna().groupby(level=["layer", "head"]).sum()
+    counted = timed.set_index(["layer", "head"])["checkpoints"]
+    valued = held[held > 0].index
+    assert len(valued) >= 2 and (counted.loc[valued] == held.loc[valued]).all()
 
 
 def test_head_effects_refuse_what_they_cannot_do():
@@ -292,3 +302,19 @@ def test_the_effects_plot_draws_the_top_heads_exact_effects(tmp_path):
         own = rows[(rows["layer"] == layer) & (rows["head"] == head) & (rows["step"] > 0)].sort_values("step")
         np.testing.assert_array_equal(line.get_xdata(), own["tokens"].to_numpy())
         np.testing.assert_array_equal(line.get_ydata(), own["gain_effect"].to_numpy())
+
+
+def test_the_effects_plot_draws_a_run_that_has_effects_and_names_the_others(tmp_path):
+    suite = make_local_suite(tmp_path / "suite", seeds=(0, 1, 2), steps=(0, 5))
+    out = tmp_path / "out"
+    options = ("--quiet", "--probe-length", "7", "--probe-repeats", "3", "--probe-batch", "3")
+    done = invoke_cli("scan", str(suite), "--out", str(out), "--seeds", "0", *options)  # the first run: no effects
+    assert done.returncode == 0, done.stderr
+    for seed in ("1", "2"):
+        done = invoke_cli("scan", str(suite), "--out", str(out), "--seeds", seed, *options, "--head-effects")
+        assert done.returncode == 0, done.stderr
+    drawn = invoke_cli("plot", str(out), "-o", str(tmp_path / "effects.png"), "--kind", "effects")
+    assert drawn.returncode == 0, drawn.stderr
+    assert "an effects plot draws one run, the first of the 2 with gain_effect" in drawn.stderr
+    one = invoke_cli("plot", str(out), "-o", str(tmp_path / "one.png"), "--kind", "effects", "--seed", "2")
+    assert one.returncode == 0 and "warning" not in one.stderr, one.stderr

@@ -56,6 +56,11 @@ def token_file(path: Path, lengths=(70, 64, 80, 30, 100, 66), seed: int = 0) -> 
     return path
 
 
+def rows_file(path: Path, rows: list) -> Path:
+    pq.write_table(pa.table({"input_ids": rows}), path)
+    return path
+
+
 def independent_curve(checkpoint: Path, ids: torch.Tensor) -> torch.Tensor:
     """Mean loss of predicting tokens 2..C, from transformers' own forward pass and cross-entropy."""
     from transformers import GPT2LMHeadModel
@@ -178,6 +183,21 @@ def test_a_hub_dataset_from_the_cache_offline(tmp_path):
             "checkpoint-0 has no tokenizer files",
         ),
         (lambda tmp: tmp / "missing.parquet", (), r"^error: no such file: .*missing\.parquet$"),
+        (
+            lambda tmp: rows_file(tmp / "floats.parquet", [[0.25 * i for i in range(70)]] * 4),
+            (),
+            r"column 'input_ids' holds 0\.0 where a token id belongs: token ids are whole numbers from 0",
+        ),
+        (
+            lambda tmp: (tmp / "text.parquet").write_text("not parquet\n") and tmp / "text.parquet",
+            (),
+            r"^error: cannot load the ICL dataset .*text\.parquet.*Parquet magic bytes not found",
+        ),
+        (
+            lambda tmp: rows_file(tmp / "negative.parquet", [[3, -5] + [7] * 68] * 4),
+            (),
+            r"column 'input_ids' holds -5 where a token id belongs",
+        ),
     ],
 )
 def test_bad_icl_input_is_one_line_and_writes_nothing(tmp_path, make, options, message):

@@ -30,8 +30,8 @@ from inductscan.plot_kinds import PLOT_KINDS
 @click.option(
     "--metric",
     default=DEFAULT_METRIC,
-    show_default=True,
-    help="The score to draw (timing, heatmap, seeds, compare; effects: gain_effect or icl_effect).",
+    help=f"The score to draw: timing, heatmap, seeds, compare (default: {DEFAULT_METRIC}); effects: gain_effect "
+    "(the default there) or icl_effect.",
 )
 @click.option("--threshold", type=float, help="Dashed line of the timing and gain plots (default: the metric's).")
 @timing_axis_options
