@@ -421,6 +421,29 @@ def curves(results: pd.DataFrame, metric: str, per_head: bool) -> tuple[list[str
     return RUN_KEYS, grouped.agg(tokens=("tokens", "first"), value=(metric, best))
 
 
+def effect_coverage(results: pd.DataFrame, metric: str) -> dict[tuple, str]:
+    """Per run, what a run-level timing of an exact head effect should say of its checkpoints: those
+    scanned without the effects (left out of the curve) and, where scans with different
+    ``--head-effects-top`` share a run, that its best head is chosen among different numbers of heads."""
+    counts = results.reset_index().groupby(RUN_KEYS + ["step"])[metric].count()  # heads with a value
+    said = {}
+    for run, per_step in counts.groupby(level=RUN_KEYS):
+        valued = per_step[per_step > 0]
+        if valued.empty:
+            continue
+        notes = []
+        if len(valued) < len(per_step):
+            notes.append(f"{len(per_step) - len(valued)} checkpoint(s) scanned without effects left out")
+        if valued.nunique() > 1:
+            notes.append(
+                f"the exact {metric} covers {', '.join(map(str, sorted(valued.unique())))} heads at different "
+                "checkpoints (scans with different --head-effects-top): the best head is chosen among them"
+            )
+        if notes:
+            said[run if isinstance(run, tuple) else (run,)] = "; ".join(notes)
+    return said
+
+
 def find_phase_changes(
     results: pd.DataFrame | str | os.PathLike,
     metric: str = DEFAULT_METRIC,
@@ -465,6 +488,7 @@ def find_phase_changes(
     if not isinstance(results, pd.DataFrame):
         results = load_results(results, columns=["tokens", metric])
     keys, table = curves(results, metric, per_head)
+    coverage = effect_coverage(results, metric) if metric in HEAD_EFFECTS and not per_head else {}
     rows = []
     for _, curve in table.groupby(RUN_KEYS, sort=True):
         values = curve.pivot(index=keys, columns="step", values="value")  # (curves, steps), steps sorted
@@ -492,6 +516,8 @@ def find_phase_changes(
                 empty_note=no_values(metric),
             )
             identity = identity if isinstance(identity, tuple) else (identity,)
+            if identity in coverage:
+                timing["note"] = "; ".join(filter(None, [timing["note"], coverage[identity]]))
             rows.append(dict(zip(keys, identity)) | {"metric": metric, "threshold": threshold} | timing)
     frame = pd.DataFrame(rows, columns=_columns(keys))
     integer_columns = [name for name in frame.columns if name.endswith(("_before", "_after")) or "above" in name]

@@ -318,3 +318,18 @@ def test_the_effects_plot_draws_a_run_that_has_effects_and_names_the_others(tmp_
     assert "an effects plot draws one run, the first of the 2 with gain_effect" in drawn.stderr
     one = invoke_cli("plot", str(out), "-o", str(tmp_path / "one.png"), "--kind", "effects", "--seed", "2")
     assert one.returncode == 0 and "warning" not in one.stderr, one.stderr
+
+
+def test_timing_an_effect_says_which_checkpoints_lack_it_or_cover_other_heads(tmp_path):
+    suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0, 5, 10, 20))
+    refs = sorted(plan(local_suite(suite)), key=lambda ref: ref.step)
+    out = tmp_path / "out"
+    probe = dict(probe_length=7, probe_repeats=3, probe_batch=3)
+    run_scan(refs[:2], out, ScanConfig(**probe, head_effects=True, head_effects_top=2), progress=False)
+    run_scan(refs[2:3], out, ScanConfig(**probe, head_effects=True, head_effects_top=3), progress=False)
+    run_scan(refs[3:], out, ScanConfig(**probe), progress=False)
+    (note,) = inductscan.find_phase_changes(out, metric="gain_effect")["note"]
+    assert "1 checkpoint(s) scanned without effects left out" in note
+    assert "covers 2, 3 heads at different checkpoints (scans with different --head-effects-top)" in note
+    (plain,) = inductscan.find_phase_changes(out, metric="induction")["note"]
+    assert "effects" not in plain
