@@ -175,6 +175,10 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None, name: 
     path = Path(name_or_folder)
     if path.is_dir():
         return local_suite(path, tokens_per_step=tokens_per_step, name=name)
+    if path.exists():
+        raise UnknownSuiteError(
+            f"{name_or_folder} is a file: a local suite is a folder of checkpoint folders (one per step)"
+        )
     if os.sep in name_or_folder or name_or_folder.startswith("."):
         raise UnknownSuiteError(f"no such folder: {name_or_folder}")
     close = difflib.get_close_matches(name_or_folder, suite_names(), n=1)

@@ -56,6 +56,8 @@ def test_bad_input_gives_one_line(runner, tmp_path, scanned):
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--seeds", "22"]), "no seed 22", "21, 49")
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--steps", "15"]), "no step 15", "10, 20")
     one_line_error(runner.invoke(main, ["scan", str(tmp_path / "nowhere")]), "no such folder")
+    (tmp_path / "afile").write_text("")
+    one_line_error(runner.invoke(main, ["scan", str(tmp_path / "afile")]), "afile is a file: a local suite is a folder")
     one_line_error(runner.invoke(main, ["scan", str(folder), "--probe-length", "0"]), "--probe-length must be")
     one_line_error(
         runner.invoke(main, ["scan", str(folder), "--probe-length", "40", "--probe-repeats", "3"]),
