@@ -132,9 +132,15 @@ def _attention(
     keeps no (B, H, P, P) tensor, nor (with a gradient) the ones a backward pass would hold;
     with ``given_z``, W_O reads it and nothing else is computed (the pattern is None)."""
     batch, n_positions, _ = x.shape
-    if given_z is not None:
-        merged = given_z.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
-        return None, given_z, F.linear(merged, layer.o_weight, layer.o_bias)
+    pattern, z = (None, given_z) if given_z is not None else _heads(arch, layer, x, cos_sin, mask, plain)
+    read = z if edit is None else edit(z)
+    merged = read.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * arch.d_head)
+    return pattern, z, F.linear(merged, layer.o_weight, layer.o_bias)
+
+
+def _heads(arch, layer, x, cos_sin, mask, plain) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(pattern (B, H, P, P), or None when not ``plain``; z (B, H, P, E)) of the layer's heads on ``x``."""
+    batch, n_positions, _ = x.shape
     kv, group, e = arch.n_kv_heads, arch.group_size, arch.d_head
     q = F.linear(x, layer.q_weight, layer.q_bias)  # (B, P, H * E)
     k = F.linear(x, layer.k_weight, layer.k_bias)  # (B, P, KV * E)
@@ -150,15 +156,10 @@ def _attention(
     if cos_sin is not None:
         q, k = _rotate(q, *cos_sin), _rotate(k, *cos_sin)
     if not plain:
-        pattern = None
-        z = _fused(q, k, v, mask).view(batch, arch.n_heads, n_positions, e)
-    else:
-        pattern = _pattern(q, k, mask)  # (B, KV, G, P, P)
-        z = (pattern @ v).view(batch, arch.n_heads, n_positions, e)  # (B, H, P, E)
-        pattern = pattern.view(batch, arch.n_heads, n_positions, n_positions)
-    read = z if edit is None else edit(z)
-    merged = read.transpose(1, 2).reshape(batch, n_positions, arch.n_heads * e)
-    return pattern, z, F.linear(merged, layer.o_weight, layer.o_bias)
+        return None, _fused(q, k, v, mask).view(batch, arch.n_heads, n_positions, e)
+    pattern = _pattern(q, k, mask)  # (B, KV, G, P, P)
+    z = (pattern @ v).view(batch, arch.n_heads, n_positions, e)  # (B, H, P, E)
+    return pattern.view(batch, arch.n_heads, n_positions, n_positions), z
 
 
 def _pattern(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
