@@ -195,11 +195,15 @@ def identity(ref: CheckpointRef, revision: str) -> dict:
     }
 
 
-def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, Probe]:
+def prepare_probes(
+    refs: list[CheckpointRef], config: ScanConfig, icl_examples: icl.IclExamples | None = None
+) -> dict[str, Probe]:
     """Each suite's probe, from the first of its checkpoints whose config can be read.
 
     Made before the scan starts so that a probe that cannot fit fails at once, in one line, and
-    so that the settings of a folder's finished checkpoints can be compared with this scan's.
+    so that the settings of a folder's finished checkpoints can be compared with this scan's; ICL
+    examples longer than that config's context, or with ids beyond its vocabulary, fail there too,
+    before the scan records its settings.
     """
     probes: dict[str, Probe] = {}
     for ref in refs:
@@ -212,6 +216,8 @@ def prepare_probes(refs: list[CheckpointRef], config: ScanConfig) -> dict[str, P
         except (CheckpointError, UnsupportedArchitectureError):
             continue  # this checkpoint's own scan will record why; try the suite's next one
         probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
+        if icl_examples is not None:
+            icl.check_fits(icl_examples, arch.n_ctx, arch.vocab_size)
     return probes
 
 
@@ -333,16 +339,8 @@ def run_scan(
             f"{summary.already_done} checkpoint(s) were done already and keep their rows: head effects are "
             "measured only on the checkpoints a scan scores (a fresh --out measures every one)"
         )
-    downloads = [
-        name
-        for name, given in (("--max-disk", config.max_disk is not None), ("--keep-weights", config.keep_weights))
-        if given
-    ]
-    if downloads and refs and all(ref.suite.source == "local" for ref in refs):
-        summary.notes.append(
-            f"{' and '.join(downloads)} (for weights downloaded from the Hub) "
-            "changed nothing: a local folder's files are read where they are"
-        )
+    if refs and all(ref.suite.source == "local" for ref in refs):
+        summary.notes += _hub_settings_unused(config)
     summary.ignored = tuple(sorted({path for ref in refs for path in ref.suite.ignored}))
     bar = Progress(len(refs), summary.already_done, enabled=progress)
     try:
@@ -363,6 +361,24 @@ def run_scan(
     return summary
 
 
+def _hub_settings_unused(config: ScanConfig) -> list[str]:
+    """Notes on the download settings a scan of local folders was given: they change nothing there."""
+    given = (("--max-disk", config.max_disk is not None), ("--keep-weights", config.keep_weights))
+    downloads = [flag for flag, was_given in given if was_given]
+    notes = []
+    if downloads:
+        notes.append(
+            f"{' and '.join(downloads)} (for weights downloaded from the Hub) "
+            "changed nothing: a local folder's files are read where they are"
+        )
+    if config.verify_cached:
+        notes.append(
+            "--verify-cached (for files already in the Hub cache) changed nothing: "
+            "a local folder's weight files are always hashed"
+        )
+    return notes
+
+
 def prepare_scan(
     refs: list[CheckpointRef], out: ResultsFolder | Path, config: ScanConfig
 ) -> tuple[ScanContext, list[CheckpointRef], ScanSummary]:
@@ -376,7 +392,7 @@ def prepare_scan(
     check_writable(folder.path)
     remove_stale_temporaries(folder)
     set_aside = set_aside_damaged(folder)  # before anything reads the folder: their checkpoints are redone
-    context = ScanContext(config, prepare_probes(refs, config), icl_examples, custom_scores.registered())
+    context = ScanContext(config, prepare_probes(refs, config, icl_examples), icl_examples, custom_scores.registered())
     context.claimed = refuse_other_settings(folder, {suite: context.settings(suite) for suite in context.probes})
     try:
         declare_scores(folder.path, [score.metric for score in context.custom])  # read without the user's code

@@ -247,6 +247,15 @@ def test_an_icl_context_longer_than_the_model_is_refused(tmp_path):
     assert not list((tmp_path / "out").rglob("*.parquet"))
 
 
+def test_icl_ids_beyond_the_vocabulary_are_refused_before_the_scan_records_anything(tmp_path):
+    suite = make_suite(tmp_path / "suite", steps=(0, 10))
+    data = rows_file(tmp_path / "t.parquet", [[1] * 70, [VOCAB] + [2] * 69])
+    done = scan(suite, tmp_path / "out", "--icl-dataset", str(data), "--icl-context", "64", "--icl-examples", "2")
+    assert done.returncode == 2, done.stderr
+    assert f"the ICL tokens reach id {VOCAB}, beyond the vocabulary ({VOCAB})" in done.stderr
+    assert list((tmp_path / "out").rglob("*")) == []  # no settings/ nor claims/, not even empty
+
+
 def test_mixing_scans_with_and_without_icl_is_refused(tmp_path):
     suite = make_suite(tmp_path / "suite")
     data = token_file(tmp_path / "t.parquet")

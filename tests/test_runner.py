@@ -231,11 +231,14 @@ def test_a_toy_suite_whose_training_was_interrupted_is_not_scanned_as_complete(r
 
 def test_download_settings_on_a_local_folder_are_said_to_change_nothing(tmp_path):
     suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0,))
-    config = ScanConfig(probe_length=7, probe_repeats=3, probe_batch=3, max_disk=10**9)
+    config = ScanConfig(probe_length=7, probe_repeats=3, probe_batch=3, max_disk=10**9, verify_cached=True)
     summary = run_scan(plan(local_suite(suite)), tmp_path / "out", config, progress=False)
     assert summary.scored == 1
     assert any(
         note.startswith("--max-disk (for weights downloaded from the Hub) changed nothing") for note in summary.notes
+    )
+    assert any(
+        note.startswith("--verify-cached (for files already in the Hub cache) changed") for note in summary.notes
     )
     quiet = run_scan(
         plan(local_suite(suite)),
