@@ -13,15 +13,23 @@ in one run:
 - its floor, the forward pass alone on preloaded weights, logits included (inductscan's own and
   transformers' eager one), timed just before and just after the scan, the faster kept;
 - loading and converting one checkpoint, all the scores on loaded weights, and the profile of the
-  latter.
+  latter;
+- with ``--parts R``, the scan's parts side by side instead, over R rounds in one process (the
+  machine may be shared: only what is timed together compares): the forward pass, the scores on
+  loaded weights, the load and the scores, the same with another checkpoint's file hashed beside
+  it in the idle threads (as the scan hashes the next checkpoint), or after it in line, and the
+  hash alone. Each is timed after a pass of its own kind; the medians, and their differences
+  (what each part adds), are printed.
 
     python scripts/profile_scan.py [--work /tmp/profile-scan] [--checkpoints 6] [--top 15]
+    python scripts/profile_scan.py --parts 5
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import pstats
 import shutil
 import time
@@ -56,11 +64,78 @@ def best_of(repeats: int, action) -> float:
     return min(times)
 
 
+def hash_in_line(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parts(rounds: int, scorer, probe, weight_files: list[Path]) -> None:
+    """The scan's parts side by side: each action timed after one untimed run of itself, the
+    actions taken in turn, ``rounds`` times; medians and what each part adds."""
+    from inductscan.checkpoints import WeightsDigest
+    from inductscan.model import forward
+    from inductscan.weights import read_state_dict
+
+    this, other = weight_files
+    loaded = scorer.load(lambda: read_state_dict([this]))
+    logits = torch.empty(*probe.ids.shape, scorer.arch.vocab_size)
+
+    def load_and_score():
+        scorer.score(scorer.load(lambda: read_state_dict([this])), probe)
+
+    def with_idle_hash():
+        digest = WeightsDigest(files=[other])  # starts in the idle threads, as the scan's fetch of the next
+        load_and_score()
+        digest.result()
+
+    def with_hash_after():
+        load_and_score()
+        hash_in_line(other)
+
+    actions = {
+        "forward (the floor)": lambda: forward(loaded, probe.ids, logits_out=logits),
+        "scores, weights loaded": lambda: scorer.score(loaded, probe),
+        "load + scores": load_and_score,
+        "load + scores, next file hashed beside (idle)": with_idle_hash,
+        "load + scores, next file hashed after, in line": with_hash_after,
+        "hash of one file, alone": lambda: hash_in_line(other),
+    }
+    times: dict[str, list[float]] = {name: [] for name in actions}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, action in actions.items():
+                action()
+                started = time.perf_counter()
+                action()
+                times[name].append(time.perf_counter() - started)
+    medians = {name: median(values) for name, values in times.items()}
+    print(f"the scan's parts, side by side: medians of {rounds} rounds, each timed after one of its own kind")
+    for name, value in medians.items():
+        print(f"  {name:48} {value:6.3f} s  ({' '.join(f'{v:.2f}' for v in times[name])})")
+    names = list(medians)
+    print("what each part adds")
+    for label, (later, earlier) in {
+        "the scores over the forward pass": (1, 0),
+        "the load": (2, 1),
+        "hashing the next file beside, in idle threads": (3, 2),
+        "hashing it in line": (4, 2),
+    }.items():
+        print(f"  {label:48} {medians[names[later]] - medians[names[earlier]]:+6.3f} s")
+    print(
+        f"parts_scores_over_floor={medians[names[1]] / medians[names[0]]:.2f} "
+        f"parts_with_idle_hash_over_floor={medians[names[3]] / medians[names[0]]:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/profile-scan"))
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--parts", type=int, metavar="ROUNDS", help="time the scan's parts side by side instead")
     arguments = parser.parse_args()
     if arguments.checkpoints < 3:
         parser.error("--checkpoints must be at least 3: one to warm up, two to time between")
@@ -81,6 +156,10 @@ def main() -> None:
     arch = read_architecture(folder / "config.json")
     probe = suite_probe(suite, arch, ScanConfig())
     scorer = Scorer(arch)
+    if arguments.parts:
+        weight_files = [arguments.work / "suite" / f"checkpoint-{step}" / "pytorch_model.bin" for step in steps[1:3]]
+        parts(arguments.parts, scorer, probe, weight_files)
+        return
     weights = scorer.load(lambda: read_state_dict([folder / "pytorch_model.bin"]))
     logits = torch.empty(*probe.ids.shape, arch.vocab_size)
     reference = GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
