@@ -244,6 +244,12 @@ def _local_config(ref: CheckpointRef) -> Path:
 
 
 def _local(ref: CheckpointRef) -> CheckpointFiles:
+    config, files = local_files(ref)
+    return CheckpointFiles(config, tuple(files), WeightsDigest(files=files))
+
+
+def local_files(ref: CheckpointRef) -> tuple[Path, list[Path]]:
+    """A local checkpoint's ``config.json`` and weight files (its shards, when sharded), unread."""
     config = _local_config(ref)
     folder = config.parent
     for name in WEIGHT_FILES:
@@ -254,7 +260,7 @@ def _local(ref: CheckpointRef) -> CheckpointFiles:
                 missing = [str(path) for path in files if not path.is_file()]
                 if missing:
                     raise CheckpointUnavailableError(f"shards named by {folder / name} are missing: {missing}")
-            return CheckpointFiles(config, tuple(files), WeightsDigest(files=files))
+            return config, files
     raise CheckpointUnavailableError(f"{folder} has no weight file (looked for {', '.join(WEIGHT_FILES)})")
 
 

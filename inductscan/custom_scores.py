@@ -87,8 +87,10 @@ def register_score(
         inductscan.register_score("first_token", unit="attention probability", threshold=0.5,
                                   min_rise=0.05, version="1", function=first_token)
     """
-    if not isinstance(name, str) or not NAME.match(name) or name in RESERVED:
-        raise ConfigError(f"score name {name!r}: use lower-case letters, digits and _ (not a column of the table)")
+    if isinstance(name, str) and name in RESERVED:
+        raise ConfigError(f"score name {name!r} is a column of the table already: choose another name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(f"score name {name!r}: use lower-case letters, digits and _")
     if not callable(function):
         raise ConfigError(f"score {name!r}: function must be callable, got {function!r}")
     if not isinstance(version, str) or not version:

@@ -155,13 +155,17 @@ def _connect_failure(error: BaseException) -> BaseException | None:
     return None
 
 
-def _unreachable(where: str, failure: BaseException) -> HubUnreachableError:
-    """The one-line error for a Hub that cannot be reached, with the way to work offline."""
+def _unreachable(where: str, failure: BaseException, offline_way: str | None = None) -> HubUnreachableError:
+    """The one-line error for a Hub that cannot be reached, with the way to work offline
+    (``offline_way``, where it is not the checkpoints in the cache alone)."""
     from huggingface_hub import constants
 
+    offline_way = (
+        offline_way or f"set HF_HUB_OFFLINE=1 with the checkpoints already in the cache ({constants.HF_HUB_CACHE})"
+    )
     return HubUnreachableError(
-        f"{where}: cannot reach the Hub at {constants.ENDPOINT} ({_first_line(failure)}); to work offline, "
-        f"set HF_HUB_OFFLINE=1 with the checkpoints already in the cache ({constants.HF_HUB_CACHE})"
+        f"{where}: cannot reach the Hub at {constants.ENDPOINT} ({_first_line(failure)}); "
+        f"to work offline, {offline_way}"
     )
 
 
@@ -224,7 +228,11 @@ def list_branches(repo: str) -> list[tuple[str, str]]:
     except Exception as error:  # sorted here; anything else is raised as it is
         failure = _connect_failure(error)
         if failure is not None:
-            raise _unreachable(where, failure) from error
+            offline_way = (
+                "run the same command once with the Hub reachable: the suite's steps come from this listing, which "
+                "is kept in the results folder; then HF_HUB_OFFLINE=1 works with the checkpoints in the cache"
+            )
+            raise _unreachable(where, failure, offline_way) from error
         if isinstance(error, RepositoryNotFoundError):
             raise BranchListingError(f"{where}: the Hub has no such repository, or it is private or gated") from error
         if isinstance(error, (HfHubHTTPError, *_transport_errors())):

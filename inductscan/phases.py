@@ -200,7 +200,10 @@ def untimed_reason(values: np.ndarray, fit: np.ndarray, rise: float, min_rise: f
     quiet = quiet_differences(values, fit)
     if len(quiet) >= MIN_QUIET_DIFFERENCES and rise < NOISE_MULTIPLE * difference_noise(quiet):
         return NO_CHANGE
-    return f"{TOO_FEW}: {count}"
+    # many checkpoints, but a change within the noise and too few flat ones to measure the noise apart
+    return (
+        f"{TOO_FEW}: {count}, whose change ({rise:.3g}) is less than {NOISE_MULTIPLE:g} times their noise ({noise:.2g})"
+    )
 
 
 def plateaus(smoothed: np.ndarray, fit: np.ndarray, noise: float = 0.0) -> tuple[float, float]:
@@ -349,7 +352,7 @@ def curve_timing(
     moving, change = ("rising", "rise") if sign > 0 else ("falling", "fall")
     notes = []
     if at_start:
-        earlier = f"more steps before {steps[1]}" if steps[0] == 0 else "earlier steps"
+        earlier = f"steps between 0 and {steps[1]}, if the run has any," if steps[0] == 0 else "earlier steps"
         notes.append(EARLY_UNSEEN.format(moving=moving, earlier=earlier))
     if at_end:
         notes.append(LATE_UNSEEN.format(moving=moving))

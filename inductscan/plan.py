@@ -310,7 +310,12 @@ def plan_scan(
     chosen_suite = listing.resolve(chosen_suite, None if results is None else Path(results), seeds=seeds)
     refs = plan(chosen_suite, **arguments.steps_of_runs())
     if not refs:
-        raise ConfigError("no checkpoint matches the chosen seeds and steps")
+        held = chosen_suite.steps
+        shown = f"{held[0]:,} to {held[-1]:,}" if len(held) > 1 else ", ".join(map(str, held)) or "none"
+        raise ConfigError(
+            f"no checkpoint matches the chosen seeds and steps ({chosen_suite.name} holds {len(held)} step(s), "
+            f"{shown}: `inductscan suites {source}` lists them)"
+        )
     return arguments.shard_of(refs)
 
 

@@ -111,16 +111,41 @@ def _token_losses(request: PlotRequest):
     return token_losses_of(request.results[0], request.warnings, **selection(**request.chosen))
 
 
-def _draw(name: str, **arguments):
+def _draw(name: str, *, on_tokens: bool = False, **arguments):
     """A drawer that calls ``inductscan.plots.NAME(rows, ...)`` with the request's ``arguments``
-    (each the name of a request field)."""
+    (each the name of a request field); ``on_tokens``: a plot against tokens seen, which leaves
+    out, with a warning, the runs that count none beside runs that do (they have no place on its axis)."""
 
     def draw(request: PlotRequest, rows):
         from inductscan import plots
 
+        if on_tokens:
+            rows = _without_untokened_runs(request, rows)
         return getattr(plots, name)(rows, **{key: getattr(request, field) for key, field in arguments.items()})
 
     return draw
+
+
+def _without_untokened_runs(request: PlotRequest, rows):
+    """``rows`` less the runs whose checkpoints count no tokens, when other runs count them; each
+    left out is named in a warning (its line would be in the legend, with nothing drawn)."""
+    from inductscan.labels import run_labels
+    from inductscan.vocabulary import RUN_KEYS
+
+    flat = rows.reset_index()
+    if "tokens" not in flat:
+        return rows
+    counted = (flat["tokens"] > 0).groupby([flat[key] for key in RUN_KEYS]).transform("any").to_numpy()
+    if counted.all() or not counted.any():
+        return rows  # every run on the tokens axis, or every run on the step axis
+    left_out = flat.loc[~counted, RUN_KEYS].drop_duplicates().itertuples(index=False)
+    labels = run_labels(flat[RUN_KEYS].itertuples(index=False))
+    for identity in left_out:
+        request.warnings.append(
+            f"warning: {labels[tuple(identity)]} counts no tokens (a local folder scanned without --tokens-per-step): "
+            "left out of a plot against tokens seen"
+        )
+    return rows[counted]
 
 
 def _draw_heatmap(request: PlotRequest, rows):
@@ -185,7 +210,7 @@ PLOT_KINDS: dict[str, PlotKind] = {  # kind: how to draw it, in the order the he
     "timing": PlotKind(
         "best head's score against tokens, one line per seed, midpoint and onset-end marked",
         _best_rows(),
-        _draw("plot_timing", metric="metric", threshold="threshold"),
+        _draw("plot_timing", on_tokens=True, metric="metric", threshold="threshold"),
     ),
     "heatmap": PlotKind(
         "every head (layer.head) against step, for one run",
@@ -203,12 +228,12 @@ PLOT_KINDS: dict[str, PlotKind] = {  # kind: how to draw it, in the order the he
     "gain": PlotKind(
         "in-context gain (nats) against tokens, one line per seed",
         _best_rows("in_context_gain"),
-        _draw("plot_in_context_gain", threshold="threshold"),
+        _draw("plot_in_context_gain", on_tokens=True, threshold="threshold"),
     ),
     "icl": PlotKind(
         "ICL score (scans with --icl-dataset) against tokens, one line per seed, its fall timed",
         _best_rows("icl_score", ["icl"]),
-        _draw("plot_icl_score"),
+        _draw("plot_icl_score", on_tokens=True),
     ),
     "icl-curves": PlotKind(
         "loss against token position for one run, a line per checkpoint coloured by step",

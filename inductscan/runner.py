@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from inductscan import architecture, custom_scores, effects, hazards, icl
-from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config
+from inductscan.checkpoints import CheckpointFiles, CheckpointRef, fetch_config, hash_files, local_files
 from inductscan.errors import (
     CheckpointError,
     CheckpointUnavailableError,
@@ -39,10 +39,10 @@ from inductscan.probe import Probe
 from inductscan.results import sql, token_losses
 from inductscan.results.compact import compact
 from inductscan.results.damaged import set_aside_damaged
-from inductscan.results.declarations import declare_scores
+from inductscan.results.declarations import declare_scores, withdraw_declarations
 from inductscan.results.folder import ResultsFolder, Scored, is_done, remove_stale_temporaries
-from inductscan.results.layout import DAMAGED_FOLDER, Damaged, check_writable, claim
-from inductscan.results.read import SameWeights, same_weights
+from inductscan.results.layout import DAMAGED_FOLDER, Damaged, check_writable, claim, run_folder
+from inductscan.results.read import SameWeights, load_results, same_weights
 from inductscan.results.records import run_notes, write_failure, write_run_note
 from inductscan.results.settings import Settings, refuse_other_settings, release_unbacked_settings
 from inductscan.results.write import IclResult, custom_record, write_scores
@@ -196,14 +196,18 @@ def identity(ref: CheckpointRef, revision: str) -> dict:
 
 
 def prepare_probes(
-    refs: list[CheckpointRef], config: ScanConfig, icl_examples: icl.IclExamples | None = None
+    refs: list[CheckpointRef],
+    config: ScanConfig,
+    icl_examples: icl.IclExamples | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Probe]:
     """Each suite's probe, from the first of its checkpoints whose config can be read.
 
     Made before the scan starts so that a probe that cannot fit fails at once, in one line, and
     so that the settings of a folder's finished checkpoints can be compared with this scan's; ICL
     examples longer than that config's context, or with ids beyond its vocabulary, fail there too,
-    before the scan records its settings.
+    before the scan records its settings. ``notes`` gets what the scan's summary should say of a
+    probe (one that a sliding window keeps from its induction heads).
     """
     probes: dict[str, Probe] = {}
     for ref in refs:
@@ -218,7 +222,26 @@ def prepare_probes(
         probes[ref.suite.name] = suite_probe(ref.suite, arch, config)
         if icl_examples is not None:
             icl.check_fits(icl_examples, arch.n_ctx, arch.vocab_size)
+        if notes is not None:
+            notes += _window_notes(ref.suite.name, arch, probes[ref.suite.name])
     return probes
+
+
+def _window_notes(suite: str, arch, probe: Probe) -> list[str]:
+    """A note when the probe's repeats are longer than a sliding window: an induction head looks
+    ``length - 1`` positions back, which a query of a window of at most that many cannot see."""
+    length = probe.layout.length
+    windowed = [(index, window) for index, window in enumerate(getattr(arch, "windows", ())) if window is not None]
+    blind = [index for index, window in windowed if window <= length - 1]
+    if not blind:
+        return []
+    window = min(window for _, window in windowed)
+    layers = "every layer" if len(blind) == arch.n_layers else f"layers {', '.join(map(str, blind))}"
+    return [
+        f"{suite}: the probe repeats {length} tokens, more than the sliding window of {window} positions of "
+        f"{layers} can look back, so no head there can be an induction head on it (induction 0); "
+        f"--probe-length {window} or less probes them"
+    ]
 
 
 class ScanContext:
@@ -242,6 +265,8 @@ class ScanContext:
         self.tables += [token_losses.TABLE] if config.token_losses else []
         self.taken: list[CheckpointRef] = []  # claimed by this process and found not done: scored here
         self.claimed: list[str] = []  # the suites whose settings this scan recorded first (refuse_other_settings)
+        self.declared: list[str] = []  # the users' scores this scan declared first in the folder (declare_scores)
+        self.notes: list[str] = []  # what the summary says of the probes (prepare_probes)
 
     def is_done(self, ref: CheckpointRef, out: Path) -> bool:
         """Whether ``out`` holds the checkpoint's scores and side files (one listing of its run's folders)."""
@@ -267,9 +292,17 @@ class ScanContext:
             self.probes[ref.suite.name] = suite_probe(ref.suite, arch, self.config)
             refuse_other_settings(out, {ref.suite.name: self.settings(ref.suite.name)})
         probe = self.probes[ref.suite.name]
+        bos = probe.tokens.bos
+        if bos is not None and bos >= arch.vocab_size:
+            raise UnsupportedArchitectureError(
+                f"the probe starts with the BOS token {bos}, outside this vocabulary of {arch.vocab_size} (a local "
+                "folder takes bos_token_id from its first checkpoint's config.json): set it there to a token the "
+                "model has"
+            )
         if int(probe.ids.max()) >= arch.vocab_size:
             raise UnsupportedArchitectureError(
-                f"vocabulary of {arch.vocab_size} is smaller than the suite's probe needs"
+                f"vocabulary of {arch.vocab_size} is smaller than the suite's probe needs (its tokens reach id "
+                f"{int(probe.ids.max())}): a suite of another vocabulary is scanned as a suite of its own (--suite)"
             )
         if self.icl_examples is not None:
             icl.check_fits(self.icl_examples, arch.n_ctx, arch.vocab_size)
@@ -333,7 +366,7 @@ def run_scan(
     started = time.perf_counter()
     folder = ResultsFolder(out)  # listed once at start-up, then only the runs this scan writes
     context, todo, summary = prepare_scan(refs, folder, config)
-    summary.notes = list(dict.fromkeys(note for ref in refs for note in ref.suite.notes))
+    summary.notes = list(dict.fromkeys([*(note for ref in refs for note in ref.suite.notes), *context.notes]))
     if config.head_effects and summary.already_done:
         summary.notes.append(
             f"{summary.already_done} checkpoint(s) were done already and keep their rows: head effects are "
@@ -341,6 +374,10 @@ def run_scan(
         )
     if refs and all(ref.suite.source == "local" for ref in refs):
         summary.notes += _hub_settings_unused(config)
+    pending = {(ref.suite.name, ref.run.name, ref.step) for ref in todo}
+    summary.notes += changed_since_scored(
+        folder, [ref for ref in refs if (ref.suite.name, ref.run.name, ref.step) not in pending]
+    )
     summary.ignored = tuple(sorted({path for ref in refs for path in ref.suite.ignored}))
     bar = Progress(len(refs), summary.already_done, enabled=progress)
     try:
@@ -353,12 +390,59 @@ def run_scan(
         raise
     finally:
         bar.close()
+        if not summary.scored:  # no row has the columns of the scores this scan declared first
+            withdraw_declarations(folder.path, context.declared)
     runs = sorted({(ref.suite.name, ref.run.name) for ref in todo})
     compact(folder, runs)  # readers then open one file per run, not one per checkpoint
     summary.same_weights = same_weights(folder, runs)
     summary.unscored = run_notes(out, runs)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def changed_since_scored(folder: ResultsFolder, done: list[CheckpointRef]) -> list[str]:
+    """Notes on the local checkpoints among ``done`` whose weights changed since they were scored
+    (a run trained again into the same folder): their rows, which a scan keeps, are of the old
+    weights. Only a weight file newer than its run's results files is hashed again, and named
+    when its sha256 is not the one scored."""
+    notes = []
+    local = [ref for ref in done if ref.suite.source == "local"]
+    for (suite, run), refs in groupby_run(local).items():
+        where = run_folder(folder.path, "scores", suite, run)
+        stored = [
+            path for files in folder.runs("scores", [(where.parent.name, where.name)]) for path in files.visible()
+        ]
+        try:
+            scored_at = max(path.stat().st_mtime for path in stored)
+        except (ValueError, OSError):
+            continue  # no file, or one gone since the listing: nothing to compare with
+        newer = {}
+        for ref in refs:
+            try:
+                _, files = local_files(ref)
+                if max(path.stat().st_mtime for path in files) > scored_at:
+                    newer[ref.step] = files
+            except (CheckpointError, OSError):
+                continue  # gone or unreadable: nothing to compare; its rows stay as they are
+        if not newer:
+            continue
+        rows = load_results(folder, columns=["weights_sha256"], suite=suite, run=run, step=sorted(newer))
+        scored = rows.reset_index().groupby("step")["weights_sha256"].first()
+        changed = [step for step, files in newer.items() if step in scored and scored[step] != hash_files(files)]
+        if changed:
+            steps = ", ".join(map(str, sorted(changed)))
+            notes.append(
+                f"the weights of {run} step(s) {steps} changed since they were scored (another sha256): their rows "
+                "are of the old weights and were kept; scan into a fresh --out to score the new ones"
+            )
+    return notes
+
+
+def groupby_run(refs: list[CheckpointRef]) -> dict[tuple[str, str], list[CheckpointRef]]:
+    grouped: dict[tuple[str, str], list[CheckpointRef]] = {}
+    for ref in refs:
+        grouped.setdefault((ref.suite.name, ref.run.name), []).append(ref)
+    return grouped
 
 
 def _hub_settings_unused(config: ScanConfig) -> list[str]:
@@ -392,14 +476,20 @@ def prepare_scan(
     check_writable(folder.path)
     remove_stale_temporaries(folder)
     set_aside = set_aside_damaged(folder)  # before anything reads the folder: their checkpoints are redone
-    context = ScanContext(config, prepare_probes(refs, config, icl_examples), icl_examples, custom_scores.registered())
+    notes: list[str] = []
+    context = ScanContext(
+        config, prepare_probes(refs, config, icl_examples, notes), icl_examples, custom_scores.registered()
+    )
+    context.notes = notes
     context.claimed = refuse_other_settings(folder, {suite: context.settings(suite) for suite in context.probes})
     try:
-        declare_scores(folder.path, [score.metric for score in context.custom])  # read without the user's code
+        # read without the user's code
+        context.declared = declare_scores(folder.path, [score.metric for score in context.custom])
         refuse_another_suite(folder, refs)
         refuse_mixed_architectures(refs)
     except BaseException:
         release_unbacked_settings(folder, context.claimed)
+        withdraw_declarations(folder.path, context.declared)
         raise
     held = [Scored(folder, table) for table in context.tables]  # from the one listing
     todo = [ref for ref in refs if not all((ref.suite.name, ref.run.name, ref.step) in done for done in held)]

@@ -11,7 +11,7 @@ from inductscan.checkpoints import CheckpointRef
 from inductscan.errors import ConfigError, OutputError, UnknownSuiteError, parameter
 from inductscan.plan import PlanArguments, plan, plan_scan
 from inductscan.results.folder import ResultsFolder, Scored
-from inductscan.results.layout import Damaged, require_results_folder
+from inductscan.results.layout import TABLES, Damaged, require_results_folder, safe
 from inductscan.results.read import recorded_checkpoints
 from inductscan.results.records import load_failures
 from inductscan.suites import CATALOG, Run, Suite, local_suite
@@ -21,7 +21,7 @@ from inductscan.vocabulary import Outcome
 @dataclass
 class RunStatus:
     name: str
-    seed: int
+    seed: int | None  # None: unknown, every file of the run is damaged (see damaged_runs)
     planned: int = 0
     done: int = 0
     failed: list[int] = field(default_factory=list)
@@ -63,7 +63,8 @@ class StatusReport:
     def lines(self, *, list_steps: bool = False) -> list[str]:
         lines = []
         for run in self.runs:
-            lines.append(f"{run.name} (seed {run.seed}): {_counted(run.counts())}")
+            seed = "unknown: its files are damaged" if run.seed is None else run.seed
+            lines.append(f"{run.name} (seed {seed}): {_counted(run.counts())}")
             kinds = (
                 ("damaged", run.damaged),
                 ("failed", run.failed),
@@ -88,9 +89,15 @@ class StatusReport:
         return lines
 
 
+def damaged_files(folder: ResultsFolder) -> list[Damaged]:
+    """The files of every table of the folder that cannot be read: a checkpoint whose token losses
+    or ICL curve cannot be read is not done, as one whose scores cannot (a scan scores it again)."""
+    return [problem for table in TABLES for problem in folder.damaged(table)]
+
+
 def scan_status(refs: list[CheckpointRef], out: ResultsFolder | Path) -> StatusReport:
-    """Done (scores, compacted or not); listed as missing upstream; failed or skipped (a failure record and
-    no scores); else missing."""
+    """Done (scores, compacted or not); damaged (a file of any table holding it cannot be read);
+    listed as missing upstream; failed or skipped (a failure record and no scores); else missing."""
     folder = ResultsFolder.of(out)
     out = folder.path
     if not out.is_dir():
@@ -99,7 +106,7 @@ def scan_status(refs: list[CheckpointRef], out: ResultsFolder | Path) -> StatusR
     kinds = {(row.suite, row.run, int(row.step)): row.kind for row in failures.itertuples()}
     runs: dict[tuple[str, str], RunStatus] = {}
     scored = Scored(folder)
-    damaged = folder.damaged("scores")
+    damaged = damaged_files(folder)
     steps: dict[tuple[str, str], set[int]] = {}
     for problem in damaged:
         steps.setdefault(problem.run_folder, set()).update(problem.steps or ())
@@ -174,21 +181,59 @@ def status(
     require_results_folder(results)
     folder = ResultsFolder(results)  # listed once for the plan and the status
     suites = recorded_suites(folder)
-    if not suites:
-        damaged = folder.damaged("scores")
-        if damaged:  # every scored checkpoint is in a damaged file: those files are the status
-            return StatusReport([], damaged=damaged)
-        raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's {parameter('suite')}")
     seeds = [arguments.seeds] if isinstance(arguments.seeds, int) else arguments.seeds
     refs = []
     for recorded in suites:
         runs = [run for run in recorded.runs if seeds is None or run.seed in seeds]
         if runs:
             refs += plan(replace(recorded, runs=tuple(runs)), **(arguments.steps_of_runs() | {"seeds": None}))
-    if not refs:
+    damaged = damaged_files(folder)
+    unread = damaged_runs(damaged, suites, arguments)
+    if not refs and not unread:
+        if damaged and not suites:  # every scored checkpoint is in a damaged file: those files are the status
+            return StatusReport([], damaged=damaged)
+        if not suites:
+            raise OutputError(f"{results} holds no scored or recorded checkpoint; name the scan's {parameter('suite')}")
         held = sorted({run.seed for recorded in suites for run in recorded.runs})
         raise ConfigError(
             "no checkpoint of the results folder matches the chosen seeds and steps "
             f"(seeds held: {', '.join(map(str, held))})"
         )
-    return scan_status(arguments.shard_of(refs), folder)
+    report = scan_status(arguments.shard_of(refs), folder)
+    report.runs += unread
+    return report
+
+
+def damaged_runs(damaged: list[Damaged], suites: list[Suite], arguments: PlanArguments) -> list[RunStatus]:
+    """The runs that no readable row plans, every file of theirs being damaged: each still has its
+    status, the steps its damaged files held (those the seeds, steps and step range chosen keep;
+    ``every`` and ``shard`` thin a plan, and these steps are no plan) planned and damaged. The seed
+    of a catalogued suite's run is the catalog's; of another, unknown (the files that recorded it
+    cannot be read)."""
+    planned = {(safe(suite.name), safe(run.name)) for suite in suites for run in suite.runs}
+    held: dict[tuple[str, str], set[int]] = {}
+    for problem in damaged:
+        if problem.run_folder not in planned:
+            held.setdefault(problem.run_folder, set()).update(problem.steps or ())
+    seeds = [arguments.seeds] if isinstance(arguments.seeds, int) else arguments.seeds
+    chosen = [arguments.steps] if isinstance(arguments.steps, int) else arguments.steps
+    low, high = arguments.step_range or (None, None)
+    runs = []
+    for (suite, run), steps in sorted(held.items()):
+        seed = _catalogued_seed(suite, run)
+        if seeds is not None and seed not in seeds:
+            continue
+        kept = sorted(
+            step
+            for step in steps
+            if (chosen is None or step in chosen) and (low is None or low <= step) and (high is None or step <= high)
+        )
+        if kept:
+            runs.append(RunStatus(run, seed, planned=len(kept), damaged=kept))
+    return runs
+
+
+def _catalogued_seed(suite: str, run: str) -> int | None:
+    """The seed of a catalogued suite's run, by their folders' names; None for any other run."""
+    runs = CATALOG[suite].runs if suite in CATALOG else ()
+    return next((known.seed for known in runs if safe(known.name) == run), None)

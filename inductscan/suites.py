@@ -181,8 +181,11 @@ def get_suite(name_or_folder: str, *, tokens_per_step: int | None = None, name: 
         )
     if os.sep in name_or_folder or name_or_folder.startswith("."):
         raise UnknownSuiteError(f"no such folder: {name_or_folder}")
-    close = difflib.get_close_matches(name_or_folder, suite_names(), n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
+    asked = name_or_folder.lower()  # the catalog's names are lower-case: OLMo-2-1B is olmo-2-1b
+    close = difflib.get_close_matches(asked, suite_names(), n=1) or [
+        name for name in suite_names() if name.startswith(asked)
+    ]
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise UnknownSuiteError(
         f"unknown suite {name_or_folder!r} (and no folder of that name); {hint}valid suites: {', '.join(suite_names())}"
     )
@@ -228,7 +231,9 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None, name: str |
     """Discover the runs and steps of a folder of Hugging Face checkpoints.
 
     The folder holds checkpoint folders (one run, seed 0 unless the folder name ends in
-    ``seedN`` or ``-xN``) or run folders that hold them. Each run is named by
+    ``seedN`` or ``-xN``) or run folders that hold them; a run folder without such a number takes
+    its place among the run folders, in alphabetical order, as its seed (with a note: a folder added
+    later renumbers it). Each run is named by
     :func:`local_run_name`. A manifest written by
     ``inductscan toy-suite`` gives the suite's name, tokens per step and probe.
 
@@ -260,13 +265,26 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None, name: str |
                 f"toy seed folder(s) {', '.join(unfinished)} of {folder} did not finish training (interrupted?); "
                 f"run `inductscan toy-suite {folder}` again"
             )
-    runs = []
+    runs, by_place = [], []
     for index, (run_folder, steps) in enumerate(candidates.items()):
         seed_match = RUN_SEED.search(run_folder.name)
         seed = int(seed_match.group(1)) if seed_match else (0 if len(candidates) == 1 else index)
+        if not seed_match and len(candidates) > 1:
+            by_place.append(f"{run_folder.name} seed {seed}")
         runs.append(Run(local_run_name(run_folder), seed, str(run_folder), tuple(sorted(steps.steps))))
     if len({run.seed for run in runs}) != len(runs):
-        raise UnknownSuiteError(f"two run folders of {folder} have the same seed: {[r.name for r in runs]}")
+        seeds = ", ".join(f"{Path(run.repo).name} seed {run.seed}" for run in runs)
+        raise UnknownSuiteError(
+            f"two run folders of {folder} have the same seed ({seeds}; a folder without seedN or -xN in its "
+            "name takes its place among the run folders): name each seedN, with its own N"
+        )
+    notes = []
+    if by_place:
+        notes.append(
+            f"run folders without seedN or -xN in their names are numbered by their place among {folder}'s run "
+            f"folders ({', '.join(by_place)}): a run folder added there later renumbers them; name them seedN to "
+            "fix their seeds"
+        )
     all_steps = tuple(sorted({step for run in runs for step in run.steps}))
     probe = ProbeConfig(**manifest["probe"]) if "probe" in manifest else ProbeConfig()
     return Suite(
@@ -277,6 +295,7 @@ def local_suite(folder: Path, *, tokens_per_step: int | None = None, name: str |
         tokens_per_step=tokens_per_step if tokens_per_step is not None else manifest.get("tokens_per_step", 0),
         source="local",
         probe=probe,
+        notes=tuple(notes),
         ignored=tuple(ignored),
     )
 

@@ -217,8 +217,10 @@ def test_an_installed_distributions_entry_point_registers_its_scores(tmp_path, s
 def test_a_bad_registration_or_result_is_refused_in_one_line(tmp_path, suite):
     with pytest.raises(ConfigError, match="one of inductscan's own"):
         inductscan.register_score("induction", unit="x", min_rise=0.1, version="1", function=len)
-    with pytest.raises(ConfigError, match="lower-case letters"):
+    with pytest.raises(ConfigError, match="score name 'probe' is a column of the table already"):
         inductscan.register_score("probe", unit="x", min_rise=0.1, version="1", function=len)
+    with pytest.raises(ConfigError, match="lower-case letters"):
+        inductscan.register_score("First", unit="x", min_rise=0.1, version="1", function=len)
     with pytest.raises(ConfigError, match="level must be one of"):
         inductscan.register_score("mine", level="layer", unit="x", min_rise=0.1, version="1", function=len)
     assert "mine" not in metrics.all_metrics()
@@ -234,6 +236,8 @@ def test_a_bad_registration_or_result_is_refused_in_one_line(tmp_path, suite):
     # the failed scan wrote no row, so it keeps no claim on the folder's settings: mended, and its
     # version raised as docs/custom_scores.md says, the score scans into the same folder
     assert not (tmp_path / "out" / "settings" / "local.json").exists()
+    # nor a declaration of the score: a later scan without it would read as a column of a score that ran
+    assert not (tmp_path / "out" / "custom_scores" / "two_values.json").exists()
     inductscan.register_score(
         "two_values", unit="x", min_rise=0.1, version="2", function=lambda pattern, layout: pattern[0, :, 0, 0]
     )

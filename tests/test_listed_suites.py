@@ -144,6 +144,21 @@ def test_offline_without_a_kept_listing_is_one_line(hub, tmp_path, monkeypatch):
     assert hub.refs_requests(OLMO2) == 0
 
 
+def test_a_listed_suite_with_the_hub_unreachable_says_that_its_listing_is_needed_first(tmp_path, monkeypatch):
+    from .test_offline import closed_port_endpoint
+
+    monkeypatch.setattr(constants, "ENDPOINT", closed_port_endpoint())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, ["scan", "olmo-2-1b", "--steps", "150", "--out", str(out), "--quiet"])
+    line = result.output.strip()
+    assert result.exit_code != 0 and "\n" not in line, result.output
+    assert f"listing the branches of {OLMO2}: cannot reach the Hub" in line, line
+    # offline needs the kept listing, not only cached checkpoints: the hint says to list once online
+    assert "run the same command once with the Hub reachable" in line, line
+    assert "with the checkpoints already in the cache (" not in line, line
+
+
 def test_a_listing_kept_for_another_repo_is_refused(hub, tmp_path):
     serve_names(hub, OLMO2, OLMO2_BRANCHES, tmp_path)
     out = tmp_path / "results"

@@ -178,12 +178,15 @@ def bad_runs(root):
     write_json(unknown / "config.json", json.loads((unknown / "config.json").read_text()) | {"model_type": "nonesuch"})
     extra = make(5)  # a Llama config beside OLMo 2's QK-norm gains: run without them, it would be wrong
     edit_weights(extra, lambda state: state.update({"model.layers.0.self_attn.q_norm.weight": torch.ones(64)}))
+    untied = make(6, tie_word_embeddings=False)  # its own lm_head, under a config that says tied
+    write_json(untied / "config.json", json.loads((untied / "config.json").read_text()) | {"tie_word_embeddings": True})
     return {
         1: "unsupported config: hidden_act 'relu'",
         2: "weight 'model.layers.1.self_attn.q_norm.weight' is missing from the checkpoint",
         3: "weight 'model.layers.0.self_attn.k_proj.weight' has shape (64, 64), the config says (32, 64)",
         4: "model_type 'nonesuch'",
         5: "tensors its llama config does not explain: model.layers.0.self_attn.q_norm.weight",
+        6: "ties the embeddings (tie_word_embeddings) but the checkpoint's lm_head.weight differs from its embedding",
     }
 
 
@@ -192,7 +195,7 @@ def test_bad_checkpoints_are_one_line_failures_and_the_scan_goes_on(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["scan", str(tmp_path / "suite"), "--out", str(out), "--probe-length", "7"])
     assert result.exit_code == 1, result.output
-    assert "6 checkpoints" in result.output and "1 scored" in result.output and "5 failed" in result.output
+    assert "7 checkpoints" in result.output and "1 scored" in result.output and "6 failed" in result.output
     failures = inductscan.load_failures(out).set_index("seed")
     assert set(failures.index) == set(expected)
     for seed, message in expected.items():
@@ -284,3 +287,20 @@ def test_fixture_factories_match_their_documented_class():
         factory = getattr(inductscan.testing, f"{name}_model")
         assert factory(0).config.model_type == name
     assert functools.partial(llama_family_model, "olmo2")(0).config.model_type == "olmo2"
+
+
+def test_a_probe_longer_than_the_sliding_window_is_noted_and_its_induction_is_zero(tmp_path):
+    # the fixture's Mistral looks back 8 positions in every layer: an induction head looks back
+    # (length - 1), so repeats of 9 tokens are out of its sight and of 8 are not
+    save_checkpoint(llama_family_model("mistral", 0), tmp_path / "suite" / "checkpoint-0")
+    for length, blind in ((9, True), (8, False)):
+        out = tmp_path / f"out-{length}"
+        result = CliRunner().invoke(
+            main, ["scan", str(tmp_path / "suite"), "--out", str(out), "--probe-length", str(length), "--quiet"]
+        )
+        assert result.exit_code == 0, result.output
+        noted = "more than the sliding window of 8 positions of every layer can look back" in result.output
+        assert noted == blind, result.output
+        assert ("--probe-length 8 or less probes them" in result.output) == blind, result.output
+        induction = inductscan.load_results(out, columns=["induction"])["induction"]
+        assert (induction == 0).all() == blind, induction

@@ -168,3 +168,49 @@ def test_a_toy_folder_keeps_the_name_its_manifest_gives(runner, tmp_path):
         2,
         "is the suite toy (inductscan-suite.json says so): scan it without --suite",
     )
+
+
+def test_run_folders_numbered_by_their_place_are_said_to_be_and_a_clash_names_each_seed(runner, tmp_path):
+    from inductscan.suites import local_suite
+
+    root = tmp_path / "runs"
+    for run in ("beta", "alpha"):
+        save_checkpoint(gpt2_model(0), root / run / "checkpoint-0")
+    suite = local_suite(root)
+    assert sorted((Path(run.repo).name, run.seed) for run in suite.runs) == [("alpha", 0), ("beta", 1)]
+    (note,) = suite.notes
+    assert "(alpha seed 0, beta seed 1)" in note and "a run folder added there later renumbers them" in note
+    result = runner.invoke(main, ["scan", str(root), "--out", str(tmp_path / "out"), *PROBE])
+    assert result.exit_code == 0 and "a run folder added there later renumbers them" in result.output, result.output
+    shutil.move(root / "beta", root / "seed0")  # alpha takes seed 0 by its place, seed0 by its name
+    one_line(
+        runner.invoke(main, ["scan", str(root), "--out", str(tmp_path / "other"), *PROBE]),
+        2,
+        "have the same seed (alpha seed 0, seed0 seed 0;",
+        "name each seedN, with its own N",
+    )
+
+
+def test_a_rescan_names_the_checkpoints_whose_weights_changed_since_they_were_scored(runner, tmp_path):
+    import os
+
+    run = tmp_path / "run"
+    for step in (0, 10, 20):
+        save_checkpoint(gpt2_model(step), run / f"checkpoint-{step}")
+    out = tmp_path / "out"
+    assert runner.invoke(main, ["scan", str(run), "--out", str(out), *PROBE]).exit_code == 0
+    scored = inductscan.load_results(out, columns=["weights_sha256"]).reset_index()
+    scored = scored.groupby("step").weights_sha256.first()
+    later = os.stat(next((out / "scores").rglob("*.parquet"))).st_mtime + 10
+    shutil.rmtree(run / "checkpoint-20")
+    save_checkpoint(gpt2_model(99), run / "checkpoint-20")  # trained again into the same folder
+    for step in (10, 20):  # both newer than the results; step 10's bytes are the ones scored
+        for path in (run / f"checkpoint-{step}").iterdir():
+            os.utime(path, (later, later))
+    result = runner.invoke(main, ["scan", str(run), "--out", str(out), *PROBE])
+    assert result.exit_code == 0 and "3 already done" in result.output, result.output
+    (line,) = [line for line in result.output.splitlines() if "changed since they were scored" in line]
+    assert "step(s) 20 changed" in line and "scan into a fresh --out" in line, line
+    kept = inductscan.load_results(out, columns=["weights_sha256"]).reset_index()
+    kept = kept.groupby("step").weights_sha256.first()
+    assert kept.equals(scored)  # the rows are kept, and said to be of the old weights

@@ -240,3 +240,16 @@ def test_the_report_shows_the_checkpoint_nearest_the_midpoint(midpoint, expected
     assert pattern_checkpoint(flat, steps) == (1000, "no phase change in the scanned range: its last checkpoint")
     too_few = pd.Series({"phase_change": False, "note": "too few checkpoints to time it: 4"})
     assert pattern_checkpoint(too_few, steps) == (1000, "too few checkpoints to time its rise: its last checkpoint")
+
+
+def test_a_damaged_probe_record_is_one_line(scanned, tmp_path):
+    _, made = scanned
+    results = tmp_path / "results"
+    shutil.copytree(made, results)
+    (probe,) = (results / "probes").glob("*.json")
+    probe.write_text("garbage, not the probe's record")
+    arguments = ["pattern", str(results), "--step", "10", "--layer", "1", "--head", "0", "--seed", "0"]
+    result = CliRunner().invoke(main, [*arguments, "-o", str(tmp_path / "pattern.png")])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith(f"error: {probe} is damaged (")
+    assert "the probe's token ids cannot be read" in result.output and not (tmp_path / "pattern.png").exists()

@@ -106,6 +106,21 @@ def test_a_heatmap_of_several_runs_says_it_draws_the_first(scanned, tmp_path):
     assert inductscan.plot("heatmap", scanned, tmp_path / "one.png", seed=1).warnings == []
 
 
+def test_a_run_that_counts_no_tokens_is_left_out_of_a_plot_against_tokens_with_a_warning(scanned, tmp_path):
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(scanned, mixed)
+    other = make_local_suite(tmp_path / "other", seeds=(0,), steps=(0, 10))
+    summary = run_scan(plan(local_suite(other, name="mine")), mixed, ScanConfig(probe_length=8), progress=False)
+    assert summary.scored == 2
+    for kind in ("timing", "gain"):
+        written = inductscan.plot(kind, mixed, tmp_path / f"{kind}.png")
+        assert len(written.warnings) == 1, written.warnings
+        assert "counts no tokens" in written.warnings[0] and "left out of a plot against tokens" in written.warnings[0]
+        assert "mine" in written.warnings[0]
+
+
 def test_seed_comparison_names_runs_without_a_phase_change(scanned):
     phases = inductscan.find_phase_changes(inductscan.load_results(scanned))
     axes = inductscan.plot_seed_comparison(phases).axes[0]

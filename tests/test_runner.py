@@ -109,6 +109,16 @@ def test_a_weight_of_the_wrong_shape_is_a_recorded_failure_naming_it(runner, tmp
     assert "h.0.mlp.c_fc.weight" in reason and "(64, 256)" in reason and "(64, 128)" in reason
 
 
+def test_a_config_whose_bos_token_is_outside_its_vocabulary_is_named_as_the_cause(runner, tmp_path):
+    # GPT2Config's default bos_token_id (50256) in a model of 96 tokens, as a hand-made tiny GPT-2 has
+    suite = make_local_suite(tmp_path / "suite", seeds=(0,), steps=(0,), bos_token_id=50256)
+    out = tmp_path / "results"
+    result = scan(runner, suite, out)
+    assert result.exit_code == 1, result.output
+    reason = inductscan.load_failures(out).reason[0]
+    assert "BOS token 50256, outside this vocabulary of 96" in reason and "bos_token_id" in reason, reason
+
+
 def test_out_of_memory_is_told_apart_from_other_runtime_errors():
     with pytest.raises(RuntimeError) as allocation:
         torch.empty(2**62, dtype=torch.uint8)  # the CPU allocator's own error, a plain RuntimeError

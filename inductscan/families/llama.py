@@ -458,7 +458,7 @@ def refuse_unexplained(arch: LlamaArchitecture, state: Mapping[str, torch.Tensor
     """A checkpoint holding tensors its config does not explain (a q_norm beside a Llama config,
     a layer more than it says) would be run without them: refused, naming them. Rotary frequencies
     that older transformers saved, and a tied model's copy of the embedding, are ignored as
-    transformers ignores them."""
+    transformers ignores them; a tied model's lm_head that is not that copy is refused."""
     ignored = {"lm_head.weight"} if arch.tied_embeddings else set()
     extra = sorted(
         name for name in set(state) - expected_names(arch) - ignored if not name.endswith("rotary_emb.inv_freq")
@@ -466,3 +466,12 @@ def refuse_unexplained(arch: LlamaArchitecture, state: Mapping[str, torch.Tensor
     if extra:
         shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
         raise CorruptCheckpointError(f"the checkpoint holds tensors its {arch.family} config does not explain: {shown}")
+    embedding = "model.embed_tokens.weight"
+    if arch.tied_embeddings and "lm_head.weight" in state and embedding in state:
+        if not torch.equal(state["lm_head.weight"], state[embedding]):
+            # transformers then leaves them untied and unembeds with lm_head: scores from the
+            # embedding would not be that model's
+            raise CorruptCheckpointError(
+                "config.json ties the embeddings (tie_word_embeddings) but the checkpoint's lm_head.weight "
+                "differs from its embedding: set tie_word_embeddings to false if lm_head is the unembedding"
+            )

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from inductscan.errors import DamagedFileError
+from inductscan.errors import DamagedFileError, OutputError
 from inductscan.results import damaged
 from inductscan.results.folder import ResultsFolder
 from inductscan.results.layout import (
@@ -40,6 +40,8 @@ from inductscan.results.layout import (
     require_results_folder,
     run_folder,
     safe,
+    unwritable,
+    unwritable_reason,
 )
 from inductscan.results.schema import CURVE_SCHEMA, SORT_KEYS, folder_schema
 
@@ -64,7 +66,15 @@ def compact(folder: ResultsFolder | str | os.PathLike, runs: list[tuple[str, str
         for run in listed:
             if found := damaged.check(run, table):  # folded into a new file, it would hide its rows
                 raise DamagedFileError(found[0].line())
-            folded += compact_run(run.folder, schema, SORT_KEYS[table])
+            try:
+                folded += compact_run(run.folder, schema, SORT_KEYS[table])
+            except OSError as error:
+                if not unwritable(error):
+                    raise
+                raise OutputError(
+                    f"cannot write to {run.folder}: {unwritable_reason(run.folder, error)}; compact rewrites a "
+                    "run's files in its folder: make it writable (readers read it uncompacted meanwhile)"
+                ) from error
     if runs is None:
         folder.refresh()
     else:

@@ -13,17 +13,30 @@ from inductscan.errors import OutputError
 from inductscan.results.layout import atomic, declaration_path
 
 
-def declare_scores(out: str | os.PathLike, declared: list[metrics.Metric]) -> None:
+def declare_scores(out: str | os.PathLike, declared: list[metrics.Metric]) -> list[str]:
     """Record in the folder the declaration of each user's score that a scan computes
     (``OUT/custom_scores/NAME.json``), so that reading the folder needs none of the user's code.
-    The latest scan's declaration is kept; each row records the version it was scored with."""
+    The latest scan's declaration is kept; each row records the version it was scored with.
+    Returns the names declared for the first time (see :func:`withdraw_declarations`)."""
+    new = []
     for metric in declared:
         path = declaration_path(out, metric.name)
         text = json.dumps(dataclasses.asdict(metric), indent=1)
         if path.is_file() and path.read_text() == text:
             continue
+        if not path.is_file():
+            new.append(metric.name)
         with atomic(path) as temporary:
             temporary.write_text(text)
+    return new
+
+
+def withdraw_declarations(out: str | os.PathLike, names: list[str]) -> None:
+    """Remove the declarations of ``names``, first declared by a scan that then stopped before it
+    scored a checkpoint: no row has their columns, which would otherwise show as empty columns of
+    scores that never ran."""
+    for name in names:
+        declaration_path(out, name).unlink(missing_ok=True)
 
 
 def recorded_scores(out: str | os.PathLike) -> list[metrics.Metric]:

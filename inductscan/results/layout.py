@@ -8,6 +8,7 @@ the commands that list a folder import nothing heavy.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -33,6 +34,7 @@ DAMAGED_FOLDER = "damaged"  # OUT/damaged/TABLE/SUITE/RUN/: where a scan sets da
 ADVICE = (  # what a damaged file's line says to do
     ": its checkpoints cannot be read; a scan into the folder sets it aside (into OUT/damaged/) and scores them again"
 )
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)  # permissions, an immutable file, a read-only file system
 LISTINGS = 8  # a compaction commits and deletes in a few milliseconds: a handful of listings outlast it
 
 
@@ -145,6 +147,10 @@ def write_once(path: Path, text: str) -> bool:
 
 def check_writable(out: str | os.PathLike) -> None:
     """Fail early, with one clear line, if the results folder cannot be written."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise OutputError(
+            f"cannot write results to {out}: it is a file, not a folder; choose another {parameter('out')}"
+        )
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
         with atomic(Path(out) / ".write-check") as temporary:
@@ -154,6 +160,12 @@ def check_writable(out: str | os.PathLike) -> None:
         raise OutputError(
             f"cannot write results to {out}: {unwritable_reason(out, error)}; choose another {parameter('out')}"
         ) from error
+
+
+def unwritable(error: OSError) -> bool:
+    """Whether ``error`` is the operating system refusing to write: permissions, an immutable
+    file (``chattr +i``) or a read-only file system (a full disk is :func:`no_space`)."""
+    return error.errno in UNWRITABLE and not isinstance(error, DiskFullError)
 
 
 def unwritable_reason(path: str | os.PathLike, error: OSError) -> str:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inductscan.errors import OutputError
+from inductscan.errors import DamagedFileError, OutputError
 from inductscan.results.layout import atomic, icl_path, probe_path
 from inductscan.results.settings import probes_used
 
@@ -42,7 +42,22 @@ def _save_ids_once(path: Path, key: str, record: dict, ids: torch.Tensor) -> Non
 def stored_icl_ids(out: str | os.PathLike, identifier: str) -> list[list[int]] | None:
     """The ICL examples' token ids the folder keeps under ``identifier`` (their hash), or None."""
     path = icl_path(out, identifier)
-    return json.loads(path.read_text())["ids"] if path.is_file() else None
+    return _stored_ids(path, "the ICL examples'") if path.is_file() else None
+
+
+def _stored_ids(path: Path, whose: str) -> list[list[int]]:
+    """The token ids a record of the folder keeps (``whose``: "the probe's"), or
+    :class:`DamagedFileError` naming the file: no scan into the folder writes it again (it is
+    written once, when the first checkpoint is scored with them)."""
+    try:
+        ids = json.loads(path.read_text())["ids"]
+    except (ValueError, KeyError, TypeError) as error:  # not JSON (nor UTF-8), or not the record's
+        reason = f"it holds no {error}" if isinstance(error, KeyError) else str(error)
+        raise DamagedFileError(
+            f"{path} is damaged ({reason}): {whose} token ids cannot be read; restore it from a copy of the "
+            "folder, or scan into a new folder with the same settings, which writes it again"
+        ) from error
+    return ids
 
 
 def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Tensor:
@@ -62,5 +77,4 @@ def load_probe(path: str | os.PathLike, *, suite: str | None = None) -> torch.Te
         raise OutputError(f"expected one probe in {path}{where}, found {found}{hint}")
     import torch
 
-    stored = json.loads(next(iter(probes.values())).read_text())
-    return torch.tensor(stored["ids"], dtype=torch.int64)
+    return torch.tensor(_stored_ids(next(iter(probes.values())), "the probe's"), dtype=torch.int64)

@@ -12,7 +12,7 @@ from inductscan.results.folder import ResultsFolder
 from inductscan.results.read import derive, load_results, require_results
 from inductscan.results.schema import INDEX
 from inductscan.results.selection import selection
-from inductscan.results.sql import require_held, run_sql, select
+from inductscan.results.sql import refuse_repeated, require_held, run_sql, select
 from inductscan.vocabulary import DERIVED
 
 
@@ -70,6 +70,7 @@ def query(
     # None: sql.select's defaults, the users' scores the folder records among them (none is derived)
     wanted = None if columns is None else columns.split(",") if isinstance(columns, str) else list(columns)
     wanted = None if wanted is None else [name.strip() for name in wanted]
+    refuse_repeated(wanted or [])
     derived = [name for name in wanted or [] if name in DERIVED]
     read = None if wanted is None else [name for name in wanted if name not in DERIVED]
     if derived:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections import Counter
 from collections.abc import Mapping
 
 import duckdb
@@ -25,6 +26,7 @@ from inductscan.results.selection import Selection
 from inductscan.vocabulary import DERIVED, RUN_KEYS
 
 SHOWN = [*RUN_KEYS, "step", "tokens", "layer", "head", *HEAD_METRICS, *CHECKPOINT_METRICS]  # query's default columns
+SCORES = ("scores",)  # the tables of a reader of the scores alone: a damaged side table does not stop it
 ADDED_COLUMNS = {"dtype": "VARCHAR", "scoring_version": "INTEGER", "custom_scores": "VARCHAR"}  # docs/scores.md
 
 
@@ -33,16 +35,21 @@ def connect(
     *,
     skip_damaged: bool = False,
     runs: list[tuple[str, str]] | None = None,
+    tables: tuple[str, ...] = TABLES,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view for each table the results folder holds (of the
-    (suite folder, run folder)s ``runs`` only, if given), made once per listing of the folder. A
-    file that cannot be read as its table's raises :class:`~inductscan.errors.DamagedFileError`
-    naming it, or with ``skip_damaged`` is left out (see :func:`inductscan.results.damaged.check`)."""
+    """An in-memory DuckDB connection with a view for each of ``tables`` that the results folder
+    holds (of the (suite folder, run folder)s ``runs`` only, if given), made once per listing of the
+    folder. A file of those tables that cannot be read as its table's raises
+    :class:`~inductscan.errors.DamagedFileError` naming it, or with ``skip_damaged`` is left out
+    (see :func:`inductscan.results.damaged.check`); a reader of the scores alone (``tables``:
+    ``("scores",)``) neither reads nor checks the token losses and ICL curves."""
     folder = ResultsFolder.of(results)
     require_results_folder(folder.path)
-    key = ("duckdb", skip_damaged, None if runs is None else tuple(runs))
+    key = ("duckdb", skip_damaged, None if runs is None else tuple(runs), tables)
     return relisted(
-        lambda: folder.remembered(key, lambda: _views_of(folder, skip_damaged, runs)), vanished, folder.refresh
+        lambda: folder.remembered(key, lambda: _views_of(folder, skip_damaged, runs, tables)),
+        vanished,
+        folder.refresh,
     )
 
 
@@ -54,10 +61,10 @@ def vanished(error: Exception) -> bool:
 
 
 def _views_of(
-    folder: ResultsFolder, skip_damaged: bool, runs: list[tuple[str, str]] | None
+    folder: ResultsFolder, skip_damaged: bool, runs: list[tuple[str, str]] | None, tables: tuple[str, ...]
 ) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
-    for table in TABLES:
+    for table in tables:
         files = folder.visible_files(table, skip_damaged=skip_damaged, chosen=runs)
         if files:
             listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files)
@@ -114,7 +121,7 @@ def distinct(
     folder = ResultsFolder.of(results)
 
     def read() -> list[tuple]:  # the start-up of a scan reads beside another scan's compaction
-        connection = connect(folder, skip_damaged=skip_damaged, runs=runs)
+        connection = connect(folder, skip_damaged=skip_damaged, runs=runs, tables=SCORES)
         if "scores" not in _views(connection):
             return []
         known = [name for (name,) in connection.execute("SELECT column_name FROM (DESCRIBE scores)").fetchall()]
@@ -132,7 +139,7 @@ def require_held(results: ResultsFolder | str | os.PathLike, filters: Mapping, c
     named = {kind: filters.get(kind) for kind in ("suite", "run") if filters.get(kind) is not None}
     if not named:
         return
-    connection = connection or connect(results)
+    connection = connection or connect(results, tables=SCORES)
     if "scores" not in _views(connection):
         return  # no scored checkpoint at all: the reader says so in its own words
     held = connection.sql("SELECT DISTINCT suite, run FROM scores").fetchall()
@@ -159,7 +166,14 @@ def not_held(kind: str, wanted: list[str], held: list[str], where: str) -> str:
     line = f"no {kind} {', '.join(map(repr, wanted))} in {where} ({kind}s held: {shown or 'none'})"
     for name in wanted:
         prefix = f"{name}: " if len(wanted) > 1 else ""
-        close = difflib.get_close_matches(name, held, n=1, cutoff=0.6)
+        close = (
+            difflib.get_close_matches(name, held, n=1, cutoff=0.6)
+            or [
+                other
+                for other in held
+                if other.startswith(name)  # a local run's name ends in -HASH: seed1-3fa2b1c9
+            ][:1]
+        )
         catalogued = [] if close or kind != "suite" else difflib.get_close_matches(name, suite_names(), n=1)
         if close:
             line += f"; {prefix}did you mean {close[0]}?"
@@ -172,6 +186,14 @@ def default_columns(known: list[str]) -> list[str]:
     """query's default columns of a table with the columns ``known``: :data:`SHOWN`, then the users'
     scores it has (docs/custom_scores.md)."""
     return [*SHOWN, *(name for name in known if is_added(name))]
+
+
+def refuse_repeated(columns: list[str]) -> None:
+    """Refuse a column named twice: a row answers with each column once (and DuckDB's --best
+    packs the columns by name, which a repeated name breaks)."""
+    repeated = [name for name, count in Counter(columns).items() if count > 1]
+    if repeated:
+        raise ConfigError(f"{parameter('columns')} names {', '.join(repeated)} more than once; name each column once")
 
 
 def select(
@@ -190,7 +212,7 @@ def select(
     ``top``, the ``top`` rows with the highest ``metric``. Sorted by run, step, layer and head
     unless ``top`` orders them. Returns the executed query: fetch its rows with ``fetchall()``
     (plain Python values) or ``to_arrow_table()``."""
-    connection = connect(results)
+    connection = connect(results, tables=SCORES)
     learn_scores(results)  # its users' scores: among the default columns, and as --metric
     if "scores" not in _views(connection):
         raise OutputError(no_scores(results))
@@ -199,6 +221,7 @@ def select(
     wanted = default_columns(known) if columns is None else columns
     if not wanted:
         raise ConfigError(f"no column chosen; columns are {', '.join(known + list(DERIVED))}")
+    refuse_repeated(wanted)
     unknown = [name for name in dict.fromkeys([*wanted, metric]) if name not in known]
     if unknown:
         raise ConfigError(f"unknown column(s) {', '.join(unknown)}; columns are {', '.join(known + list(DERIVED))}")

@@ -55,3 +55,16 @@ def test_compact_folds_and_says_so(runner, scanned):
     result = runner.invoke(main, ["compact", str(out)])
     assert result.exit_code == 0 and result.output.startswith(f"compacted {out}: ")
     assert len(inductscan.load_results(out)) == 6 * 3 * 4
+
+
+@pytest.mark.parametrize(
+    "columns, best, repeated",
+    [("step,step", False, "step"), ("seed,step,layer,step", True, "step"), ("step,hazard,hazard", False, "hazard")],
+    ids=["plain", "best", "derived"],
+)
+def test_a_column_named_twice_is_refused(runner, scanned, columns, best, repeated):
+    _, out = scanned
+    arguments = ["query", str(out), "--columns", columns, *(["--best"] if best else [])]
+    one_line_error(runner.invoke(main, arguments), f"--columns names {repeated} more than once")
+    with pytest.raises(inductscan.errors.ConfigError, match=f"columns names {repeated} more than once"):
+        inductscan.query(out, columns=columns, best=best)

@@ -53,11 +53,24 @@ def test_status_plans_as_the_library_does_with_the_same_plan_arguments(runner, s
 def test_bad_input_gives_one_line(runner, tmp_path, scanned):
     folder, _ = scanned
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-smol"]), "unknown suite", "stanford-gpt2-small")
+    one_line_error(runner.invoke(main, ["scan", "OLMo-2-1B"]), "unknown suite 'OLMo-2-1B'", "did you mean olmo-2-1b?")
+    one_line_error(
+        runner.invoke(main, ["scan", "stanford"]), "did you mean stanford-gpt2-small or stanford-gpt2-medium?"
+    )
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--seeds", "22"]), "no seed 22", "21, 49")
     one_line_error(runner.invoke(main, ["scan", "stanford-gpt2-small", "--steps", "15"]), "no step 15", "10, 20")
     one_line_error(runner.invoke(main, ["scan", str(tmp_path / "nowhere")]), "no such folder")
+    one_line_error(
+        runner.invoke(main, ["scan", str(folder), "--step-range", "100000:200000"]),
+        "no checkpoint matches the chosen seeds and steps (local holds",
+        f"`inductscan suites {folder}` lists them",
+    )
     (tmp_path / "afile").write_text("")
     one_line_error(runner.invoke(main, ["scan", str(tmp_path / "afile")]), "afile is a file: a local suite is a folder")
+    one_line_error(
+        runner.invoke(main, ["scan", str(folder), "--out", str(tmp_path / "afile")]),
+        f"cannot write results to {tmp_path / 'afile'}: it is a file, not a folder; choose another --out",
+    )
     one_line_error(runner.invoke(main, ["scan", str(folder), "--probe-length", "0"]), "--probe-length must be")
     one_line_error(
         runner.invoke(main, ["scan", str(folder), "--probe-length", "40", "--probe-repeats", "3"]),

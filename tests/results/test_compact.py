@@ -311,3 +311,39 @@ def test_a_total_below_the_tokens_already_seen_is_refused():
     with pytest.raises(inductscan.errors.ConfigError, match="had seen 2,000 tokens.*more than its total"):
         timing_compare.add_fractions(timing, total_tokens=1000)
     assert timing_compare.add_fractions(timing, total_tokens=4000)["midpoint_fraction"].tolist() == [0.5]
+
+
+def without_overriding_permissions() -> None:
+    """Run in the child before it starts the command: as root, give up overriding files'
+    permissions (CAP_DAC_OVERRIDE, dropped from the bounding set, so that the command started next
+    does not hold it), so that a folder without write permission refuses root too; as another
+    user, nothing to do."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    pr_capbset_drop, cap_dac_override = 24, 1  # <linux/prctl.h>, <linux/capability.h>
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_capbset_drop, cap_dac_override, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot drop CAP_DAC_OVERRIDE")
+
+
+def test_compact_of_a_folder_it_cannot_write_is_one_line(written):
+    out, expected = written
+    before = files(out)
+    folders = [path for path in (out / "scores").rglob("*") if path.is_dir()]
+    for path in (out / "scores").rglob("*"):
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        command = [sys.executable, "-m", "inductscan.cli", "compact", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                              preexec_fn=without_overriding_permissions)  # fmt: skip
+    finally:
+        for path in (out / "scores").rglob("*"):
+            path.chmod(path.stat().st_mode | 0o200)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("error: cannot write to ") and ": Permission denied; " in lines[0]
+    assert any(lines[0].startswith(f"error: cannot write to {folder}: ") for folder in folders)
+    assert files(out) == before  # nothing folded, nothing half-written
+    assert_same_rows(out, expected)

@@ -5,6 +5,7 @@ a scan stopped by a full disk resumes once there is room."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -128,6 +129,38 @@ def test_status_of_a_folder_whose_only_file_is_damaged_names_it(scanned, tmp_pat
     status = CliRunner().invoke(main, ["status", str(out)])  # without --suite: no readable row to plan from
     assert status.exit_code == 1, status.output
     assert f"damaged: {folder / 'compact-000002.parquet'} is damaged" in status.output
+    assert f"{folder.name} (seed unknown: its files are damaged): 4 planned, 0 done, 4 damaged" in status.output
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory) -> tuple[Path, Path]:
+    """Two local runs (seeds 0 and 1) of two steps each, scanned and compacted."""
+    root = tmp_path_factory.mktemp("two-seeds")
+    suite = make_local_suite(root / "suite", seeds=(0, 1), steps=(0, 10))
+    assert scan(suite, root / "out").exit_code == 0
+    return suite, root / "out"
+
+
+@pytest.mark.parametrize("damaged", [(0,), (0, 1)], ids=["one-run", "both-runs"])
+def test_status_without_a_suite_counts_a_run_whose_every_file_is_damaged(two_seeds, tmp_path, damaged):
+    suite, made = two_seeds
+    out = tmp_path / "out"
+    shutil.copytree(made, out)
+    runs = {seed: next((out / "scores" / "local").glob(f"seed{seed}-*")) for seed in (0, 1)}
+    for seed in damaged:
+        compacted = runs[seed] / "compact-000001.parquet"
+        compacted.write_bytes(compacted.read_bytes()[:500])
+    status = CliRunner().invoke(main, ["status", str(out)])
+    assert status.exit_code == 1, status.output
+    for seed, folder in runs.items():
+        if seed in damaged:
+            assert f"{folder.name} (seed unknown: its files are damaged): 2 planned, 0 done, 2 damaged" in status.output
+            assert f"damaged: {folder / 'compact-000001.parquet'} is damaged" in status.output
+        else:
+            assert f"{folder.name} (seed {seed}): 2 planned, 2 done, 0 failed" in status.output
+    assert f"4 planned, {4 - 2 * len(damaged)} done, {2 * len(damaged)} damaged" in status.output
+    with_suite = CliRunner().invoke(main, ["status", str(out), "--suite", str(suite)])
+    assert f"4 planned, {4 - 2 * len(damaged)} done, {2 * len(damaged)} damaged" in with_suite.output
 
 
 def test_a_parquet_file_of_another_tool_is_named_as_not_inductscans(scanned, tmp_path):
@@ -179,6 +212,39 @@ def test_a_damaged_side_table_is_named_by_its_readers(tmp_path, table):
     one_line(CliRunner().invoke(main, arguments), 2, str(damaged))  # its view is made with the others
     found = ResultsFolder(out).damaged(table)
     assert [problem.paths for problem in found] == [(damaged,)] and found[0].steps == {0}
+
+
+@pytest.mark.parametrize("table", ["icl_curves", "token_losses"])
+def test_a_damaged_side_table_is_counted_by_status_and_stops_no_reader_of_the_scores_alone(tmp_path, table):
+    out = tmp_path / "out"
+    side_tables(out)
+    damaged = next((out / table).rglob("step-*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    status = CliRunner().invoke(main, ["status", str(out)])
+    assert status.exit_code == 1, status.output
+    assert "run (seed 0): 1 planned, 0 done, 1 damaged" in status.output
+    assert f"damaged: {damaged} is damaged" in status.output
+    best = CliRunner().invoke(main, ["query", str(out), "--best", "--format", "json"])
+    assert best.exit_code == 0, best.output
+    rows = json.loads(best.output)  # one checkpoint, two heads of equal (zero) scores: the first head
+    assert [(row["step"], row["layer"], row["head"]) for row in rows] == [(0, 0, 0)]
+    assert CliRunner().invoke(main, ["query", str(out), "--columns", "step,head"]).exit_code == 0
+
+
+def test_a_damaged_record_of_token_ids_is_named_by_its_readers(tmp_path):
+    out = tmp_path / "out"
+    side_tables(out)
+    for record in [*(out / "probes").glob("*.json"), *(out / "icl").glob("*.json")]:
+        record.write_bytes(b"\x89 not json")
+    (probe,) = (out / "probes").glob("*.json")
+    with pytest.raises(DamagedFileError, match=f"{probe} is damaged .*the probe's token ids cannot be read"):
+        inductscan.load_probe(out)
+    (icl,) = (out / "icl").glob("*.json")
+    with pytest.raises(DamagedFileError, match=f"{icl} is damaged .*the ICL examples' token ids cannot be read"):
+        token_losses.icl_ids(out)
+    icl.write_text('{"icl": {}}')  # JSON, but not the record's
+    with pytest.raises(DamagedFileError, match=f"{icl} is damaged \\(it holds no 'ids'\\)"):
+        token_losses.icl_ids(out)
 
 
 def test_a_scan_with_icl_redoes_a_checkpoint_whose_curve_was_set_aside(tmp_path):

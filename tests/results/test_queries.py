@@ -68,6 +68,7 @@ def test_a_misspelt_suite_or_run_is_named_with_what_the_folder_holds(folder, tmp
         return runner.invoke(main, [words[0], str(folder), *words[1:], *selection])
 
     error_line(invoke("--run", "nope"), "no run 'nope' in", "runs held: alias-gpt2-small-x21, output-3fa2b1c9")
+    error_line(invoke("--run", "output"), "no run 'output'", "did you mean output-3fa2b1c9?")  # its -HASH left out
     error_line(invoke("--suite", "locall"), "no suite 'locall'", "suites held: local, stanford-gpt2-small",
                "did you mean local?")  # fmt: skip
     error_line(invoke("--suite", "stanford-gpt2-smal"), "did you mean stanford-gpt2-small?")
