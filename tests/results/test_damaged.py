@@ -199,12 +199,17 @@ def side_tables(out: Path) -> None:
     token_losses.write(out, identity, torch.ones(2, 23), examples)
 
 
-@pytest.mark.parametrize("table", ["icl_curves", "token_losses"])
-def test_a_damaged_side_table_is_named_by_its_readers(tmp_path, table):
-    out = tmp_path / "out"
+def with_a_damaged_side_file(out, table: str, keep: int):
+    """``side_tables(out)`` with ``table``'s file cut to its first ``keep`` bytes; (out, that file)."""
     side_tables(out)
     damaged = next((out / table).rglob("step-*.parquet"))
-    damaged.write_bytes(damaged.read_bytes()[:300])
+    damaged.write_bytes(damaged.read_bytes()[:keep])
+    return out, damaged
+
+
+@pytest.mark.parametrize("table", ["icl_curves", "token_losses"])
+def test_a_damaged_side_table_is_named_by_its_readers(tmp_path, table):
+    out, damaged = with_a_damaged_side_file(tmp_path / "out", table, keep=300)
     reader = inductscan.load_icl_curves if table == "icl_curves" else inductscan.load_token_losses
     with pytest.raises(DamagedFileError, match=f"{damaged} is damaged"):
         reader(out)
@@ -216,10 +221,7 @@ def test_a_damaged_side_table_is_named_by_its_readers(tmp_path, table):
 
 @pytest.mark.parametrize("table", ["icl_curves", "token_losses"])
 def test_a_damaged_side_table_is_counted_by_status_and_stops_no_reader_of_the_scores_alone(tmp_path, table):
-    out = tmp_path / "out"
-    side_tables(out)
-    damaged = next((out / table).rglob("step-*.parquet"))
-    damaged.write_bytes(damaged.read_bytes()[:100])
+    out, damaged = with_a_damaged_side_file(tmp_path / "out", table, keep=100)
     status = CliRunner().invoke(main, ["status", str(out)])
     assert status.exit_code == 1, status.output
     assert "run (seed 0): 1 planned, 0 done, 1 damaged" in status.output
