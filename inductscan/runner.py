@@ -41,7 +41,7 @@ from inductscan.results.compact import compact
 from inductscan.results.damaged import set_aside_damaged
 from inductscan.results.declarations import declare_scores, withdraw_declarations
 from inductscan.results.folder import ResultsFolder, Scored, is_done, remove_stale_temporaries
-from inductscan.results.layout import DAMAGED_FOLDER, Damaged, check_writable, claim, run_folder
+from inductscan.results.layout import DAMAGED_FOLDER, Damaged, check_writable, claim, safe
 from inductscan.results.read import SameWeights, load_results, same_weights
 from inductscan.results.records import run_notes, write_failure, write_run_note
 from inductscan.results.settings import Settings, refuse_other_settings, release_unbacked_settings
@@ -407,11 +407,8 @@ def changed_since_scored(folder: ResultsFolder, done: list[CheckpointRef]) -> li
     when its sha256 is not the one scored."""
     notes = []
     local = [ref for ref in done if ref.suite.source == "local"]
-    for (suite, run), refs in groupby_run(local).items():
-        where = run_folder(folder.path, "scores", suite, run)
-        stored = [
-            path for files in folder.runs("scores", [(where.parent.name, where.name)]) for path in files.visible()
-        ]
+    for (suite, run), refs in _by_run(local).items():
+        stored = [path for files in folder.runs("scores", [(safe(suite), safe(run))]) for path in files.visible()]
         try:
             scored_at = max(path.stat().st_mtime for path in stored)
         except (ValueError, OSError):
@@ -438,7 +435,8 @@ def changed_since_scored(folder: ResultsFolder, done: list[CheckpointRef]) -> li
     return notes
 
 
-def groupby_run(refs: list[CheckpointRef]) -> dict[tuple[str, str], list[CheckpointRef]]:
+def _by_run(refs: list[CheckpointRef]) -> dict[tuple[str, str], list[CheckpointRef]]:
+    """``refs`` by (suite, run), each run's in their order."""
     grouped: dict[tuple[str, str], list[CheckpointRef]] = {}
     for ref in refs:
         grouped.setdefault((ref.suite.name, ref.run.name), []).append(ref)
